@@ -1,0 +1,25 @@
+"""The exception hierarchy: every error meant for the user derives from CvaeBenchError."""
+
+
+class CvaeBenchError(Exception):
+    """An error with a message fit to show the user as one line."""
+
+
+class BackendUnavailableError(CvaeBenchError):
+    """A registered backend whose framework is missing or broken."""
+
+
+class UnknownBackendError(CvaeBenchError):
+    """A backend name that no entry point registers."""
+
+
+class PluginError(CvaeBenchError):
+    """A plugin that does not implement the Backend contract."""
+
+
+class DataError(CvaeBenchError):
+    """A data set that cannot be found, read or verified."""
+
+
+class WorkerError(CvaeBenchError):
+    """A backend worker process that died, hung or reported an error."""

@@ -1,0 +1,181 @@
+"""Float64 NumPy reference of the encoder, decoder, loss, gradients and evaluator: the judge."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
+
+Weights = dict[str, NDArray[np.floating]]
+F64 = NDArray[np.float64]
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class LossParts:
+    """Per-example loss terms in nats; the batch loss is the mean of `total`."""
+
+    kl: F64
+    nll: F64
+
+    @property
+    def total(self) -> F64:
+        """−ELBO per example."""
+        return self.kl + self.nll
+
+
+def init_weights(seed: int, spec: ModelSpec = DEFAULT_SPEC) -> dict[str, NDArray[np.float32]]:
+    """Keras-default initialisation: glorot-uniform kernels, zero biases, as float32."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, NDArray[np.float32]] = {}
+    for name, shape in spec.weight_shapes().items():
+        if name.endswith(".kernel"):
+            limit = math.sqrt(6.0 / (shape[0] + shape[1]))
+            out[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
+        else:
+            out[name] = np.zeros(shape, np.float32)
+    return out
+
+
+def _inputs(
+    x: NDArray[np.floating], y: NDArray[np.floating], spec: ModelSpec
+) -> tuple[F64, F64]:
+    xf = np.asarray(x, np.float64).reshape(len(x), spec.image_size)
+    return xf, np.asarray(y, np.float64)
+
+
+def _mlp(w: Weights, part: str, h: F64, n_layers: int) -> list[F64]:
+    """Forward through `part`'s dense layers; returns every layer's pre-activation."""
+    pre: list[F64] = []
+    for i in range(n_layers):
+        a = h @ np.asarray(w[f"{part}.dense_{i}.kernel"], np.float64) + np.asarray(
+            w[f"{part}.dense_{i}.bias"], np.float64
+        )
+        pre.append(a)
+        h = np.maximum(a, 0.0)
+    return pre
+
+
+def _relu_inputs(inp: F64, pre: list[F64]) -> list[F64]:
+    """The input of each dense layer given the network input and the pre-activations."""
+    return [inp] + [np.maximum(a, 0.0) for a in pre[:-1]]
+
+
+def encode(
+    w: Weights, x: NDArray[np.floating], y: NDArray[np.floating], spec: ModelSpec = DEFAULT_SPEC
+) -> tuple[F64, F64]:
+    """Encoder: returns (z_mean, z_log_var), each (B, latent_dim)."""
+    xf, yf = _inputs(x, y, spec)
+    out = _mlp(w, "encoder", np.concatenate([xf, yf], 1), len(spec.encoder_dims) - 1)[-1]
+    return out[:, : spec.latent_dim], out[:, spec.latent_dim :]
+
+
+def _sigmoid(a: F64) -> F64:
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+def decode(
+    w: Weights, z: NDArray[np.floating], y: NDArray[np.floating], spec: ModelSpec = DEFAULT_SPEC
+) -> F64:
+    """Decoder: returns x_mean (B, 28, 28) in (0, 1)."""
+    inp = np.concatenate([np.asarray(z, np.float64), np.asarray(y, np.float64)], 1)
+    a = _mlp(w, "decoder", inp, len(spec.decoder_dims) - 1)[-1]
+    return _sigmoid(a).reshape(len(inp), *spec.image_shape)
+
+
+def gaussian_nll(x: NDArray[np.floating], x_mean: NDArray[np.floating], spec: ModelSpec = DEFAULT_SPEC) -> F64:
+    """Σ_pixels of −log N(x; x_mean, σ_x) per example."""
+    n = len(x)
+    d = (np.asarray(x, np.float64).reshape(n, -1) - np.asarray(x_mean, np.float64).reshape(n, -1))
+    return np.sum(0.5 * (d / spec.sigma_x) ** 2, axis=1) + spec.nll_constant
+
+
+def _log_normal(z: F64, mean: F64, log_var: F64) -> F64:
+    return -0.5 * (z - mean) ** 2 * np.exp(-log_var) - 0.5 * log_var - _HALF_LOG_2PI
+
+
+def loss_parts(
+    w: Weights,
+    x: NDArray[np.floating],
+    y: NDArray[np.floating],
+    eps: NDArray[np.floating],
+    spec: ModelSpec = DEFAULT_SPEC,
+) -> LossParts:
+    """The training loss of DESIGN.md with ε of shape (kl_samples, B, latent_dim) passed in."""
+    z_mean, z_log_var = encode(w, x, y, spec)
+    e = np.asarray(eps, np.float64)
+    z = z_mean + np.exp(0.5 * z_log_var) * e  # (K, B, L)
+    kl = np.mean(np.sum(_log_normal(z, z_mean, z_log_var) - _log_normal(z, 0.0, 0.0), axis=2), axis=0)
+    nll = gaussian_nll(x, decode(w, z[0], y, spec), spec)
+    return LossParts(kl=kl, nll=nll)
+
+
+def analytic_kl(z_mean: NDArray[np.floating], z_log_var: NDArray[np.floating]) -> F64:
+    """KL(N(z_mean, σ²) ‖ N(0, 1)) per example."""
+    m = np.asarray(z_mean, np.float64)
+    lv = np.asarray(z_log_var, np.float64)
+    return 0.5 * np.sum(np.exp(lv) + m**2 - 1.0 - lv, axis=1)
+
+
+def evaluator_parts(
+    w: Weights,
+    x: NDArray[np.floating],
+    y: NDArray[np.floating],
+    eps: NDArray[np.floating],
+    spec: ModelSpec = DEFAULT_SPEC,
+) -> LossParts:
+    """The validation evaluator with its fixed ε (B, latent_dim): NLL at one draw, analytic KL."""
+    z_mean, z_log_var = encode(w, x, y, spec)
+    z = z_mean + np.exp(0.5 * z_log_var) * np.asarray(eps, np.float64)
+    return LossParts(kl=analytic_kl(z_mean, z_log_var), nll=gaussian_nll(x, decode(w, z, y, spec), spec))
+
+
+def _backprop(
+    w: Weights, part: str, inp: F64, pre: list[F64], grad_out: F64, grads: dict[str, F64]
+) -> F64:
+    """Backpropagate `grad_out` (w.r.t. the last pre-activation) through `part`; returns d/d input."""
+    ins = _relu_inputs(inp, pre)
+    g = grad_out
+    for i in reversed(range(len(pre))):
+        grads[f"{part}.dense_{i}.kernel"] = ins[i].T @ g
+        grads[f"{part}.dense_{i}.bias"] = g.sum(0)
+        g = g @ np.asarray(w[f"{part}.dense_{i}.kernel"], np.float64).T
+        if i > 0:
+            g = g * (pre[i - 1] > 0)
+    return g
+
+
+def gradients(
+    w: Weights,
+    x: NDArray[np.floating],
+    y: NDArray[np.floating],
+    eps: NDArray[np.floating],
+    spec: ModelSpec = DEFAULT_SPEC,
+) -> dict[str, F64]:
+    """Exact gradients of the batch-mean training loss w.r.t. every canonical weight."""
+    xf, yf = _inputs(x, y, spec)
+    n, lat = len(xf), spec.latent_dim
+    e = np.asarray(eps, np.float64)
+    enc_in = np.concatenate([xf, yf], 1)
+    enc_pre = _mlp(w, "encoder", enc_in, len(spec.encoder_dims) - 1)
+    m, lv = enc_pre[-1][:, :lat], enc_pre[-1][:, lat:]
+    s = np.exp(0.5 * lv)
+    z = m + s * e
+    dec_in = np.concatenate([z[0], yf], 1)
+    dec_pre = _mlp(w, "decoder", dec_in, len(spec.decoder_dims) - 1)
+    x_hat = _sigmoid(dec_pre[-1])
+
+    grads: dict[str, F64] = {}
+    # NLL through the decoder; the batch loss is a mean, hence the 1/n.
+    g_a = -(xf - x_hat) / spec.sigma_x**2 * x_hat * (1.0 - x_hat) / n
+    g_dec_in = _backprop(w, "decoder", dec_in, dec_pre, g_a, grads)
+    g_z1 = g_dec_in[:, :lat]
+    # KL: log N(z; m, σ) is −½ε² − ½ log σ² − c along the reparameterised path, −log N(z; 0, 1) is ½z² + c.
+    g_m = z.mean(0) / n + g_z1
+    g_lv = (-0.5 + np.mean(z * e * s / 2.0, axis=0)) / n + g_z1 * e[0] * s / 2.0
+    _backprop(w, "encoder", enc_in, enc_pre, np.concatenate([g_m, g_lv], 1), grads)
+    return grads
