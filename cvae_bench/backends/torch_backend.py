@@ -1,0 +1,226 @@
+"""Native PyTorch backend `torch`: plain nn.Linear layers, Keras-default init, Adam, eager or compiled."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from cvae_bench.backends.base import F32, Backend, Capabilities, WeightDict
+from cvae_bench.errors import BackendUnavailableError
+from cvae_bench.models.spec import ModelSpec
+
+
+def _mlp(dims: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        layers.append(nn.Linear(d_in, d_out))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class CVAE(nn.Module):
+    """The tutorial's encoder and decoder as two MLPs, with the training loss of DESIGN.md."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.encoder = _mlp(spec.encoder_dims)
+        self.decoder = _mlp(spec.decoder_dims)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):  # Keras defaults: glorot-uniform kernels, zero biases
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.encoder(torch.cat([x.flatten(1), y], 1))
+        return out[:, : self.spec.latent_dim], out[:, self.spec.latent_dim :]
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = self.decoder(torch.cat([z, y], 1))
+        return torch.sigmoid(logits).view(-1, *self.spec.image_shape)
+
+    def loss_parts(
+        self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example (KL, NLL) with ε of shape (K, B, latent)."""
+        z_mean, z_log_var = self.encode(x, y)
+        sigma = torch.exp(0.5 * z_log_var)
+        z = z_mean + sigma * eps
+        # log N(z; z_mean, σ) − log N(z; 0, 1), with the ½ log 2π constants cancelled by hand so that
+        # float32 does not lose the (often small) difference.
+        kl = (0.5 * (z**2 - ((z - z_mean) / sigma) ** 2 - z_log_var)).sum(-1).mean(0)
+        x_mean = self.decode(z[0], y)
+        sq = (((x - x_mean) / self.spec.sigma_x) ** 2).flatten(1)
+        nll = 0.5 * sq.sum(1) + self.spec.nll_constant
+        return kl, nll
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        kl, nll = self.loss_parts(x, y, eps)
+        return (kl + nll).mean()
+
+
+class TorchBackend(Backend):
+    """Native PyTorch: eager by default; mode "compiled" wraps the loss in torch.compile.
+
+    The optimiser is torch's Adam with Keras's hyper-parameters (fused kernel where torch has one). It
+    differs from Keras's Adam only in where ε enters the denominator (after vs before bias correction),
+    a difference of order ε = 1e-7 in the update.
+    """
+
+    name = "torch"
+    framework = "torch"
+    capabilities = Capabilities(
+        devices=("cpu", "cuda"),
+        modes=("eager", "compiled"),
+        onnx_export=True,
+        isolated=True,
+        gradient_atol=1e-5,
+        notes={"compiled": "torch.compile(model), first step includes compilation"},
+    )
+
+    def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
+        super().__init__(spec, seed, device, mode)
+        if self.mode not in self.capabilities.modes:
+            raise BackendUnavailableError(
+                f"backend 'torch' has no mode {self.mode!r}; choose one of {', '.join(self.capabilities.modes)}"
+            )
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailableError("backend 'torch': --device cuda asked for, but torch sees no CUDA device")
+        # Fairness: full float32 matmuls everywhere (no TF32), as on the CPU.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        self._torch_device = torch.device(device)
+        torch.manual_seed(seed)
+        self.model = CVAE(spec).to(self._torch_device)
+        self._gen = torch.Generator(device=self._torch_device)
+        self._gen.manual_seed(seed)
+        self._loss_fn: Any = torch.compile(self.model) if self.mode == "compiled" else self.model
+        self._new_optimizer()
+        self._x: torch.Tensor | None = None
+        self._y: torch.Tensor | None = None
+        self._loss_sum = torch.zeros((), device=self._torch_device)
+        self._loss_count = 0
+
+    def _new_optimizer(self) -> None:
+        s = self.spec
+        fused = self._torch_device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=s.learning_rate, betas=(s.adam_beta_1, s.adam_beta_2),
+            eps=s.adam_epsilon, fused=fused,
+        )
+
+    @classmethod
+    def framework_versions(cls) -> dict[str, str]:
+        return {"torch": torch.__version__}
+
+    @property
+    def device(self) -> str:
+        return str(self._torch_device)
+
+    def _t(self, a: NDArray[Any]) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a, np.float32), device=self._torch_device)
+
+    @staticmethod
+    def _np(t: torch.Tensor) -> F32:
+        return t.detach().to("cpu").numpy().astype(np.float32, copy=False)
+
+    # -- weights ------------------------------------------------------------------------------------
+    def _linears(self) -> dict[str, nn.Linear]:
+        out: dict[str, nn.Linear] = {}
+        for part in ("encoder", "decoder"):
+            linears = [m for m in getattr(self.model, part) if isinstance(m, nn.Linear)]
+            out.update({f"{part}.dense_{i}": m for i, m in enumerate(linears)})
+        return out
+
+    def get_weights(self) -> WeightDict:
+        out: WeightDict = {}
+        for prefix, lin in self._linears().items():
+            out[f"{prefix}.kernel"] = self._np(lin.weight.T).copy()
+            out[f"{prefix}.bias"] = self._np(lin.bias).copy()
+        return out
+
+    def set_weights(self, weights: Mapping[str, NDArray[np.floating]]) -> None:
+        with torch.no_grad():
+            for prefix, lin in self._linears().items():
+                lin.weight.copy_(self._t(weights[f"{prefix}.kernel"]).T)
+                lin.bias.copy_(self._t(weights[f"{prefix}.bias"]))
+        self._new_optimizer()
+
+    # -- inference ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: F32, y: F32) -> tuple[F32, F32]:
+        m, lv = self.model.encode(self._t(x), self._t(y))
+        return self._np(m), self._np(lv)
+
+    @torch.no_grad()
+    def decode(self, z: F32, y: F32) -> F32:
+        return self._np(self.model.decode(self._t(z), self._t(y)))
+
+    @torch.no_grad()
+    def loss_parts(self, x: F32, y: F32, eps: F32) -> tuple[F32, F32]:
+        kl, nll = self.model.loss_parts(self._t(x), self._t(y), self._t(eps))
+        return self._np(kl), self._np(nll)
+
+    def gradients(self, x: F32, y: F32, eps: F32) -> WeightDict:
+        self.model.zero_grad(set_to_none=True)
+        self.model(self._t(x), self._t(y), self._t(eps)).backward()
+        out: WeightDict = {}
+        for prefix, lin in self._linears().items():
+            assert lin.weight.grad is not None and lin.bias.grad is not None
+            out[f"{prefix}.kernel"] = self._np(lin.weight.grad.T).copy()
+            out[f"{prefix}.bias"] = self._np(lin.bias.grad).copy()
+        self.model.zero_grad(set_to_none=True)
+        return out
+
+    # -- training -----------------------------------------------------------------------------------
+    def load_train_data(self, x: F32, y: F32) -> None:
+        self._x = self._t(x)
+        self._y = self._t(y)
+        self._order_x, self._order_y = self._x, self._y
+
+    def set_order(self, order: NDArray[np.int64]) -> None:
+        if self._x is None or self._y is None:
+            raise RuntimeError("load_train_data must come before set_order")
+        idx = torch.as_tensor(order, device=self._torch_device)
+        # One gather per epoch keeps every batch a contiguous slice.
+        self._order_x = self._x.index_select(0, idx)
+        self._order_y = self._y.index_select(0, idx)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._loss_fn(x, y, eps)
+        loss.backward()
+        self.optimizer.step()
+        self._loss_sum += loss.detach()
+        self._loss_count += 1
+
+    def train_step(self, index: int) -> None:
+        b = self.spec.batch_size
+        x = self._order_x[index * b : (index + 1) * b]
+        y = self._order_y[index * b : (index + 1) * b]
+        eps = torch.randn(
+            (self.spec.kl_samples, x.shape[0], self.spec.latent_dim),
+            generator=self._gen, device=self._torch_device,
+        )
+        self._step(x, y, eps)
+
+    def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
+        self._step(self._t(x), self._t(y), self._t(eps))
+
+    def take_loss(self) -> float:
+        if self._loss_count == 0:
+            return float("nan")
+        value = float(self._loss_sum.item()) / self._loss_count
+        self._loss_sum.zero_()
+        self._loss_count = 0
+        return value
+
+    def synchronize(self) -> None:
+        if self._torch_device.type == "cuda":
+            torch.cuda.synchronize(self._torch_device)

@@ -1,0 +1,112 @@
+"""One training run of one backend in its own worker, written to a run folder."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvae_bench import __version__
+from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.errors import BackendUnavailableError
+from cvae_bench.harness.io import ensure_dir, save_weights, write_json
+from cvae_bench.harness.train import TrainConfig
+from cvae_bench.harness.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
+from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs besides the backend."""
+
+    config: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "cpu"
+    mode: str | None = None
+    dataset: str = "mnist"
+    data_path: str | None = None
+    train_subset: int | None = None
+    val_subset: int | None = None
+    spec: ModelSpec = DEFAULT_SPEC
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+
+
+def default_run_dir(root: str | Path, name: str) -> Path:
+    """runs/<backend>-<UTC timestamp>."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{name}-{stamp}"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_backend(
+    info: BackendInfo, options: RunOptions, out_dir: str | Path,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train `info` in a fresh worker; write result.json and weights.safetensors into `out_dir`.
+
+    Returns:
+        The result document (as written to result.json).
+
+    Raises:
+        BackendUnavailableError: the backend's framework is missing.
+        WorkerError: the worker died or hung.
+    """
+    if not info.available:
+        raise BackendUnavailableError(info.unavailable_reason())
+    out = ensure_dir(out_dir)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    with Worker(info, idle_timeout=options.idle_timeout) as worker:
+        backend = RemoteBackend(worker, options.spec, options.config.seed, options.device, options.mode)
+        job = backend.run(
+            "cvae_bench.harness.jobs:train_job", on_event,
+            config=options.config.to_dict(), dataset=options.dataset, data_path=options.data_path,
+            train_subset=options.train_subset, val_subset=options.val_subset,
+        )
+    weights_path = out / "weights.safetensors"
+    save_weights(weights_path, job["weights"], metadata={"backend": info.name, "seed": str(options.config.seed)})
+    result = {
+        "cvae_bench": __version__,
+        "started": started,
+        "backend": info.name,
+        "origin": info.origin,
+        "mode": backend.mode,
+        "device": backend.device,
+        "versions": backend.info["versions"],
+        "hardware": job["environment"],
+        "seed": options.config.seed,
+        "config": options.config.to_dict(),
+        "spec": options.spec.to_dict(),
+        "build_s": backend.info["build_s"],
+        **job["record"],
+        "weights": {"file": weights_path.name, "sha256": file_sha256(weights_path)},
+    }
+    write_json(out / "result.json", result)
+    return result
+
+
+def summary_line(result: dict[str, Any], out_dir: str | Path) -> str:
+    """The one human line printed at the end of a run."""
+    head = f"{result['backend']} ({result['mode']}, {result['device']})"
+    final = result["final"]["val_elbo"]
+    ms = result["ms_per_step_median"]
+    speed = f"{ms:.2f} ms/step median" if ms is not None else "n/a ms/step"
+    timing = f"build {result['build_s']:.2f} s, first step {result['first_step_s']:.2f} s, {speed}"
+    if result["target"] is None:
+        what = f"trained {result['epochs']:.0f} epochs ({result['steps']} steps) in {result['train_time_s']:.1f} s"
+    elif result["reached"]:
+        what = (f"reached val -ELBO <= {result['target']} at step {result['steps_to_target']} "
+                f"(epoch {result['epochs_to_target']:.2f}) in {result['time_to_target_s']:.1f} s")
+    else:
+        what = (f"did NOT reach val -ELBO <= {result['target']} in {result['epochs']:.0f} epochs "
+                f"({result['steps']} steps)")
+    return f"{head}: {what}; final val -ELBO {final:.2f}; {timing} -> {out_dir}"

@@ -1,0 +1,141 @@
+"""Train-to-target: the tutorial's recipe until the shared evaluator reports val −ELBO ≤ target."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cvae_bench.backends.base import Backend
+from cvae_bench.harness.evaluate import Evaluator
+
+Event = dict[str, Any]
+EventSink = Callable[[Event], None]
+
+DEFAULT_TARGET = 235.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long to train and how often to evaluate.
+
+    Attributes:
+        target: stop at the first evaluation with val −ELBO ≤ target; None trains `epochs` epochs.
+        max_epochs: give up after this many epochs when the target is not reached.
+        epochs: train exactly this many epochs without a target (overrides `target`).
+        eval_every: evaluate every this many steps; None means once per epoch.
+        seed: the training seed (initial weights, ε, shuffling).
+        log_every: steps between progress events (each one reads the loss, which syncs the device).
+    """
+
+    target: float | None = DEFAULT_TARGET
+    max_epochs: int = 20
+    epochs: int | None = None
+    eval_every: int | None = None
+    seed: int = 0
+    log_every: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+
+def _noop(_: Event) -> None:
+    pass
+
+
+def train(
+    backend: Backend,
+    x_train: NDArray[np.float32],
+    y_train: NDArray[np.float32],
+    evaluator: Evaluator,
+    config: TrainConfig,
+    on_event: EventSink = _noop,
+) -> dict[str, Any]:
+    """Train `backend` and return the run's record (everything of result.json but identity/versions).
+
+    Times are wall-clock seconds. `time_to_target_s` counts training steps only, from the second step
+    on: the first step (which includes any compilation) is `first_step_s`, and evaluations are
+    `eval_time_s`, both reported apart.
+    """
+    n = len(x_train)
+    batch = backend.spec.batch_size
+    steps_per_epoch = math.ceil(n / batch)
+    fixed_epochs = config.epochs is not None
+    target = None if fixed_epochs else config.target
+    epochs = config.epochs if config.epochs is not None else config.max_epochs
+    total_steps = epochs * steps_per_epoch
+    eval_every = config.eval_every or steps_per_epoch
+    rng = np.random.default_rng(config.seed)
+
+    t_load = time.perf_counter()
+    backend.load_train_data(x_train, y_train)
+    backend.synchronize()
+    load_s = time.perf_counter() - t_load
+    on_event({"type": "start", "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+              "eval_every": eval_every, "target": target})
+
+    history: list[dict[str, Any]] = []
+    chunk_ms: list[float] = []  # per-step ms of each timed chunk, first step excluded
+    train_s = eval_s = first_step_s = 0.0
+    reached_at: dict[str, Any] | None = None
+    step = 0
+    chunk_start = time.perf_counter()
+    chunk_steps = 0
+    while step < total_steps and reached_at is None:
+        index = step % steps_per_epoch
+        if index == 0:
+            backend.set_order(rng.permutation(n))
+        backend.train_step(index)
+        step += 1
+        chunk_steps += 1
+        at_eval = step % eval_every == 0 or step == total_steps
+        if step == 1 or chunk_steps == config.log_every or at_eval:
+            loss = backend.take_loss()  # waits for the device
+            elapsed = time.perf_counter() - chunk_start
+            train_s += elapsed
+            if step == 1:
+                first_step_s = elapsed
+            else:
+                chunk_ms.append(1e3 * elapsed / chunk_steps)
+            on_event({"type": "progress", "step": step, "epoch": step / steps_per_epoch, "loss": loss,
+                      "steps_per_s": chunk_steps / elapsed if elapsed > 0 else float("nan")})
+            if at_eval:
+                t_eval = time.perf_counter()
+                ev = evaluator(backend)
+                eval_s += time.perf_counter() - t_eval
+                record = {"step": step, "epoch": step / steps_per_epoch, **ev.to_dict(),
+                          "train_loss": loss, "train_time_s": train_s,
+                          "wall_time_s": train_s + eval_s}
+                history.append(record)
+                on_event({"type": "eval", **record})
+                if target is not None and ev.val_elbo <= target:
+                    reached_at = record
+            chunk_start = time.perf_counter()
+            chunk_steps = 0
+
+    final = history[-1]
+    return {
+        "target": target,
+        "reached": reached_at is not None if target is not None else None,
+        "steps_to_target": reached_at["step"] if reached_at else None,
+        "epochs_to_target": reached_at["epoch"] if reached_at else None,
+        "time_to_target_s": reached_at["train_time_s"] - first_step_s if reached_at else None,
+        "wall_time_to_target_s": reached_at["wall_time_s"] if reached_at else None,
+        "first_step_s": first_step_s,
+        "data_load_s": load_s,
+        "ms_per_step_median": statistics.median(chunk_ms) if chunk_ms else None,
+        "steps": step,
+        "epochs": step / steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "train_time_s": train_s,
+        "eval_time_s": eval_s,
+        "final": {k: final[k] for k in ("step", "epoch", "val_elbo", "kl", "nll")},
+        "history": history,
+    }

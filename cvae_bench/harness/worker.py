@@ -1,0 +1,275 @@
+"""Hermetic backend workers: one subprocess per backend, driven over a small framed-pickle protocol.
+
+Protocol. The parent starts ``python -m cvae_bench.harness.worker`` with the backend's environment
+(``KERAS_BACKEND`` …) already set, so the framework is imported fresh under it. Both directions carry
+frames of an 8-byte big-endian length followed by a pickle. The parent sends requests:
+
+- ``{"op": "create", "name", "spec", "seed", "device", "mode"}`` → the backend's ``describe()`` plus
+  ``build_s``, the construction time;
+- ``{"op": "call", "method", "args", "kwargs"}`` → the return value of that Backend method;
+- ``{"op": "run", "func": "module:function", "kwargs"}`` → ``function(backend, emit, **kwargs)``, a harness
+  job that runs next to the backend and may ``emit(event)`` progress frames while it works;
+- ``{"op": "exit"}``.
+
+The worker answers each request with any number of ``{"kind": "event", "data"}`` frames followed by one
+``{"kind": "result", "value"}`` or ``{"kind": "error", "type", "message", "traceback"}``. The worker's
+file descriptor 1 is pointed at stderr before anything is imported, so a framework printing to stdout
+cannot corrupt the protocol; stderr goes to a log file that the parent quotes when the worker dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from cvae_bench import errors
+from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.errors import WorkerError
+from cvae_bench.models.spec import ModelSpec
+
+_HEADER = struct.Struct(">Q")
+#: Seconds the parent waits for the next frame before declaring the worker hung.
+DEFAULT_IDLE_TIMEOUT = 600.0
+
+
+def write_frame(stream: IO[bytes], obj: Any) -> None:
+    """Write one length-prefixed pickle frame and flush."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """Read one frame; returns the sentinel `EOF` at end of stream."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return EOF
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        return EOF
+    return pickle.loads(data)
+
+
+EOF = object()
+
+
+class Worker:
+    """A backend living in a subprocess of its own.
+
+    Args:
+        info: the registry entry of the backend (its `env` is set before the worker imports anything).
+        idle_timeout: seconds without any frame after which the worker is killed and reported as hung.
+        extra_env: more environment variables for the worker (thread counts, device visibility).
+    """
+
+    def __init__(self, info: BackendInfo, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.info = info
+        self.idle_timeout = idle_timeout
+        env = {**os.environ, **info.env, **(extra_env or {})}
+        self._stderr = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the worker
+            prefix=f"cvae-bench-{info.name}-", suffix=".stderr.log", delete=False
+        )
+        self.stderr_path = Path(self._stderr.name)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cvae_bench.harness.worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+        )
+        self._frames: queue.Queue[Any] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_loop, daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            try:
+                frame = read_frame(self.proc.stdout)
+            except (OSError, pickle.UnpicklingError, EOFError):
+                frame = EOF
+            self._frames.put(frame)
+            if frame is EOF:
+                return
+
+    def stderr_tail(self, lines: int = 3) -> str:
+        """The last non-empty lines of the worker's stderr, joined with ' | '."""
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+        return " | ".join(tail)
+
+    def _died(self, what: str) -> WorkerError:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        code = self.proc.returncode
+        tail = self.stderr_tail()
+        detail = f"; its stderr ended with: {tail}" if tail else ""
+        return WorkerError(
+            f"worker for backend {self.info.name!r} {what} (exit code {code}){detail} "
+            f"[full log: {self.stderr_path}]"
+        )
+
+    def request(self, req: dict[str, Any], on_event: Callable[[Any], None] | None = None) -> Any:
+        """Send one request and wait for its result, passing events to `on_event`.
+
+        Raises:
+            WorkerError: the worker died, hung, or failed with a non-cvae-bench exception.
+            CvaeBenchError: the worker raised one of ours (re-raised with its own type and message).
+        """
+        if self.proc.poll() is not None:
+            raise self._died("is not running")
+        assert self.proc.stdin is not None
+        try:
+            write_frame(self.proc.stdin, req)
+        except (BrokenPipeError, OSError):
+            raise self._died("died") from None
+        while True:
+            try:
+                frame = self._frames.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                self.kill()
+                raise self._died(f"hung: no answer for {self.idle_timeout:.0f} s, killed") from None
+            if frame is EOF:
+                raise self._died("died")
+            kind = frame.get("kind")
+            if kind == "event":
+                if on_event is not None:
+                    on_event(frame["data"])
+            elif kind == "result":
+                return frame["value"]
+            elif kind == "error":
+                cls = getattr(errors, frame["type"], None)
+                if isinstance(cls, type) and issubclass(cls, errors.CvaeBenchError):
+                    raise cls(frame["message"])
+                raise WorkerError(
+                    f"backend {self.info.name!r} failed in {req.get('method') or req.get('func') or req['op']}: "
+                    f"{frame['type']}: {frame['message']}"
+                )
+
+    def kill(self) -> None:
+        """Kill the worker at once."""
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+    def close(self) -> None:
+        """Ask the worker to exit, then make sure it has."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                assert self.proc.stdin is not None
+                write_frame(self.proc.stdin, {"op": "exit"})
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.proc.wait()
+        self._stderr.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class RemoteBackend:
+    """A Backend proxy: every Backend method call is forwarded to a worker process.
+
+    Args:
+        worker: the worker that hosts the backend.
+        spec: the model spec; seed, device, mode: as for Backend.
+    """
+
+    def __init__(self, worker: Worker, spec: ModelSpec, seed: int, device: str = "cpu",
+                 mode: str | None = None) -> None:
+        self.worker = worker
+        self.spec = spec
+        self.name = worker.info.name
+        self.info: dict[str, Any] = worker.request(
+            {"op": "create", "name": worker.info.name, "spec": spec.to_dict(), "seed": seed,
+             "device": device, "mode": mode}
+        )
+        self.device: str = self.info["device"]
+        self.mode: str = self.info["mode"]
+
+    def run(self, func: str, on_event: Callable[[Any], None] | None = None, **kwargs: Any) -> Any:
+        """Run harness job `func` ("module:function") next to the backend in the worker."""
+        return self.worker.request({"op": "run", "func": func, "kwargs": kwargs}, on_event)
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.worker.request({"op": "call", "method": method, "args": args, "kwargs": kwargs})
+
+        return call
+
+
+def _resolve(func: str) -> Callable[..., Any]:
+    module_name, _, attr = func.partition(":")
+    fn: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    return fn
+
+
+def serve(inp: IO[bytes], out: IO[bytes]) -> None:
+    """The worker's request loop (runs in the subprocess)."""
+    from cvae_bench.backends import registry
+
+    backend: Any = None
+
+    def emit(event: Any) -> None:
+        write_frame(out, {"kind": "event", "data": event})
+
+    while True:
+        req = read_frame(inp)
+        if req is EOF or req.get("op") == "exit":
+            return
+        try:
+            op = req["op"]
+            if op == "create":
+                t0 = time.perf_counter()
+                cls = registry.get(req["name"]).load_class()
+                backend = cls(ModelSpec.from_dict(req["spec"]), req["seed"], req["device"], req["mode"])
+                value: Any = {**backend.describe(), "build_s": time.perf_counter() - t0}
+            elif backend is None:
+                raise WorkerError("no backend: send a 'create' request first")
+            elif op == "call":
+                value = getattr(backend, req["method"])(*req["args"], **req["kwargs"])
+            elif op == "run":
+                value = _resolve(req["func"])(backend, emit, **req["kwargs"])
+            else:
+                raise WorkerError(f"unknown request {op!r}")
+            write_frame(out, {"kind": "result", "value": value})
+        except Exception as exc:
+            write_frame(out, {"kind": "error", "type": type(exc).__name__, "message": str(exc),
+                              "traceback": traceback.format_exc()})
+            traceback.print_exc(file=sys.stderr)
+
+
+def main() -> None:
+    """Entry point of the worker process."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything a framework prints to stdout now lands in stderr, not in the protocol
+    serve(sys.stdin.buffer, out)
+
+
+if __name__ == "__main__":
+    main()
