@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -75,7 +75,7 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """What a result file records about this backend instance."""
         return {"backend": self.name, "mode": self.mode, "device": self.device,
-                "versions": self.framework_versions()}
+                "versions": self.framework_versions(), "capabilities": asdict(self.capabilities)}
 
     # -- weights --------------------------------------------------------------------------------------
     @abstractmethod

@@ -28,6 +28,7 @@ class BackendInfo:
         devices: device kinds it can use.
         description: one line for the table.
         origin: where it was registered from ("builtin" or the distribution name); set by the registry.
+        error: why a plugin's module failed to import, if it did.
     """
 
     name: str
@@ -38,6 +39,7 @@ class BackendInfo:
     devices: tuple[str, ...] = ("cpu",)
     description: str = ""
     origin: str = "builtin"
+    error: str = ""
 
     def missing(self) -> list[str]:
         """The required modules that cannot be found (checked without importing them)."""
@@ -54,10 +56,12 @@ class BackendInfo:
     @property
     def available(self) -> bool:
         """True when every required module is importable."""
-        return not self.missing()
+        return not self.error and not self.missing()
 
     def unavailable_reason(self) -> str:
         """One line saying what is missing and how to install it ('' when available)."""
+        if self.error:
+            return f"backend {self.name!r} from {self.origin} failed to import: {self.error}"
         missing = self.missing()
         if not missing:
             return ""
@@ -120,8 +124,7 @@ def _info_from_entry_point(ep: md.EntryPoint) -> BackendInfo:
         obj = ep.load()
     except ImportError as exc:
         # A third-party class whose module imports a missing framework at top level.
-        return BackendInfo(name=ep.name, target=ep.value, requires=(module_name,), origin=origin,
-                           install_hint=f"pip install {origin}", description=f"import failed: {exc}")
+        return BackendInfo(name=ep.name, target=ep.value, origin=origin, error=str(exc))
     if isinstance(obj, BackendInfo):
         if obj.name != ep.name:
             raise PluginError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,3 +180,15 @@ def gradients(
     g_lv = (-0.5 + np.mean(z * e * s / 2.0, axis=0)) / n + g_z1 * e[0] * s / 2.0
     _backprop(w, "encoder", enc_in, enc_pre, np.concatenate([g_m, g_lv], 1), grads)
     return grads
+
+
+def adam_first_step(w: Weights, grads: Mapping[str, NDArray[np.floating]], spec: ModelSpec = DEFAULT_SPEC) -> dict[str, F64]:
+    """Weights after one Keras Adam step from a fresh optimiser state (m = v = 0, t = 1)."""
+    b1, b2 = spec.adam_beta_1, spec.adam_beta_2
+    alpha = spec.learning_rate * math.sqrt(1 - b2) / (1 - b1)
+    out: dict[str, F64] = {}
+    for k, g in grads.items():
+        g64 = np.asarray(g, np.float64)
+        m, v = (1 - b1) * g64, (1 - b2) * g64 * g64
+        out[k] = np.asarray(w[k], np.float64) - alpha * m / (np.sqrt(v) + spec.adam_epsilon)
+    return out

@@ -1,0 +1,203 @@
+"""The `cvae-bench` command line: parse, call the harness, print. No framework is imported here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cvae_bench import __version__
+from cvae_bench.errors import CvaeBenchError
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+class _Group(click.Group):
+    """Turns our errors into one line on stderr and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CvaeBenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="cvae-bench")
+def main() -> None:
+    """Benchmark the Keras tutorial's Conditional VAE across frameworks, at matched quality."""
+
+
+# -- backends -------------------------------------------------------------------------------------------
+@main.command()
+def backends() -> None:
+    """List registered backends: availability, framework versions, devices, origin."""
+    from cvae_bench.backends import registry
+
+    table = Table(title="cvae-bench backends")
+    for col in ("name", "available", "framework", "devices", "origin", "notes"):
+        table.add_column(col)
+    for info in registry.all_backends().values():
+        versions = ", ".join(f"{k} {v}" for k, v in info.versions().items())
+        table.add_row(info.name, "yes" if info.available else "no", versions, ", ".join(info.devices),
+                      info.origin, info.unavailable_reason() or info.description)
+    out_console.print(table)
+
+
+# -- data -----------------------------------------------------------------------------------------------
+_dataset_opt = click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist",
+                            show_default=True, help="Which data set.")
+_data_opt = click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+                         help="Read the data set from this .npz file (else $CVAE_BENCH_DATA, caches, download).")
+
+
+@main.group()
+def data() -> None:
+    """Obtain and inspect the data sets (checksummed)."""
+
+
+@data.command("fetch")
+@_dataset_opt
+@_data_opt
+def data_fetch(dataset: str, data_path: str | None) -> None:
+    """Find or download the data set, verify it and cache it."""
+    from cvae_bench.harness.data import load_dataset
+
+    ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    click.echo(f"{ds.name}: {len(ds.x_train)} train + {len(ds.x_test)} test images, checksums OK, "
+               f"from {ds.source} ({ds.path})")
+
+
+@data.command("info")
+@_dataset_opt
+@_data_opt
+def data_info(dataset: str, data_path: str | None) -> None:
+    """Show where the data set comes from, its shapes and whether its checksums verify (no download)."""
+    from cvae_bench.harness.data import dataset_info
+
+    info = dataset_info(dataset, data_path)
+    for key, value in info.items():
+        click.echo(f"{key:>12}: {value}")
+
+
+# -- run ------------------------------------------------------------------------------------------------
+class _RunDisplay:
+    """Rich progress for training events coming from a worker."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label, self.quiet = label, quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:>8}  {task.fields[rate]:>9} steps/s"), TimeElapsedColumn(),
+            console=err_console, transient=True, disable=quiet,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> _RunDisplay:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "start":
+            self.task = self.progress.add_task("train", total=event["total_steps"], label=self.label,
+                                               loss="-", rate="-")
+        elif kind == "progress" and self.task is not None:
+            self.progress.update(self.task, completed=event["step"], loss=f"{event['loss']:.2f}",
+                                 rate=f"{event['steps_per_s']:.0f}")
+        elif kind == "eval" and not self.quiet:
+            self.progress.console.print(
+                f"{self.label}  epoch {event['epoch']:6.2f}  step {event['step']:>6}  "
+                f"val -ELBO {event['val_elbo']:8.3f}  (KL {event['kl']:.3f}, NLL {event['nll']:.3f})  "
+                f"train {event['train_time_s']:.1f} s"
+            )
+
+
+@main.command()
+@click.option("--backend", "backend_name", required=True, help="Backend name (see `cvae-bench backends`).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--mode", default=None, help="Backend mode, e.g. eager/compiled (torch); default: the backend's.")
+@click.option("--target", type=float, default=235.0, show_default=True, help="Stop at val -ELBO <= target (nats).")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train exactly N epochs, no target.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between evaluations [one epoch].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_dataset_opt
+@_data_opt
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Run folder [runs/<backend>-<timestamp>].")
+@click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Use only the first N training images.")
+@click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Use only the first N validation images.")
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds of silence after which a worker is declared hung.")
+@click.option("--quiet", is_flag=True, help="No progress, only the summary.")
+def run(backend_name: str, device: str, mode: str | None, target: float, max_epochs: int, epochs: int | None,
+        eval_every: int | None, seed: int, dataset: str, data_path: str | None, out_dir: str | None,
+        train_subset: int | None, val_subset: int | None, worker_timeout: float, quiet: bool) -> None:
+    """Train a backend until the shared evaluator reports val -ELBO <= --target."""
+    from cvae_bench.backends import registry
+    from cvae_bench.harness.data import load_dataset
+    from cvae_bench.harness.io import ensure_dir
+    from cvae_bench.harness.run import RunOptions, default_run_dir, run_backend, summary_line
+    from cvae_bench.harness.train import TrainConfig
+
+    infos = registry.resolve(backend_name)
+    if len(infos) != 1:
+        raise CvaeBenchError("run takes one backend for now; name exactly one")
+    info = infos[0]
+    if not info.available:
+        raise CvaeBenchError(info.unavailable_reason())
+    folder = Path(out_dir) if out_dir else default_run_dir("runs", info.name)
+    ensure_dir(folder)
+    # Fetch (and cache) the data here, so that the worker only ever reads a verified local copy.
+    ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    options = RunOptions(
+        config=TrainConfig(target=target, max_epochs=max_epochs, epochs=epochs, eval_every=eval_every, seed=seed),
+        device=device, mode=mode, dataset=dataset, data_path=str(ds.path), train_subset=train_subset,
+        val_subset=val_subset, idle_timeout=worker_timeout,
+    )
+    with _RunDisplay(info.name, quiet) as display:
+        result = run_backend(info, options, folder, display)
+    click.echo(summary_line(result, folder))
+
+
+@main.command()
+@click.option("--backend", "backend_name", required=True, help="Backend that runs the networks.")
+@click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--device", default="cpu", show_default=True)
+@_dataset_opt
+@_data_opt
+@click.option("--val-subset", type=click.IntRange(min=1), default=None)
+def evaluate(backend_name: str, weights_path: str, device: str, dataset: str, data_path: str | None,
+             val_subset: int | None) -> None:
+    """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
+    from cvae_bench.backends import registry
+    from cvae_bench.harness.data import load_dataset
+    from cvae_bench.harness.io import load_weights
+    from cvae_bench.harness.worker import RemoteBackend, Worker
+    from cvae_bench.models.spec import DEFAULT_SPEC
+
+    info = registry.get(backend_name)
+    if not info.available:
+        raise CvaeBenchError(info.unavailable_reason())
+    weights = load_weights(weights_path)
+    ds = load_dataset(dataset, data_path)
+    with Worker(info) as worker:
+        backend = RemoteBackend(worker, DEFAULT_SPEC, 0, device)
+        ev = backend.run("cvae_bench.harness.jobs:evaluate_job", weights=weights, dataset=dataset,
+                         data_path=str(ds.path), val_subset=val_subset)
+    click.echo(f"{info.name}: val -ELBO {ev['val_elbo']:.4f}  (KL {ev['kl']:.4f}, NLL {ev['nll']:.4f})  "
+               f"[{weights_path}]")
