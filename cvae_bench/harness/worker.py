@@ -179,6 +179,11 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.kill()
                 self.proc.wait()
+        self._reader.join(timeout=5)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
         self._stderr.close()
 
     def __enter__(self) -> Worker:
