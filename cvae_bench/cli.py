@@ -15,7 +15,8 @@ from cvae_bench import __version__
 from cvae_bench.errors import CvaeBenchError
 
 err_console = Console(stderr=True)
-out_console = Console()
+# Pipes and files get wide, unwrapped tables rather than rich's 80-column default.
+out_console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 class _Group(click.Group):
@@ -45,20 +46,37 @@ def backends() -> None:
     from cvae_bench.backends import registry
 
     table = Table(title="cvae-bench backends")
-    for col in ("name", "available", "framework", "devices", "origin", "notes"):
-        table.add_column(col)
+    for col in ("name", "available", "framework", "devices", "origin"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("notes")
     for info in registry.all_backends().values():
         versions = ", ".join(f"{k} {v}" for k, v in info.versions().items())
-        table.add_row(info.name, "yes" if info.available else "no", versions, ", ".join(info.devices),
-                      info.origin, info.unavailable_reason() or info.description)
+        table.add_row(
+            info.name,
+            "yes" if info.available else "no",
+            versions,
+            ", ".join(info.devices),
+            info.origin,
+            info.unavailable_reason() or info.description,
+        )
     out_console.print(table)
 
 
 # -- data -----------------------------------------------------------------------------------------------
-_dataset_opt = click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist",
-                            show_default=True, help="Which data set.")
-_data_opt = click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
-                         help="Read the data set from this .npz file (else $CVAE_BENCH_DATA, caches, download).")
+_dataset_opt = click.option(
+    "--dataset",
+    type=click.Choice(["mnist", "fashion-mnist"]),
+    default="mnist",
+    show_default=True,
+    help="Which data set.",
+)
+_data_opt = click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the data set from this .npz file (else $CVAE_BENCH_DATA, caches, download).",
+)
 
 
 @main.group()
@@ -74,8 +92,9 @@ def data_fetch(dataset: str, data_path: str | None) -> None:
     from cvae_bench.harness.data import load_dataset
 
     ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-    click.echo(f"{ds.name}: {len(ds.x_train)} train + {len(ds.x_test)} test images, checksums OK, "
-               f"from {ds.source} ({ds.path})")
+    click.echo(
+        f"{ds.name}: {len(ds.x_train)} train + {len(ds.x_test)} test images, checksums OK, from {ds.source} ({ds.path})"
+    )
 
 
 @data.command("info")
@@ -97,9 +116,14 @@ class _RunDisplay:
     def __init__(self, label: str, quiet: bool) -> None:
         self.label, self.quiet = label, quiet
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:>8}  {task.fields[rate]:>9} steps/s"), TimeElapsedColumn(),
-            console=err_console, transient=True, disable=quiet,
+            TextColumn("[bold]{task.fields[label]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:>8}  {task.fields[rate]:>9} steps/s"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=quiet,
         )
         self.task: Any = None
 
@@ -113,11 +137,16 @@ class _RunDisplay:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "start":
-            self.task = self.progress.add_task("train", total=event["total_steps"], label=self.label,
-                                               loss="-", rate="-")
+            self.task = self.progress.add_task(
+                "train", total=event["total_steps"], label=self.label, loss="-", rate="-"
+            )
         elif kind == "progress" and self.task is not None:
-            self.progress.update(self.task, completed=event["step"], loss=f"{event['loss']:.2f}",
-                                 rate=f"{event['steps_per_s']:.0f}")
+            self.progress.update(
+                self.task,
+                completed=event["step"],
+                loss=f"{event['loss']:.2f}",
+                rate=f"{event['steps_per_s']:.0f}",
+            )
         elif kind == "eval" and not self.quiet:
             self.progress.console.print(
                 f"{self.label}  epoch {event['epoch']:6.2f}  step {event['step']:>6}  "
@@ -137,16 +166,40 @@ class _RunDisplay:
 @click.option("--seed", type=int, default=0, show_default=True)
 @_dataset_opt
 @_data_opt
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Run folder [runs/<backend>-<timestamp>].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run folder [runs/<backend>-<timestamp>].",
+)
 @click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Use only the first N training images.")
 @click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Use only the first N validation images.")
-@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True,
-              help="Seconds of silence after which a worker is declared hung.")
+@click.option(
+    "--worker-timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds of silence after which a worker is declared hung.",
+)
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
-def run(backend_name: str, device: str, mode: str | None, target: float, max_epochs: int, epochs: int | None,
-        eval_every: int | None, seed: int, dataset: str, data_path: str | None, out_dir: str | None,
-        train_subset: int | None, val_subset: int | None, worker_timeout: float, quiet: bool) -> None:
+def run(
+    backend_name: str,
+    device: str,
+    mode: str | None,
+    target: float,
+    max_epochs: int,
+    epochs: int | None,
+    eval_every: int | None,
+    seed: int,
+    dataset: str,
+    data_path: str | None,
+    out_dir: str | None,
+    train_subset: int | None,
+    val_subset: int | None,
+    worker_timeout: float,
+    quiet: bool,
+) -> None:
     """Train a backend until the shared evaluator reports val -ELBO <= --target."""
     from cvae_bench.backends import registry
     from cvae_bench.harness.data import load_dataset
@@ -166,8 +219,13 @@ def run(backend_name: str, device: str, mode: str | None, target: float, max_epo
     ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     options = RunOptions(
         config=TrainConfig(target=target, max_epochs=max_epochs, epochs=epochs, eval_every=eval_every, seed=seed),
-        device=device, mode=mode, dataset=dataset, data_path=str(ds.path), train_subset=train_subset,
-        val_subset=val_subset, idle_timeout=worker_timeout,
+        device=device,
+        mode=mode,
+        dataset=dataset,
+        data_path=str(ds.path),
+        train_subset=train_subset,
+        val_subset=val_subset,
+        idle_timeout=worker_timeout,
     )
     with _RunDisplay(info.name, quiet) as display:
         result = run_backend(info, options, folder, display)
@@ -181,8 +239,14 @@ def run(backend_name: str, device: str, mode: str | None, target: float, max_epo
 @_dataset_opt
 @_data_opt
 @click.option("--val-subset", type=click.IntRange(min=1), default=None)
-def evaluate(backend_name: str, weights_path: str, device: str, dataset: str, data_path: str | None,
-             val_subset: int | None) -> None:
+def evaluate(
+    backend_name: str,
+    weights_path: str,
+    device: str,
+    dataset: str,
+    data_path: str | None,
+    val_subset: int | None,
+) -> None:
     """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
     from cvae_bench.backends import registry
     from cvae_bench.harness.data import load_dataset
@@ -197,7 +261,13 @@ def evaluate(backend_name: str, weights_path: str, device: str, dataset: str, da
     ds = load_dataset(dataset, data_path)
     with Worker(info) as worker:
         backend = RemoteBackend(worker, DEFAULT_SPEC, 0, device)
-        ev = backend.run("cvae_bench.harness.jobs:evaluate_job", weights=weights, dataset=dataset,
-                         data_path=str(ds.path), val_subset=val_subset)
-    click.echo(f"{info.name}: val -ELBO {ev['val_elbo']:.4f}  (KL {ev['kl']:.4f}, NLL {ev['nll']:.4f})  "
-               f"[{weights_path}]")
+        ev = backend.run(
+            "cvae_bench.harness.jobs:evaluate_job",
+            weights=weights,
+            dataset=dataset,
+            data_path=str(ds.path),
+            val_subset=val_subset,
+        )
+    click.echo(
+        f"{info.name}: val -ELBO {ev['val_elbo']:.4f}  (KL {ev['kl']:.4f}, NLL {ev['nll']:.4f})  [{weights_path}]"
+    )

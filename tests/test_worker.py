@@ -52,7 +52,9 @@ def test_our_errors_keep_their_type(remote: RemoteBackend) -> None:
 
 
 def test_foreign_errors_are_named(remote: RemoteBackend) -> None:
-    with pytest.raises(WorkerError, match=r"backend 'torch' failed in tests.worker_jobs:raise_other: ValueError: bad value"):
+    with pytest.raises(
+        WorkerError, match=r"backend 'torch' failed in tests.worker_jobs:raise_other: ValueError: bad value"
+    ):
         remote.run("tests.worker_jobs:raise_other")
 
 
@@ -76,7 +78,8 @@ def test_bad_device_is_a_clear_error() -> None:
 
 
 def test_bad_mode_is_a_clear_error() -> None:
-    with Worker(registry.get("torch"), extra_env=ENV) as worker, pytest.raises(
-        BackendUnavailableError, match="no mode 'turbo'"
+    with (
+        Worker(registry.get("torch"), extra_env=ENV) as worker,
+        pytest.raises(BackendUnavailableError, match="no mode 'turbo'"),
     ):
         RemoteBackend(worker, DEFAULT_SPEC, seed=0, mode="turbo")

@@ -74,8 +74,13 @@ class Backend(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What a result file records about this backend instance."""
-        return {"backend": self.name, "mode": self.mode, "device": self.device,
-                "versions": self.framework_versions(), "capabilities": asdict(self.capabilities)}
+        return {
+            "backend": self.name,
+            "mode": self.mode,
+            "device": self.device,
+            "versions": self.framework_versions(),
+            "capabilities": asdict(self.capabilities),
+        }
 
     # -- weights --------------------------------------------------------------------------------------
     @abstractmethod
@@ -124,7 +129,7 @@ class Backend(ABC):
     def take_loss(self) -> float:
         """Mean training loss over the steps since the last call (NaN if none); waits for the device."""
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 - an optional hook: synchronous backends need nothing
         """Wait for queued device work (a no-op where execution is synchronous)."""
 
     # -- optional -------------------------------------------------------------------------------------

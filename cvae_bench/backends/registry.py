@@ -80,9 +80,7 @@ class BackendInfo:
         try:
             obj = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise BackendUnavailableError(
-                f"backend {self.name!r} ({self.target}) failed to import: {exc}"
-            ) from exc
+            raise BackendUnavailableError(f"backend {self.name!r} ({self.target}) failed to import: {exc}") from exc
         check_backend_class(obj, self.name, self.origin)
         return obj  # type: ignore[no-any-return]
 
@@ -127,15 +125,18 @@ def _info_from_entry_point(ep: md.EntryPoint) -> BackendInfo:
         return BackendInfo(name=ep.name, target=ep.value, origin=origin, error=str(exc))
     if isinstance(obj, BackendInfo):
         if obj.name != ep.name:
-            raise PluginError(
-                f"plugin {ep.name!r} from {origin} points at BackendInfo named {obj.name!r}"
-            )
+            raise PluginError(f"plugin {ep.name!r} from {origin} points at BackendInfo named {obj.name!r}")
         return BackendInfo(**{**obj.__dict__, "origin": origin})
     check_backend_class(obj, ep.name, origin)
     caps = obj.capabilities
-    return BackendInfo(name=ep.name, target=f"{module_name}:{attr or obj.__name__}",
-                       devices=caps.devices, origin=origin,
-                       description=(obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else "")
+    return BackendInfo(
+        name=ep.name,
+        target=f"{module_name}:{attr or obj.__name__}",
+        requires=(obj.framework,),
+        devices=caps.devices,
+        origin=origin,
+        description=(obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else "",
+    )
 
 
 @cache
@@ -145,8 +146,7 @@ def _discover() -> dict[str, BackendInfo]:
         info = _info_from_entry_point(ep)
         if info.name in found:
             raise PluginError(
-                f"backend name {info.name!r} is registered twice: by {found[info.name].origin} "
-                f"and by {info.origin}"
+                f"backend name {info.name!r} is registered twice: by {found[info.name].origin} and by {info.origin}"
             )
         found[info.name] = info
     return dict(sorted(found.items()))

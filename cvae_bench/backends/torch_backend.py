@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from cvae_bench.models.spec import ModelSpec
 
 def _mlp(dims: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(d_in, d_out))
         if i < len(dims) - 2:
             layers.append(nn.ReLU())
@@ -45,9 +46,7 @@ class CVAE(nn.Module):
         logits = self.decoder(torch.cat([z, y], 1))
         return torch.sigmoid(logits).view(-1, *self.spec.image_shape)
 
-    def loss_parts(
-        self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_parts(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example (KL, NLL) with ε of shape (K, B, latent)."""
         z_mean, z_log_var = self.encode(x, y)
         sigma = torch.exp(0.5 * z_log_var)
@@ -111,8 +110,11 @@ class TorchBackend(Backend):
         s = self.spec
         fused = self._torch_device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=s.learning_rate, betas=(s.adam_beta_1, s.adam_beta_2),
-            eps=s.adam_epsilon, fused=fused,
+            self.model.parameters(),
+            lr=s.learning_rate,
+            betas=(s.adam_beta_1, s.adam_beta_2),
+            eps=s.adam_epsilon,
+            fused=fused,
         )
 
     @classmethod
@@ -206,7 +208,8 @@ class TorchBackend(Backend):
         y = self._order_y[index * b : (index + 1) * b]
         eps = torch.randn(
             (self.spec.kl_samples, x.shape[0], self.spec.latent_dim),
-            generator=self._gen, device=self._torch_device,
+            generator=self._gen,
+            device=self._torch_device,
         )
         self._step(x, y, eps)
 

@@ -35,8 +35,7 @@ class Evaluator:
     Gaussian NLL, analytic KL) runs here in float64 NumPy, so the arithmetic is shared by all backends.
     """
 
-    def __init__(self, x: NDArray[np.float32], y: NDArray[np.float32], spec: ModelSpec,
-                 batch_size: int = 2000) -> None:
+    def __init__(self, x: NDArray[np.float32], y: NDArray[np.float32], spec: ModelSpec, batch_size: int = 2000) -> None:
         self.x, self.y, self.spec, self.batch_size = x, y, spec, batch_size
         # One standard-normal draw per validation example, fixed once for all backends.
         self.eps = np.random.default_rng(EVAL_SEED).standard_normal((len(x), spec.latent_dim))

@@ -66,8 +66,9 @@ def ensure_dir(path: str | Path) -> Path:
     return p
 
 
-def save_weights(path: str | Path, weights: Mapping[str, NDArray[np.floating]],
-                 metadata: Mapping[str, str] | None = None) -> None:
+def save_weights(
+    path: str | Path, weights: Mapping[str, NDArray[np.floating]], metadata: Mapping[str, str] | None = None
+) -> None:
     """Write canonical weights as safetensors (float32), atomically."""
     from safetensors.numpy import save_file
 
@@ -100,7 +101,5 @@ def load_weights(path: str | Path, spec: ModelSpec = DEFAULT_SPEC) -> dict[str, 
     for name, shape in expected.items():
         arr = weights[name]
         if arr.shape != shape or arr.dtype != np.float32:
-            raise CvaeBenchError(
-                f"weights {p}: {name} is {arr.dtype}{list(arr.shape)}, expected float32{list(shape)}"
-            )
+            raise CvaeBenchError(f"weights {p}: {name} is {arr.dtype}{list(arr.shape)}, expected float32{list(shape)}")
     return weights

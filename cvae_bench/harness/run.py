@@ -49,7 +49,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def run_backend(
-    info: BackendInfo, options: RunOptions, out_dir: str | Path,
+    info: BackendInfo,
+    options: RunOptions,
+    out_dir: str | Path,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train `info` in a fresh worker; write result.json and weights.safetensors into `out_dir`.
@@ -68,9 +70,13 @@ def run_backend(
     with Worker(info, idle_timeout=options.idle_timeout) as worker:
         backend = RemoteBackend(worker, options.spec, options.config.seed, options.device, options.mode)
         job = backend.run(
-            "cvae_bench.harness.jobs:train_job", on_event,
-            config=options.config.to_dict(), dataset=options.dataset, data_path=options.data_path,
-            train_subset=options.train_subset, val_subset=options.val_subset,
+            "cvae_bench.harness.jobs:train_job",
+            on_event,
+            config=options.config.to_dict(),
+            dataset=options.dataset,
+            data_path=options.data_path,
+            train_subset=options.train_subset,
+            val_subset=options.val_subset,
         )
     weights_path = out / "weights.safetensors"
     save_weights(weights_path, job["weights"], metadata={"backend": info.name, "seed": str(options.config.seed)})
@@ -104,9 +110,12 @@ def summary_line(result: dict[str, Any], out_dir: str | Path) -> str:
     if result["target"] is None:
         what = f"trained {result['epochs']:.0f} epochs ({result['steps']} steps) in {result['train_time_s']:.1f} s"
     elif result["reached"]:
-        what = (f"reached val -ELBO <= {result['target']} at step {result['steps_to_target']} "
-                f"(epoch {result['epochs_to_target']:.2f}) in {result['time_to_target_s']:.1f} s")
+        what = (
+            f"reached val -ELBO <= {result['target']} at step {result['steps_to_target']} "
+            f"(epoch {result['epochs_to_target']:.2f}) in {result['time_to_target_s']:.1f} s"
+        )
     else:
-        what = (f"did NOT reach val -ELBO <= {result['target']} in {result['epochs']:.0f} epochs "
-                f"({result['steps']} steps)")
+        what = (
+            f"did NOT reach val -ELBO <= {result['target']} in {result['epochs']:.0f} epochs ({result['steps']} steps)"
+        )
     return f"{head}: {what}; final val -ELBO {final:.2f}; {timing} -> {out_dir}"

@@ -78,8 +78,15 @@ def train(
     backend.load_train_data(x_train, y_train)
     backend.synchronize()
     load_s = time.perf_counter() - t_load
-    on_event({"type": "start", "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-              "eval_every": eval_every, "target": target})
+    on_event(
+        {
+            "type": "start",
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps,
+            "eval_every": eval_every,
+            "target": target,
+        }
+    )
 
     history: list[dict[str, Any]] = []
     chunk_ms: list[float] = []  # per-step ms of each timed chunk, first step excluded
@@ -104,15 +111,27 @@ def train(
                 first_step_s = elapsed
             else:
                 chunk_ms.append(1e3 * elapsed / chunk_steps)
-            on_event({"type": "progress", "step": step, "epoch": step / steps_per_epoch, "loss": loss,
-                      "steps_per_s": chunk_steps / elapsed if elapsed > 0 else float("nan")})
+            on_event(
+                {
+                    "type": "progress",
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "loss": loss,
+                    "steps_per_s": chunk_steps / elapsed if elapsed > 0 else float("nan"),
+                }
+            )
             if at_eval:
                 t_eval = time.perf_counter()
                 ev = evaluator(backend)
                 eval_s += time.perf_counter() - t_eval
-                record = {"step": step, "epoch": step / steps_per_epoch, **ev.to_dict(),
-                          "train_loss": loss, "train_time_s": train_s,
-                          "wall_time_s": train_s + eval_s}
+                record = {
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    **ev.to_dict(),
+                    "train_loss": loss,
+                    "train_time_s": train_s,
+                    "wall_time_s": train_s + eval_s,
+                }
                 history.append(record)
                 on_event({"type": "eval", **record})
                 if target is not None and ev.val_elbo <= target:

@@ -77,8 +77,12 @@ class Worker:
         extra_env: more environment variables for the worker (thread counts, device visibility).
     """
 
-    def __init__(self, info: BackendInfo, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        info: BackendInfo,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.info = info
         self.idle_timeout = idle_timeout
         env = {**os.environ, **info.env, **(extra_env or {})}
@@ -88,7 +92,10 @@ class Worker:
         self.stderr_path = Path(self._stderr.name)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cvae_bench.harness.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
         )
         self._frames: queue.Queue[Any] = queue.Queue()
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
@@ -121,8 +128,7 @@ class Worker:
         tail = self.stderr_tail()
         detail = f"; its stderr ended with: {tail}" if tail else ""
         return WorkerError(
-            f"worker for backend {self.info.name!r} {what} (exit code {code}){detail} "
-            f"[full log: {self.stderr_path}]"
+            f"worker for backend {self.info.name!r} {what} (exit code {code}){detail} [full log: {self.stderr_path}]"
         )
 
     def request(self, req: dict[str, Any], on_event: Callable[[Any], None] | None = None) -> Any:
@@ -189,8 +195,9 @@ class Worker:
     def __enter__(self) -> Worker:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -202,14 +209,21 @@ class RemoteBackend:
         spec: the model spec; seed, device, mode: as for Backend.
     """
 
-    def __init__(self, worker: Worker, spec: ModelSpec, seed: int, device: str = "cpu",
-                 mode: str | None = None) -> None:
+    def __init__(
+        self, worker: Worker, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None
+    ) -> None:
         self.worker = worker
         self.spec = spec
         self.name = worker.info.name
         self.info: dict[str, Any] = worker.request(
-            {"op": "create", "name": worker.info.name, "spec": spec.to_dict(), "seed": seed,
-             "device": device, "mode": mode}
+            {
+                "op": "create",
+                "name": worker.info.name,
+                "spec": spec.to_dict(),
+                "seed": seed,
+                "device": device,
+                "mode": mode,
+            }
         )
         self.device: str = self.info["device"]
         self.mode: str = self.info["mode"]
@@ -264,8 +278,15 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
                 raise WorkerError(f"unknown request {op!r}")
             write_frame(out, {"kind": "result", "value": value})
         except Exception as exc:
-            write_frame(out, {"kind": "error", "type": type(exc).__name__, "message": str(exc),
-                              "traceback": traceback.format_exc()})
+            write_frame(
+                out,
+                {
+                    "kind": "error",
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "traceback": traceback.format_exc(),
+                },
+            )
             traceback.print_exc(file=sys.stderr)
 
 

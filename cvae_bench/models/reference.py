@@ -42,9 +42,7 @@ def init_weights(seed: int, spec: ModelSpec = DEFAULT_SPEC) -> dict[str, NDArray
     return out
 
 
-def _inputs(
-    x: NDArray[np.floating], y: NDArray[np.floating], spec: ModelSpec
-) -> tuple[F64, F64]:
+def _inputs(x: NDArray[np.floating], y: NDArray[np.floating], spec: ModelSpec) -> tuple[F64, F64]:
     xf = np.asarray(x, np.float64).reshape(len(x), spec.image_size)
     return xf, np.asarray(y, np.float64)
 
@@ -79,9 +77,7 @@ def _sigmoid(a: F64) -> F64:
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
-def decode(
-    w: Weights, z: NDArray[np.floating], y: NDArray[np.floating], spec: ModelSpec = DEFAULT_SPEC
-) -> F64:
+def decode(w: Weights, z: NDArray[np.floating], y: NDArray[np.floating], spec: ModelSpec = DEFAULT_SPEC) -> F64:
     """Decoder: returns x_mean (B, 28, 28) in (0, 1)."""
     inp = np.concatenate([np.asarray(z, np.float64), np.asarray(y, np.float64)], 1)
     a = _mlp(w, "decoder", inp, len(spec.decoder_dims) - 1)[-1]
@@ -91,12 +87,14 @@ def decode(
 def gaussian_nll(x: NDArray[np.floating], x_mean: NDArray[np.floating], spec: ModelSpec = DEFAULT_SPEC) -> F64:
     """Σ_pixels of −log N(x; x_mean, σ_x) per example."""
     n = len(x)
-    d = (np.asarray(x, np.float64).reshape(n, -1) - np.asarray(x_mean, np.float64).reshape(n, -1))
-    return np.sum(0.5 * (d / spec.sigma_x) ** 2, axis=1) + spec.nll_constant
+    d = np.asarray(x, np.float64).reshape(n, -1) - np.asarray(x_mean, np.float64).reshape(n, -1)
+    nll: F64 = np.sum(0.5 * (d / spec.sigma_x) ** 2, axis=1) + spec.nll_constant
+    return nll
 
 
-def _log_normal(z: F64, mean: F64, log_var: F64) -> F64:
-    return -0.5 * (z - mean) ** 2 * np.exp(-log_var) - 0.5 * log_var - _HALF_LOG_2PI
+def _log_normal(z: F64, mean: F64 | float, log_var: F64 | float) -> F64:
+    out: F64 = -0.5 * (z - mean) ** 2 * np.exp(-np.asarray(log_var)) - 0.5 * np.asarray(log_var) - _HALF_LOG_2PI
+    return out
 
 
 def loss_parts(
@@ -110,7 +108,8 @@ def loss_parts(
     z_mean, z_log_var = encode(w, x, y, spec)
     e = np.asarray(eps, np.float64)
     z = z_mean + np.exp(0.5 * z_log_var) * e  # (K, B, L)
-    kl = np.mean(np.sum(_log_normal(z, z_mean, z_log_var) - _log_normal(z, 0.0, 0.0), axis=2), axis=0)
+    log_q: F64 = _log_normal(z, z_mean, z_log_var)
+    kl: F64 = np.mean(np.sum(log_q - _log_normal(z, 0.0, 0.0), axis=2), axis=0)
     nll = gaussian_nll(x, decode(w, z[0], y, spec), spec)
     return LossParts(kl=kl, nll=nll)
 
@@ -119,7 +118,8 @@ def analytic_kl(z_mean: NDArray[np.floating], z_log_var: NDArray[np.floating]) -
     """KL(N(z_mean, σ²) ‖ N(0, 1)) per example."""
     m = np.asarray(z_mean, np.float64)
     lv = np.asarray(z_log_var, np.float64)
-    return 0.5 * np.sum(np.exp(lv) + m**2 - 1.0 - lv, axis=1)
+    kl: F64 = 0.5 * np.sum(np.exp(lv) + m**2 - 1.0 - lv, axis=1)
+    return kl
 
 
 def evaluator_parts(
@@ -135,9 +135,7 @@ def evaluator_parts(
     return LossParts(kl=analytic_kl(z_mean, z_log_var), nll=gaussian_nll(x, decode(w, z, y, spec), spec))
 
 
-def _backprop(
-    w: Weights, part: str, inp: F64, pre: list[F64], grad_out: F64, grads: dict[str, F64]
-) -> F64:
+def _backprop(w: Weights, part: str, inp: F64, pre: list[F64], grad_out: F64, grads: dict[str, F64]) -> F64:
     """Backpropagate `grad_out` (w.r.t. the last pre-activation) through `part`; returns d/d input."""
     ins = _relu_inputs(inp, pre)
     g = grad_out
@@ -182,7 +180,9 @@ def gradients(
     return grads
 
 
-def adam_first_step(w: Weights, grads: Mapping[str, NDArray[np.floating]], spec: ModelSpec = DEFAULT_SPEC) -> dict[str, F64]:
+def adam_first_step(
+    w: Weights, grads: Mapping[str, NDArray[np.floating]], spec: ModelSpec = DEFAULT_SPEC
+) -> dict[str, F64]:
     """Weights after one Keras Adam step from a fresh optimiser state (m = v = 0, t = 1)."""
     b1, b2 = spec.adam_beta_1, spec.adam_beta_2
     alpha = spec.learning_rate * math.sqrt(1 - b2) / (1 - b1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,7 +54,7 @@ class ModelSpec:
         """Canonical weight names and shapes (kernels are (in, out), as Keras stores them)."""
         shapes: dict[str, tuple[int, ...]] = {}
         for part, dims in (("encoder", self.encoder_dims), ("decoder", self.decoder_dims)):
-            for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+            for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
                 shapes[f"{part}.dense_{i}.kernel"] = (d_in, d_out)
                 shapes[f"{part}.dense_{i}.bias"] = (d_out,)
         return shapes
@@ -65,7 +66,7 @@ class ModelSpec:
     def flops(self, part: str, batch: int = 1) -> int:
         """Multiply-add FLOPs (2 per MAC) of one forward pass of `part` through its dense layers."""
         dims = self.encoder_dims if part == "encoder" else self.decoder_dims
-        return 2 * batch * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+        return 2 * batch * sum(a * b for a, b in itertools.pairwise(dims))
 
     def train_step_flops(self, batch: int | None = None) -> int:
         """Dense-layer FLOPs of one training step: forward plus backward (≈ 2× forward) of both nets."""
