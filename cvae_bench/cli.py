@@ -156,7 +156,12 @@ class _RunDisplay:
 
 
 @main.command()
-@click.option("--backend", "backend_name", required=True, help="Backend name (see `cvae-bench backends`).")
+@click.option(
+    "--backend",
+    "backend_name",
+    required=True,
+    help="Backend name, a comma-separated list (NAME or NAME:MODE each), or 'all'.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--mode", default=None, help="Backend mode, e.g. eager/compiled (torch); default: the backend's.")
 @click.option("--target", type=float, default=235.0, show_default=True, help="Stop at val -ELBO <= target (nats).")
@@ -164,6 +169,13 @@ class _RunDisplay:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train exactly N epochs, no target.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between evaluations [one epoch].")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs per backend, with seeds seed..seed+N-1.",
+)
 @_dataset_opt
 @_data_opt
 @click.option(
@@ -171,7 +183,7 @@ class _RunDisplay:
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Run folder [runs/<backend>-<timestamp>].",
+    help="Run folder [runs/<backend>-<timestamp>, or runs/compare-<timestamp> for several runs].",
 )
 @click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Use only the first N training images.")
 @click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Use only the first N validation images.")
@@ -192,6 +204,7 @@ def run(
     epochs: int | None,
     eval_every: int | None,
     seed: int,
+    repeats: int,
     dataset: str,
     data_path: str | None,
     out_dir: str | None,
@@ -200,36 +213,66 @@ def run(
     worker_timeout: float,
     quiet: bool,
 ) -> None:
-    """Train a backend until the shared evaluator reports val -ELBO <= --target."""
+    """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
+    from dataclasses import replace
+
     from cvae_bench.backends import registry
+    from cvae_bench.errors import WorkerError
+    from cvae_bench.harness.compare import HEADERS, table_rows, write_comparison
     from cvae_bench.harness.data import load_dataset
     from cvae_bench.harness.io import ensure_dir
     from cvae_bench.harness.run import RunOptions, default_run_dir, run_backend, summary_line
     from cvae_bench.harness.train import TrainConfig
 
-    infos = registry.resolve(backend_name)
-    if len(infos) != 1:
-        raise CvaeBenchError("run takes one backend for now; name exactly one")
-    info = infos[0]
-    if not info.available:
-        raise CvaeBenchError(info.unavailable_reason())
-    folder = Path(out_dir) if out_dir else default_run_dir("runs", info.name)
+    plan = []
+    for item in [p.strip() for p in backend_name.split(",")] if backend_name.strip() != "all" else ["all"]:
+        name, _, item_mode = item.partition(":")
+        for info in registry.resolve(name):
+            if not info.available:
+                raise CvaeBenchError(info.unavailable_reason())
+            plan.append((info, item_mode or mode))
+    single = len(plan) == 1 and repeats == 1
+    folder = Path(out_dir) if out_dir else default_run_dir("runs", plan[0][0].name if single else "compare")
     ensure_dir(folder)
-    # Fetch (and cache) the data here, so that the worker only ever reads a verified local copy.
+    # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
     ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-    options = RunOptions(
+    base = RunOptions(
         config=TrainConfig(target=target, max_epochs=max_epochs, epochs=epochs, eval_every=eval_every, seed=seed),
         device=device,
-        mode=mode,
         dataset=dataset,
         data_path=str(ds.path),
         train_subset=train_subset,
         val_subset=val_subset,
         idle_timeout=worker_timeout,
     )
-    with _RunDisplay(info.name, quiet) as display:
-        result = run_backend(info, options, folder, display)
-    click.echo(summary_line(result, folder))
+    results, failures = [], []
+    for info, run_mode in plan:
+        for r in range(repeats):
+            options = replace(base, mode=run_mode, config=replace(base.config, seed=seed + r))
+            sub = folder if single else folder / f"{info.name}{'-' + run_mode if run_mode else ''}-seed{seed + r}"
+            label = f"{info.name}" + ("" if single else f" seed {seed + r}")
+            try:
+                with _RunDisplay(label, quiet) as display:
+                    result = run_backend(info, options, sub, display)
+            except WorkerError as exc:
+                if single:
+                    raise
+                failures.append(str(exc))
+                click.echo(f"error: {exc}", err=True)
+                continue
+            results.append(result)
+            click.echo(summary_line(result, sub))
+    if not single and results:
+        rows = write_comparison(folder, results, "cvae-bench " + " ".join(sys.argv[1:]))
+        table = Table(title=f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs")
+        for header in HEADERS:
+            table.add_column(header, no_wrap=True)
+        for cells in table_rows(rows):
+            table.add_row(*cells)
+        out_console.print(table)
+        click.echo(f"comparison written to {folder / 'comparison.md'} and comparison.json")
+    if failures:
+        raise CvaeBenchError(f"{len(failures)} run(s) failed; see the lines above")
 
 
 @main.command()
