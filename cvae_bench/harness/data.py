@@ -106,7 +106,8 @@ def verify(name: str, arrays: Arrays, where: Path | str) -> Arrays:
 def read_npz(path: Path) -> Arrays:
     """The four arrays of a Keras-style .npz, or DataError naming the file."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        # Open the file ourselves: np.load leaks its handle when the zip is truncated.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             return {k: f[k] for k in KEYS if k in f.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise DataError(f"cannot read {path}: {exc or type(exc).__name__} (not a valid .npz?)") from exc
@@ -141,9 +142,10 @@ def save_cache(name: str, arrays: Arrays) -> Path:
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.npz"
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f, x_train=arrays["x_train"], y_train=arrays["y_train"], x_test=arrays["x_test"], y_test=arrays["y_test"]
+        )
     return path
 
 
@@ -267,8 +269,8 @@ def load_dataset(
             cached = save_cache(name, arrays)
             say(f"verified and cached at {cached}")
             return _dataset(name, arrays, source, cached)
-    hint = "run `cvae-bench data fetch`" if not download else "pass a copy with --data PATH"
-    raise DataError(f"{name} is not available; tried: {'; '.join(tried)}. {hint.capitalize()}.")
+    hint = "Run `cvae-bench data fetch`" if not download else "Pass a copy with --data PATH"
+    raise DataError(f"{name} is not available; tried: {'; '.join(tried)}. {hint}.")
 
 
 def dataset_info(name: str = "mnist", path: str | Path | None = None) -> dict[str, Any]:
