@@ -97,7 +97,23 @@ HEADERS = [
 ]
 
 
-def to_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+#: The tutorial's val_loss after epochs 1…10 (DESIGN.md), for the fidelity table.
+TUTORIAL_VAL_LOSS = (243.71, 239.35, 237.24, 235.97, 235.24, 234.93, 234.66, 234.29, 234.04, 233.74)
+FIDELITY_EPOCHS = (1, 5, 10)
+
+
+def fidelity_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """Val −ELBO after epochs 1, 5 and 10 of each run, under the tutorial's own row."""
+    rows = [["tutorial (Keras, val_loss)", "—", *(f"{TUTORIAL_VAL_LOSS[e - 1]:.2f}" for e in FIDELITY_EPOCHS)]]
+    for r in results:
+        at = {round(h["epoch"], 6): h["val_elbo"] for h in r["history"]}
+        rows.append(
+            [f"{r['backend']} ({r['mode']})", str(r["seed"]), *(_fmt(at.get(float(e))) for e in FIDELITY_EPOCHS)]
+        )
+    return rows
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], results: Sequence[dict[str, Any]] = ()) -> str:
     """The comparison as a Markdown table with the command that produced it."""
     lines = [
         f"# cvae-bench comparison: target val −ELBO ≤ {meta['target']}",
@@ -110,6 +126,15 @@ def to_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
         "|" + "---|" * len(HEADERS),
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+    if any(h["epoch"] >= 1 for r in results for h in r["history"]):
+        lines += [
+            "",
+            "## Fidelity: val −ELBO after epochs " + ", ".join(map(str, FIDELITY_EPOCHS)),
+            "",
+            "| run | seed | " + " | ".join(f"epoch {e}" for e in FIDELITY_EPOCHS) + " |",
+            "|---|---|" + "---|" * len(FIDELITY_EPOCHS),
+        ]
+        lines += ["| " + " | ".join(cells) + " |" for cells in fidelity_rows(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -118,7 +143,7 @@ def write_comparison(folder: Path, results: Sequence[dict[str, Any]], command: s
     rows = summarize(results)
     meta = {"command": command, "target": results[0]["target"], "hardware": results[0]["hardware"]}
     write_json(folder / "comparison.json", {**meta, "rows": rows, "runs": [_brief(r) for r in results]})
-    write_text(folder / "comparison.md", to_markdown(rows, meta))
+    write_text(folder / "comparison.md", to_markdown(rows, meta, results))
     return rows
 
 
