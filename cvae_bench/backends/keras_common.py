@@ -1,0 +1,312 @@
+"""What the three Keras 3 backends share: the tutorial's functional CVAE, its loss, weights and training.
+
+Keras fixes its backend when it is first imported, so this module is imported only in a process whose
+`KERAS_BACKEND` is already set (the harness's worker does that); `keras_backend.py` holds the small
+per-framework subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+from keras import layers, ops
+from numpy.typing import NDArray
+
+from cvae_bench.backends.base import F32, Backend, WeightDict
+from cvae_bench.errors import BackendUnavailableError
+from cvae_bench.models.spec import ModelSpec
+
+Tensor = Any  # a backend tensor (torch.Tensor, tf.Tensor, jax.Array)
+
+#: How each mode is compiled: Keras `compile(jit_compile=…, run_eagerly=…)`.
+COMPILE_ARGS: dict[str, dict[str, bool]] = {
+    "jit": {"jit_compile": True, "run_eagerly": False},
+    "graph": {"jit_compile": False, "run_eagerly": False},  # tf.function without XLA
+    "eager": {"jit_compile": False, "run_eagerly": True},
+}
+
+
+def build_encoder(spec: ModelSpec) -> keras.Model:
+    """The tutorial's encoder f_φ(x, y) → (z_mean, z_log_var) as a functional model."""
+    image = keras.Input(shape=spec.image_shape, name="image")
+    label = keras.Input(shape=(spec.num_classes,), name="label")
+    h = layers.Concatenate(name="concat")([layers.Flatten(name="flatten")(image), label])
+    for i, width in enumerate(spec.encoder_hidden):
+        h = layers.Dense(width, activation=spec.hidden_activation, name=f"dense_{i}")(h)
+    out = layers.Dense(2 * spec.latent_dim, name=f"dense_{len(spec.encoder_hidden)}")(h)
+    z_mean = out[:, : spec.latent_dim]
+    z_log_var = out[:, spec.latent_dim :]
+    return keras.Model([image, label], [z_mean, z_log_var], name="encoder")
+
+
+def build_decoder(spec: ModelSpec) -> keras.Model:
+    """The tutorial's decoder f_θ(z, y) → x_mean (B, 28, 28) as a functional model."""
+    z = keras.Input(shape=(spec.latent_dim,), name="z")
+    label = keras.Input(shape=(spec.num_classes,), name="label")
+    h = layers.Concatenate(name="concat")([z, label])
+    for i, width in enumerate(spec.decoder_hidden):
+        h = layers.Dense(width, activation=spec.hidden_activation, name=f"dense_{i}")(h)
+    h = layers.Dense(spec.image_size, name=f"dense_{len(spec.decoder_hidden)}")(h)
+    h = layers.Reshape(spec.image_shape, name="reshape")(h)
+    x_mean = layers.Activation(spec.output_activation, name="x_mean")(h)
+    return keras.Model([z, label], x_mean, name="decoder")
+
+
+class CVAE(keras.Model):  # type: ignore[misc]
+    """Encoder + decoder whose call returns the per-example loss parts, stacked as (B, 2) = (KL, NLL).
+
+    Called with `(x, y)` it draws the training ε from its own `SeedGenerator` (a tracked variable, so it
+    is repeatable and works inside jax.jit); called with `(x, y, eps)` it uses the given ε. The loss the
+    optimiser sees is `compute_loss`: the batch mean of KL + NLL, so Keras's own compiled train function
+    (`make_train_function`) trains it on every backend.
+    """
+
+    def __init__(self, spec: ModelSpec, seed: int) -> None:
+        super().__init__(name="cvae")
+        self.spec = spec
+        self.encoder = build_encoder(spec)
+        self.decoder = build_decoder(spec)
+        self.seed_generator = keras.random.SeedGenerator(seed, name="eps_seed")
+
+    def call(self, inputs: tuple[Tensor, ...], training: bool = False) -> Tensor:
+        """Per-example (KL, NLL) as a (B, 2) tensor; see DESIGN.md for the loss."""
+        s = self.spec
+        x, y = inputs[0], inputs[1]
+        z_mean, z_log_var = self.encoder([x, y], training=training)
+        if len(inputs) > 2:
+            eps = inputs[2]
+        else:
+            eps = keras.random.normal((s.kl_samples, ops.shape(x)[0], s.latent_dim), seed=self.seed_generator)
+        sigma = ops.exp(0.5 * z_log_var)
+        z = z_mean + sigma * eps  # (K, B, latent)
+        # log N(z; z_mean, σ) − log N(z; 0, 1) with the ½ log 2π constants cancelled by hand, so float32
+        # keeps the (often small) difference.
+        kl = ops.mean(ops.sum(0.5 * (ops.square(z) - ops.square((z - z_mean) / sigma) - z_log_var), -1), 0)
+        x_mean = self.decoder([z[0], y], training=training)
+        sq = ops.square((x - x_mean) / s.sigma_x)
+        nll = 0.5 * ops.sum(ops.reshape(sq, (-1, s.image_size)), 1) + s.nll_constant
+        return ops.stack([kl, nll], axis=1)
+
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Tensor = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> Tensor:
+        """−ELBO averaged over the batch."""
+        return batch_loss(y_pred)
+
+
+def batch_loss(parts: Tensor) -> Tensor:
+    """The batch-mean loss from the (B, 2) per-example (KL, NLL) parts."""
+    return ops.mean(ops.sum(parts, axis=1))
+
+
+class KerasBackend(Backend):
+    """The tutorial's CVAE on Keras 3; subclasses fill in what differs per framework.
+
+    Training calls Keras's own compiled train function (`model.make_train_function()`), the code path
+    `fit` uses, one batch per call, without converting its logs (so nothing waits for the device).
+    `take_loss` reads Keras's loss tracker, the example-weighted mean since its last reset, which is the
+    mean over steps when the batches are full.
+    """
+
+    framework = "keras"
+    #: The value `keras.backend.backend()` must have in this process.
+    keras_backend: ClassVar[str]
+
+    def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
+        super().__init__(spec, seed, device, mode)
+        have = keras.backend.backend()
+        if have != self.keras_backend:
+            raise BackendUnavailableError(
+                f"{self.name} needs KERAS_BACKEND={self.keras_backend} in its process, this process has "
+                f"{have}; run it through the harness's worker (cvae_bench.harness.worker)"
+            )
+        if self.mode not in self.capabilities.modes:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} has no mode {self.mode!r}; choose one of {', '.join(self.capabilities.modes)}"
+            )
+        kind = device.split(":")[0]
+        if kind not in self.capabilities.devices:
+            raise BackendUnavailableError(
+                f"backend {self.name!r}: unknown device {device!r}; choose one of "
+                f"{', '.join(self.capabilities.devices)}"
+            )
+        if kind == "cuda" and not self._cuda_available():
+            raise BackendUnavailableError(
+                f"backend {self.name!r}: --device cuda asked for, but {self.keras_backend} sees no CUDA device"
+            )
+        self._device = "cuda:0" if kind == "cuda" else "cpu"
+        self._keras_device = "gpu:0" if kind == "cuda" else "cpu"
+        # Initial weights (glorot-uniform draws) are a function of the seed.
+        keras.utils.set_random_seed(seed)
+        with self._scope():
+            self.model = CVAE(spec, seed)
+            adam = keras.optimizers.Adam(
+                learning_rate=spec.learning_rate,
+                beta_1=spec.adam_beta_1,
+                beta_2=spec.adam_beta_2,
+                epsilon=spec.adam_epsilon,
+            )
+            self.model.compile(optimizer=adam, **COMPILE_ARGS[self.mode])
+            # Build the model's call once (no ε draw: ε is passed) and the optimiser's slots, so that
+            # the train function can be called directly.
+            b = 2
+            self.model(
+                (
+                    np.zeros((b, *spec.image_shape), np.float32),
+                    np.zeros((b, spec.num_classes), np.float32),
+                    np.zeros((spec.kl_samples, b, spec.latent_dim), np.float32),
+                )
+            )
+            self.model.optimizer.build(self.model.trainable_variables)
+            self.model.make_train_function()
+        self._optimizer_init = [self._host(v.value).copy() for v in self.model.optimizer.variables]
+        self._dense: dict[str, Any] = {}
+        for part, net in (("encoder", self.model.encoder), ("decoder", self.model.decoder)):
+            dense = [lay for lay in net.layers if isinstance(lay, layers.Dense)]
+            self._dense.update({f"{part}.dense_{i}": lay for i, lay in enumerate(dense)})
+        names = {id(lay.kernel): f"{p}.kernel" for p, lay in self._dense.items()}
+        names.update({id(lay.bias): f"{p}.bias" for p, lay in self._dense.items()})
+        self._trainable_names = [names[id(v)] for v in self.model.trainable_variables]
+        self._x: Tensor = None
+        self._y: Tensor = None
+        self._order_x: Tensor = None
+        self._order_y: Tensor = None
+        self._logs: dict[str, Tensor] | None = None
+        self._steps = 0
+
+    # -- per-framework hooks ----------------------------------------------------------------------------
+    @abstractmethod
+    def _cuda_available(self) -> bool:
+        """Whether the framework sees a CUDA device."""
+
+    @abstractmethod
+    def _run_train_function(self, data: tuple[Any, ...]) -> dict[str, Tensor]:
+        """One call of the model's compiled train function on `data`; returns its (device) logs."""
+
+    @abstractmethod
+    def _grad_list(self, inputs: tuple[Tensor, Tensor, Tensor]) -> list[Tensor]:
+        """Gradients of the batch loss w.r.t. `model.trainable_variables`, in that order."""
+
+    def _sync_variables(self) -> None:
+        """Make the Keras variables current (jax keeps its training state outside them)."""
+
+    @staticmethod
+    def _host(t: Tensor) -> NDArray[Any]:
+        """A host NumPy array of a tensor.
+
+        Subclasses use the framework's own conversion, which (unlike `ops.convert_to_numpy` under NumPy
+        2) does not warn about `__array__(copy=…)`.
+        """
+        return np.asarray(ops.convert_to_numpy(t))
+
+    # -- shared plumbing --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _scope(self) -> Iterator[None]:
+        """Keras's device scope: new tensors and variables go to this backend's device."""
+        with keras.device(self._keras_device):
+            yield
+
+    def _t(self, a: NDArray[Any]) -> Tensor:
+        return ops.convert_to_tensor(np.ascontiguousarray(a, np.float32))
+
+    def _np(self, t: Tensor) -> F32:
+        return np.asarray(self._host(t), np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """Adds the Keras compile settings behind the mode."""
+        return {**super().describe(), "keras_compile": COMPILE_ARGS[self.mode]}
+
+    # -- weights ----------------------------------------------------------------------------------------
+    def get_weights(self) -> WeightDict:
+        self._sync_variables()
+        out: WeightDict = {}
+        for prefix, lay in self._dense.items():
+            out[f"{prefix}.kernel"] = self._np(lay.kernel.value).copy()
+            out[f"{prefix}.bias"] = self._np(lay.bias.value).copy()
+        return out
+
+    def set_weights(self, weights: Mapping[str, NDArray[np.floating]]) -> None:
+        self._sync_variables()
+        with self._scope():
+            for prefix, lay in self._dense.items():
+                for attr in ("kernel", "bias"):
+                    value = np.asarray(weights[f"{prefix}.{attr}"], np.float32)
+                    var = getattr(lay, attr)
+                    if value.shape != tuple(var.shape):
+                        raise ValueError(f"{prefix}.{attr}: expected {tuple(var.shape)}, got {value.shape}")
+                    var.assign(value)
+            # A fresh optimiser state: Adam's step count and moments back to their initial zeros.
+            for var, init in zip(self.model.optimizer.variables, self._optimizer_init, strict=True):
+                var.assign(init)
+
+    # -- inference --------------------------------------------------------------------------------------
+    def encode(self, x: F32, y: F32) -> tuple[F32, F32]:
+        self._sync_variables()
+        with self._scope():
+            z_mean, z_log_var = self.model.encoder([self._t(x), self._t(y)], training=False)
+        return self._np(z_mean), self._np(z_log_var)
+
+    def decode(self, z: F32, y: F32) -> F32:
+        self._sync_variables()
+        with self._scope():
+            return self._np(self.model.decoder([self._t(z), self._t(y)], training=False))
+
+    def loss_parts(self, x: F32, y: F32, eps: F32) -> tuple[F32, F32]:
+        self._sync_variables()
+        with self._scope():
+            parts = self._np(self.model((self._t(x), self._t(y), self._t(eps)), training=False))
+        return parts[:, 0].copy(), parts[:, 1].copy()
+
+    def gradients(self, x: F32, y: F32, eps: F32) -> WeightDict:
+        self._sync_variables()
+        with self._scope():
+            grads = self._grad_list((self._t(x), self._t(y), self._t(eps)))
+        return {name: self._np(g).copy() for name, g in zip(self._trainable_names, grads, strict=True)}
+
+    # -- training ---------------------------------------------------------------------------------------
+    def load_train_data(self, x: F32, y: F32) -> None:
+        with self._scope():
+            self._x, self._y = self._t(x), self._t(y)
+        self._order_x, self._order_y = self._x, self._y
+
+    def set_order(self, order: NDArray[np.int64]) -> None:
+        if self._x is None:
+            raise RuntimeError("load_train_data must come before set_order")
+        with self._scope():
+            idx = ops.convert_to_tensor(np.asarray(order, np.int32))
+            # One gather per epoch keeps every batch a contiguous slice.
+            self._order_x = ops.take(self._x, idx, axis=0)
+            self._order_y = ops.take(self._y, idx, axis=0)
+
+    def train_step(self, index: int) -> None:
+        if self._order_x is None:
+            raise RuntimeError("load_train_data must come before train_step")
+        b = self.spec.batch_size
+        sl = slice(index * b, (index + 1) * b)
+        with self._scope():
+            self._logs = self._run_train_function(((self._order_x[sl], self._order_y[sl]),))
+        self._steps += 1
+
+    def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
+        with self._scope():
+            self._logs = self._run_train_function(((self._t(x), self._t(y), self._t(eps)),))
+        self._steps += 1
+
+    def take_loss(self) -> float:
+        if self._steps == 0 or self._logs is None:
+            return float("nan")
+        value = float(self._host(self._logs["loss"]))
+        self._sync_variables()
+        self.model.reset_metrics()
+        self._steps, self._logs = 0, None
+        return value
