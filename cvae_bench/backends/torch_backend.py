@@ -227,3 +227,69 @@ class TorchBackend(Backend):
     def synchronize(self) -> None:
         if self._torch_device.type == "cuda":
             torch.cuda.synchronize(self._torch_device)
+
+    # -- ONNX -----------------------------------------------------------------------------------------
+    def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, str]:
+        """Write the decoder (or encoder) with torch's dynamo ONNX exporter, else its TorchScript one.
+
+        The dynamo exporter (`torch.export` + onnxscript) is tried first: it is torch's supported path and
+        gives a clean graph (Gemm, Relu, Sigmoid, named inputs, a symbolic batch). The TorchScript exporter,
+        deprecated since torch 2.9, is the fallback for a torch or onnxscript that cannot run it; the
+        returned metadata says which one wrote the file and why the first failed.
+        """
+        if part not in ("decoder", "encoder"):
+            raise ValueError(f"part must be 'decoder' or 'encoder', got {part!r}")
+        s = self.spec
+
+        class Part(nn.Module):  # the model as a submodule, so that its weights are parameters, not constants
+            def __init__(self, model: CVAE) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, a: torch.Tensor, label: torch.Tensor) -> Any:
+                return self.model.decode(a, label) if part == "decoder" else self.model.encode(a, label)
+
+        net = Part(self.model)
+        b = 3  # an example batch other than 0 or 1, which torch.export would specialise
+        first = (b, s.latent_dim) if part == "decoder" else (b, *s.image_shape)
+        args = (torch.rand(first, device=self._torch_device), torch.rand(b, s.num_classes, device=self._torch_device))
+        in_names = ["z", "label"] if part == "decoder" else ["x", "label"]
+        out_names = ["x_mean"] if part == "decoder" else ["z_mean", "z_log_var"]
+        meta = {"exporter_version": torch.__version__}
+        was_training = self.model.training
+        net.eval()  # no layer here differs between modes, but the exporters expect eval; restored below
+        try:
+            try:
+                batch = torch.export.Dim("batch")
+                program = torch.onnx.export(
+                    net,
+                    args,
+                    dynamo=True,
+                    input_names=in_names,
+                    output_names=out_names,
+                    dynamic_shapes=({0: batch}, {0: batch}),
+                    opset_version=opset,
+                    verbose=False,
+                )
+                if program is None:
+                    raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
+                program.save(path)
+                import onnxscript
+
+                return {**meta, "exporter": "torch.onnx.export(dynamo=True)", "onnxscript": onnxscript.__version__}
+            except Exception as exc:  # whatever stops the new exporter: fall back, and record why
+                first_line = (str(exc).splitlines() or [""])[0]
+                reason = f"{type(exc).__name__}: {first_line}"[:300]
+            torch.onnx.export(
+                net,
+                args,
+                path,
+                dynamo=False,
+                input_names=in_names,
+                output_names=out_names,
+                dynamic_axes={n: {0: "batch"} for n in [*in_names, *out_names]},
+                opset_version=opset,
+            )
+            return {**meta, "exporter": "torch.onnx.export(dynamo=False)", "dynamo_failed": reason}
+        finally:
+            self.model.train(was_training)
