@@ -23,3 +23,11 @@ class DataError(CvaeBenchError):
 
 class WorkerError(CvaeBenchError):
     """A backend worker process that died, hung or reported an error."""
+
+
+class OnnxExportError(CvaeBenchError):
+    """An exporter's ONNX file that cannot be brought to the one interface, or fails the ONNX checker."""
+
+
+class OnnxCheckError(ValueError, CvaeBenchError):
+    """An ONNX file whose outputs in onnxruntime differ from the framework's beyond the tolerance."""

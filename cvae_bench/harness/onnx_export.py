@@ -1,0 +1,286 @@
+"""ONNX export: the backend's exporter in its worker, then the one interface, checks and metadata, then the file.
+
+Only onnx and onnxruntime are imported here (no framework): the framework's exporter runs in the backend's
+worker (`Backend.export_onnx`), and its file is normalised (`onnx_interface`), checked against the framework
+(`onnx_check`), optionally reduced in precision (`onnx_variants`), stamped and written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import onnx
+
+from cvae_bench import __version__
+from cvae_bench.backends.base import F32, Backend
+from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.errors import OnnxExportError
+from cvae_bench.harness.data import as_float, load_dataset
+from cvae_bench.harness.evaluate import Evaluator
+from cvae_bench.harness.io import atomic_path, ensure_dir, load_weights
+from cvae_bench.harness.onnx_check import Verdict, check_inputs, check_structure, session, verify
+from cvae_bench.harness.onnx_interface import DEFAULT_OPSET, interface, normalize_interface, set_metadata
+from cvae_bench.harness.onnx_variants import SPEED_BATCH, make_variant, ms_per_call, onnx_evaluation, speed_feeds
+from cvae_bench.harness.run import file_sha256
+from cvae_bench.harness.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
+from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
+
+
+# -- the export -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measurement:
+    """What one precision of the part costs: file size, speed in onnxruntime (CPU), val −ELBO."""
+
+    precision: str
+    size_bytes: int
+    ms_per_call: float | None
+    val_elbo: float
+
+    def line(self, name: str, versus: str, baseline: float, note: str = "") -> str:
+        """E.g. `decoder.onnx: fp16, 0.42 MB, 1.9 ms/call @1024, val -ELBO 234.911 (+0.003 vs fp32)`."""
+        speed = (
+            f"{self.ms_per_call:.2f} ms/call @{SPEED_BATCH}" if self.ms_per_call is not None else "speed not measured"
+        )
+        return (
+            f"{name}: {self.precision}{note}, {self.size_bytes / 1e6:.2f} MB, {speed}, "
+            f"val -ELBO {self.val_elbo:.3f} ({self.val_elbo - baseline:+.3f} vs {versus})"
+        )
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A written, verified ONNX part and everything that was measured on the way."""
+
+    path: Path
+    part: str
+    backend: str
+    precision: str
+    exporter: str
+    opset: int
+    val_elbo: float
+    verdicts: dict[str, Verdict]
+    measurements: dict[str, Measurement]
+    metadata: dict[str, str]
+
+    def lines(self) -> list[str]:
+        """The human summary: exporter, verdicts, and one line per precision."""
+        name = self.path.name
+        out = [f"{name}: {self.part} of {self.backend}, exported by {self.exporter}, opset {self.opset}"]
+        out += [v.line() for v in self.verdicts.values()]
+        fp32 = self.measurements["fp32"]
+        note = "" if self.precision == "fp32" else " (reference, not written)"
+        out.append(fp32.line(name, self.backend, self.val_elbo, note))
+        if self.precision != "fp32":
+            out.append(self.measurements[self.precision].line(name, "fp32", fp32.val_elbo))
+        return out
+
+
+def export_part(
+    info: BackendInfo,
+    weights_path: str | Path,
+    out_path: str | Path,
+    *,
+    part: str = "decoder",
+    precision: str = "fp32",
+    opset: int | None = DEFAULT_OPSET,
+    device: str = "cpu",
+    dataset: str = "mnist",
+    data_path: str | None = None,
+    val_subset: int | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    measure_speed: bool = True,
+    spec: ModelSpec = DEFAULT_SPEC,
+) -> ExportResult:
+    """Export `part` of the weights with the backend's exporter, normalise, verify, and write it.
+
+    The backend runs in a worker of its own; this process imports onnx and onnxruntime only. The file
+    is written (atomically) only once every check has passed; on any failure nothing is left behind.
+
+    Args:
+        info: the backend's registry entry; it must declare `onnx_export`.
+        weights_path: canonical weights (safetensors).
+        out_path: where the ONNX file goes.
+        part: "decoder" or "encoder".
+        precision: "fp32", or a variant ("fp16", "int8") checked at its own tolerance.
+        opset: the default-domain opset of the file (None: whatever the exporter writes).
+        device: where the backend runs (the reference for the check).
+        dataset, data_path: the data set for the val −ELBO and the real-input checks (must be local).
+        val_subset: evaluate on the first N validation images only.
+        measure_speed: time onnxruntime at batch 1024.
+
+    Returns:
+        What was written and measured.
+
+    Raises:
+        OnnxExportError: the backend cannot export, or its file cannot be brought to the interface.
+        OnnxCheckError: onnxruntime differs from the framework beyond the tolerance.
+    """
+    weights = load_weights(weights_path, spec)
+    ds = load_dataset(dataset, data_path, download=False)
+    _, _, x_test, y_test = as_float(ds)
+    with Worker(info, idle_timeout=idle_timeout) as worker:
+        backend = RemoteBackend(worker, spec, 0, device)
+        if not backend.info.get("capabilities", {}).get("onnx_export"):
+            raise OnnxExportError(
+                f"backend {info.name!r} does not export ONNX (its Capabilities.onnx_export is False); "
+                "export the same weights with one that does, e.g. --backend torch"
+            )
+        backend.set_weights(weights)
+        evaluation = backend.run(
+            "cvae_bench.harness.jobs:evaluate_job", dataset=dataset, data_path=str(ds.path), val_subset=val_subset
+        )
+        return export_verified(
+            backend,
+            out_path,
+            backend_name=info.name,
+            versions=backend.info["versions"],
+            x_test=x_test,
+            y_test=y_test,
+            val_elbo=float(evaluation["val_elbo"]),
+            weights_sha256=file_sha256(weights_path),
+            dataset=dataset,
+            val_subset=val_subset,
+            part=part,
+            precision=precision,
+            opset=opset,
+            measure_speed=measure_speed,
+            spec=spec,
+        )
+
+
+class Exporting(Protocol):
+    """What the export needs of a backend, local (`Backend`) or in a worker (`RemoteBackend`)."""
+
+    def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, str]: ...
+    def encode(self, x: F32, y: F32) -> tuple[F32, F32]: ...
+    def decode(self, z: F32, y: F32) -> F32: ...
+
+
+def export_verified(
+    backend: Exporting,
+    out_path: str | Path,
+    *,
+    backend_name: str,
+    versions: dict[str, str],
+    x_test: F32,
+    y_test: F32,
+    val_elbo: float,
+    weights_sha256: str | None,
+    dataset: str = "mnist",
+    val_subset: int | None = None,
+    part: str = "decoder",
+    precision: str = "fp32",
+    opset: int | None = DEFAULT_OPSET,
+    measure_speed: bool = True,
+    spec: ModelSpec = DEFAULT_SPEC,
+) -> ExportResult:
+    """The export itself, for a backend that already holds the weights (see `export_part` for the args).
+
+    Raw export to a temporary folder, `normalize_interface`, `check_structure`, the fp32 check against the
+    backend at `TOLERANCES`, the variant and its check, the measurements, the metadata, the atomic write.
+    """
+    with tempfile.TemporaryDirectory(prefix="cvae-bench-export-") as tmp:
+        raw_path = Path(tmp) / f"raw-{part}.onnx"
+        exporter = backend.export_onnx(str(raw_path), part=part, opset=opset)
+        try:
+            raw = onnx.load(raw_path)
+        except (OSError, onnx.checker.ValidationError, ValueError) as exc:  # also protobuf's DecodeError
+            raise OnnxExportError(f"the exporter of {backend_name!r} wrote no readable ONNX file: {exc}") from exc
+    model = normalize_interface(raw, part, spec, opset)
+    final_opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    check_structure(model, part, spec)
+    reference = backend.decode if part == "decoder" else backend.encode
+    cases = check_inputs(part, x_test, y_test, backend.encode, spec=spec)
+    candidates = {"fp32": model}
+    if precision != "fp32":
+        candidates[precision] = make_variant(model, precision)
+        check_structure(candidates[precision], part, spec)
+    verdicts: dict[str, Verdict] = {}
+    measurements: dict[str, Measurement] = {}
+    x_val, y_val = x_test[:val_subset], y_test[:val_subset]
+    for name, candidate in candidates.items():
+        sess = session(candidate)
+        verdicts[name] = verify(sess, reference, cases, part=part, precision=name, reference_name=backend_name)
+        ms = ms_per_call(sess, speed_feeds(part, spec)) if measure_speed else None
+        score = onnx_evaluation(part, sess, backend, x_val, y_val, spec).val_elbo
+        measurements[name] = Measurement(name, 0, ms, score)
+    want = interface(part, spec)
+    metadata = {
+        "cvae_bench_version": __version__,
+        "part": part,
+        "backend": backend_name,
+        "framework_versions": json.dumps(versions, sort_keys=True),
+        "exporter": exporter.get("exporter", "unknown"),
+        "exporter_version": exporter.get("exporter_version", "unknown"),
+        "exporter_details": json.dumps(exporter, sort_keys=True),
+        "opset": str(final_opset),
+        "precision": precision,
+        "latent_dim": str(spec.latent_dim),
+        "num_classes": str(spec.num_classes),
+        "image_shape": json.dumps(list(spec.image_shape)),
+        "spec": json.dumps(spec.to_dict(), sort_keys=True),
+        "dataset": dataset,
+        "val_examples": str(len(x_val)),
+        "val_elbo": f"{val_elbo:.6f}",
+        "val_elbo_onnx": f"{measurements[precision].val_elbo:.6f}",
+        "verification": verdicts[precision].to_json(),
+    }
+    if weights_sha256:
+        metadata["weights_sha256"] = weights_sha256
+    if precision != "fp32":
+        metadata["verification_fp32"] = verdicts["fp32"].to_json()
+    for name, candidate in candidates.items():
+        candidate.graph.name = f"cvae_{part}"
+        candidate.doc_string = (
+            f"cvae-bench {part} of the Keras CVAE tutorial ({dataset}): "
+            f"{', '.join(s.describe() for s in want.inputs)} -> {', '.join(s.describe() for s in want.outputs)}"
+        )
+        set_metadata(candidate, {**metadata, "precision": name})
+        m = measurements[name]
+        measurements[name] = Measurement(name, candidate.ByteSize(), m.ms_per_call, m.val_elbo)
+    out = Path(out_path)
+    ensure_dir(out.parent)
+    with atomic_path(out) as tmp_out:
+        tmp_out.write_bytes(candidates[precision].SerializeToString())
+    return ExportResult(
+        path=out,
+        part=part,
+        backend=backend_name,
+        precision=precision,
+        exporter=f"{metadata['exporter']} {metadata['exporter_version']}",
+        opset=final_opset,
+        val_elbo=val_elbo,
+        verdicts=verdicts,
+        measurements=measurements,
+        metadata=metadata,
+    )
+
+
+def export_decoder(
+    backend: Backend, path: str, *, dataset: str = "mnist", data_path: str | None = None
+) -> dict[str, str]:
+    """In a worker, next to `backend`: its decoder with its current weights, exported and verified.
+
+    The same pipeline as `export_part` (the benchmarks call it); the val −ELBO is the shared evaluator's,
+    run here, and there is no weights file to hash. Returns the file's metadata.
+    """
+    _, _, x_test, y_test = as_float(load_dataset(dataset, data_path, download=False))
+    evaluation = Evaluator(x_test, y_test, backend.spec)(backend)
+    result = export_verified(
+        backend,
+        path,
+        backend_name=backend.name,
+        versions=backend.framework_versions(),
+        x_test=x_test,
+        y_test=y_test,
+        val_elbo=evaluation.val_elbo,
+        weights_sha256=None,
+        dataset=dataset,
+        measure_speed=False,
+        spec=backend.spec,
+    )
+    return result.metadata
