@@ -12,6 +12,7 @@ from typing import Any
 from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.errors import BackendUnavailableError
+from cvae_bench.harness.fairness import thread_env
 from cvae_bench.harness.io import ensure_dir, save_weights, write_json
 from cvae_bench.harness.train import TrainConfig
 from cvae_bench.harness.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
@@ -31,6 +32,8 @@ class RunOptions:
     val_subset: int | None = None
     spec: ModelSpec = DEFAULT_SPEC
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    #: Threads for every framework in the worker (`harness.fairness.thread_env`); None: the framework's default.
+    threads: int | None = None
 
 
 def default_run_dir(root: str | Path, name: str) -> Path:
@@ -67,7 +70,8 @@ def run_backend(
         raise BackendUnavailableError(info.unavailable_reason())
     out = ensure_dir(out_dir)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    with Worker(info, idle_timeout=options.idle_timeout) as worker:
+    extra_env = thread_env(options.threads) if options.threads else None
+    with Worker(info, idle_timeout=options.idle_timeout, extra_env=extra_env) as worker:
         backend = RemoteBackend(worker, options.spec, options.config.seed, options.device, options.mode)
         job = backend.run(
             "cvae_bench.harness.jobs:train_job",

@@ -8,13 +8,19 @@ frames of an 8-byte big-endian length followed by a pickle. The parent sends req
   ``build_s``, the construction time;
 - ``{"op": "call", "method", "args", "kwargs"}`` → the return value of that Backend method;
 - ``{"op": "run", "func": "module:function", "kwargs"}`` → ``function(backend, emit, **kwargs)``, a harness
-  job that runs next to the backend and may ``emit(event)`` progress frames while it works;
+  job that runs next to the backend and may ``emit(event)`` progress frames while it works; sent before any
+  ``create``, the job gets ``backend=None`` (measurements that need a clean process but no model: the
+  matmul ceiling, onnxruntime sessions);
 - ``{"op": "exit"}``.
 
 The worker answers each request with any number of ``{"kind": "event", "data"}`` frames followed by one
 ``{"kind": "result", "value"}`` or ``{"kind": "error", "type", "message", "traceback"}``. The worker's
 file descriptor 1 is pointed at stderr before anything is imported, so a framework printing to stdout
 cannot corrupt the protocol; stderr goes to a log file that the parent quotes when the worker dies.
+
+Threads. A parent that wants an explicit thread count passes `harness.fairness.thread_env(n)` as the
+worker's `extra_env`; the worker pins its CPU affinity to n cores (when n is below what it may use) before
+it imports anything else, and each framework reads its own variable when it starts.
 """
 
 from __future__ import annotations
@@ -268,12 +274,12 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
                 cls = registry.get(req["name"]).load_class()
                 backend = cls(ModelSpec.from_dict(req["spec"]), req["seed"], req["device"], req["mode"])
                 value: Any = {**backend.describe(), "build_s": time.perf_counter() - t0}
+            elif op == "run":
+                value = _resolve(req["func"])(backend, emit, **req["kwargs"])
             elif backend is None:
                 raise WorkerError("no backend: send a 'create' request first")
             elif op == "call":
                 value = getattr(backend, req["method"])(*req["args"], **req["kwargs"])
-            elif op == "run":
-                value = _resolve(req["func"])(backend, emit, **req["kwargs"])
             else:
                 raise WorkerError(f"unknown request {op!r}")
             write_frame(out, {"kind": "result", "value": value})
@@ -292,6 +298,9 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
 
 def main() -> None:
     """Entry point of the worker process."""
+    from cvae_bench.harness.fairness import apply_process_threads
+
+    apply_process_threads()  # CPU affinity first: thread pools are sized when a framework starts
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a framework prints to stdout now lands in stderr, not in the protocol
     serve(sys.stdin.buffer, out)

@@ -1,0 +1,214 @@
+"""Equal, explicit thread counts for every framework, set before a worker imports it, and the audit that shows them.
+
+How a thread count reaches each framework (all set by the parent in the worker's environment, so they
+are in place before the framework's first import; `apply_process_threads` runs first thing in the worker):
+
+- CPU affinity: when fewer threads than schedulable cores are asked for, the worker pins itself to that
+  many cores. This is the one limit every runtime honours (XLA and TF size their pools from the
+  affinity mask), and it keeps a framework from spinning threads on cores it was not given.
+- torch: `OMP_NUM_THREADS` (its intra-op pool; `torch.get_num_threads()` reports it).
+- TensorFlow: `TF_NUM_INTRAOP_THREADS` and `TF_NUM_INTEROP_THREADS`, read when its runtime starts.
+- jax/XLA: the affinity mask; for one thread also `XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
+  intra_op_parallelism_threads=1`, XLA's documented single-thread switch.
+- NumPy's BLAS (the matmul ceiling): `OPENBLAS_NUM_THREADS`/`MKL_NUM_THREADS`.
+- onnxruntime: `SessionOptions.intra_op_num_threads` (see `harness.ort_bench`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+#: The worker reads this to pin its CPU affinity before any framework is imported.
+THREADS_ENV = "CVAE_BENCH_THREADS"
+
+#: Environment variables that carry a thread count, reported by the audit.
+THREAD_VARS = (
+    THREADS_ENV,
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "XLA_FLAGS",
+)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def thread_env(threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker needs so that every framework in it uses `threads` threads.
+
+    Args:
+        threads: the thread count (≥ 1), the same for every framework.
+        base: the environment it will be merged into (for `XLA_FLAGS`, which is extended, not replaced);
+            defaults to this process's.
+
+    Returns:
+        Variables to add to the worker's environment.
+
+    Raises:
+        ValueError: `threads` < 1.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    n = str(threads)
+    env = {
+        THREADS_ENV: n,
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": n,
+    }
+    if threads == 1:
+        xla = (base if base is not None else os.environ).get("XLA_FLAGS", "")
+        extra = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = f"{xla} {extra}".strip() if extra not in xla else xla
+    return env
+
+
+def apply_process_threads() -> int | None:
+    """Pin this process to the first `$CVAE_BENCH_THREADS` of its cores; call before importing frameworks.
+
+    Returns:
+        The thread count in force, or None when the variable is not set.
+    """
+    value = os.environ.get(THREADS_ENV)
+    if not value:
+        return None
+    threads = int(value)
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if threads < len(cores):
+            os.sched_setaffinity(0, cores[:threads])
+    return threads
+
+
+def process_audit() -> dict[str, Any]:
+    """What this process's frameworks really use: threads, precision, devices.
+
+    Only frameworks already imported are asked (asking would import them).
+    """
+    out: dict[str, Any] = {
+        "affinity_cores": available_cores(),
+        "env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
+    }
+    if "torch" in sys.modules:
+        import torch
+
+        out["torch"] = {
+            "intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        }
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        out["tensorflow"] = {
+            # 0 means "the runtime's choice", which TF takes from TF_NUM_*_THREADS when they are set.
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "tf32_execution": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+        }
+    if "jax" in sys.modules:
+        import jax
+
+        out["jax"] = {
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "default_matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", None)),
+            "platform": jax.devices()[0].platform,
+            "device_count": jax.device_count(),
+        }
+    if "onnxruntime" in sys.modules:
+        import onnxruntime
+
+        out["onnxruntime"] = {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
+    return out
+
+
+def audit_job(backend: Any, emit: Any) -> dict[str, Any]:
+    """Worker job: `process_audit()` of the worker, after its backend is built."""
+    return process_audit()
+
+
+def _threads_cell(audit: Mapping[str, Any]) -> str:
+    parts = []
+    if "torch" in audit:
+        t = audit["torch"]
+        parts.append(f"torch intra {t['intra_op_threads']}/inter {t['inter_op_threads']}")
+    if "tensorflow" in audit:
+        t = audit["tensorflow"]
+        env = audit.get("env", {})
+        intra = t["intra_op_threads"] or f"env {env.get('TF_NUM_INTRAOP_THREADS', 'default')}"
+        inter = t["inter_op_threads"] or f"env {env.get('TF_NUM_INTEROP_THREADS', 'default')}"
+        parts.append(f"TF intra {intra}/inter {inter}")
+    if "jax" in audit:
+        flags = audit["jax"]["xla_flags"]
+        parts.append(f"XLA {audit['affinity_cores']} cores" + (f" ({flags})" if flags else ""))
+    if "ort" in audit:
+        o = audit["ort"]
+        parts.append(f"ORT intra {o['intra_op_threads']}/inter {o['inter_op_threads']}")
+    return "; ".join(parts) or "-"
+
+
+def _precision_cell(audit: Mapping[str, Any]) -> str:
+    parts = ["float32"]
+    if "torch" in audit:
+        t = audit["torch"]
+        tf32 = t["cuda_matmul_allow_tf32"] or t["cudnn_allow_tf32"] or t["float32_matmul_precision"] != "highest"
+        parts.append("torch TF32 " + ("ON" if tf32 else "off"))
+    if "tensorflow" in audit:
+        parts.append("TF TF32 " + ("ON (GPU only)" if audit["tensorflow"]["tf32_execution"] else "off"))
+    if "jax" in audit:
+        parts.append(f"jax matmul precision {audit['jax']['default_matmul_precision']}")
+    if "ort" in audit:
+        parts.append("ORT " + ", ".join(audit["ort"].get("precisions", [])))
+    return "; ".join(parts)
+
+
+AUDIT_HEADERS = [
+    "process",
+    "threads (requested)",
+    "cores (affinity)",
+    "threads in use",
+    "compile / jit",
+    "precision",
+    "device sync",
+    "data on device",
+    "warm-up excluded",
+]
+
+
+def audit_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """Cells of the fairness table, one row per measured process.
+
+    Each entry: {"label", "threads", "audit" (process_audit()), "compile", "sync", "data_on_device",
+    "warmup"} as `harness.bench` records them.
+    """
+    rows = []
+    for e in entries:
+        audit = e.get("audit", {})
+        rows.append(
+            [
+                e["label"],
+                str(e.get("threads", "-")),
+                str(audit.get("affinity_cores", "-")),
+                _threads_cell(audit),
+                e.get("compile", "-"),
+                _precision_cell(audit),
+                e.get("sync", "-"),
+                e.get("data_on_device", "-"),
+                e.get("warmup", "-"),
+            ]
+        )
+    return rows
