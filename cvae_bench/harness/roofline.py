@@ -1,0 +1,208 @@
+"""The roofline: FLOPs of the model from the spec, and the fp32 matmul ceiling of this machine at its shapes.
+
+How the ceiling is measured. The model is a stack of dense layers, so nearly all its arithmetic is GEMMs
+of a handful of shapes. In a worker of its own (same thread count as the backends), every GEMM a training
+step needs at batch 64, and every GEMM of the decoder at each sampling batch size, is timed alone, fp32,
+with pre-allocated operands and output, in NumPy (`np.matmul(out=)`, its BLAS) and, where installed, torch
+(`torch.mm(out=)`, oneDNN/MKL): warm-up, calibrated rounds, median per call (`harness.timing`). The faster
+library per shape counts. The *floor* of a workload is the sum of its GEMMs' times: what the machine needs
+for that arithmetic alone, with no bias, activation, loss, optimiser or framework overhead. Every measured
+figure is reported as `floor / measured` ("of floor": 1.0 means as fast as the bare matmuls).
+
+The GEMMs of a training step (batch B, each dense layer d_in → d_out): forward [B,d_in]·[d_in,d_out];
+weight gradient [d_in,B]·[B,d_out]; input gradient [B,d_out]·[d_out,d_in], except for the encoder's first
+layer, whose input is data. The spec's `train_step_flops` (3 × forward) also counts that one, so the
+GFLOP/s figures, which use the spec's count as the issue asks, are ~16 % above the GEMMs really needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cvae_bench.models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One matrix product [m, k] · [k, n]."""
+
+    m: int
+    k: int
+    n: int
+
+    @property
+    def flops(self) -> int:
+        """2·m·k·n (a multiply and an add per MAC)."""
+        return 2 * self.m * self.k * self.n
+
+    @property
+    def key(self) -> str:
+        """'m×k×n', the shape's name in results."""
+        return f"{self.m}x{self.k}x{self.n}"
+
+
+def _layers(dims: Sequence[int]) -> list[tuple[int, int]]:
+    return list(itertools.pairwise(dims))
+
+
+def train_step_gemms(spec: ModelSpec, batch: int | None = None) -> list[Gemm]:
+    """The GEMMs of one training step: forward, weight and input gradients of every dense layer."""
+    b = spec.batch_size if batch is None else batch
+    out: list[Gemm] = []
+    for part, dims in (("encoder", spec.encoder_dims), ("decoder", spec.decoder_dims)):
+        for i, (d_in, d_out) in enumerate(_layers(dims)):
+            out.append(Gemm(b, d_in, d_out))  # forward
+            out.append(Gemm(d_in, b, d_out))  # dW = Xᵀ·dY
+            if not (part == "encoder" and i == 0):  # no gradient w.r.t. the data
+                out.append(Gemm(b, d_out, d_in))  # dX = dY·Wᵀ
+    return out
+
+
+def decoder_gemms(spec: ModelSpec, batch: int) -> list[Gemm]:
+    """The GEMMs of one decoder forward pass at `batch`."""
+    return [Gemm(batch, d_in, d_out) for d_in, d_out in _layers(spec.decoder_dims)]
+
+
+def gemm_flops(gemms: Iterable[Gemm]) -> int:
+    """Total FLOPs of a list of GEMMs."""
+    return sum(g.flops for g in gemms)
+
+
+def unique(gemms: Iterable[Gemm]) -> list[Gemm]:
+    """Distinct shapes, in first-seen order."""
+    return list(dict.fromkeys(gemms))
+
+
+def ceiling_job(
+    backend: Any,
+    emit: Any,
+    *,
+    shapes: list[tuple[int, int, int]],
+    rounds: int = 15,
+    min_time: float = 0.02,
+    libraries: Sequence[str] = ("numpy", "torch"),
+) -> dict[str, Any]:
+    """Worker job (no backend needed): median seconds per fp32 GEMM of each shape, per library.
+
+    Returns:
+        {"libraries": {name: version}, "shapes": {"m×k×n": {library: seconds}}}; a library that is not
+        installed is left out.
+    """
+    import numpy as np
+
+    from cvae_bench.harness.timing import per_call, time_rounds
+
+    rng = np.random.default_rng(0)
+    runners: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+    if "numpy" in libraries:
+        versions["numpy"] = np.__version__
+
+        def np_mm(a: Any, b: Any, c: Any) -> None:
+            np.matmul(a, b, out=c)
+
+        runners["numpy"] = (lambda x: x, np_mm)
+    if "torch" in libraries:
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            versions["torch"] = torch.__version__
+
+            def torch_mm(a: Any, b: Any, c: Any) -> None:
+                torch.mm(a, b, out=c)
+
+            runners["torch"] = (torch.from_numpy, torch_mm)
+    result: dict[str, dict[str, float]] = {}
+    for m, k, n in shapes:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        key = Gemm(m, k, n).key
+        result[key] = {}
+        for lib, (convert, mm) in runners.items():
+            call = functools.partial(mm, convert(a), convert(b), convert(np.empty((m, n), np.float32)))
+            t = time_rounds(call, rounds=rounds, min_time=min_time, warmup=3)
+            result[key][lib] = statistics.median(per_call(t["round_s"], t["iterations"]))
+        emit({"type": "ceiling", "shape": key, **result[key]})
+    return {"libraries": versions, "shapes": result}
+
+
+def best_seconds(shapes: dict[str, dict[str, float]], gemm: Gemm) -> tuple[float, str]:
+    """The fastest library's median seconds for `gemm`, and that library."""
+    per_lib = shapes[gemm.key]
+    lib = min(per_lib, key=lambda name: per_lib[name])
+    return per_lib[lib], lib
+
+
+def floor_seconds(shapes: dict[str, dict[str, float]], gemms: Iterable[Gemm]) -> float:
+    """The floor of a workload: the sum of its GEMMs' best measured times."""
+    return sum(best_seconds(shapes, g)[0] for g in gemms)
+
+
+def needed_shapes(
+    spec: ModelSpec, train_batch: int | None, sample_batches: Sequence[int]
+) -> list[tuple[int, int, int]]:
+    """Every GEMM shape the requested groups need (train step at `train_batch`, decoder at each batch)."""
+    gemms: list[Gemm] = []
+    if train_batch:
+        gemms += train_step_gemms(spec, train_batch)
+    for b in sample_batches:
+        gemms += decoder_gemms(spec, b)
+    return [(g.m, g.k, g.n) for g in unique(gemms)]
+
+
+def summarize_roofline(
+    spec: ModelSpec,
+    ceiling: dict[str, Any],
+    train_batch: int | None,
+    sample_batches: Sequence[int],
+) -> dict[str, Any]:
+    """FLOPs, floors and ceilings of every workload, from a `ceiling_job` result.
+
+    Returns:
+        {"train_step": {...} or None, "decode": {batch: {...}}, "libraries", "shapes"} where each workload
+        has `spec_flops` (the spec's count), `gemm_flops`, `floor_s` and `ceiling_gflops` (GEMM FLOPs per
+        second of the floor).
+    """
+    shapes = ceiling["shapes"]
+    out: dict[str, Any] = {"libraries": ceiling["libraries"], "shapes": shapes, "decode": {}}
+    out["train_step"] = None
+    if train_batch:
+        gemms = train_step_gemms(spec, train_batch)
+        floor = floor_seconds(shapes, gemms)
+        out["train_step"] = {
+            "batch": train_batch,
+            "spec_flops": spec.train_step_flops(train_batch),
+            "gemm_flops": gemm_flops(gemms),
+            "floor_s": floor,
+            "ceiling_gflops": gemm_flops(gemms) / floor / 1e9,
+            "gemms": [
+                {"shape": g.key, "seconds": best_seconds(shapes, g)[0], "library": best_seconds(shapes, g)[1]}
+                for g in gemms
+            ],
+        }
+    for b in sample_batches:
+        gemms = decoder_gemms(spec, b)
+        floor = floor_seconds(shapes, gemms)
+        out["decode"][b] = {
+            "batch": b,
+            "spec_flops": spec.flops("decoder", b),
+            "spec_flops_per_image": spec.flops("decoder", 1),
+            "gemm_flops": gemm_flops(gemms),
+            "floor_s": floor,
+            "ceiling_gflops": gemm_flops(gemms) / floor / 1e9,
+        }
+    return out
+
+
+def fraction_of_floor(floor_s: float | None, measured_s: float | None) -> float | None:
+    """floor / measured: the share of this machine's bare-matmul speed a measurement reaches."""
+    if not floor_s or not measured_s:
+        return None
+    return floor_s / measured_s
