@@ -195,6 +195,7 @@ class _RunDisplay:
     help="Seconds of silence after which a worker is declared hung.",
 )
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
+@click.option("--export", "export_onnx", is_flag=True, help="Also export each run's verified decoder to decoder.onnx.")
 def run(
     backend_name: str,
     device: str,
@@ -212,6 +213,7 @@ def run(
     val_subset: int | None,
     worker_timeout: float,
     quiet: bool,
+    export_onnx: bool,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
     from dataclasses import replace
@@ -231,6 +233,8 @@ def run(
             if not info.available:
                 raise CvaeBenchError(info.unavailable_reason())
             plan.append((info, item_mode or mode))
+    if export_onnx:
+        _require_export([info for info, _ in plan], device)
     single = len(plan) == 1 and repeats == 1
     folder = Path(out_dir) if out_dir else default_run_dir("runs", plan[0][0].name if single else "compare")
     ensure_dir(folder)
@@ -262,6 +266,10 @@ def run(
                 continue
             results.append(result)
             click.echo(summary_line(result, sub))
+            if export_onnx:
+                _export_lines(
+                    info, sub / "weights.safetensors", sub / "decoder.onnx", device, dataset, ds.path, val_subset
+                )
     if not single and results:
         rows = write_comparison(folder, results, "cvae-bench " + " ".join(sys.argv[1:]))
         table = Table(title=f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs")
@@ -314,3 +322,169 @@ def evaluate(
     click.echo(
         f"{info.name}: val -ELBO {ev['val_elbo']:.4f}  (KL {ev['kl']:.4f}, NLL {ev['nll']:.4f})  [{weights_path}]"
     )
+
+
+# -- export, sample ---------------------------------------------------------------------------------------
+def _require_export(infos: list[Any], device: str) -> None:
+    """Refuse, before any training, backends that do not declare ONNX export."""
+    from cvae_bench.harness.onnx_export import exports_onnx
+
+    for info in {i.name: i for i in infos}.values():
+        if not exports_onnx(info, device):
+            raise CvaeBenchError(
+                f"--export: backend {info.name!r} does not export ONNX; run without --export and export its "
+                "weights.safetensors with `cvae-bench export --backend torch`"
+            )
+
+
+def _export_lines(
+    info: Any,
+    weights: Path,
+    out: Path,
+    device: str,
+    dataset: str,
+    data_path: Path | str | None,
+    val_subset: int | None,
+    **kwargs: Any,
+) -> None:
+    from cvae_bench.harness.onnx_export import export_part
+
+    result = export_part(
+        info,
+        weights,
+        out,
+        device=device,
+        dataset=dataset,
+        data_path=str(data_path) if data_path else None,
+        val_subset=val_subset,
+        **kwargs,
+    )
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"written {out}")
+
+
+@main.command()
+@click.option("--backend", "backend_name", required=True, help="Backend whose exporter writes the file.")
+@click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights.")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+@click.option("--part", type=click.Choice(["decoder", "encoder"]), default="decoder", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="fp16: onnxconverter-common, float32 inputs/outputs kept; int8: onnxruntime dynamic quantisation.",
+)
+@click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True, help="ONNX opset of the file.")
+@click.option("--device", default="cpu", show_default=True, help="Where the backend runs (the check's reference).")
+@_dataset_opt
+@_data_opt
+@click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+def export(
+    backend_name: str,
+    weights_path: str,
+    out_path: str,
+    part: str,
+    precision: str,
+    opset: int,
+    device: str,
+    dataset: str,
+    data_path: str | None,
+    val_subset: int | None,
+    worker_timeout: float,
+) -> None:
+    """Export a decoder (or encoder) to ONNX with the one interface, verified against the framework."""
+    from cvae_bench.backends import registry
+    from cvae_bench.harness.data import load_dataset
+
+    info = registry.get(backend_name)
+    if not info.available:
+        raise CvaeBenchError(info.unavailable_reason())
+    ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    _export_lines(
+        info,
+        Path(weights_path),
+        Path(out_path),
+        device,
+        dataset,
+        ds.path,
+        val_subset,
+        part=part,
+        precision=precision,
+        opset=opset,
+        idle_timeout=worker_timeout,
+    )
+
+
+@main.command()
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="An exported decoder.")
+@click.option(
+    "--providers",
+    default=None,
+    help="Comma-separated onnxruntime providers, in order [CUDAExecutionProvider if present, CPUExecutionProvider].",
+)
+@click.option("--backend", "backend_name", default=None, help="Decode with this backend instead (needs --weights).")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Canonical weights.")
+@click.option("--device", default="cpu", show_default=True, help="Where --backend runs.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="samples", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prior draws.")
+@click.option("--digit", type=click.IntRange(0, 9), default=0, show_default=True, help="Digit of the latent manifold.")
+def sample(
+    onnx_path: str | None,
+    providers: str | None,
+    backend_name: str | None,
+    weights_path: str | None,
+    device: str,
+    out_dir: str,
+    seed: int,
+    digit: int,
+) -> None:
+    """Draw a decoder: prior samples per digit, one z across labels 1-9, the latent manifold (PNGs)."""
+    from cvae_bench.harness.figures import write_figures
+
+    if (onnx_path is None) == (backend_name is None):
+        raise CvaeBenchError("give either --onnx FILE or --backend NAME --weights FILE")
+    if onnx_path is not None:
+        if weights_path is not None:
+            raise CvaeBenchError("--weights goes with --backend; an --onnx file carries its own weights")
+        from cvae_bench.deploy import DecoderError, OnnxDecoder
+
+        chosen = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
+        try:
+            decoder = OnnxDecoder(onnx_path, chosen)
+            paths = write_figures(decoder.decode, out_dir, seed=seed, digit=digit, source=_source(decoder))
+        except DecoderError as exc:
+            raise CvaeBenchError(str(exc)) from None
+    else:
+        from cvae_bench.backends import registry
+        from cvae_bench.harness.io import load_weights
+        from cvae_bench.harness.worker import RemoteBackend, Worker
+        from cvae_bench.models.spec import DEFAULT_SPEC
+
+        if weights_path is None:
+            raise CvaeBenchError("--backend needs --weights FILE (canonical weights, e.g. a run's weights.safetensors)")
+        if providers is not None:
+            raise CvaeBenchError("--providers goes with --onnx (onnxruntime); --backend decodes in its framework")
+        assert backend_name is not None
+        info = registry.get(backend_name)
+        if not info.available:
+            raise CvaeBenchError(info.unavailable_reason())
+        weights = load_weights(weights_path)
+        with Worker(info) as worker:
+            backend = RemoteBackend(worker, DEFAULT_SPEC, 0, device)
+            backend.set_weights(weights)
+            source = f"{Path(weights_path).name} on {info.name}"
+            paths = write_figures(backend.decode, out_dir, seed=seed, digit=digit, source=source)
+    for path in paths:
+        click.echo(str(path))
+
+
+def _source(decoder: Any) -> str:
+    """E.g. `decoder.onnx: torch, fp32, val -ELBO 234.91` from the file's metadata."""
+    meta = decoder.metadata
+    parts = [meta.get("backend", ""), meta.get("precision", "")]
+    if "val_elbo_onnx" in meta:
+        parts.append(f"val -ELBO {float(meta['val_elbo_onnx']):.2f}")
+    return f"{Path(decoder.path).name}: {', '.join(p for p in parts if p)} ({', '.join(decoder.providers)})"

@@ -284,3 +284,10 @@ def export_decoder(
         spec=backend.spec,
     )
     return result.metadata
+
+
+def exports_onnx(info: BackendInfo, device: str = "cpu", spec: ModelSpec = DEFAULT_SPEC) -> bool:
+    """Whether the backend declares ONNX export (asked of a short-lived worker: no framework import here)."""
+    with Worker(info) as worker:
+        backend = RemoteBackend(worker, spec, 0, device)
+        return bool(backend.info.get("capabilities", {}).get("onnx_export"))
