@@ -324,6 +324,173 @@ def evaluate(
     )
 
 
+# -- bench ----------------------------------------------------------------------------------------------
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return out
+
+
+@main.command()
+@click.option(
+    "--backend",
+    "backend_name",
+    default="all",
+    show_default=True,
+    help="NAME (its default mode), NAME:MODE, NAME:all (every mode), a comma-separated list, or 'all'.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the backends.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every framework [cores].")
+@click.option(
+    "--groups",
+    default="train-step,sample-native,sample-onnxruntime",
+    show_default=True,
+    help="Comma-separated: train-step, sample-native, sample-onnxruntime.",
+)
+@click.option("--rounds", type=click.IntRange(min=1), default=15, show_default=True, help="Timed rounds each.")
+@click.option(
+    "--min-time", type=click.FloatRange(min=0), default=0.1, show_default=True, help="Seconds per round, at least."
+)
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed training steps.")
+@click.option(
+    "--batch-sizes", default="1,64,1024,8192", show_default=True, callback=_int_list, help="Sampling batch sizes."
+)
+@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="onnxruntime model precisions.")
+@click.option(
+    "--runs",
+    "runs_path",
+    type=click.Path(exists=True),
+    default=None,
+    help="Time-to-target from `cvae-bench run --repeats N` output (comparison.json, result.json or a folder).",
+)
+@click.option(
+    "--with-runs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also train every benchmarked backend/mode N times to the target, for time-to-target.",
+)
+@_dataset_opt
+@_data_opt
+@click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Train steps on the first N images.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Results folder [runs/bench-<timestamp>].",
+)
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def bench(
+    backend_name: str,
+    device: str,
+    threads: int | None,
+    groups: str,
+    rounds: int,
+    min_time: float,
+    warmup: int,
+    batch_sizes: tuple[int, ...],
+    precisions: str,
+    runs_path: str | None,
+    with_runs: int | None,
+    dataset: str,
+    data_path: str | None,
+    train_subset: int | None,
+    out_dir: str | None,
+    worker_timeout: float,
+    quiet: bool,
+) -> None:
+    """Benchmark training steps and sampling, one isolated worker at a time, with roofline and fairness audit."""
+    from cvae_bench.harness.bench_report import (
+        GROUP_TITLES,
+        TABLE_HEADERS,
+        TTT_HEADERS,
+        build_document,
+        group_tables,
+        load_line,
+        roofline_headers,
+        roofline_rows,
+        ttt_rows,
+        write_results,
+    )
+    from cvae_bench.harness.bench_run import BenchOptions, load_runs, parse_targets, run_bench
+    from cvae_bench.harness.bench_run import with_runs as train_runs
+    from cvae_bench.harness.data import load_dataset
+    from cvae_bench.harness.fairness import AUDIT_HEADERS, audit_rows, available_cores
+    from cvae_bench.harness.io import ensure_dir
+    from cvae_bench.harness.run import default_run_dir
+
+    targets = parse_targets(backend_name)
+    group_list = tuple(g.strip() for g in groups.split(",") if g.strip())
+    folder = ensure_dir(Path(out_dir) if out_dir else default_run_dir("runs", "bench"))
+    needs_data = {"train-step", "sample-onnxruntime"} & set(group_list) or with_runs  # ONNX export is verified
+    ds_path = None
+    if needs_data:
+        ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+        ds_path = str(ds.path)
+    options = BenchOptions(
+        groups=group_list,
+        device=device,
+        threads=threads or available_cores(),
+        rounds=rounds,
+        min_time=min_time,
+        warmup=warmup,
+        batch_sizes=batch_sizes,
+        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
+        dataset=dataset,
+        data_path=ds_path,
+        train_subset=train_subset,
+        idle_timeout=worker_timeout,
+    )
+
+    def on_event(event: dict[str, Any]) -> None:
+        if quiet:
+            return
+        if event.get("type") == "stage":
+            err_console.print(f"[bold]bench[/bold] {event['what']}")
+        elif event.get("type") == "bench" and "median_s" in event:
+            err_console.print(f"[dim]  {event['what']}: {event['median_s'] * 1e3:.3f} ms median[/dim]")
+
+    raw = run_bench(targets, options, on_event)
+    command = "cvae-bench " + " ".join(sys.argv[1:])
+    runs, source = None, None
+    if runs_path:
+        runs, source = load_runs(runs_path), runs_path
+    elif with_runs:
+        pairs = [(r["backend"], r["mode"]) for r in raw["backends"]]
+        runs = train_runs(pairs, with_runs, options, folder / "runs", on_event, command)
+        source = str(folder / "runs" / "comparison.json")
+    doc = build_document(raw, command, runs, source)
+    json_path, md_path = write_results(folder, doc)
+
+    def show(title: str, headers: list[str], rows: list[list[str]]) -> None:
+        table = Table(title=title)
+        for h in headers:
+            table.add_column(h, no_wrap=True)
+        for cells in rows:
+            table.add_row(*cells)
+        out_console.print(table)
+
+    for group, rows in group_tables(doc["benchmarks"]).items():
+        show(GROUP_TITLES[group], TABLE_HEADERS[group], rows)
+    cb = doc["cvae_bench"]
+    roof = cb["roofline"]
+    show("roofline (fp32 matmul floor on this machine)", roofline_headers(roof), roofline_rows(roof))
+    if cb["time_to_target"]:
+        show(f"time to target ({source})", TTT_HEADERS, ttt_rows(runs or [], doc["benchmarks"]))
+    out_console.print("[bold]fairness audit[/bold]")
+    for cells in audit_rows(cb["fairness"]):  # one block per process: too many columns for one table
+        out_console.print(f"  [bold]{cells[0]}[/bold]")
+        for header, cell in zip(AUDIT_HEADERS[1:], cells[1:], strict=True):
+            out_console.print(f"    {header}: {cell}", highlight=False)
+    click.echo(load_line(cb["load"]))
+    click.echo(f"results written to {json_path} and {md_path}")
+
+
 # -- export, sample ---------------------------------------------------------------------------------------
 def _require_export(infos: list[Any], device: str) -> None:
     """Refuse, before any training, backends that do not declare ONNX export."""

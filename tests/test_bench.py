@@ -1,0 +1,480 @@
+"""Benchmark harness: roofline arithmetic, statistics, timing loop, writers, fairness audit, and the bench CLI.
+
+No test here asserts on a measured time: timings only have their structure checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvae_bench.errors import UnknownBackendError
+from cvae_bench.harness import fairness, roofline
+from cvae_bench.harness.bench_report import (
+    build_document,
+    fmt_time,
+    group_tables,
+    roofline_headers,
+    roofline_rows,
+    to_markdown,
+    ttt_rows,
+    write_results,
+)
+from cvae_bench.harness.bench_run import load_runs, parse_targets
+from cvae_bench.harness.compare import write_comparison
+from cvae_bench.harness.timing import quartiles, summarize, time_rounds
+from cvae_bench.models.spec import DEFAULT_SPEC
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- roofline ---------------------------------------------------------------------------------------------
+def test_spec_flops_by_hand() -> None:
+    # Decoder 12→32→512→784: 2·(12·32 + 32·512 + 512·784) = 2·418,176.
+    assert DEFAULT_SPEC.flops("decoder", 1) == 836_352
+    # Encoder 794→512→32→4: 2·(794·512 + 512·32 + 32·4) = 2·423,040; both nets, ×3 for a step at batch 64.
+    assert DEFAULT_SPEC.flops("encoder", 1) == 846_080
+    assert DEFAULT_SPEC.train_step_flops(64) == 3 * 64 * (836_352 + 846_080) == 323_026_944
+
+
+def test_train_step_gemms_skip_the_data_gradient() -> None:
+    gemms = roofline.train_step_gemms(DEFAULT_SPEC, 64)
+    assert len(gemms) == 6 * 3 - 1
+    assert roofline.Gemm(64, 794, 512) in gemms  # encoder forward
+    assert roofline.Gemm(794, 64, 512) in gemms  # its weight gradient
+    assert roofline.Gemm(64, 512, 794) not in gemms  # no gradient w.r.t. the images
+    assert roofline.Gemm(64, 32, 12) in gemms  # the decoder's input gradient reaches z
+    # 2 × forward (107,675,648) + the input gradients (forward less the first layer's 52,035,584).
+    assert roofline.gemm_flops(gemms) == 2 * 107_675_648 + (107_675_648 - 52_035_584) == 270_991_360
+
+
+def test_decoder_gemms_and_shapes() -> None:
+    assert roofline.decoder_gemms(DEFAULT_SPEC, 1024) == [
+        roofline.Gemm(1024, 12, 32),
+        roofline.Gemm(1024, 32, 512),
+        roofline.Gemm(1024, 512, 784),
+    ]
+    assert roofline.gemm_flops(roofline.decoder_gemms(DEFAULT_SPEC, 1024)) == 1024 * 836_352
+    shapes = roofline.needed_shapes(DEFAULT_SPEC, 64, [1, 64])
+    assert len(shapes) == len(set(shapes))
+    assert (64, 512, 784) in shapes  # shared by the train step and the decoder at 64, listed once
+    assert roofline.Gemm(1024, 512, 784).key == "1024x512x784"
+
+
+def _fake_ceiling(seconds_per_flop: dict[str, float]) -> dict[str, Any]:
+    shapes = roofline.needed_shapes(DEFAULT_SPEC, 64, [1, 1024])
+    return {
+        "libraries": {lib: "0" for lib in seconds_per_flop},
+        "shapes": {
+            roofline.Gemm(*s).key: {lib: roofline.Gemm(*s).flops * spf for lib, spf in seconds_per_flop.items()}
+            for s in shapes
+        },
+    }
+
+
+def test_summarized_roofline_uses_the_fastest_library() -> None:
+    ceiling = _fake_ceiling({"numpy": 1e-11, "onnxruntime": 5e-12})  # 100 and 200 GFLOP/s
+    roof = roofline.summarize_roofline(DEFAULT_SPEC, ceiling, 64, [1, 1024])
+    ts = roof["train_step"]
+    assert ts["spec_flops"] == 323_026_944 and ts["gemm_flops"] == 270_991_360
+    assert ts["floor_s"] == pytest.approx(270_991_360 * 5e-12)
+    assert ts["ceiling_gflops"] == pytest.approx(200.0)
+    assert ts["floor_by_library_s"]["numpy"] == pytest.approx(270_991_360 * 1e-11)
+    assert {g["library"] for g in ts["gemms"]} == {"onnxruntime"}
+    assert roof["decode"][1024]["spec_flops"] == 1024 * 836_352
+    assert roof["decode"][1]["ceiling_gflops"] == pytest.approx(200.0)
+    assert roofline.fraction_of_floor(2e-3, 4e-3) == 0.5
+    assert roofline.fraction_of_floor(None, 4e-3) is None
+    headers = roofline_headers(roof)
+    assert headers[-2:] == ["floor numpy", "floor onnxruntime"]
+    rows = roofline_rows(roof)
+    assert rows[0][:4] == ["train step", "64", "323,026,944", "270,991,360"]
+    assert all(len(r) == len(headers) for r in rows)
+
+
+# -- statistics and the timing loop ----------------------------------------------------------------------
+def test_median_and_iqr_by_hand() -> None:
+    s = summarize([4.0, 1.0, 3.0, 2.0])  # even count: medians of the halves
+    assert (s["median"], s["q1"], s["q3"], s["iqr"]) == (2.5, 1.5, 3.5, 2.0)
+    s = summarize([5.0, 1.0, 4.0, 2.0, 3.0])  # odd count, n % 4 == 1: method 3
+    assert (s["median"], s["q1"], s["q3"]) == (3.0, 1.75, 4.25)
+    assert s["rounds"] == 5 and s["min"] == 1.0 and s["max"] == 5.0 and s["total"] == 15.0
+    s = summarize([1.0, 1.0, 1.0, 1.0, 100.0])
+    assert s["iqr_outliers"] == 1 and s["median"] == 1.0
+    assert summarize([7.0])["iqr"] == 0.0 and summarize([7.0])["stddev"] == 0.0
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+@pytest.mark.parametrize("n", range(1, 12))
+def test_statistics_match_pytest_benchmark(n: int) -> None:
+    stats_mod = pytest.importorskip("pytest_benchmark.stats")
+    values = [((i * 7919) % 13) / 10 + 0.01 * i for i in range(n)]
+    theirs = stats_mod.Stats()
+    for v in values:
+        theirs.update(v)
+    ours = summarize(values)
+    for key, value in theirs.as_dict().items():
+        assert ours[key] == pytest.approx(value) if isinstance(value, float) else ours[key] == value, key
+    assert quartiles(values) == pytest.approx((theirs.q1, theirs.q3))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_rounds_calibrates_and_syncs_every_round() -> None:
+    clock = FakeClock()
+    calls = {"fn": 0, "sync": 0}
+
+    def fn() -> None:
+        calls["fn"] += 1
+        clock.now += 0.001
+
+    def sync() -> None:
+        calls["sync"] += 1
+
+    t = time_rounds(fn, rounds=5, min_time=0.01, warmup=3, sync=sync, clock=clock)
+    assert t["iterations"] >= 10  # a round lasts at least min_time
+    assert len(t["round_s"]) == 5
+    assert all(r == pytest.approx(0.001 * t["iterations"]) for r in t["round_s"])
+    assert t["warmup"] == 3 and t["warmup_s"] > 0
+    # warm-up + calibration + timed rounds; a sync after the warm-up, each calibration try and each round
+    assert calls["fn"] > 3 + 5 * t["iterations"]
+    assert calls["sync"] >= 1 + 1 + 5
+
+
+def test_time_rounds_respects_max_iterations() -> None:
+    clock = FakeClock()
+
+    def fn() -> None:
+        clock.now += 1e-6
+
+    t = time_rounds(fn, rounds=2, min_time=1.0, max_iterations=50, clock=clock)
+    assert t["iterations"] == 50
+
+
+# -- fairness ---------------------------------------------------------------------------------------------
+def test_thread_env_sets_every_framework() -> None:
+    env = fairness.thread_env(2, base={})
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        assert env[var] == "2"
+    assert env[fairness.THREADS_ENV] == "2"
+    assert "XLA_FLAGS" not in env  # XLA follows the affinity mask
+    one = fairness.thread_env(1, base={"XLA_FLAGS": "--xla_foo"})
+    assert one["XLA_FLAGS"].startswith("--xla_foo ")
+    assert "intra_op_parallelism_threads=1" in one["XLA_FLAGS"]
+    with pytest.raises(ValueError):
+        fairness.thread_env(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or fairness.available_cores() < 2, reason="needs 2 cores")
+def test_worker_threads_pin_the_affinity() -> None:
+    code = "from cvae_bench.harness.fairness import apply_process_threads as a, available_cores as c; a(); print(c())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **fairness.thread_env(1)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "1"
+
+
+def test_audit_rows_name_threads_precision_sync() -> None:
+    audit = {
+        "affinity_cores": 2,
+        "env": {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2"},
+        "torch": {
+            "intra_op_threads": 2,
+            "inter_op_threads": 2,
+            "float32_matmul_precision": "highest",
+            "cuda_matmul_allow_tf32": False,
+            "cudnn_allow_tf32": False,
+        },
+        "tensorflow": {"intra_op_threads": 0, "inter_op_threads": 0, "tf32_execution": False},
+        "jax": {"xla_flags": "", "default_matmul_precision": "None", "platform": "cpu", "device_count": 1},
+    }
+    entry = {
+        "label": "x:jit",
+        "threads": 2,
+        "audit": audit,
+        "compile": "jit",
+        "sync": "s",
+        "data_on_device": "d",
+        "warmup": "w",
+    }
+    (row,) = fairness.audit_rows([entry])
+    assert len(row) == len(fairness.AUDIT_HEADERS)
+    assert row[0] == "x:jit" and row[1] == "2" and row[2] == "2"
+    assert "torch intra 2/inter 2" in row[3]
+    assert "TF intra env 2/inter env 2" in row[3]
+    assert "XLA 2 cores" in row[3]
+    assert "torch TF32 off" in row[5] and "TF TF32 off" in row[5] and row[5].startswith("float32")
+    assert row[4:] == ["jit", row[5], "s", "d", "w"]
+
+
+def test_process_audit_reports_affinity_and_env() -> None:
+    audit = fairness.process_audit()
+    assert audit["affinity_cores"] >= 1
+    assert isinstance(audit["env"], dict)
+
+
+# -- the document and its writers --------------------------------------------------------------------------
+def _timing(per_call_s: float, iterations: int = 10, rounds: int = 5) -> dict[str, Any]:
+    return {
+        "round_s": [per_call_s * iterations * (1 + 0.01 * i) for i in range(rounds)],
+        "iterations": iterations,
+        "warmup": 3,
+        "warmup_s": 0.5,
+    }
+
+
+def fake_raw() -> dict[str, Any]:
+    roof = roofline.summarize_roofline(DEFAULT_SPEC, _fake_ceiling({"numpy": 1e-11}), 64, [1, 1024])
+    audit = {"affinity_cores": 2, "env": {}}
+
+    def backend(name: str, mode: str, ms: float) -> dict[str, Any]:
+        return {
+            "backend": name,
+            "mode": mode,
+            "device": "cpu",
+            "versions": {"torch": "0"},
+            "build_s": 0.1,
+            "notes": {},
+            "onnx_export": True,
+            "audit": audit,
+            "train_step": {
+                **_timing(ms / 1e3),
+                "first_step_s": 1.5,
+                "data_load_s": 0.01,
+                "loss": 300.0,
+                "steps": 53,
+                "batch": 64,
+            },
+            "sample_native": {
+                1: {**_timing(50e-6), "first_call_s": 1e-3},
+                1024: {**_timing(4e-3), "first_call_s": 1e-2},
+            },
+        }
+
+    ort_batches = {1: {**_timing(15e-6), "first_call_s": 1e-4}, 1024: {**_timing(2e-3), "first_call_s": 3e-3}}
+    return {
+        "started": "2026-01-01T00:00:00+00:00",
+        "options": {"threads": 2, "warmup": 20, "rounds": 5},
+        "spec": DEFAULT_SPEC.to_dict(),
+        "machine_info": {
+            "cpu": {"brand_raw": "test cpu", "count": 2},
+            "threads": 2,
+            "versions": {"torch": "0"},
+        },
+        "load": {"before": {"loadavg": [0.1, 0.2, 0.3], "busy": []}, "after": {"loadavg": [0.2, 0.2, 0.3], "busy": []}},
+        "roofline": roof,
+        "backends": [backend("torch", "eager", 3.0), backend("torch", "compiled", 2.0)],
+        "onnxruntime": {
+            "results": {
+                "CPUExecutionProvider": {
+                    "fp32": {"session_s": 0.01, "batches": ort_batches},
+                    "fp16": {"error": "NotImplemented: no fp16 Gemm"},
+                }
+            },
+            "onnxruntime": "1.0",
+            "session_options": {
+                "intra_op_threads": 2,
+                "inter_op_threads": 1,
+                "execution_mode": "ORT_SEQUENTIAL",
+                "graph_optimization_level": "ORT_ENABLE_ALL",
+                "io_binding": True,
+            },
+            "audit": audit,
+            "skipped_providers": {"CUDAExecutionProvider": "not available"},
+            "exporter": {"backend": "torch"},
+        },
+    }
+
+
+def test_document_entries_are_pytest_benchmark_shaped() -> None:
+    doc = build_document(fake_raw(), "cvae-bench bench")
+    assert set(doc) >= {"machine_info", "commit_info", "benchmarks", "datetime", "version", "cvae_bench"}
+    groups = [e["group"] for e in doc["benchmarks"]]
+    assert groups.count("train-step") == 2
+    assert groups.count("sample-native") == 4
+    assert groups.count("sample-onnxruntime") == 2  # fp16 failed: reported, not timed
+    train = next(e for e in doc["benchmarks"] if e["name"] == "train-step[torch-eager]")
+    assert set(train) >= {"group", "name", "fullname", "params", "param", "extra_info", "options", "stats"}
+    assert train["stats"]["iterations"] == 10 and train["stats"]["rounds"] == 5
+    assert train["stats"]["median"] == pytest.approx(3e-3 * 1.02)
+    x = train["extra_info"]
+    for key in (
+        "backend",
+        "mode",
+        "device",
+        "versions",
+        "threads",
+        "batch_size",
+        "flops_per_call",
+        "gflops",
+        "images_per_s",
+        "fraction_of_floor",
+        "first_step_s",
+        "build_s",
+        "warmup_s",
+    ):
+        assert key in x, key
+    assert x["flops_per_call"] == 323_026_944
+    assert x["gflops"] == pytest.approx(323_026_944 / train["stats"]["median"] / 1e9)
+    assert x["images_per_s"] == pytest.approx(64 / train["stats"]["median"])
+    ort = next(e for e in doc["benchmarks"] if e["group"] == "sample-onnxruntime")
+    assert ort["params"] == {"provider": "CPU", "precision": "fp32", "batch": 1}
+    assert doc["cvae_bench"]["onnx"]["unsupported"] == {"CPU-fp16": "NotImplemented: no fp16 Gemm"}
+
+
+def test_tables_rank_within_group_and_batch() -> None:
+    doc = build_document(fake_raw(), "cvae-bench bench")
+    tables = group_tables(doc["benchmarks"])
+    train = tables["train-step"]
+    assert [r[1] for r in train] == ["compiled", "eager"]  # fastest first
+    assert train[0][8] == "1.00×" and train[1][8] == "1.50×"
+    native = tables["sample-native"]
+    assert [r[0] for r in native] == ["1", "1", "1024", "1024"]  # ratios restart per batch size
+    assert native[0][8] == native[2][8] == "1.00×"
+    assert fmt_time(2.5e-5) == "25.0 µs" and fmt_time(2.5e-3) == "2.50 ms" and fmt_time(2.5) == "2.50 s"
+
+
+def test_writers_json_and_markdown(tmp_path: Path) -> None:
+    doc = build_document(fake_raw(), "cvae-bench bench --groups all")
+    json_path, md_path = write_results(tmp_path, doc)
+    loaded = json.loads(json_path.read_text())
+    assert loaded["benchmarks"][0]["stats"]["data"]
+    assert loaded["cvae_bench"]["roofline"]["decode"]["1024"]["spec_flops"] == 1024 * 836_352
+    md = md_path.read_text()
+    for heading in ("## train-step", "## sample-native", "## sample-onnxruntime", "## Roofline", "## Fairness audit"):
+        assert heading in md
+    assert "`cvae-bench bench --groups all`" in md
+    assert "CPU-fp16: NotImplemented" in md and "CUDAExecutionProvider: not available" in md
+    assert to_markdown(loaded) == md  # the JSON alone re-renders the same report
+
+
+def test_pytest_benchmark_compare_reads_the_json(tmp_path: Path) -> None:
+    pytest.importorskip("pytest_benchmark")
+    json_path, _ = write_results(tmp_path, build_document(fake_raw(), "cvae-bench bench"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_benchmark", "compare", str(json_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "train-step[torch-eager]" in proc.stdout
+
+
+def _run_result(backend: str, mode: str, seed: int, ttt: float | None) -> dict[str, Any]:
+    return {
+        "backend": backend,
+        "mode": mode,
+        "device": "cpu",
+        "seed": seed,
+        "target": 235.0,
+        "reached": ttt is not None,
+        "time_to_target_s": ttt,
+        "steps_to_target": 4000 if ttt else None,
+        "first_step_s": 0.1,
+        "ms_per_step_median": 3.0,
+        "final": {"val_elbo": 234.9 if ttt else 236.0},
+        "history": [],
+        "versions": {},
+        "hardware": {"cpu": "test cpu", "cpu_count": 2},
+    }
+
+
+def test_time_to_target_from_runs_beside_ms_per_step(tmp_path: Path) -> None:
+    results = [
+        _run_result("torch", "eager", 0, 12.0),
+        _run_result("torch", "eager", 1, None),
+        _run_result("torch", "eager", 2, 14.0),
+    ]
+    write_comparison(tmp_path, results, "cvae-bench run --repeats 3")
+    for source in (tmp_path, tmp_path / "comparison.json"):
+        rows = load_runs(source)
+        assert rows[0]["runs"] == 3 and rows[0]["not_converged"] == 1
+    doc = build_document(fake_raw(), "cvae-bench bench", rows, str(tmp_path))
+    (row,) = ttt_rows(rows, doc["benchmarks"])
+    assert row[:2] == ["torch", "eager"]
+    assert row[2] == f"{3.0 * 1.02:.3f}"  # the benchmark's ms/step, not the run's
+    assert row[3] == "13.0 (12.0–14.0)"
+    assert row[4] == "2/3 (1 not converged)"
+    assert "## Time to target" in to_markdown(doc)
+
+
+def test_load_runs_rejects_other_files(tmp_path: Path) -> None:
+    from cvae_bench.errors import CvaeBenchError
+
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(CvaeBenchError, match="neither"):
+        load_runs(tmp_path / "x.json")
+    with pytest.raises(CvaeBenchError, match=r"no comparison\.json"):
+        load_runs(tmp_path)
+
+
+def test_parse_targets() -> None:
+    (t,) = parse_targets("torch")
+    assert (t.info.name, t.mode) == ("torch", None)
+    assert [x.mode for x in parse_targets("torch:compiled, torch:all")] == ["compiled", "all"]
+    with pytest.raises(UnknownBackendError, match="Known: "):
+        parse_targets("tf")
+
+
+# -- end to end -------------------------------------------------------------------------------------------
+def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cvae_bench",
+            "bench",
+            "--backend",
+            "torch",
+            "--groups",
+            "train-step",
+            "--rounds",
+            "3",
+            "--min-time",
+            "0.01",
+            "--warmup",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "train-step" in proc.stdout and "fairness audit" in proc.stdout
+    doc = json.loads((out / "bench.json").read_text())
+    (entry,) = doc["benchmarks"]
+    assert entry["group"] == "train-step" and entry["name"] == "train-step[torch-eager]"
+    assert entry["stats"]["rounds"] == 3 and len(entry["stats"]["data"]) == 3
+    assert entry["extra_info"]["batch_size"] == 64 and entry["extra_info"]["threads"] >= 1
+    assert entry["extra_info"]["first_step_s"] > 0 and entry["extra_info"]["fraction_of_floor"] > 0
+    cb = doc["cvae_bench"]
+    assert cb["roofline"]["train_step"]["spec_flops"] == 323_026_944
+    assert cb["roofline"]["decode"] == {}
+    (audit,) = cb["fairness"]
+    assert audit["audit"]["torch"]["intra_op_threads"] == entry["extra_info"]["threads"]
+    assert cb["load"]["before"]["loadavg"] is not None
+    md = (out / "bench.md").read_text()
+    assert "## train-step" in md and "## Roofline" in md and "## Fairness audit" in md
