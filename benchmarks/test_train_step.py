@@ -1,0 +1,37 @@
+"""train-step: one Adam step at batch 64 on real MNIST already on the device, per backend and mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import Settings, job_kwargs, record
+
+from cvae_bench.harness.bench_report import train_entry
+from cvae_bench.harness.worker import RemoteBackend
+
+
+@pytest.mark.benchmark(group="train-step")
+def test_train_step(
+    benchmark: Any,
+    backend: RemoteBackend,
+    roofline: dict[str, Any],
+    mnist_path: str,
+    bench_settings: Settings,
+) -> None:
+    timing = backend.run(
+        "cvae_bench.harness.bench:train_step_job",
+        warmup=bench_settings.warmup,
+        data_path=mnist_path,
+        **job_kwargs(benchmark, bench_settings),
+    )
+    rec = {
+        "backend": backend.name,
+        "mode": backend.mode,
+        "device": backend.device,
+        "versions": backend.info["versions"],
+        "build_s": backend.info["build_s"],
+        "train_step": timing,
+    }
+    entry = train_entry(rec, roofline, bench_settings.threads)
+    record(benchmark, timing, entry["extra_info"], bench_settings)
