@@ -1,0 +1,212 @@
+"""Deployment: `cvae_bench/deploy.py` alone, with onnxruntime and NumPy, samples a decoder and refuses bad input.
+
+The decoders here are built with `onnx.helper` from the float64 reference's weights (tests.test_onnx), so
+no framework is needed; the module itself is also run from a copy, in a process where importing any
+framework, onnx or cvae_bench fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from cvae_bench.deploy import DecoderError, OnnxDecoder, default_providers
+from cvae_bench.harness.onnx_interface import normalize_interface, set_metadata
+from cvae_bench.models import reference
+from tests.test_onnx import dense_model, weights
+
+DEPLOY = Path(__file__).resolve().parent.parent / "cvae_bench" / "deploy.py"
+FORBIDDEN = ("torch", "tensorflow", "jax", "keras", "onnx", "onnxscript", "cvae_bench", "matplotlib")
+
+
+def _write(model: onnx.ModelProto, path: Path) -> Path:
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.fixture(scope="module")
+def decoder_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = normalize_interface(dense_model(weights()), "decoder")
+    set_metadata(model, {"part": "decoder", "latent_dim": "2", "num_classes": "10", "backend": "reference"})
+    return _write(model, tmp_path_factory.mktemp("deploy") / "decoder.onnx")
+
+
+@pytest.fixture(scope="module")
+def decoder(decoder_file: Path) -> OnnxDecoder:
+    return OnnxDecoder(str(decoder_file))
+
+
+def test_decode_and_sample_match_the_reference(decoder: OnnxDecoder) -> None:
+    assert (decoder.latent_dim, decoder.num_classes, decoder.image_shape) == (2, 10, (28, 28))
+    assert decoder.providers == ["CPUExecutionProvider"]
+    digits = [3, 1, 4, 1, 5]
+    images = decoder.sample(digits, seed=42)
+    z = np.random.default_rng(42).standard_normal((5, 2)).astype(np.float32)
+    expected = reference.decode(weights(), z, np.eye(10, dtype=np.float32)[digits])
+    assert images.shape == (5, 28, 28) and images.dtype == np.float32
+    np.testing.assert_allclose(images, expected, atol=1e-5)
+    np.testing.assert_array_equal(decoder.sample(np.array(digits), z=z), images)
+    np.testing.assert_array_equal(decoder.decode(z.astype(np.float64), np.eye(10)[digits]), images)
+    assert not np.array_equal(decoder.sample(digits, seed=1), images)
+
+
+def test_default_providers_prefer_cuda_then_cpu() -> None:
+    providers = default_providers()
+    assert providers[-1] == "CPUExecutionProvider"
+    assert providers[0] == ("CUDAExecutionProvider" if "CUDAExecutionProvider" in providers else "CPUExecutionProvider")
+
+
+@pytest.mark.parametrize(
+    ("digits", "expected"),
+    [
+        ([10], "digits: expected integers 0-9; received 10"),
+        ([-1], "digits: expected integers 0-9; received -1"),
+        ([1.5], "digits: expected integers 0-9; received float64 1.5"),
+        ([2, 1.5], "digits: expected integers 0-9; received float64 1.5"),
+        ([True], "digits: expected integers 0-9; received bool True"),
+        (["3"], "digits: expected integers 0-9; received <U1 '3'"),
+        ([], "digits: expected a non-empty 1-D sequence of integers; received shape (0,)"),
+        ([[1, 2]], "digits: expected a non-empty 1-D sequence of integers; received shape (1, 2)"),
+        (7, "digits: expected a sequence of integers 0-9; received 7"),
+    ],
+    ids=["ten", "minus-one", "one-and-a-half", "mixed", "bool", "string", "empty", "2-D", "scalar"],
+)
+def test_bad_digits_are_one_clear_line(decoder: OnnxDecoder, digits: object, expected: str) -> None:
+    with pytest.raises(DecoderError) as info:
+        decoder.sample(digits)  # type: ignore[arg-type]
+    assert str(info.value) == expected
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda d: d.sample([1, 2], z=np.zeros((2, 3), np.float32)), "z: expected shape (2, 2); received (2, 3)"),
+        (lambda d: d.sample([1, 2], z=np.zeros((3, 2), np.float32)), "z: expected shape (2, 2); received (3, 2)"),
+        (lambda d: d.sample([1], z=np.zeros((1, 2), np.int32)), "z: expected a float array; received dtype int32"),
+        (lambda d: d.sample([1], z=np.full((1, 2), np.nan)), "z: expected finite values; received NaN or infinity"),
+        (
+            lambda d: d.decode(np.zeros((2, 2), np.float32), np.zeros((2, 9), np.float32)),
+            "label_onehot: expected shape (2, 10); received (2, 9)",
+        ),
+        (
+            lambda d: d.decode(np.zeros(2, np.float32), np.zeros((1, 10), np.float32)),
+            "z: expected shape (n, 2) with n >= 1; received (2,)",
+        ),
+        (
+            lambda d: d.decode(np.zeros((1, 2), np.float32), np.zeros((1, 10), np.uint8)),
+            "label_onehot: expected a float array; received dtype uint8",
+        ),
+    ],
+    ids=["z-width", "z-rows", "z-int", "z-nan", "label-width", "z-1d", "label-uint8"],
+)
+def test_bad_arrays_are_one_clear_line(decoder: OnnxDecoder, call: object, expected: str) -> None:
+    with pytest.raises(DecoderError) as info:
+        call(decoder)  # type: ignore[operator]
+    assert str(info.value) == expected
+
+
+def test_files_that_are_not_decoders_are_refused(tmp_path: Path) -> None:
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    with pytest.raises(DecoderError, match=r"expected an ONNX decoder file; onnxruntime cannot load it"):
+        OnnxDecoder(str(text))
+    with pytest.raises(DecoderError, match=r"expected an ONNX decoder file; .*(NO_SUCHFILE|doesn't exist)"):
+        OnnxDecoder(str(tmp_path / "missing.onnx"))
+    encoder = _write(
+        normalize_interface(dense_model(weights(), "encoder", inputs=("x", "label")), "encoder"), tmp_path / "e.onnx"
+    )
+    with pytest.raises(
+        DecoderError, match=r"is not a cvae-bench decoder: expected inputs z .* received x tensor\(float\)"
+    ):
+        OnnxDecoder(str(encoder))
+    static = dense_model(weights(), batch=(1, 1, 1, 1))  # type: ignore[arg-type]
+    with pytest.raises(DecoderError, match="is not a cvae-bench decoder"):
+        OnnxDecoder(str(_write(static, tmp_path / "static.onnx")))
+
+
+def test_metadata_that_disagrees_with_the_shapes_is_refused(tmp_path: Path) -> None:
+    model = normalize_interface(dense_model(weights()), "decoder")
+    set_metadata(model, {"latent_dim": "3"})
+    with pytest.raises(DecoderError, match=r"metadata latent_dim='3' but the input shape says 2"):
+        OnnxDecoder(str(_write(model, tmp_path / "d.onnx")))
+    set_metadata(model, {"latent_dim": "2", "part": "encoder"})
+    with pytest.raises(DecoderError, match=r"expected a decoder; its metadata says part='encoder'"):
+        OnnxDecoder(str(_write(model, tmp_path / "d.onnx")))
+
+
+def test_unknown_providers_are_refused(decoder_file: Path) -> None:
+    with pytest.raises(
+        DecoderError, match=r"providers: expected some of .*CPUExecutionProvider.*; received NoSuchProvider"
+    ):
+        OnnxDecoder(str(decoder_file), providers=["NoSuchProvider"])
+    assert OnnxDecoder(str(decoder_file), providers=["CPUExecutionProvider"]).providers == ["CPUExecutionProvider"]
+
+
+_ALONE = """
+import importlib.abc, sys
+
+FORBIDDEN = {forbidden!r}
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in FORBIDDEN:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not in a deployment environment)")
+        return None
+
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {folder!r})
+import numpy as np
+from deploy import OnnxDecoder
+images = OnnxDecoder({model!r}).sample([3, 1, 4], seed=42)
+np.save({out!r}, images)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
+print("LOADED", loaded)
+"""
+
+
+def test_a_copy_of_deploy_py_runs_where_no_framework_can_be_imported(decoder_file: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "app"
+    folder.mkdir()
+    shutil.copy(DEPLOY, folder / "deploy.py")
+    shutil.copy(decoder_file, folder / "decoder.onnx")
+    script = _ALONE.format(
+        forbidden=FORBIDDEN, folder=str(folder), model=str(folder / "decoder.onnx"), out=str(tmp_path / "x.npy")
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=folder, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED []" in proc.stdout
+    z = np.random.default_rng(42).standard_normal((3, 2)).astype(np.float32)
+    expected = reference.decode(weights(), z, np.eye(10, dtype=np.float32)[[3, 1, 4]])
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), expected, atol=1e-5)
+    cli = subprocess.run(
+        [sys.executable, "-I", "deploy.py", "decoder.onnx", "3", "1", "4"], capture_output=True, text=True, cwd=folder
+    )
+    assert cli.returncode == 0 and "3 images (28, 28)" in cli.stdout, cli.stderr
+    bad = subprocess.run(
+        [sys.executable, "-I", "deploy.py", "decoder.onnx", "12"], capture_output=True, text=True, cwd=folder
+    )
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: digits: expected integers 0-9; received 12"
+
+
+def test_the_packaged_module_imports_no_framework(decoder_file: Path) -> None:
+    script = textwrap.dedent(f"""
+        import sys
+        from cvae_bench.deploy import OnnxDecoder
+        OnnxDecoder({str(decoder_file)!r}).sample([0, 9], seed=0)
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in {FORBIDDEN[:-2]!r} or m == "matplotlib")
+        ours = sorted(m for m in sys.modules if m.startswith("cvae_bench"))
+        print("HEAVY", heavy)
+        print("OURS", ours)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
+    assert "OURS ['cvae_bench', 'cvae_bench.deploy', 'cvae_bench.errors']" in proc.stdout
