@@ -1,0 +1,124 @@
+"""Pictures: the three PNGs from a decoder (ONNX or a backend), their contents, and `cvae-bench sample`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from cvae_bench.harness import figures
+from cvae_bench.harness.io import save_weights
+from cvae_bench.harness.onnx_interface import normalize_interface, set_metadata
+from cvae_bench.models import reference
+from tests.test_onnx import dense_model, weights
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NAMES = ["prior_samples.png", "fixed_z_labels_1-9.png", "latent_manifold_digit{d}.png"]
+
+
+def _decode(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return reference.decode(weights(), z, y).astype(np.float32)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cvae_bench", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+
+
+def _assert_pngs(folder: Path, digit: int) -> None:
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == sorted(n.format(d=digit) for n in NAMES), files
+    for name in files:
+        data = (folder / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
+
+
+def test_grids_decode_what_they_say() -> None:
+    grid = figures.prior_samples(_decode, per_digit=4, seed=3)
+    assert grid.shape == (10, 4, 28, 28)
+    z = np.random.default_rng(3).standard_normal((4, 2)).astype(np.float32)
+    np.testing.assert_allclose(grid[7], _decode(z, np.eye(10, dtype=np.float32)[[7] * 4]), atol=1e-6)
+    images, z1 = figures.fixed_z(_decode, seed=5)
+    assert images.shape == (9, 28, 28)
+    np.testing.assert_allclose(images[0], _decode(z1[None], np.eye(10, dtype=np.float32)[[1]])[0], atol=1e-6)
+    values = figures.manifold_grid(15)
+    assert values[0] == pytest.approx(NormalDist().inv_cdf(0.05)) and values[7] == pytest.approx(0.0, abs=1e-12)
+    assert values == pytest.approx([-v for v in reversed(values)])
+    grid, _ = figures.manifold(_decode, digit=4, n=5)
+    v5 = figures.manifold_grid(5)
+    top_right = _decode(np.array([[v5[-1], v5[-1]]], np.float32), np.eye(10, dtype=np.float32)[[4]])[0]
+    np.testing.assert_allclose(grid[0, -1], top_right, atol=1e-6)
+    assert figures.mosaic(np.zeros((2, 3, 28, 28), np.float32), gap=2).shape == (58, 88)
+
+
+def test_write_figures_writes_three_pngs_atomically(tmp_path: Path) -> None:
+    paths = figures.write_figures(_decode, tmp_path / "out", seed=0, digit=3, source="reference")
+    assert [p.name for p in paths] == [n.format(d=3) for n in NAMES]
+    _assert_pngs(tmp_path / "out", 3)
+
+
+@pytest.fixture(scope="module")
+def decoder_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = normalize_interface(dense_model(weights()), "decoder")
+    set_metadata(model, {"part": "decoder", "backend": "reference", "precision": "fp32", "val_elbo_onnx": "234.5"})
+    path = tmp_path_factory.mktemp("sample") / "decoder.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_cli_sample_from_onnx(decoder_file: Path, tmp_path: Path) -> None:
+    proc = _cli(
+        "sample",
+        "--onnx",
+        str(decoder_file),
+        "--providers",
+        "CPUExecutionProvider",
+        "--out",
+        str(tmp_path),
+        "--digit",
+        "8",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(tmp_path / n.format(d=8)) for n in NAMES]
+    _assert_pngs(tmp_path, 8)
+
+
+def test_cli_sample_from_a_backend(tmp_path: Path) -> None:
+    from cvae_bench.backends import registry
+
+    if not registry.get("torch").available:
+        pytest.skip(registry.get("torch").unavailable_reason())
+    save_weights(tmp_path / "w.safetensors", weights())
+    out = tmp_path / "pngs"
+    proc = _cli("sample", "--backend", "torch", "--weights", str(tmp_path / "w.safetensors"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    _assert_pngs(out, 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "error: give either --onnx FILE or --backend NAME --weights FILE"),
+        (["--onnx", "README.md"], "error: README.md: expected an ONNX decoder file; onnxruntime cannot load it"),
+        (["--backend", "torch"], "error: --backend needs --weights FILE"),
+        (["--onnx", "{decoder}", "--providers", "NoSuch"], "error: providers: expected some of "),
+        (["--onnx", "{decoder}", "--backend", "torch"], "error: give either --onnx FILE or --backend NAME"),
+        (["--onnx", "{decoder}", "--weights", "w.safetensors"], "error: --weights goes with --backend"),
+    ],
+    ids=["nothing", "not-onnx", "no-weights", "bad-provider", "both", "onnx-with-weights"],
+)
+def test_cli_sample_errors_are_one_line(args: list[str], expected: str, decoder_file: Path, tmp_path: Path) -> None:
+    proc = _cli("sample", *[a.format(decoder=decoder_file) for a in args], "--out", str(tmp_path / "o"))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+    assert not (tmp_path / "o").exists()
