@@ -58,3 +58,10 @@ def test_written_files(tmp_path: Path) -> None:
     assert "| b | eager | 2/3 (not converged) | 25.0 (20.0–30.0) | 850 | 9.00 | 234.900 | 2.08× |" in md
     assert "| tutorial (Keras, val_loss) | — | 243.71 | 235.24 | 233.74 |" in md
     assert "| a (eager) | 0 | 249.00 | 245.00 | 240.00 |" in md
+
+
+def test_fixed_epoch_runs_are_not_called_unconverged(tmp_path: Path) -> None:
+    fixed = [{**_result("a", 0, None, None), "target": None, "reached": None}]
+    write_comparison(tmp_path, fixed, "cvae-bench run --backend a --epochs 10")
+    md = (tmp_path / "comparison.md").read_text()
+    assert "n/a (1 fixed-epoch run)" in md and "not converged" not in md

@@ -29,7 +29,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["backend"], r["mode"], r["device"]), []).append(r)
     rows = []
     for (backend, mode, device), runs in groups.items():
-        done = [r for r in runs if r["reached"]]
+        done = [r for r in runs if r["reached"]]  # None (fixed epochs, no target) counts as not reached
         times = [r["time_to_target_s"] for r in done]
         rows.append(
             {
@@ -67,6 +67,10 @@ def table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     out = []
     for r in rows:
         spread = r["time_to_target_spread_s"]
+        if r["target"] is None:
+            reached = f"n/a ({r['runs']} fixed-epoch run{'s' if r['runs'] > 1 else ''})"
+        else:
+            reached = f"{r['converged']}/{r['runs']}" + (" (not converged)" if r["not_converged"] else "")
         ttt = _fmt(r["time_to_target_s"], ".1f")
         if spread and r["converged"] > 1:
             ttt += f" ({spread[0]:.1f}–{spread[1]:.1f})"
@@ -74,7 +78,7 @@ def table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
             [
                 r["backend"],
                 r["mode"],
-                f"{r['converged']}/{r['runs']}" + ("" if not r["not_converged"] else " (not converged)"),
+                reached,
                 ttt,
                 _fmt(r["steps_to_target"], ".0f"),
                 _fmt(r["ms_per_step_median"]),
