@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from cvae_bench.errors import OnnxCheckError, OnnxExportError
 from cvae_bench.harness import onnx_export
 from cvae_bench.harness.io import save_weights
-from cvae_bench.harness.onnx_check import TOLERANCES, check_structure, interface_problems, session, verify
+from cvae_bench.harness.onnx_check import TOLERANCES, _summary, check_structure, interface_problems, session, verify
 from cvae_bench.harness.onnx_interface import normalize_interface, rename_tensor, tensor_names
 from cvae_bench.models import DEFAULT_SPEC, reference
 from tests.conftest import WorkerPool, backend_params
@@ -239,6 +239,49 @@ def test_rename_reaches_subgraphs_and_moves_a_clash_aside() -> None:
     assert list(graph.node[0].input) == ["z"] and list(graph.node[0].output) == ["z_orig"]
     assert graph.output[1].name == "z_orig"
     assert list(graph.node[1].attribute[0].g.node[0].input) == ["z"]
+
+
+def _with_noop_casts(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Keras-on-torch style: a Cast(to=FLOAT) in front of every node input that is not a weight."""
+    graph = model.graph
+    weights_ = {i.name for i in graph.initializer}
+    nodes = []
+    for k, node in enumerate(graph.node):
+        for j, name in enumerate(node.input):
+            if name not in weights_:
+                nodes.append(helper.make_node("Cast", [name], [f"cast_{k}_{j}"], to=TensorProto.FLOAT))
+                node.input[j] = f"cast_{k}_{j}"
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_variants_of_a_graph_with_noop_casts_pass_the_checker(precision: str) -> None:
+    from cvae_bench.harness.onnx_variants import make_variant
+
+    w = weights()
+    model = normalize_interface(_with_noop_casts(dense_model(w)), "decoder")
+    check_structure(model, "decoder")
+    variant = make_variant(model, precision)
+    check_structure(variant, "decoder")
+    z, y = _z_label(64)
+    np.testing.assert_allclose(
+        _decoded(variant, z, y), reference.decode(w, z, y), atol=TOLERANCES["decoder", precision]
+    )
+
+
+def test_checker_failures_are_one_line() -> None:
+    # What onnxconverter-common alone makes of Keras-on-torch's Casts: float16 tensors out of Cast(to=FLOAT).
+    bad = normalize_interface(_with_noop_casts(dense_model(weights())), "decoder")
+    casts = [n.output[0] for n in bad.graph.node if n.op_type == "Cast"]
+    bad.graph.value_info.extend(helper.make_tensor_value_info(c, TensorProto.FLOAT16, None) for c in casts[:3])
+    with pytest.raises(OnnxExportError) as info:
+        check_structure(bad, "decoder")
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("onnx.checker rejects the decoder: [ShapeInferenceError] ")
+    assert _summary(RuntimeError("first\nsecond\nthird")) == "first (and 2 more)"
 
 
 # -- the check ------------------------------------------------------------------------------------------

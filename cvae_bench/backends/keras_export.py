@@ -64,6 +64,7 @@ def export_keras(model: keras.Model, path: str, opset: int | None, backend_name:
     model.export(path, format="onnx", verbose=False, opset_version=opset)
     return {
         "exporter": f"keras.Model.export(format='onnx') via {_HOW[framework]}",
-        "exporter_version": keras.__version__,
+        "exporter_version": f"keras {keras.__version__}, {converter} {_version(converter)}",
+        "keras": keras.__version__,
         converter: _version(converter),
     }

@@ -59,13 +59,22 @@ def check_structure(model: onnx.ModelProto, part: str, spec: ModelSpec = DEFAULT
     if problems:
         raise OnnxExportError(f"the {part} does not have the interface: {'; '.join(problems)}")
     try:
+        # full_check runs strict shape inference too, which raises InferenceError rather than ValidationError.
         onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise OnnxExportError(f"onnx.checker rejects the {part}: {str(exc).strip().splitlines()[0]}") from exc
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise OnnxExportError(f"onnx.checker rejects the {part}: {_summary(exc)}") from exc
     try:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
-        raise OnnxExportError(f"strict shape inference fails on the {part}: {' '.join(str(exc).split())}") from exc
+        raise OnnxExportError(f"strict shape inference fails on the {part}: {_summary(exc)}") from exc
+
+
+def _summary(exc: BaseException, limit: int = 400) -> str:
+    """An error message on one line: its first line, and how many more there were."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    first = lines[0] if len(lines[0]) <= limit else lines[0][: limit - 1] + "…"
+    return first + more
 
 
 def session(model: onnx.ModelProto | bytes | str, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:

@@ -251,7 +251,7 @@ def export_verified(
         part=part,
         backend=backend_name,
         precision=precision,
-        exporter=f"{metadata['exporter']} {metadata['exporter_version']}",
+        exporter=f"{metadata['exporter']} [{metadata['exporter_version']}]",
         opset=final_opset,
         val_elbo=val_elbo,
         verdicts=verdicts,

@@ -148,6 +148,12 @@ def fresh_name(graph: onnx.GraphProto, base: str) -> str:
     raise AssertionError("unreachable")
 
 
+def fresh_node_name(graph: onnx.GraphProto, base: str) -> str:
+    """`base`, or `base_1`, `base_2`… : the first node name that the graph does not use."""
+    used = {n.name for n in graph.node}
+    return next(name for k in itertools.count() if (name := base if k == 0 else f"{base}_{k}") not in used)
+
+
 def rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
     """Rename tensor `old` to `new` in every node, graph input/output, value_info and initializer.
 
@@ -169,7 +175,9 @@ def _const(graph: onnx.GraphProto, base: str, values: list[int]) -> str:
 # -- normalisation --------------------------------------------------------------------------------------
 def _check_float(v: onnx.ValueInfoProto, kind: str) -> None:
     if v.type.tensor_type.elem_type != TensorProto.FLOAT:
-        raise OnnxExportError(f"the exporter's {kind} {describe_value(v)} is not float32; the interface needs float32")
+        raise OnnxExportError(
+            f"the exporter's {kind} {describe_value(v)} is not float32; expected float32, as the interface"
+        )
 
 
 def _match(values: list[onnx.ValueInfoProto], want: tuple[TensorSpec, ...], kind: str) -> list[TensorSpec]:
@@ -192,7 +200,7 @@ def _match(values: list[onnx.ValueInfoProto], want: tuple[TensorSpec, ...], kind
         return [m for m in matched if m is not None]
     # Same sizes (the encoder's two outputs): the exporters keep the model's order.
     if any(size is not None and size != math.prod(s.shape) for size, s in zip(sizes, want, strict=True)):
-        raise OnnxExportError(f"cannot match the exporter's {kind}s [{got}] to [{expected}]")
+        raise OnnxExportError(f"cannot match the exporter's {kind}s [{got}]; expected [{expected}]")
     return list(want)
 
 
@@ -208,7 +216,9 @@ def _adopt_input(graph: onnx.GraphProto, v: onnx.ValueInfoProto, s: TensorSpec) 
     v.name = s.name
     _set_shape(v, s.shape)
     shape = _const(graph, f"{s.name}_reshape_shape", [-1, *features])
-    graph.node.insert(0, helper.make_node("Reshape", [s.name, shape], [inner], name=f"{s.name}_reshape"))
+    graph.node.insert(
+        0, helper.make_node("Reshape", [s.name, shape], [inner], name=fresh_node_name(graph, f"{s.name}_reshape"))
+    )
 
 
 def _adopt_output(graph: onnx.GraphProto, v: onnx.ValueInfoProto, s: TensorSpec) -> None:
@@ -223,7 +233,9 @@ def _adopt_output(graph: onnx.GraphProto, v: onnx.ValueInfoProto, s: TensorSpec)
     elif s.name in tensor_names(graph):
         rename_tensor(graph, s.name, fresh_name(graph, f"{s.name}_orig"))
     shape = _const(graph, f"{s.name}_reshape_shape", [-1, *s.shape])
-    graph.node.append(helper.make_node("Reshape", [v.name, shape], [s.name], name=f"{s.name}_reshape"))
+    graph.node.append(
+        helper.make_node("Reshape", [v.name, shape], [s.name], name=fresh_node_name(graph, f"{s.name}_reshape"))
+    )
     v.name = s.name
     _set_shape(v, s.shape)
 
@@ -240,7 +252,9 @@ def _split_single_output(graph: onnx.GraphProto, want: tuple[TensorSpec, ...]) -
         stop = start + math.prod(s.shape)
         name = fresh_name(graph, f"{v.name}_{start}_{stop}")
         begin, end = _const(graph, f"{name}_start", [start]), _const(graph, f"{name}_end", [stop])
-        graph.node.append(helper.make_node("Slice", [v.name, begin, end, axes], [name], name=f"{name}_slice"))
+        graph.node.append(
+            helper.make_node("Slice", [v.name, begin, end, axes], [name], name=fresh_node_name(graph, f"{name}_slice"))
+        )
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, stop - start]))
         start = stop
     del graph.output[:]

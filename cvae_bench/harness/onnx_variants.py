@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
 import tempfile
@@ -38,6 +39,10 @@ def _attr(node: onnx.NodeProto, name: str, default: float) -> float:
     return default
 
 
+def _unused(base: str, taken: set[str]) -> str:
+    return next(name for k in itertools.count() if (name := f"{base}_{k}" if k else base) not in taken)
+
+
 def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy where each plain Gemm (alpha = beta = 1, A not transposed, B a constant) is MatMul + Add.
 
@@ -60,16 +65,46 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
             graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(b), b_name))
         has_bias = len(node.input) > 2 and node.input[2] != ""
         product = fresh_name(graph, f"{node.output[0]}_matmul") if has_bias else node.output[0]
-        nodes.append(helper.make_node("MatMul", [node.input[0], b_name], [product], name=f"{node.name}_matmul"))
+        base = node.name or "gemm"
+        taken = {n.name for n in graph.node} | {n.name for n in nodes}
+        matmul, add = (_unused(f"{base}_{op}", taken) for op in ("matmul", "add"))
+        nodes.append(helper.make_node("MatMul", [node.input[0], b_name], [product], name=matmul))
         if has_bias:
-            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_add"))
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=add))
     del graph.node[:]
     graph.node.extend(nodes)
     # Drop initializers no node reads any more (the untransposed B).
-    used = {name for n in graph.node for name in n.input}
+    used = {name for n in graph.node for name in n.input} | {v.name for v in graph.output}
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+    return out
+
+
+def drop_noop_casts(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy without Cast nodes whose input already has the target type (Keras-on-torch emits many).
+
+    onnxconverter-common turns their tensors into float16 but leaves their `to=FLOAT`, which the checker
+    then rejects; removing them first changes nothing in the maths.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    inferred = onnx.shape_inference.infer_shapes(out)
+    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *graph.input)}
+    types.update({i.name: i.data_type for i in graph.initializer})
+    outputs = {v.name for v in graph.output}
+    alias: dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        node.input[:] = [alias.get(n, n) for n in node.input]
+        to = int(_attr(node, "to", -1)) if node.op_type == "Cast" else None
+        if to is not None and types.get(node.input[0]) == to and node.output[0] not in outputs:
+            alias[node.output[0]] = node.input[0]
+            continue
+        kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
     return out
 
 
@@ -82,7 +117,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     with warnings.catch_warnings():
         # It warns when it clamps weights below 1e-7 to that value: expected for fp16, and measured below.
         warnings.simplefilter("ignore", UserWarning)
-        converted: onnx.ModelProto = float16.convert_float_to_float16(model, keep_io_types=True)
+        converted: onnx.ModelProto = float16.convert_float_to_float16(drop_noop_casts(model), keep_io_types=True)
     return converted
 
 
