@@ -175,6 +175,10 @@ def _full_checks(cls: Any, name: str) -> dict[str, Any]:
         float(np.max(np.abs(grads[k] - ref_grads[k]) - 1e-4 * np.abs(ref_grads[k]))) for k in ref_grads
     )
     out["weights_unchanged_by_gradients"] = all(np.array_equal(b.get_weights()[k], w[k]) for k in w)
+    # The functional decoder an exporter gets carries the current weights (jax syncs them first).
+    _train(b, epochs=1)
+    x_mean = b._np(b.keras_model("decoder")([b._t(z), b._t(y)]))
+    out["keras_decoder_err"] = float(np.abs(x_mean - reference.decode(b.get_weights(), z, y)).max())
 
     # `b` has trained, so its Adam state is not fresh: set_weights must reset it, twice alike.
     out["adam"] = first = _adam_step(b)
@@ -289,6 +293,7 @@ def test_forward_and_loss_match_reference(name: str) -> None:
     assert r["encode_err"] <= ENCODE_DECODE_ATOL
     assert r["decode_shape"] == [[16, *SPEC.image_shape], "float32"]
     assert r["decode_err"] <= ENCODE_DECODE_ATOL
+    assert r["keras_decoder_err"] <= ENCODE_DECODE_ATOL
 
 
 @names

@@ -226,6 +226,20 @@ class KerasBackend(Backend):
         """Adds the Keras compile settings behind the mode."""
         return {**super().describe(), "keras_compile": COMPILE_ARGS[self.mode]}
 
+    def keras_model(self, part: str) -> keras.Model:
+        """The functional `part` ("encoder" or "decoder") with current variables, e.g. for ONNX export.
+
+        Use this rather than `self.model.decoder`: on jax, the variables lag behind training until synced.
+
+        Raises:
+            ValueError: `part` is neither "encoder" nor "decoder".
+        """
+        if part not in ("encoder", "decoder"):
+            raise ValueError(f"part must be 'encoder' or 'decoder', got {part!r}")
+        self._sync_variables()
+        net: keras.Model = getattr(self.model, part)
+        return net
+
     # -- weights ----------------------------------------------------------------------------------------
     def get_weights(self) -> WeightDict:
         self._sync_variables()
