@@ -45,9 +45,11 @@ class Measurement:
         speed = (
             f"{self.ms_per_call:.2f} ms/call @{SPEED_BATCH}" if self.ms_per_call is not None else "speed not measured"
         )
+        delta = self.val_elbo - baseline
+        delta = 0.0 if abs(delta) < 5e-4 else delta  # no "-0.000"
         return (
             f"{name}: {self.precision}{note}, {self.size_bytes / 1e6:.2f} MB, {speed}, "
-            f"val -ELBO {self.val_elbo:.3f} ({self.val_elbo - baseline:+.3f} vs {versus})"
+            f"val -ELBO {self.val_elbo:.3f} ({delta:+.3f} vs {versus})"
         )
 
 
