@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from cvae_bench.errors import UnknownBackendError
@@ -478,3 +479,29 @@ def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
     assert cb["load"]["before"]["loadavg"] is not None
     md = (out / "bench.md").read_text()
     assert "## train-step" in md and "## Roofline" in md and "## Fairness audit" in md
+
+
+def test_torch_compiled_step_trains_like_eager(mnist: tuple) -> None:
+    """The whole-step torch.compile of mode "compiled" gives eager's numbers (same weights, ε, batches)."""
+    from cvae_bench.backends import registry
+    from cvae_bench.harness.worker import RemoteBackend, Worker
+
+    info = registry.get("torch")
+    if not info.available:
+        pytest.skip(info.unavailable_reason())
+    x, y = mnist[0][:256], mnist[1][:256]
+    rng = np.random.default_rng(0)
+    eps = rng.standard_normal((DEFAULT_SPEC.kl_samples, 64, DEFAULT_SPEC.latent_dim)).astype(np.float32)
+    out = {}
+    for mode in ("eager", "compiled"):
+        with Worker(info) as w:
+            b = RemoteBackend(w, DEFAULT_SPEC, 0, "cpu", mode)
+            b.train_step_with_eps(x[:64], y[:64], eps)
+            b.load_train_data(x, y)
+            b.set_order(np.arange(256))
+            for i in range(4):
+                b.train_step(i)
+            out[mode] = (b.take_loss(), b.get_weights())
+    assert out["compiled"][0] == pytest.approx(out["eager"][0], rel=1e-5)
+    for name, value in out["eager"][1].items():
+        np.testing.assert_allclose(out["compiled"][1][name], value, rtol=1e-4, atol=1e-6, err_msg=name)

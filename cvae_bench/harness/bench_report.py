@@ -523,7 +523,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
     lines += ["", "## Roofline", "", *_md_table(roofline_headers(cb["roofline"]), roofline_rows(cb["roofline"]))]
     lines += [
         "",
-        "Floor: every GEMM of the workload timed alone (fp32, pre-allocated operands, median of calibrated rounds)"
+        "Floor: every GEMM of the workload timed alone (fp32, pre-allocated operands, fastest of 9 calibrated rounds)"
         " in " + ", ".join(f"{k} {v}" for k, v in cb["roofline"]["libraries"].items()) + " (onnxruntime-const: B a"
         " pre-packed constant); the fastest per GEMM, summed. Ceiling = GEMM FLOPs ÷ floor.",
     ]

@@ -58,7 +58,7 @@ class BenchOptions:
     dataset: str = "mnist"
     data_path: str | None = None
     train_subset: int | None = None
-    ceiling_rounds: int = 7
+    ceiling_rounds: int = 9
     ceiling_min_time: float = 0.01
     spec: ModelSpec = DEFAULT_SPEC
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
