@@ -172,6 +172,19 @@ def ms_per_call(sess: Any, feeds: dict[str, F32], min_time_s: float = 0.5, max_c
     return 1e3 * statistics.median(times)
 
 
+def compare_speed(sessions: dict[str, Any], feeds: dict[str, F32], rounds: int = 3) -> dict[str, float]:
+    """Median ms per call of each session, measured in alternating rounds.
+
+    Alternating (fp32, variant, fp32, …) exposes every session to the same machine load, so their ratio
+    stays meaningful on a shared machine even when the absolute times drift.
+    """
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(rounds):
+        for name, sess in sessions.items():
+            times[name].append(ms_per_call(sess, feeds, min_time_s=0.2))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def speed_feeds(part: str, spec: ModelSpec = DEFAULT_SPEC, batch: int = SPEED_BATCH) -> dict[str, F32]:
     """Random inputs for the speed measurement."""
     rng = np.random.default_rng(0)
