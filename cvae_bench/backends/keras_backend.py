@@ -42,7 +42,7 @@ class KerasTorchBackend(KerasBackend):
     capabilities = Capabilities(
         devices=("cpu", "cuda"),
         modes=("eager", "jit"),
-        onnx_export=False,
+        onnx_export=True,
         isolated=True,
         gradient_atol=_GRADIENT_ATOL,
         notes={
@@ -98,7 +98,7 @@ class KerasTensorflowBackend(KerasBackend):
     capabilities = Capabilities(
         devices=("cpu", "cuda"),
         modes=("jit", "graph", "eager"),
-        onnx_export=False,
+        onnx_export=True,
         isolated=True,
         gradient_atol=_GRADIENT_ATOL,
         notes={
@@ -156,7 +156,7 @@ class KerasJaxBackend(KerasBackend):
     capabilities = Capabilities(
         devices=("cpu", "cuda"),
         modes=("jit", "eager"),
-        onnx_export=False,
+        onnx_export=True,
         isolated=True,
         gradient_atol=_GRADIENT_ATOL,
         notes={"jit": "Keras jit_compile=True: jax.jit of the train step", "eager": "run_eagerly=True"},

@@ -240,6 +240,12 @@ class KerasBackend(Backend):
         net: keras.Model = getattr(self.model, part)
         return net
 
+    def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, str]:
+        """Keras's `Model.export(format="onnx")` of the functional `part` (see backends.keras_export)."""
+        from cvae_bench.backends.keras_export import export_keras
+
+        return export_keras(self.keras_model(part), path, opset, self.name)
+
     # -- weights ----------------------------------------------------------------------------------------
     def get_weights(self) -> WeightDict:
         self._sync_variables()
