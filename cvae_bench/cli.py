@@ -219,7 +219,6 @@ def run(
     from dataclasses import replace
 
     from cvae_bench.backends import registry
-    from cvae_bench.errors import WorkerError
     from cvae_bench.harness.compare import HEADERS, table_rows, write_comparison
     from cvae_bench.harness.data import load_dataset
     from cvae_bench.harness.io import ensure_dir
@@ -258,18 +257,18 @@ def run(
             try:
                 with _RunDisplay(label, quiet) as display:
                     result = run_backend(info, options, sub, display)
-            except WorkerError as exc:
+                results.append(result)
+                click.echo(summary_line(result, sub))
+                if export_onnx:
+                    _export_lines(
+                        info, sub / "weights.safetensors", sub / "decoder.onnx", device, dataset, ds.path, val_subset
+                    )
+            except CvaeBenchError as exc:
+                # One backend failing (worker died or hung, export rejected) does not stop the others.
                 if single:
                     raise
                 failures.append(str(exc))
                 click.echo(f"error: {exc}", err=True)
-                continue
-            results.append(result)
-            click.echo(summary_line(result, sub))
-            if export_onnx:
-                _export_lines(
-                    info, sub / "weights.safetensors", sub / "decoder.onnx", device, dataset, ds.path, val_subset
-                )
     if not single and results:
         rows = write_comparison(folder, results, "cvae-bench " + " ".join(sys.argv[1:]))
         table = Table(title=f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs")
