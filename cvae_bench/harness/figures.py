@@ -125,14 +125,14 @@ def write_figures(
     paths.append(_save(fig, out / FILES["prior"]))
 
     images, z = fixed_z(decode, seed=seed)
-    fig = Figure(figsize=(6, 6.6))
+    fig = Figure(figsize=(7, 7.4))  # wide enough for the two-line title with the source
     for i, image in enumerate(images):
         ax = fig.add_subplot(3, 3, i + 1)
         ax.imshow(image, **gray)
         ax.set_title(f"label {i + 1}", fontsize=10)
         ax.axis("off")
     z_text = ", ".join(f"{v:.2f}" for v in z)
-    fig.suptitle(f"One z = ({z_text}) decoded with labels 1-9{suffix}")
+    fig.suptitle(f"One z = ({z_text}) decoded with labels 1-9{suffix}", fontsize=11)
     fig.tight_layout()
     paths.append(_save(fig, out / FILES["fixed_z"]))
 
