@@ -19,7 +19,7 @@ from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.harness.bench import DEFAULT_BATCH_SIZES, ORT_PRECISIONS, ORT_PROVIDERS
 from cvae_bench.harness.fairness import available_cores, thread_env
-from cvae_bench.harness.roofline import needed_shapes, summarize_roofline
+from cvae_bench.harness.roofline import CEILING_LIBRARIES, needed_shapes, summarize_roofline
 from cvae_bench.harness.timing import per_call, summarize
 from cvae_bench.harness.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
@@ -179,20 +179,29 @@ def measure_ceiling(options: BenchOptions, on_event: Event) -> dict[str, Any]:
     train = options.spec.batch_size if "train-step" in options.groups else None
     shapes = needed_shapes(options.spec, train, sample)
     on_event({"type": "stage", "what": f"matmul ceiling ({len(shapes)} shapes)"})
-    with _worker(BARE_WORKER, options) as w:
-        ceiling = w.request(
-            {
-                "op": "run",
-                "func": "cvae_bench.harness.roofline:ceiling_job",
-                "kwargs": {
-                    "shapes": shapes,
-                    "rounds": options.ceiling_rounds,
-                    "min_time": options.ceiling_min_time,
-                    "threads": options.threads,
+    ceiling: dict[str, Any] = {"libraries": {}, "shapes": {}, "medians": {}}
+    # One worker per library: a pool of spinning threads left by one (OpenBLAS, onnxruntime) slows the
+    # next one's (torch's OpenMP) by orders of magnitude on a small machine.
+    for library in CEILING_LIBRARIES:
+        with _worker(BARE_WORKER, options) as w:
+            part = w.request(
+                {
+                    "op": "run",
+                    "func": "cvae_bench.harness.roofline:ceiling_job",
+                    "kwargs": {
+                        "shapes": shapes,
+                        "rounds": options.ceiling_rounds,
+                        "min_time": options.ceiling_min_time,
+                        "threads": options.threads,
+                        "libraries": [library],
+                    },
                 },
-            },
-            on_event,
-        )
+                on_event,
+            )
+        ceiling["libraries"].update(part["libraries"])
+        for key in ("shapes", "medians"):
+            for shape, per_lib in part[key].items():
+                ceiling[key].setdefault(shape, {}).update(per_lib)
     return summarize_roofline(options.spec, ceiling, train, sample)
 
 

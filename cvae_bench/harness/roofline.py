@@ -1,17 +1,18 @@
 """The roofline: FLOPs of the model from the spec, and the fp32 matmul ceiling of this machine at its shapes.
 
 How the ceiling is measured. The model is a stack of dense layers, so nearly all its arithmetic is GEMMs
-of a handful of shapes. In a worker of its own (same thread count as the backends), every GEMM a training
-step needs at batch 64, and every GEMM of the decoder at each sampling batch size, is timed alone, fp32,
-with pre-allocated operands and output, in NumPy (`np.matmul(out=)`, its BLAS), torch (`torch.mm(out=)`,
-MKL) and onnxruntime (one MatMul node run with IO binding, MLAS; once with B an input and once with B a
-constant that MLAS pre-packs, as it does a model's weights): warm-up, then calibrated rounds of ≥ 10 ms
-spread over three sweeps of all shapes (`harness.timing`). A GEMM's figure is its fastest round, since
-foreign load only ever adds time (medians are kept in the JSON), and the fastest library per shape
-counts. The *floor* of a workload is the sum of its GEMMs' best times: what this machine needs for that
-arithmetic alone, with no bias, activation, loss, optimiser or framework overhead; per-library floors
-are kept too. Every measured figure is reported as `floor / measured` ("of floor": 1.0 means as fast as
-the bare matmuls; int8 can exceed it).
+of a handful of shapes. Every GEMM a training step needs at batch 64, and every GEMM of the decoder at
+each sampling batch size, is timed alone, fp32, with pre-allocated operands and output, each library in
+a worker of its own (same thread count as the backends; a pool of spinning threads left by one library
+slows the next one's by orders of magnitude on a small machine): NumPy (`np.matmul(out=)`, its BLAS),
+torch (`torch.mm(out=)`, MKL) and onnxruntime (one MatMul node run with IO binding, MLAS; once with B
+an input and once with B a constant that MLAS pre-packs, as it does a model's weights). Warm-up, then
+calibrated rounds of ≥ 10 ms spread over three sweeps of all shapes (`harness.timing`); a GEMM's figure
+is its fastest round, since foreign load only ever adds time (medians are kept in the JSON), and the
+fastest library per shape counts. The *floor* of a workload is the sum of its GEMMs' best times: what
+this machine needs for that arithmetic alone, with no bias, activation, loss, optimiser or framework
+overhead; per-library floors are kept too. Every measured figure is reported as `floor / measured`
+("of floor": 1.0 means as fast as the bare matmuls; int8 can exceed it).
 
 The GEMMs of a training step (batch B, each dense layer d_in → d_out): forward [B,d_in]·[d_in,d_out];
 weight gradient [d_in,B]·[B,d_out]; input gradient [B,d_out]·[d_out,d_in], except for the encoder's first
@@ -83,6 +84,10 @@ def unique(gemms: Iterable[Gemm]) -> list[Gemm]:
     return list(dict.fromkeys(gemms))
 
 
+#: Libraries of the matmul ceiling, each timed in a worker of its own (`bench_run.measure_ceiling`).
+CEILING_LIBRARIES = ("numpy", "torch", "onnxruntime")
+
+
 def ceiling_job(
     backend: Any,
     emit: Any,
@@ -91,7 +96,7 @@ def ceiling_job(
     rounds: int = 9,
     min_time: float = 0.01,
     passes: int = 3,
-    libraries: Sequence[str] = ("numpy", "torch", "onnxruntime"),
+    libraries: Sequence[str] = CEILING_LIBRARIES,
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Worker job (no backend needed): the fastest seconds per fp32 GEMM of each shape, per library.
@@ -246,7 +251,12 @@ def summarize_roofline(
         second of the floor).
     """
     shapes = ceiling["shapes"]
-    out: dict[str, Any] = {"libraries": ceiling["libraries"], "shapes": shapes, "decode": {}}
+    out: dict[str, Any] = {
+        "libraries": ceiling["libraries"],
+        "shapes": shapes,
+        "medians": ceiling.get("medians", {}),
+        "decode": {},
+    }
     out["train_step"] = None
     if train_batch:
         gemms = train_step_gemms(spec, train_batch)
