@@ -126,12 +126,17 @@ def test_evaluator_agrees_with_reference(name: str, workers: WorkerPool, mnist: 
     assert abs(got["kl"] - float(ref.kl.mean())) <= EVAL_ATOL
 
 
-def test_gradients_match_reference(name: str, workers: WorkerPool, mnist: tuple) -> None:
+def _on_real_batch(name: str, workers: WorkerPool, mnist: tuple) -> tuple:
+    """The backend with the test weights set, a real MNIST batch and a fixed ε."""
     b = workers.get(name)
     w = _weights()
     b.set_weights(w)
     x, y = _batches(mnist)["mnist"]
-    eps = _eps(len(x))
+    return b, w, x, y, _eps(len(x))
+
+
+def test_gradients_match_reference(name: str, workers: WorkerPool, mnist: tuple) -> None:
+    b, w, x, y, eps = _on_real_batch(name, workers, mnist)
     grads = b.gradients(x, y, eps)
     ref = reference.gradients(w, x, y, eps)
     atol = b.info["capabilities"]["gradient_atol"]
@@ -140,11 +145,7 @@ def test_gradients_match_reference(name: str, workers: WorkerPool, mnist: tuple)
 
 
 def test_one_adam_step_moves_the_loss_like_the_reference(name: str, workers: WorkerPool, mnist: tuple) -> None:
-    b = workers.get(name)
-    w = _weights()
-    b.set_weights(w)
-    x, y = _batches(mnist)["mnist"]
-    eps = _eps(len(x))
+    b, w, x, y, eps = _on_real_batch(name, workers, mnist)
     before = reference.loss_parts(w, x, y, eps).total.mean()
     b.train_step_with_eps(x, y, eps)
     stepped = b.get_weights()
