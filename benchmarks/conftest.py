@@ -33,7 +33,8 @@ import pytest
 from cvae_bench.backends import registry
 from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.harness.bench import DEFAULT_BATCH_SIZES
-from cvae_bench.harness.bench_run import BenchOptions, Target, machine_info, measure_ceiling, parse_targets
+from cvae_bench.harness.bench_run import BenchOptions, Target, measure_ceiling, parse_targets
+from cvae_bench.harness.bench_run import machine_info as bench_machine_info
 from cvae_bench.harness.fairness import available_cores, thread_env
 from cvae_bench.harness.worker import RemoteBackend, Worker
 from cvae_bench.models.spec import DEFAULT_SPEC
@@ -269,7 +270,7 @@ def job_kwargs(benchmark: Any, settings: Settings) -> dict[str, Any]:
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     """Framework versions, CPU, cores, thread setting and load, beside pytest-benchmark's own machine info."""
     s = settings(config)
-    ours = _machine_info(s.threads)
+    ours = bench_machine_info(s.threads)
     machine_info["cvae_bench"] = {
         "version": ours["cvae_bench"],
         "versions": ours["versions"],
@@ -281,10 +282,6 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "settings": {"rounds": s.rounds, "min_time": s.min_time, "warmup": s.warmup},
     }
-
-
-def _machine_info(threads: int) -> dict[str, Any]:
-    return machine_info(threads)
 
 
 def pytest_benchmark_group_stats(config: pytest.Config, benchmarks: list[Any], group_by: str) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import importlib.metadata as md
 import json
 import os
 import platform
@@ -16,7 +18,7 @@ from typing import Any
 from cvae_bench import __version__
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
-from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
+from cvae_bench.errors import BackendUnavailableError, CvaeBenchError, WorkerError
 from cvae_bench.harness.bench import DEFAULT_BATCH_SIZES, ORT_PRECISIONS, ORT_PROVIDERS
 from cvae_bench.harness.fairness import available_cores, thread_env
 from cvae_bench.harness.roofline import CEILING_LIBRARIES, needed_shapes, summarize_roofline
@@ -147,7 +149,8 @@ def machine_info(threads: int) -> dict[str, Any]:
     for info in registry.all_backends().values():
         versions.update({k: v for k, v in info.versions().items() if v != "-"})
     for extra in ("numpy", "onnxruntime", "onnx"):
-        versions.setdefault(extra, registry._dist_version(extra))
+        with contextlib.suppress(md.PackageNotFoundError):
+            versions.setdefault(extra, md.version(extra))
     return {
         "node": platform.node(),
         "processor": platform.processor(),
@@ -418,7 +421,10 @@ def with_runs(
         for seed in range(repeats):
             on_event({"type": "stage", "what": f"train to target: {name}:{mode} seed {seed}"})
             run_opts = replace(base, mode=mode, config=TrainConfig(seed=seed))
-            results.append(run_backend(registry.get(name), run_opts, folder / f"{name}-{mode}-seed{seed}"))
+            try:
+                results.append(run_backend(registry.get(name), run_opts, folder / f"{name}-{mode}-seed{seed}"))
+            except WorkerError as exc:  # a run that crashes is reported; the others go on
+                on_event({"type": "stage", "what": f"error: {name}:{mode} seed {seed} failed: {exc}"})
     return write_comparison(folder, results, command) if results else []
 
 
