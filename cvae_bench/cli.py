@@ -194,6 +194,9 @@ class _RunDisplay:
     show_default=True,
     help="Seconds of silence after which a worker is declared hung.",
 )
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="Threads for every framework [its own default]."
+)
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
 @click.option("--export", "export_onnx", is_flag=True, help="Also export each run's verified decoder to decoder.onnx.")
 def run(
@@ -212,6 +215,7 @@ def run(
     train_subset: int | None,
     val_subset: int | None,
     worker_timeout: float,
+    threads: int | None,
     quiet: bool,
     export_onnx: bool,
 ) -> None:
@@ -247,6 +251,7 @@ def run(
         train_subset=train_subset,
         val_subset=val_subset,
         idle_timeout=worker_timeout,
+        threads=threads,
     )
     results, failures = [], []
     for info, run_mode in plan:
