@@ -505,3 +505,55 @@ def test_torch_compiled_step_trains_like_eager(mnist: tuple) -> None:
     assert out["compiled"][0] == pytest.approx(out["eager"][0], rel=1e-5)
     for name, value in out["eager"][1].items():
         np.testing.assert_allclose(out["compiled"][1][name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+class CountingBackend:
+    """Just enough of a Backend for the benchmark jobs, counting what they call."""
+
+    def __init__(self) -> None:
+        self.spec = DEFAULT_SPEC
+        self.calls: dict[str, int] = {"set_order": 0, "train_step": 0, "synchronize": 0, "take_loss": 0, "decode": 0}
+
+    def load_train_data(self, x: Any, y: Any) -> None:
+        self.n = len(x)
+
+    def set_order(self, order: Any) -> None:
+        self.calls["set_order"] += 1
+
+    def train_step(self, index: int) -> None:
+        assert 0 <= index < self.n // 64  # full batches only
+        self.calls["train_step"] += 1
+
+    def synchronize(self) -> None:
+        self.calls["synchronize"] += 1
+
+    def take_loss(self) -> float:
+        self.calls["take_loss"] += 1
+        return 250.0
+
+    def decode(self, z: Any, y: Any) -> Any:
+        self.calls["decode"] += 1
+        return np.zeros((len(z), 28, 28), np.float32)
+
+
+def test_train_step_job_keeps_setup_out_of_the_rounds(mnist: tuple) -> None:
+    from cvae_bench.harness.bench import train_step_job
+
+    b = CountingBackend()
+    t = train_step_job(b, lambda e: None, rounds=4, min_time=0.0, warmup=5, train_subset=640)
+    assert len(t["round_s"]) == 4 and t["iterations"] >= 1 and t["batch"] == 64
+    assert b.calls["set_order"] == 1  # once, before the clock; steps wrap round the epoch
+    assert b.calls["take_loss"] == 1  # after the clock
+    assert t["steps"] == b.calls["train_step"] >= 1 + 5 + 4 * t["iterations"]
+    assert b.calls["synchronize"] >= 4 + 2  # every round, the first step, the upload
+    assert t["first_step_s"] > 0 and t["data_load_s"] >= 0 and t["loss"] == 250.0
+
+
+def test_sample_native_job_times_each_batch_size() -> None:
+    from cvae_bench.harness.bench import sample_native_job
+
+    b = CountingBackend()
+    out = sample_native_job(b, lambda e: None, batch_sizes=[1, 64], rounds=3, min_time=0.0, warmup=2)
+    assert sorted(out) == [1, 64]
+    for timing in out.values():
+        assert len(timing["round_s"]) == 3 and timing["first_call_s"] > 0
