@@ -80,9 +80,10 @@ class TorchBackend(Backend):
     a difference of order ε = 1e-7 in the update.
 
     Speed (batch 64, 2-core AMD EPYC, quiet): eager ≈ 2.2–2.5 ms/step, compiled within noise of it. The
-    step is bound by torch's fp32 GEMMs (MKL, which runs its AVX2 path on AMD: ≈ 1.6 ms of the step's
-    GEMMs alone); the rest is Adam (fused) and the elementwise loss. Compiling the step, the model alone,
-    or with max-autotune measured the same on this CPU (`cvae-bench bench --backend torch:all`).
+    step is bound by torch's fp32 GEMMs (MKL, about half as fast as onnxruntime's MLAS on this AMD CPU:
+    ≈ 1.3 ms of the step's GEMMs alone); the rest is Adam (fused, 0.2 ms) and the elementwise loss.
+    Compiling the step, the model alone, or with max-autotune measured the same on this CPU
+    (`cvae-bench bench --backend torch:all`).
     """
 
     name = "torch"
