@@ -13,16 +13,30 @@ def _result(backend: str, seed: int, ttt: float | None, steps: int | None, ms: f
     reached = ttt is not None
     history = [{"epoch": float(e), "step": 100 * e, "val_elbo": 250.0 - e} for e in range(1, 11)]
     return {
-        "backend": backend, "mode": "eager", "device": "cpu", "seed": seed, "target": 235.0,
-        "reached": reached, "time_to_target_s": ttt, "steps_to_target": steps, "first_step_s": 0.1,
-        "ms_per_step_median": ms, "final": {"val_elbo": 234.9 if reached else 236.0}, "history": history,
-        "versions": {}, "hardware": {"cpu": "test cpu", "cpu_count": 2},
+        "backend": backend,
+        "mode": "eager",
+        "device": "cpu",
+        "seed": seed,
+        "target": 235.0,
+        "reached": reached,
+        "time_to_target_s": ttt,
+        "steps_to_target": steps,
+        "first_step_s": 0.1,
+        "ms_per_step_median": ms,
+        "final": {"val_elbo": 234.9 if reached else 236.0},
+        "history": history,
+        "versions": {},
+        "hardware": {"cpu": "test cpu", "cpu_count": 2},
     }
 
 
 RESULTS = [
-    _result("a", 0, 10.0, 1000), _result("a", 1, 14.0, 1400), _result("a", 2, 12.0, 1200),
-    _result("b", 0, 30.0, 900, ms=9.0), _result("b", 1, None, None, ms=9.0), _result("b", 2, 20.0, 800, ms=9.0),
+    _result("a", 0, 10.0, 1000),
+    _result("a", 1, 14.0, 1400),
+    _result("a", 2, 12.0, 1200),
+    _result("b", 0, 30.0, 900, ms=9.0),
+    _result("b", 1, None, None, ms=9.0),
+    _result("b", 2, 20.0, 800, ms=9.0),
 ]
 
 
