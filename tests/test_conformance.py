@@ -12,6 +12,7 @@ import pytest
 from cvae_bench.harness.evaluate import Evaluator
 from cvae_bench.models import DEFAULT_SPEC, reference
 from tests.conftest import WorkerPool, available_names, backend_params
+from tests.helpers import biased_weights
 
 SPEC = DEFAULT_SPEC
 #: Loss parts are compared relatively, with a floor of 1e-5 nats for terms near zero (a single
@@ -24,12 +25,8 @@ pytestmark = pytest.mark.parametrize("name", backend_params())
 
 
 def _weights(seed: int = 7, big_log_var: bool = False) -> dict[str, np.ndarray]:
-    """Reference weights with non-zero biases, so bias handling is exercised."""
-    rng = np.random.default_rng(seed)
-    w = reference.init_weights(seed)
-    for k in w:
-        if k.endswith(".bias"):
-            w[k] = rng.normal(scale=0.05, size=w[k].shape).astype(np.float32)
+    """Reference weights with non-zero biases, optionally with |z_log_var| around 6."""
+    w = biased_weights(seed)
     if big_log_var:  # |z_log_var| around 6: σ of 20 and of 0.05
         w["encoder.dense_2.bias"] = np.array([0.5, -0.5, 6.0, -6.0], np.float32)
     return w

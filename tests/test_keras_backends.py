@@ -22,6 +22,7 @@ import pytest
 from numpy.typing import NDArray
 
 from cvae_bench.models import DEFAULT_SPEC, reference
+from tests.helpers import biased_weights
 
 SPEC = DEFAULT_SPEC
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,16 +44,6 @@ ENCODE_DECODE_ATOL = 1e-5
 # ---------------------------------------------------------------------------------------------------------
 # The part that runs inside the backend's own process.
 # ---------------------------------------------------------------------------------------------------------
-def _weights(seed: int) -> dict[str, np.ndarray]:
-    """Reference weights with non-zero biases, so bias handling is exercised."""
-    rng = np.random.default_rng(seed)
-    w = reference.init_weights(seed)
-    for k in w:
-        if k.endswith(".bias"):
-            w[k] = rng.normal(scale=0.05, size=w[k].shape).astype(np.float32)
-    return w
-
-
 def _batch(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.random((n, *SPEC.image_shape), dtype=np.float32)
@@ -87,7 +78,7 @@ def _train(backend: Any, epochs: int) -> list[float]:
 
 def _adam_step(backend: Any) -> dict[str, float]:
     """One `train_step_with_eps` against the reference's first Keras-Adam step."""
-    w = _weights(7)
+    w = biased_weights(7)
     x, y, eps = _batch(64, 4)
     backend.set_weights(w)
     backend.train_step_with_eps(x, y, eps)
@@ -150,7 +141,7 @@ def _full_checks(cls: Any, name: str) -> dict[str, Any]:
     out["init_biases_zero"] = not any(init[k].any() for k in init if k.endswith(".bias"))
     out["train_losses"] = [_train(b, epochs=10), _train(twin, epochs=10)]
 
-    w = _weights(7)
+    w = biased_weights(7)
     b.set_weights(w)
     back = b.get_weights()
     out["round_trip_exact"] = all(np.array_equal(back[k], w[k]) and back[k].dtype == np.float32 for k in w)

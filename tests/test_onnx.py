@@ -28,20 +28,14 @@ from cvae_bench.harness.onnx_check import TOLERANCES, _summary, check_structure,
 from cvae_bench.harness.onnx_interface import normalize_interface, rename_tensor, tensor_names
 from cvae_bench.models import DEFAULT_SPEC, reference
 from tests.conftest import WorkerPool, backend_params
+from tests.helpers import biased_weights
 
 SPEC = DEFAULT_SPEC
 ROOT = Path(__file__).resolve().parent.parent
 KERAS_ENGINES = {"keras-torch": "torch", "keras-tensorflow": "tensorflow", "keras-jax": "jax"}
 
 
-def weights(seed: int = 7) -> dict[str, np.ndarray]:
-    """Reference weights with non-zero biases."""
-    rng = np.random.default_rng(seed)
-    w = reference.init_weights(seed)
-    for k in w:
-        if k.endswith(".bias"):
-            w[k] = rng.normal(scale=0.05, size=w[k].shape).astype(np.float32)
-    return w
+weights = biased_weights
 
 
 # -- synthetic exporter graphs --------------------------------------------------------------------------
