@@ -8,6 +8,7 @@ import pytest
 from conftest import Settings, job_kwargs, record
 
 from cvae_bench.harness.bench_report import native_entries
+from cvae_bench.harness.bench_run import backend_record
 from cvae_bench.harness.worker import RemoteBackend
 
 
@@ -22,13 +23,6 @@ def test_sample_native(
     timings = backend.run(
         "cvae_bench.harness.bench:sample_native_job", batch_sizes=[batch], **job_kwargs(benchmark, bench_settings)
     )
-    rec = {
-        "backend": backend.name,
-        "mode": backend.mode,
-        "device": backend.device,
-        "versions": backend.info["versions"],
-        "build_s": backend.info["build_s"],
-        "sample_native": timings,
-    }
+    rec = {**backend_record(backend), "sample_native": timings}
     (entry,) = native_entries(rec, roofline, bench_settings.threads)
     record(benchmark, timings[batch], entry["extra_info"], bench_settings)

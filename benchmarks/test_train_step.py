@@ -8,6 +8,7 @@ import pytest
 from conftest import Settings, job_kwargs, record
 
 from cvae_bench.harness.bench_report import train_entry
+from cvae_bench.harness.bench_run import backend_record
 from cvae_bench.harness.worker import RemoteBackend
 
 
@@ -25,13 +26,6 @@ def test_train_step(
         data_path=mnist_path,
         **job_kwargs(benchmark, bench_settings),
     )
-    rec = {
-        "backend": backend.name,
-        "mode": backend.mode,
-        "device": backend.device,
-        "versions": backend.info["versions"],
-        "build_s": backend.info["build_s"],
-        "train_step": timing,
-    }
+    rec = {**backend_record(backend), "train_step": timing}
     entry = train_entry(rec, roofline, bench_settings.threads)
     record(benchmark, timing, entry["extra_info"], bench_settings)

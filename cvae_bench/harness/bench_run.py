@@ -208,6 +208,20 @@ def measure_ceiling(options: BenchOptions, on_event: Event) -> dict[str, Any]:
     return summarize_roofline(options.spec, ceiling, train, sample)
 
 
+def backend_record(backend: RemoteBackend) -> dict[str, Any]:
+    """What every benchmark record says about the backend that produced it."""
+    caps = backend.info["capabilities"]
+    return {
+        "backend": backend.name,
+        "mode": backend.mode,
+        "device": backend.device,
+        "versions": backend.info["versions"],
+        "build_s": backend.info["build_s"],
+        "notes": caps.get("notes", {}),
+        "onnx_export": caps.get("onnx_export", False),
+    }
+
+
 def _measure_backend(
     info: BackendInfo, mode: str | None, options: BenchOptions, on_event: Event
 ) -> tuple[dict[str, Any], list[str]]:
@@ -220,15 +234,7 @@ def _measure_backend(
         backend = RemoteBackend(w, options.spec, 0, options.device, mode)
         label = f"{info.name}:{backend.mode}"
         on_event({"type": "stage", "what": label})
-        rec: dict[str, Any] = {
-            "backend": info.name,
-            "mode": backend.mode,
-            "device": backend.device,
-            "versions": backend.info["versions"],
-            "build_s": backend.info["build_s"],
-            "notes": backend.info["capabilities"].get("notes", {}),
-            "onnx_export": backend.info["capabilities"].get("onnx_export", False),
-        }
+        rec = backend_record(backend)
         if "train-step" in options.groups:
             rec["train_step"] = backend.run(
                 "cvae_bench.harness.bench:train_step_job",
