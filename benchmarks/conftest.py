@@ -2,7 +2,7 @@
 
 How the timing stays honest. Each backend lives in a worker process (Keras fixes its backend at import),
 so `benchmark(...)`/`benchmark.pedantic(...)` here would time a round trip over the worker's pipe. Instead
-the worker runs the loop (`cvae_bench.harness.bench`: warm-up, calibration, rounds, device sync, all with
+the worker runs the loop (`cvae_bench.bench.jobs`: warm-up, calibration, rounds, device sync, all with
 `perf_counter` in the worker) and returns each round's duration; `record` hands those durations to
 pytest-benchmark through the fixture's own bookkeeping (`_make_stats(iterations)` + `update(round)`, what
 `pedantic` does after timing a round). pytest-benchmark has no public API for timings taken elsewhere
@@ -31,13 +31,13 @@ from typing import Any
 import pytest
 
 from cvae_bench.backends import registry
+from cvae_bench.bench.jobs import DEFAULT_BATCH_SIZES
+from cvae_bench.bench.runner import BenchOptions, Target, measure_ceiling, parse_targets
+from cvae_bench.bench.runner import machine_info as bench_machine_info
 from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
-from cvae_bench.harness.bench import DEFAULT_BATCH_SIZES
-from cvae_bench.harness.bench_run import BenchOptions, Target, measure_ceiling, parse_targets
-from cvae_bench.harness.bench_run import machine_info as bench_machine_info
-from cvae_bench.harness.fairness import available_cores, thread_env
-from cvae_bench.harness.worker import RemoteBackend, Worker
 from cvae_bench.models.spec import DEFAULT_SPEC
+from cvae_bench.runtime.threads import available_cores, thread_env
+from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -225,7 +225,7 @@ def roofline(bench_settings: Settings, slot: WorkerSlot) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def mnist_path() -> str:
     """The verified local MNIST file the workers read (never downloads)."""
-    from cvae_bench.harness.data import load_dataset
+    from cvae_bench.data.loading import load_dataset
 
     try:
         return str(load_dataset("mnist", download=False).path)

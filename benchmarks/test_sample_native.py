@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from conftest import Settings, job_kwargs, record
 
-from cvae_bench.harness.bench_report import native_entries
-from cvae_bench.harness.bench_run import backend_record
-from cvae_bench.harness.worker import RemoteBackend
+from cvae_bench.bench.report import native_entries
+from cvae_bench.bench.runner import backend_record
+from cvae_bench.runtime.worker import RemoteBackend
 
 
 @pytest.mark.benchmark(group="sample-native")
@@ -21,7 +21,7 @@ def test_sample_native(
     bench_settings: Settings,
 ) -> None:
     timings = backend.run(
-        "cvae_bench.harness.bench:sample_native_job", batch_sizes=[batch], **job_kwargs(benchmark, bench_settings)
+        "cvae_bench.bench.jobs:sample_native_job", batch_sizes=[batch], **job_kwargs(benchmark, bench_settings)
     )
     rec = {**backend_record(backend), "sample_native": timings}
     (entry,) = native_entries(rec, roofline, bench_settings.threads)

@@ -15,11 +15,11 @@ import pytest
 from conftest import Settings, WorkerSlot, job_kwargs, record
 
 from cvae_bench.backends import registry
-from cvae_bench.harness.bench import ORT_PRECISIONS, ORT_PROVIDERS
-from cvae_bench.harness.bench_report import ort_entries
-from cvae_bench.harness.bench_run import BARE_WORKER
-from cvae_bench.harness.worker import RemoteBackend, Worker
+from cvae_bench.bench.jobs import ORT_PRECISIONS, ORT_PROVIDERS
+from cvae_bench.bench.report import ort_entries
+from cvae_bench.bench.runner import BARE_WORKER
 from cvae_bench.models.spec import DEFAULT_SPEC
+from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 pytest.importorskip("onnxruntime", reason="sample-onnxruntime needs onnxruntime: pip install 'cvae-bench[onnx]'")
 
@@ -36,7 +36,7 @@ def onnx_models(onnx_dir: Path, slot: WorkerSlot, mnist_path: str) -> dict[str, 
     def export(new_worker: Any) -> dict[str, Any]:
         w = new_worker(info)
         meta = RemoteBackend(w, DEFAULT_SPEC, 0).run(
-            "cvae_bench.harness.bench:export_decoder_job", path=fp32, data_path=mnist_path
+            "cvae_bench.bench.jobs:export_decoder_job", path=fp32, data_path=mnist_path
         )
         return {"exporter": {"backend": info.name, **meta}}
 
@@ -56,12 +56,12 @@ def ort_worker(onnx_models: dict[str, Any], onnx_dir: Path, slot: WorkerSlot) ->
             return w.request({"op": "run", "func": func, "kwargs": kwargs})
 
         models = job(
-            "cvae_bench.harness.bench_run:variants_job",
+            "cvae_bench.bench.runner:variants_job",
             fp32_path=onnx_models["fp32"],
             out_dir=str(onnx_dir),
             precisions=list(ORT_PRECISIONS),
         )
-        return {"job": job, "models": models, "providers": job("cvae_bench.harness.bench_run:ort_providers_job")}
+        return {"job": job, "models": models, "providers": job("cvae_bench.bench.runner:ort_providers_job")}
 
     return slot.get(("onnxruntime",), start)  # type: ignore[no-any-return]
 
@@ -86,7 +86,7 @@ def test_sample_onnxruntime(
     if name not in ort_worker["providers"]:
         pytest.skip(f"{name} is not available in this onnxruntime build ({', '.join(ort_worker['providers'])})")
     res = ort_worker["job"](
-        "cvae_bench.harness.bench:sample_onnxruntime_job",
+        "cvae_bench.bench.jobs:sample_onnxruntime_job",
         models={precision: ort_worker["models"][precision]},
         providers=[name],
         batch_sizes=[batch],

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from conftest import Settings, job_kwargs, record
 
-from cvae_bench.harness.bench_report import train_entry
-from cvae_bench.harness.bench_run import backend_record
-from cvae_bench.harness.worker import RemoteBackend
+from cvae_bench.bench.report import train_entry
+from cvae_bench.bench.runner import backend_record
+from cvae_bench.runtime.worker import RemoteBackend
 
 
 @pytest.mark.benchmark(group="train-step")
@@ -21,7 +21,7 @@ def test_train_step(
     bench_settings: Settings,
 ) -> None:
     timing = backend.run(
-        "cvae_bench.harness.bench:train_step_job",
+        "cvae_bench.bench.jobs:train_step_job",
         warmup=bench_settings.warmup,
         data_path=mnist_path,
         **job_kwargs(benchmark, bench_settings),

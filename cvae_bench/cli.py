@@ -89,7 +89,7 @@ def data() -> None:
 @_data_opt
 def data_fetch(dataset: str, data_path: str | None) -> None:
     """Find or download the data set, verify it and cache it."""
-    from cvae_bench.harness.data import load_dataset
+    from cvae_bench.data.loading import load_dataset
 
     ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     click.echo(
@@ -102,7 +102,7 @@ def data_fetch(dataset: str, data_path: str | None) -> None:
 @_data_opt
 def data_info(dataset: str, data_path: str | None) -> None:
     """Show where the data set comes from, its shapes and whether its checksums verify (no download)."""
-    from cvae_bench.harness.data import dataset_info
+    from cvae_bench.data.loading import dataset_info
 
     info = dataset_info(dataset, data_path)
     for key, value in info.items():
@@ -223,11 +223,11 @@ def run(
     from dataclasses import replace
 
     from cvae_bench.backends import registry
-    from cvae_bench.harness.compare import HEADERS, table_rows, write_comparison
-    from cvae_bench.harness.data import load_dataset
-    from cvae_bench.harness.io import ensure_dir
-    from cvae_bench.harness.run import RunOptions, default_run_dir, run_backend, summary_line
-    from cvae_bench.harness.train import TrainConfig
+    from cvae_bench.data.loading import load_dataset
+    from cvae_bench.runtime.files import ensure_dir
+    from cvae_bench.training.compare import HEADERS, table_rows, write_comparison
+    from cvae_bench.training.loop import TrainConfig
+    from cvae_bench.training.run import RunOptions, default_run_dir, run_backend, summary_line
 
     plan = []
     for item in [p.strip() for p in backend_name.split(",")] if backend_name.strip() != "all" else ["all"]:
@@ -304,10 +304,10 @@ def evaluate(
 ) -> None:
     """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
     from cvae_bench.backends import registry
-    from cvae_bench.harness.data import load_dataset
-    from cvae_bench.harness.io import load_weights
-    from cvae_bench.harness.worker import RemoteBackend, Worker
+    from cvae_bench.data.loading import load_dataset
     from cvae_bench.models.spec import DEFAULT_SPEC
+    from cvae_bench.runtime.files import load_weights
+    from cvae_bench.runtime.worker import RemoteBackend, Worker
 
     info = registry.get(backend_name)
     if not info.available:
@@ -317,7 +317,7 @@ def evaluate(
     with Worker(info) as worker:
         backend = RemoteBackend(worker, DEFAULT_SPEC, 0, device)
         ev = backend.run(
-            "cvae_bench.harness.jobs:evaluate_job",
+            "cvae_bench.training.jobs:evaluate_job",
             weights=weights,
             dataset=dataset,
             data_path=str(ds.path),
@@ -409,7 +409,8 @@ def bench(
     quiet: bool,
 ) -> None:
     """Benchmark training steps and sampling, one isolated worker at a time, with roofline and fairness audit."""
-    from cvae_bench.harness.bench_report import (
+    from cvae_bench.bench.fairness import AUDIT_HEADERS, audit_rows
+    from cvae_bench.bench.report import (
         GROUP_TITLES,
         TABLE_HEADERS,
         TTT_HEADERS,
@@ -421,12 +422,12 @@ def bench(
         ttt_rows,
         write_results,
     )
-    from cvae_bench.harness.bench_run import BenchOptions, load_runs, parse_targets, run_bench
-    from cvae_bench.harness.bench_run import with_runs as train_runs
-    from cvae_bench.harness.data import load_dataset
-    from cvae_bench.harness.fairness import AUDIT_HEADERS, audit_rows, available_cores
-    from cvae_bench.harness.io import ensure_dir
-    from cvae_bench.harness.run import default_run_dir
+    from cvae_bench.bench.runner import BenchOptions, load_runs, parse_targets, run_bench
+    from cvae_bench.bench.runner import with_runs as train_runs
+    from cvae_bench.data.loading import load_dataset
+    from cvae_bench.runtime.files import ensure_dir
+    from cvae_bench.runtime.threads import available_cores
+    from cvae_bench.training.run import default_run_dir
 
     targets = parse_targets(backend_name)
     group_list = tuple(g.strip() for g in groups.split(",") if g.strip())
@@ -498,7 +499,7 @@ def bench(
 # -- export, sample ---------------------------------------------------------------------------------------
 def _require_export(infos: list[Any], device: str) -> None:
     """Refuse, before any training, backends that do not declare ONNX export."""
-    from cvae_bench.harness.onnx_export import exports_onnx
+    from cvae_bench.onnx.export import exports_onnx
 
     for info in {i.name: i for i in infos}.values():
         if not exports_onnx(info, device):
@@ -518,7 +519,7 @@ def _export_lines(
     val_subset: int | None,
     **kwargs: Any,
 ) -> None:
-    from cvae_bench.harness.onnx_export import export_part
+    from cvae_bench.onnx.export import export_part
 
     result = export_part(
         info,
@@ -568,7 +569,7 @@ def export(
 ) -> None:
     """Export a decoder (or encoder) to ONNX with the one interface, verified against the framework."""
     from cvae_bench.backends import registry
-    from cvae_bench.harness.data import load_dataset
+    from cvae_bench.data.loading import load_dataset
 
     info = registry.get(backend_name)
     if not info.available:
@@ -613,7 +614,7 @@ def sample(
     digit: int,
 ) -> None:
     """Draw a decoder: prior samples per digit, one z across labels 1-9, the latent manifold (PNGs)."""
-    from cvae_bench.harness.figures import write_figures
+    from cvae_bench.onnx.figures import write_figures
 
     if (onnx_path is None) == (backend_name is None):
         raise CvaeBenchError("give either --onnx FILE or --backend NAME --weights FILE")
@@ -630,9 +631,9 @@ def sample(
             raise CvaeBenchError(str(exc)) from None
     else:
         from cvae_bench.backends import registry
-        from cvae_bench.harness.io import load_weights
-        from cvae_bench.harness.worker import RemoteBackend, Worker
         from cvae_bench.models.spec import DEFAULT_SPEC
+        from cvae_bench.runtime.files import load_weights
+        from cvae_bench.runtime.worker import RemoteBackend, Worker
 
         if weights_path is None:
             raise CvaeBenchError("--backend needs --weights FILE (canonical weights, e.g. a run's weights.safetensors)")

@@ -11,8 +11,8 @@ import pytest
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.errors import DataError
-from cvae_bench.harness.worker import RemoteBackend, Worker
 from cvae_bench.models import DEFAULT_SPEC
+from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 #: CI sets this so that a backend or data set that is missing fails the run instead of skipping.
 REQUIRE_ALL = os.environ.get("CVAE_BENCH_REQUIRE_ALL") == "1"
@@ -47,7 +47,7 @@ def require_or_skip(reason: str) -> None:
 @pytest.fixture(scope="session")
 def mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Real MNIST as float arrays (x_train, y_train one-hot, x_test, y_test one-hot)."""
-    from cvae_bench.harness.data import as_float, load_dataset
+    from cvae_bench.data.loading import as_float, load_dataset
 
     try:
         ds = load_dataset("mnist", download=False)

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cvae_bench.errors import UnknownBackendError
-from cvae_bench.harness import fairness, roofline
-from cvae_bench.harness.bench_report import (
+from cvae_bench.bench import fairness as audit_table
+from cvae_bench.bench import roofline
+from cvae_bench.bench.report import (
     build_document,
     fmt_time,
     group_tables,
@@ -27,10 +27,12 @@ from cvae_bench.harness.bench_report import (
     ttt_rows,
     write_results,
 )
-from cvae_bench.harness.bench_run import load_runs, parse_targets
-from cvae_bench.harness.compare import write_comparison
-from cvae_bench.harness.timing import quartiles, summarize, time_rounds
+from cvae_bench.bench.runner import load_runs, parse_targets
+from cvae_bench.bench.timing import quartiles, summarize, time_rounds
+from cvae_bench.errors import UnknownBackendError
 from cvae_bench.models.spec import DEFAULT_SPEC
+from cvae_bench.runtime import threads as fairness
+from cvae_bench.training.compare import write_comparison
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,7 +183,7 @@ def test_thread_env_sets_every_framework() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or fairness.available_cores() < 2, reason="needs 2 cores")
 def test_worker_threads_pin_the_affinity() -> None:
-    code = "from cvae_bench.harness.fairness import apply_process_threads as a, available_cores as c; a(); print(c())"
+    code = "from cvae_bench.runtime.threads import apply_process_threads as a, available_cores as c; a(); print(c())"
     out = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, **fairness.thread_env(1)},
@@ -215,8 +217,8 @@ def test_audit_rows_name_threads_precision_sync() -> None:
         "data_on_device": "d",
         "warmup": "w",
     }
-    (row,) = fairness.audit_rows([entry])
-    assert len(row) == len(fairness.AUDIT_HEADERS)
+    (row,) = audit_table.audit_rows([entry])
+    assert len(row) == len(audit_table.AUDIT_HEADERS)
     assert row[0] == "x:jit" and row[1] == "2" and row[2] == "2"
     assert "torch intra 2/inter 2" in row[3]
     assert "TF intra env 2/inter env 2" in row[3]
@@ -484,7 +486,7 @@ def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
 def test_torch_compiled_step_trains_like_eager(mnist: tuple) -> None:
     """The whole-step torch.compile of mode "compiled" gives eager's numbers (same weights, ε, batches)."""
     from cvae_bench.backends import registry
-    from cvae_bench.harness.worker import RemoteBackend, Worker
+    from cvae_bench.runtime.worker import RemoteBackend, Worker
 
     info = registry.get("torch")
     if not info.available:
@@ -537,7 +539,7 @@ class CountingBackend:
 
 
 def test_train_step_job_keeps_setup_out_of_the_rounds(mnist: tuple) -> None:
-    from cvae_bench.harness.bench import train_step_job
+    from cvae_bench.bench.jobs import train_step_job
 
     b = CountingBackend()
     t = train_step_job(b, lambda e: None, rounds=4, min_time=0.0, warmup=5, train_subset=640)
@@ -550,7 +552,7 @@ def test_train_step_job_keeps_setup_out_of_the_rounds(mnist: tuple) -> None:
 
 
 def test_sample_native_job_times_each_batch_size() -> None:
-    from cvae_bench.harness.bench import sample_native_job
+    from cvae_bench.bench.jobs import sample_native_job
 
     b = CountingBackend()
     out = sample_native_job(b, lambda e: None, batch_sizes=[1, 64], rounds=3, min_time=0.0, warmup=2)

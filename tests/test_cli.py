@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cvae_bench.harness.io import load_weights
 from cvae_bench.models import reference
+from cvae_bench.runtime.files import load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 

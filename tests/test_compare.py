@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.harness.compare import summarize, write_comparison
+from cvae_bench.training.compare import summarize, write_comparison
 
 
 def _result(backend: str, seed: int, ttt: float | None, steps: int | None, ms: float = 3.0) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cvae_bench.harness.evaluate import Evaluator
 from cvae_bench.models import DEFAULT_SPEC, reference
+from cvae_bench.models.evaluator import Evaluator
 from tests.conftest import WorkerPool, available_names, backend_params
 from tests.helpers import biased_weights
 
@@ -117,7 +117,7 @@ def test_evaluator_agrees_with_reference(name: str, workers: WorkerPool, mnist: 
     w = _weights()
     b.set_weights(w)
     x_val, y_val = mnist[2], mnist[3]
-    got = b.run("cvae_bench.harness.jobs:evaluate_job", weights=w)
+    got = b.run("cvae_bench.training.jobs:evaluate_job", weights=w)
     ref = reference.evaluator_parts(w, x_val, y_val, Evaluator(x_val, y_val, SPEC).eps)
     assert abs(got["val_elbo"] - float(ref.total.mean())) <= EVAL_ATOL
     assert abs(got["kl"] - float(ref.kl.mean())) <= EVAL_ATOL
@@ -158,14 +158,14 @@ def test_one_adam_step_moves_the_loss_like_the_reference(name: str, workers: Wor
 
 
 def test_training_is_repeatable_and_learns(name: str, workers: WorkerPool, mnist: tuple) -> None:
-    from cvae_bench.harness.worker import RemoteBackend, Worker
+    from cvae_bench.runtime.worker import RemoteBackend, Worker
 
     runs = []
     for _ in range(2):
         with Worker(workers.get(name).worker.info) as worker:
             fresh = RemoteBackend(worker, SPEC, seed=3)
             job = fresh.run(
-                "cvae_bench.harness.jobs:train_job",
+                "cvae_bench.training.jobs:train_job",
                 config={"epochs": 2, "seed": 3, "log_every": 5},
                 train_subset=640,
                 val_subset=500,

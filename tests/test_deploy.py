@@ -18,8 +18,8 @@ import onnx
 import pytest
 
 from cvae_bench.deploy import DecoderError, OnnxDecoder, default_providers
-from cvae_bench.harness.onnx_interface import normalize_interface, set_metadata
 from cvae_bench.models import reference
+from cvae_bench.onnx.interface import normalize_interface, set_metadata
 from tests.test_onnx import dense_model, weights
 
 DEPLOY = Path(__file__).resolve().parent.parent / "cvae_bench" / "deploy.py"

@@ -22,11 +22,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cvae_bench.errors import OnnxCheckError, OnnxExportError
-from cvae_bench.harness import onnx_export
-from cvae_bench.harness.io import save_weights
-from cvae_bench.harness.onnx_check import TOLERANCES, _summary, check_structure, interface_problems, session, verify
-from cvae_bench.harness.onnx_interface import normalize_interface, rename_tensor, tensor_names
 from cvae_bench.models import DEFAULT_SPEC, reference
+from cvae_bench.onnx import export as onnx_export
+from cvae_bench.onnx.check import TOLERANCES, _summary, check_structure, interface_problems, session, verify
+from cvae_bench.onnx.interface import normalize_interface, rename_tensor, tensor_names
+from cvae_bench.runtime.files import save_weights
 from tests.conftest import WorkerPool, backend_params
 from tests.helpers import biased_weights
 
@@ -253,7 +253,7 @@ def _with_noop_casts(model: onnx.ModelProto) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_variants_of_a_graph_with_noop_casts_pass_the_checker(precision: str) -> None:
-    from cvae_bench.harness.onnx_variants import make_variant
+    from cvae_bench.onnx.variants import make_variant
 
     w = weights()
     model = normalize_interface(_with_noop_casts(dense_model(w)), "decoder")
@@ -450,7 +450,7 @@ def test_variants_are_smaller_and_within_their_tolerance(
 
 def test_export_part_records_the_shared_evaluator_and_the_weights(weights_file: Path, tmp_path: Path) -> None:
     from cvae_bench.backends import registry
-    from cvae_bench.harness.run import file_sha256
+    from cvae_bench.runtime.files import file_sha256
 
     if not registry.get("torch").available:
         pytest.skip("torch is not installed")
@@ -465,8 +465,8 @@ def test_export_part_records_the_shared_evaluator_and_the_weights(weights_file: 
 
 
 def _val(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from cvae_bench.harness.data import as_float, load_dataset
-    from cvae_bench.harness.evaluate import Evaluator
+    from cvae_bench.data.loading import as_float, load_dataset
+    from cvae_bench.models.evaluator import Evaluator
 
     _, _, x, y = as_float(load_dataset("mnist", download=False))
     return x[:n], y[:n], Evaluator(x[:n], y[:n], SPEC).eps
@@ -491,8 +491,8 @@ import keras
 from keras import layers
 import onnx
 from cvae_bench.backends.keras_export import export_keras
-from cvae_bench.harness.onnx_check import check_structure, session, verify
-from cvae_bench.harness.onnx_interface import normalize_interface
+from cvae_bench.onnx.check import check_structure, session, verify
+from cvae_bench.onnx.interface import normalize_interface
 
 path, results = sys.argv[1], {}
 keras.utils.set_random_seed(0)

@@ -10,10 +10,10 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from cvae_bench.harness import figures
-from cvae_bench.harness.io import save_weights
-from cvae_bench.harness.onnx_interface import normalize_interface, set_metadata
 from cvae_bench.models import reference
+from cvae_bench.onnx import figures
+from cvae_bench.onnx.interface import normalize_interface, set_metadata
+from cvae_bench.runtime.files import save_weights
 from tests.test_onnx import dense_model, weights
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ import pytest
 
 from cvae_bench.backends import registry
 from cvae_bench.errors import BackendUnavailableError, DataError, WorkerError
-from cvae_bench.harness.worker import RemoteBackend, Worker
 from cvae_bench.models import DEFAULT_SPEC
+from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}

@@ -128,7 +128,7 @@ class KerasBackend(Backend):
         if have != self.keras_backend:
             raise BackendUnavailableError(
                 f"{self.name} needs KERAS_BACKEND={self.keras_backend} in its process, this process has "
-                f"{have}; run it through the harness's worker (cvae_bench.harness.worker)"
+                f"{have}; run it through the harness's worker (cvae_bench.runtime.worker)"
             )
         if self.mode not in self.capabilities.modes:
             raise BackendUnavailableError(

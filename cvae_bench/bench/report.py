@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.harness.bench_run import per_call_stats
-from cvae_bench.harness.fairness import AUDIT_HEADERS, audit_rows
-from cvae_bench.harness.io import write_json, write_text
-from cvae_bench.harness.roofline import fraction_of_floor
+from cvae_bench.bench.fairness import AUDIT_HEADERS, audit_rows
+from cvae_bench.bench.roofline import fraction_of_floor
+from cvae_bench.bench.runner import per_call_stats
+from cvae_bench.runtime.files import write_json, write_text
 
 PROVIDER_SHORT = {"CPUExecutionProvider": "CPU", "CUDAExecutionProvider": "CUDA"}
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cvae_bench.harness.io import atomic_path, ensure_dir
+from cvae_bench.runtime.files import atomic_path, ensure_dir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +11,11 @@ from typing import Any
 from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.errors import BackendUnavailableError
-from cvae_bench.harness.fairness import thread_env
-from cvae_bench.harness.io import ensure_dir, save_weights, write_json
-from cvae_bench.harness.train import TrainConfig
-from cvae_bench.harness.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
+from cvae_bench.runtime.files import ensure_dir, file_sha256, save_weights, write_json
+from cvae_bench.runtime.threads import thread_env
+from cvae_bench.runtime.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
+from cvae_bench.training.loop import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -42,15 +41,6 @@ def default_run_dir(root: str | Path, name: str) -> Path:
     return Path(root) / f"{name}-{stamp}"
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def run_backend(
     info: BackendInfo,
     options: RunOptions,
@@ -74,7 +64,7 @@ def run_backend(
     with Worker(info, idle_timeout=options.idle_timeout, extra_env=extra_env) as worker:
         backend = RemoteBackend(worker, options.spec, options.config.seed, options.device, options.mode)
         job = backend.run(
-            "cvae_bench.harness.jobs:train_job",
+            "cvae_bench.training.jobs:train_job",
             on_event,
             config=options.config.to_dict(),
             dataset=options.dataset,

@@ -13,8 +13,8 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from cvae_bench.errors import OnnxCheckError, OnnxExportError
-from cvae_bench.harness.onnx_interface import describe_value, interface
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
+from cvae_bench.onnx.interface import describe_value, interface
 
 #: Batch sizes every check runs at: one example, an odd size, and a large one.
 CHECK_BATCHES: tuple[int, ...] = (1, 7, 1024)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.harness.io import write_json, write_text
+from cvae_bench.runtime.files import write_json, write_text
 
 
 def _median(values: Sequence[float]) -> float | None:

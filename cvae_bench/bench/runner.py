@@ -18,13 +18,13 @@ from typing import Any
 from cvae_bench import __version__
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.bench.jobs import DEFAULT_BATCH_SIZES, ORT_PRECISIONS, ORT_PROVIDERS
+from cvae_bench.bench.roofline import CEILING_LIBRARIES, needed_shapes, summarize_roofline
+from cvae_bench.bench.timing import per_call, summarize
 from cvae_bench.errors import BackendUnavailableError, CvaeBenchError, WorkerError
-from cvae_bench.harness.bench import DEFAULT_BATCH_SIZES, ORT_PRECISIONS, ORT_PROVIDERS
-from cvae_bench.harness.fairness import available_cores, thread_env
-from cvae_bench.harness.roofline import CEILING_LIBRARIES, needed_shapes, summarize_roofline
-from cvae_bench.harness.timing import per_call, summarize
-from cvae_bench.harness.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
+from cvae_bench.runtime.threads import available_cores, thread_env
+from cvae_bench.runtime.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
 
 GROUPS = ("train-step", "sample-native", "sample-onnxruntime")
 Event = Callable[[dict[str, Any]], None]
@@ -143,7 +143,7 @@ def machine_load(interval: float = 0.5) -> dict[str, Any]:
 
 def machine_info(threads: int) -> dict[str, Any]:
     """The machine and versions, in pytest-benchmark's `machine_info` shape plus our own keys."""
-    from cvae_bench.harness.jobs import environment
+    from cvae_bench.training.jobs import environment
 
     versions = {}
     for info in registry.all_backends().values():
@@ -190,7 +190,7 @@ def measure_ceiling(options: BenchOptions, on_event: Event) -> dict[str, Any]:
             part = w.request(
                 {
                     "op": "run",
-                    "func": "cvae_bench.harness.roofline:ceiling_job",
+                    "func": "cvae_bench.bench.roofline:ceiling_job",
                     "kwargs": {
                         "shapes": shapes,
                         "rounds": options.ceiling_rounds,
@@ -237,7 +237,7 @@ def _measure_backend(
         rec = backend_record(backend)
         if "train-step" in options.groups:
             rec["train_step"] = backend.run(
-                "cvae_bench.harness.bench:train_step_job",
+                "cvae_bench.bench.jobs:train_step_job",
                 on_event,
                 rounds=options.rounds,
                 min_time=options.min_time,
@@ -248,13 +248,13 @@ def _measure_backend(
             )
         if "sample-native" in options.groups:
             rec["sample_native"] = backend.run(
-                "cvae_bench.harness.bench:sample_native_job",
+                "cvae_bench.bench.jobs:sample_native_job",
                 on_event,
                 batch_sizes=list(options.batch_sizes),
                 rounds=options.rounds,
                 min_time=options.min_time,
             )
-        rec["audit"] = backend.run("cvae_bench.harness.fairness:audit_job")
+        rec["audit"] = backend.run("cvae_bench.runtime.threads:audit_job")
         modes = list(backend.info["capabilities"]["modes"])
     return rec, modes
 
@@ -266,7 +266,7 @@ def measure_onnxruntime(exporter: BackendInfo, options: BenchOptions, workdir: s
     with _worker(exporter, options) as w:
         backend = RemoteBackend(w, options.spec, 0, "cpu", None)
         export_meta = backend.run(
-            "cvae_bench.harness.bench:export_decoder_job",
+            "cvae_bench.bench.jobs:export_decoder_job",
             path=fp32,
             dataset=options.dataset,
             data_path=options.data_path,
@@ -278,15 +278,15 @@ def measure_onnxruntime(exporter: BackendInfo, options: BenchOptions, workdir: s
             return w.request({"op": "run", "func": func, "kwargs": kwargs}, on_event)
 
         models = job(
-            "cvae_bench.harness.bench_run:variants_job",
+            "cvae_bench.bench.runner:variants_job",
             fp32_path=fp32,
             out_dir=workdir,
             precisions=list(options.precisions),
         )
-        available = job("cvae_bench.harness.bench_run:ort_providers_job")
+        available = job("cvae_bench.bench.runner:ort_providers_job")
         providers = [ORT_PROVIDERS[d] for d in options.ort_devices if ORT_PROVIDERS[d] in available]
         res = job(
-            "cvae_bench.harness.bench:sample_onnxruntime_job",
+            "cvae_bench.bench.jobs:sample_onnxruntime_job",
             models=models,
             providers=providers,
             batch_sizes=list(options.batch_sizes),
@@ -294,7 +294,7 @@ def measure_onnxruntime(exporter: BackendInfo, options: BenchOptions, workdir: s
             rounds=options.rounds,
             min_time=options.min_time,
         )
-        res["audit"] = job("cvae_bench.harness.bench_run:ort_audit_job")
+        res["audit"] = job("cvae_bench.bench.runner:ort_audit_job")
     res["skipped_providers"] = {
         ORT_PROVIDERS[d]: "not available in this onnxruntime build"
         for d in options.ort_devices
@@ -306,7 +306,7 @@ def measure_onnxruntime(exporter: BackendInfo, options: BenchOptions, workdir: s
 
 def variants_job(backend: Any, emit: Any, *, fp32_path: str, out_dir: str, precisions: list[str]) -> dict[str, str]:
     """Worker job: the fp16/int8 variants of the exported decoder."""
-    from cvae_bench.harness.bench import make_variants
+    from cvae_bench.bench.jobs import make_variants
 
     return make_variants(fp32_path, out_dir, precisions)
 
@@ -320,7 +320,7 @@ def ort_providers_job(backend: Any, emit: Any) -> list[str]:
 
 def ort_audit_job(backend: Any, emit: Any) -> dict[str, Any]:
     """Worker job: the fairness audit of the onnxruntime worker."""
-    from cvae_bench.harness.fairness import process_audit
+    from cvae_bench.runtime.threads import process_audit
 
     return process_audit()
 
@@ -380,7 +380,7 @@ def load_runs(path: str | Path) -> list[dict[str, Any]]:
     Raises:
         CvaeBenchError: nothing readable at `path`.
     """
-    from cvae_bench.harness.compare import summarize as summarize_runs
+    from cvae_bench.training.compare import summarize as summarize_runs
 
     p = Path(path)
     if p.is_dir():
@@ -411,9 +411,9 @@ def with_runs(
     command: str,
 ) -> list[dict[str, Any]]:
     """Train every (backend, mode) `repeats` times to the default target, in sequence; returns the rows."""
-    from cvae_bench.harness.compare import write_comparison
-    from cvae_bench.harness.run import RunOptions, run_backend
-    from cvae_bench.harness.train import TrainConfig
+    from cvae_bench.training.compare import write_comparison
+    from cvae_bench.training.loop import TrainConfig
+    from cvae_bench.training.run import RunOptions, run_backend
 
     base = RunOptions(
         device=options.device,

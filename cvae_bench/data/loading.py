@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvae_bench.errors import DataError
-from cvae_bench.harness.io import atomic_path
+from cvae_bench.runtime.files import atomic_path
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
 KEYS = ("x_train", "y_train", "x_test", "y_test")

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from cvae_bench.backends.base import Backend
-from cvae_bench.harness.data import as_float, load_dataset
-from cvae_bench.harness.evaluate import Evaluator
-from cvae_bench.harness.train import EventSink, TrainConfig, train
+from cvae_bench.data.loading import as_float, load_dataset
+from cvae_bench.models.evaluator import Evaluator
+from cvae_bench.training.loop import EventSink, TrainConfig, train
 
 
 def load_arrays(

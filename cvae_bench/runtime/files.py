@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -107,3 +108,12 @@ def load_weights(path: str | Path, spec: ModelSpec = DEFAULT_SPEC) -> dict[str, 
         if arr.shape != shape or arr.dtype != np.float32:
             raise CvaeBenchError(f"weights {p}: {name} is {arr.dtype}{list(arr.shape)}, expected float32{list(shape)}")
     return weights
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -110,7 +110,7 @@ def ceiling_job(
     """
     import numpy as np
 
-    from cvae_bench.harness.timing import per_call, time_rounds
+    from cvae_bench.bench.timing import per_call, time_rounds
 
     rng = np.random.default_rng(0)
     runners: dict[str, Any] = {}

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cvae_bench.harness.timing import per_call, time_rounds
+from cvae_bench.bench.timing import per_call, time_rounds
 
 #: Sampling batch sizes of the `sample-*` groups.
 DEFAULT_BATCH_SIZES = (1, 64, 1024, 8192)
@@ -35,7 +35,7 @@ ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
 def _load_train(dataset: str, data_path: str | None, train_subset: int | None) -> tuple[np.ndarray, np.ndarray]:
-    from cvae_bench.harness.jobs import load_arrays
+    from cvae_bench.training.jobs import load_arrays
 
     x, y, _, _ = load_arrays(dataset, data_path, train_subset, 0)
     return x, y
@@ -157,7 +157,7 @@ def export_decoder_job(
 
     Uses `weights` when given, else the backend's initial weights with non-zero biases.
     """
-    from cvae_bench.harness.onnx_export import export_decoder
+    from cvae_bench.onnx.export import export_decoder
 
     if weights is not None:
         backend.set_weights(weights)
@@ -176,7 +176,7 @@ def make_variants(fp32_path: str, out_dir: str, precisions: list[str]) -> dict[s
     """
     import onnx
 
-    from cvae_bench.harness.onnx_variants import make_variant
+    from cvae_bench.onnx.variants import make_variant
 
     model = onnx.load(fp32_path)
     out: dict[str, str] = {}

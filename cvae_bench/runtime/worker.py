@@ -1,6 +1,6 @@
 """Hermetic backend workers: one subprocess per backend, driven over a small framed-pickle protocol.
 
-Protocol. The parent starts ``python -m cvae_bench.harness.worker`` with the backend's environment
+Protocol. The parent starts ``python -m cvae_bench.runtime.worker`` with the backend's environment
 (``KERAS_BACKEND`` …) already set, so the framework is imported fresh under it. Both directions carry
 frames of an 8-byte big-endian length followed by a pickle. The parent sends requests:
 
@@ -97,7 +97,7 @@ class Worker:
         )
         self.stderr_path = Path(self._stderr.name)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cvae_bench.harness.worker"],
+            [sys.executable, "-m", "cvae_bench.runtime.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -298,7 +298,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
 
 def main() -> None:
     """Entry point of the worker process."""
-    from cvae_bench.harness.fairness import apply_process_threads
+    from cvae_bench.runtime.threads import apply_process_threads
 
     apply_process_threads()  # CPU affinity first: thread pools are sized when a framework starts
     out = os.fdopen(os.dup(1), "wb")

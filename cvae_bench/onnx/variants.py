@@ -19,9 +19,9 @@ from onnx import helper, numpy_helper
 
 from cvae_bench.backends.base import Backend
 from cvae_bench.errors import OnnxExportError
-from cvae_bench.harness.evaluate import Evaluation, Evaluator
-from cvae_bench.harness.onnx_interface import fresh_name, interface
+from cvae_bench.models.evaluator import Evaluation, Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
+from cvae_bench.onnx.interface import fresh_name, interface
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 #: The batch size that speeds are measured at.

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvae_bench.backends.base import Backend
-from cvae_bench.harness.evaluate import Evaluator
+from cvae_bench.models.evaluator import Evaluator
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]

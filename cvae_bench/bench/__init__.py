@@ -1,0 +1,1 @@
+"""Benchmarks: timing, the roofline, benchmark groups, the runner and its report."""

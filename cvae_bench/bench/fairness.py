@@ -1,0 +1,79 @@
+"""The fairness audit as a table: per measured process, the threads, precision and sync really in force."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _threads_cell(audit: Mapping[str, Any]) -> str:
+    parts = []
+    if "torch" in audit:
+        t = audit["torch"]
+        parts.append(f"torch intra {t['intra_op_threads']}/inter {t['inter_op_threads']}")
+    if "tensorflow" in audit:
+        t = audit["tensorflow"]
+        env = audit.get("env", {})
+        intra = t["intra_op_threads"] or f"env {env.get('TF_NUM_INTRAOP_THREADS', 'default')}"
+        inter = t["inter_op_threads"] or f"env {env.get('TF_NUM_INTEROP_THREADS', 'default')}"
+        parts.append(f"TF intra {intra}/inter {inter}")
+    if "jax" in audit:
+        flags = audit["jax"]["xla_flags"]
+        parts.append(f"XLA {audit['affinity_cores']} cores" + (f" ({flags})" if flags else ""))
+    if "ort" in audit:
+        o = audit["ort"]
+        parts.append(f"ORT intra {o['intra_op_threads']}/inter {o['inter_op_threads']}")
+    return "; ".join(parts) or "-"
+
+
+def _precision_cell(audit: Mapping[str, Any]) -> str:
+    parts = ["float32"]
+    if "torch" in audit:
+        t = audit["torch"]
+        tf32 = t["cuda_matmul_allow_tf32"] or t["cudnn_allow_tf32"] or t["float32_matmul_precision"] != "highest"
+        parts.append("torch TF32 " + ("ON" if tf32 else "off"))
+    if "tensorflow" in audit:
+        parts.append("TF TF32 " + ("ON (GPU only)" if audit["tensorflow"]["tf32_execution"] else "off"))
+    if "jax" in audit:
+        parts.append(f"jax matmul precision {audit['jax']['default_matmul_precision']}")
+    if "ort" in audit:
+        parts.append("ORT " + ", ".join(audit["ort"].get("precisions", [])))
+    return "; ".join(parts)
+
+
+AUDIT_HEADERS = [
+    "process",
+    "threads (requested)",
+    "cores (affinity)",
+    "threads in use",
+    "compile / jit",
+    "precision",
+    "device sync",
+    "data on device",
+    "warm-up excluded",
+]
+
+
+def audit_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """Cells of the fairness table, one row per measured process.
+
+    Each entry: {"label", "threads", "audit" (process_audit()), "compile", "sync", "data_on_device",
+    "warmup"} as the benchmark groups records them.
+    """
+    rows = []
+    for e in entries:
+        audit = e.get("audit", {})
+        rows.append(
+            [
+                e["label"],
+                str(e.get("threads", "-")),
+                str(audit.get("affinity_cores", "-")),
+                _threads_cell(audit),
+                e.get("compile", "-"),
+                _precision_cell(audit),
+                e.get("sync", "-"),
+                e.get("data_on_device", "-"),
+                e.get("warmup", "-"),
+            ]
+        )
+    return rows

@@ -1,1 +1,0 @@
-"""Data, training to target, evaluation, workers, export and benchmarks: the backend-neutral harness."""

@@ -1,0 +1,1 @@
+"""Training to a target: the loop, run folders, repeats and their comparison."""
