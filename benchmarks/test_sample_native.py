@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from conftest import Settings, job_kwargs, record
 
+from cvae_bench.bench.jobs import sample_native_job
 from cvae_bench.bench.report import native_entries
 from cvae_bench.bench.runner import backend_record
 from cvae_bench.runtime.worker import RemoteBackend
@@ -20,9 +21,7 @@ def test_sample_native(
     roofline: dict[str, Any],
     bench_settings: Settings,
 ) -> None:
-    timings = backend.run(
-        "cvae_bench.bench.jobs:sample_native_job", batch_sizes=[batch], **job_kwargs(benchmark, bench_settings)
-    )
+    timings = backend.run_job(sample_native_job, batch_sizes=[batch], **job_kwargs(benchmark, bench_settings))
     rec = {**backend_record(backend), "sample_native": timings}
     (entry,) = native_entries(rec, roofline, bench_settings.threads)
     record(benchmark, timings[batch], entry["extra_info"], bench_settings)

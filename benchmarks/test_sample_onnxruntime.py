@@ -8,6 +8,7 @@ onnxruntime has the CUDA provider and skips, with the reason, where it has not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ import pytest
 from conftest import Settings, WorkerSlot, job_kwargs, record
 
 from cvae_bench.backends import registry
-from cvae_bench.bench.jobs import ORT_PRECISIONS, ORT_PROVIDERS
+from cvae_bench.bench.jobs import ORT_PRECISIONS, ORT_PROVIDERS, export_decoder_job, sample_onnxruntime_job
 from cvae_bench.bench.report import ort_entries
-from cvae_bench.bench.runner import BARE_WORKER
+from cvae_bench.bench.runner import BARE_WORKER, ort_providers_job, variants_job
 from cvae_bench.models.spec import DEFAULT_SPEC
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
@@ -35,9 +36,7 @@ def onnx_models(onnx_dir: Path, slot: WorkerSlot, mnist_path: str) -> dict[str, 
 
     def export(new_worker: Any) -> dict[str, Any]:
         w = new_worker(info)
-        meta = RemoteBackend(w, DEFAULT_SPEC, 0).run(
-            "cvae_bench.bench.jobs:export_decoder_job", path=fp32, data_path=mnist_path
-        )
+        meta = RemoteBackend(w, DEFAULT_SPEC, 0).run_job(export_decoder_job, path=fp32, data_path=mnist_path)
         return {"exporter": {"backend": info.name, **meta}}
 
     exported = slot.get(("export",), export)
@@ -52,16 +51,16 @@ def ort_worker(onnx_models: dict[str, Any], onnx_dir: Path, slot: WorkerSlot) ->
     def start(new_worker: Any) -> dict[str, Any]:
         w: Worker = new_worker(BARE_WORKER)
 
-        def job(func: str, **kwargs: Any) -> Any:
-            return w.request({"op": "run", "func": func, "kwargs": kwargs})
+        def job(func: Callable[..., Any], **kwargs: Any) -> Any:
+            return w.run_job(func, **kwargs)
 
         models = job(
-            "cvae_bench.bench.runner:variants_job",
+            variants_job,
             fp32_path=onnx_models["fp32"],
             out_dir=str(onnx_dir),
             precisions=list(ORT_PRECISIONS),
         )
-        return {"job": job, "models": models, "providers": job("cvae_bench.bench.runner:ort_providers_job")}
+        return {"job": job, "models": models, "providers": job(ort_providers_job)}
 
     return slot.get(("onnxruntime",), start)  # type: ignore[no-any-return]
 
@@ -86,7 +85,7 @@ def test_sample_onnxruntime(
     if name not in ort_worker["providers"]:
         pytest.skip(f"{name} is not available in this onnxruntime build ({', '.join(ort_worker['providers'])})")
     res = ort_worker["job"](
-        "cvae_bench.bench.jobs:sample_onnxruntime_job",
+        sample_onnxruntime_job,
         models={precision: ort_worker["models"][precision]},
         providers=[name],
         batch_sizes=[batch],

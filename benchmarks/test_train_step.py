@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from conftest import Settings, job_kwargs, record
 
+from cvae_bench.bench.jobs import train_step_job
 from cvae_bench.bench.report import train_entry
 from cvae_bench.bench.runner import backend_record
 from cvae_bench.runtime.worker import RemoteBackend
@@ -20,8 +21,8 @@ def test_train_step(
     mnist_path: str,
     bench_settings: Settings,
 ) -> None:
-    timing = backend.run(
-        "cvae_bench.bench.jobs:train_step_job",
+    timing = backend.run_job(
+        train_step_job,
         warmup=bench_settings.warmup,
         data_path=mnist_path,
         **job_kwargs(benchmark, bench_settings),

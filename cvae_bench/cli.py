@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cvae_bench import __version__
 from cvae_bench.errors import CvaeBenchError
+from cvae_bench.training.jobs import evaluate_job
 
 err_console = Console(stderr=True)
 # Pipes and files get wide, unwrapped tables rather than rich's 80-column default.
@@ -316,8 +317,8 @@ def evaluate(
     ds = load_dataset(dataset, data_path)
     with Worker(info) as worker:
         backend = RemoteBackend(worker, DEFAULT_SPEC, 0, device)
-        ev = backend.run(
-            "cvae_bench.training.jobs:evaluate_job",
+        ev = backend.run_job(
+            evaluate_job,
             weights=weights,
             dataset=dataset,
             data_path=str(ds.path),

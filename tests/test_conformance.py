@@ -11,6 +11,7 @@ import pytest
 
 from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.models.evaluator import Evaluator
+from cvae_bench.training.jobs import evaluate_job, train_job
 from tests.conftest import WorkerPool, available_names, backend_params
 from tests.helpers import biased_weights
 
@@ -117,7 +118,7 @@ def test_evaluator_agrees_with_reference(name: str, workers: WorkerPool, mnist: 
     w = _weights()
     b.set_weights(w)
     x_val, y_val = mnist[2], mnist[3]
-    got = b.run("cvae_bench.training.jobs:evaluate_job", weights=w)
+    got = b.run_job(evaluate_job, weights=w)
     ref = reference.evaluator_parts(w, x_val, y_val, Evaluator(x_val, y_val, SPEC).eps)
     assert abs(got["val_elbo"] - float(ref.total.mean())) <= EVAL_ATOL
     assert abs(got["kl"] - float(ref.kl.mean())) <= EVAL_ATOL
@@ -164,8 +165,8 @@ def test_training_is_repeatable_and_learns(name: str, workers: WorkerPool, mnist
     for _ in range(2):
         with Worker(workers.get(name).worker.info) as worker:
             fresh = RemoteBackend(worker, SPEC, seed=3)
-            job = fresh.run(
-                "cvae_bench.training.jobs:train_job",
+            job = fresh.run_job(
+                train_job,
                 config={"epochs": 2, "seed": 3, "log_every": 5},
                 train_subset=640,
                 val_subset=500,

@@ -13,6 +13,7 @@ from cvae_bench.backends import registry
 from cvae_bench.errors import BackendUnavailableError, DataError, WorkerError
 from cvae_bench.models import DEFAULT_SPEC
 from cvae_bench.runtime.worker import RemoteBackend, Worker
+from tests.worker_jobs import chatty, die, hang, raise_other, raise_ours
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
@@ -39,28 +40,28 @@ def test_calls_return_numpy_results(remote: RemoteBackend) -> None:
 
 def test_events_stream_and_stdout_noise_is_harmless(remote: RemoteBackend) -> None:
     seen: list[int] = []
-    assert remote.run("tests.worker_jobs:chatty", lambda e: seen.append(e["i"]), n=5) == 5
+    assert remote.run_job(chatty, lambda e: seen.append(e["i"]), n=5) == 5
     assert seen == [0, 1, 2, 3, 4]
     assert "noise 4" in remote.worker.stderr_path.read_text()
 
 
 def test_our_errors_keep_their_type(remote: RemoteBackend) -> None:
     with pytest.raises(DataError, match="the data went missing"):
-        remote.run("tests.worker_jobs:raise_ours")
+        remote.run_job(raise_ours)
     # the worker survives an error and keeps serving
     assert remote.get_weights()["decoder.dense_2.bias"].shape == (784,)
 
 
 def test_foreign_errors_are_named(remote: RemoteBackend) -> None:
     with pytest.raises(
-        WorkerError, match=r"backend 'torch' failed in tests.worker_jobs:raise_other: ValueError: bad value"
+        WorkerError, match=r"backend 'torch' failed in tests.worker_jobs.raise_other: ValueError: bad value"
     ):
-        remote.run("tests.worker_jobs:raise_other")
+        remote.run_job(raise_other)
 
 
 def test_a_dead_worker_is_reported_with_its_stderr(remote: RemoteBackend) -> None:
     with pytest.raises(WorkerError, match=r"worker for backend 'torch' died \(exit code -9\).*about to be killed"):
-        remote.run("tests.worker_jobs:die")
+        remote.run_job(die)
     with pytest.raises(WorkerError, match="is not running"):
         remote.get_weights()
 
@@ -69,7 +70,7 @@ def test_a_hung_worker_is_killed_and_reported() -> None:
     with Worker(registry.get("torch"), idle_timeout=2, extra_env=ENV) as worker:
         remote = RemoteBackend(worker, DEFAULT_SPEC, seed=0)
         with pytest.raises(WorkerError, match=r"hung: no answer for 2 s, killed"):
-            remote.run("tests.worker_jobs:hang", seconds=60)
+            remote.run_job(hang, seconds=60)
 
 
 def test_bad_device_is_a_clear_error() -> None:

@@ -18,13 +18,22 @@ from typing import Any
 from cvae_bench import __version__
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
-from cvae_bench.bench.jobs import DEFAULT_BATCH_SIZES, ORT_PRECISIONS, ORT_PROVIDERS
-from cvae_bench.bench.roofline import CEILING_LIBRARIES, needed_shapes, summarize_roofline
+from cvae_bench.bench.jobs import (
+    DEFAULT_BATCH_SIZES,
+    ORT_PRECISIONS,
+    ORT_PROVIDERS,
+    export_decoder_job,
+    sample_native_job,
+    sample_onnxruntime_job,
+    train_step_job,
+)
+from cvae_bench.bench.roofline import CEILING_LIBRARIES, ceiling_job, needed_shapes, summarize_roofline
 from cvae_bench.bench.timing import per_call, summarize
+from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import BackendUnavailableError, CvaeBenchError, WorkerError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
-from cvae_bench.runtime.threads import available_cores, thread_env
-from cvae_bench.runtime.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
+from cvae_bench.runtime.threads import audit_job, available_cores, thread_env
+from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 GROUPS = ("train-step", "sample-native", "sample-onnxruntime")
 Event = Callable[[dict[str, Any]], None]
@@ -187,19 +196,14 @@ def measure_ceiling(options: BenchOptions, on_event: Event) -> dict[str, Any]:
     # next one's (torch's OpenMP) by orders of magnitude on a small machine.
     for library in CEILING_LIBRARIES:
         with _worker(BARE_WORKER, options) as w:
-            part = w.request(
-                {
-                    "op": "run",
-                    "func": "cvae_bench.bench.roofline:ceiling_job",
-                    "kwargs": {
-                        "shapes": shapes,
-                        "rounds": options.ceiling_rounds,
-                        "min_time": options.ceiling_min_time,
-                        "threads": options.threads,
-                        "libraries": [library],
-                    },
-                },
+            part = w.run_job(
+                ceiling_job,
                 on_event,
+                shapes=shapes,
+                rounds=options.ceiling_rounds,
+                min_time=options.ceiling_min_time,
+                threads=options.threads,
+                libraries=[library],
             )
         ceiling["libraries"].update(part["libraries"])
         for key in ("shapes", "medians"):
@@ -236,8 +240,8 @@ def _measure_backend(
         on_event({"type": "stage", "what": label})
         rec = backend_record(backend)
         if "train-step" in options.groups:
-            rec["train_step"] = backend.run(
-                "cvae_bench.bench.jobs:train_step_job",
+            rec["train_step"] = backend.run_job(
+                train_step_job,
                 on_event,
                 rounds=options.rounds,
                 min_time=options.min_time,
@@ -247,14 +251,14 @@ def _measure_backend(
                 train_subset=options.train_subset,
             )
         if "sample-native" in options.groups:
-            rec["sample_native"] = backend.run(
-                "cvae_bench.bench.jobs:sample_native_job",
+            rec["sample_native"] = backend.run_job(
+                sample_native_job,
                 on_event,
                 batch_sizes=list(options.batch_sizes),
                 rounds=options.rounds,
                 min_time=options.min_time,
             )
-        rec["audit"] = backend.run("cvae_bench.runtime.threads:audit_job")
+        rec["audit"] = backend.run_job(audit_job)
         modes = list(backend.info["capabilities"]["modes"])
     return rec, modes
 
@@ -265,8 +269,8 @@ def measure_onnxruntime(exporter: BackendInfo, options: BenchOptions, workdir: s
     on_event({"type": "stage", "what": f"ONNX export ({exporter.name})"})
     with _worker(exporter, options) as w:
         backend = RemoteBackend(w, options.spec, 0, "cpu", None)
-        export_meta = backend.run(
-            "cvae_bench.bench.jobs:export_decoder_job",
+        export_meta = backend.run_job(
+            export_decoder_job,
             path=fp32,
             dataset=options.dataset,
             data_path=options.data_path,
@@ -274,19 +278,19 @@ def measure_onnxruntime(exporter: BackendInfo, options: BenchOptions, workdir: s
     on_event({"type": "stage", "what": "onnxruntime"})
     with _worker(BARE_WORKER, options) as w:
 
-        def job(func: str, **kwargs: Any) -> Any:
-            return w.request({"op": "run", "func": func, "kwargs": kwargs}, on_event)
+        def job(func: Callable[..., Any], **kwargs: Any) -> Any:
+            return w.run_job(func, on_event, **kwargs)
 
         models = job(
-            "cvae_bench.bench.runner:variants_job",
+            variants_job,
             fp32_path=fp32,
             out_dir=workdir,
             precisions=list(options.precisions),
         )
-        available = job("cvae_bench.bench.runner:ort_providers_job")
+        available = job(ort_providers_job)
         providers = [ORT_PROVIDERS[d] for d in options.ort_devices if ORT_PROVIDERS[d] in available]
         res = job(
-            "cvae_bench.bench.jobs:sample_onnxruntime_job",
+            sample_onnxruntime_job,
             models=models,
             providers=providers,
             batch_sizes=list(options.batch_sizes),
@@ -294,7 +298,7 @@ def measure_onnxruntime(exporter: BackendInfo, options: BenchOptions, workdir: s
             rounds=options.rounds,
             min_time=options.min_time,
         )
-        res["audit"] = job("cvae_bench.bench.runner:ort_audit_job")
+        res["audit"] = job(ort_audit_job)
     res["skipped_providers"] = {
         ORT_PROVIDERS[d]: "not available in this onnxruntime build"
         for d in options.ort_devices

@@ -19,6 +19,7 @@ from cvae_bench import __version__
 from cvae_bench.backends.base import F32, Backend
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.data.loading import as_float, load_dataset
+from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import OnnxExportError
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
@@ -26,7 +27,8 @@ from cvae_bench.onnx.check import Verdict, check_inputs, check_structure, sessio
 from cvae_bench.onnx.interface import DEFAULT_OPSET, interface, normalize_interface, set_metadata
 from cvae_bench.onnx.variants import SPEED_BATCH, compare_speed, make_variant, onnx_evaluation, speed_feeds
 from cvae_bench.runtime.files import atomic_path, ensure_dir, file_sha256, load_weights
-from cvae_bench.runtime.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
+from cvae_bench.runtime.worker import RemoteBackend, Worker
+from cvae_bench.training.jobs import evaluate_job
 
 
 # -- the export -----------------------------------------------------------------------------------------
@@ -131,9 +133,7 @@ def export_part(
                 "export the same weights with one that does, e.g. --backend torch"
             )
         backend.set_weights(weights)
-        evaluation = backend.run(
-            "cvae_bench.training.jobs:evaluate_job", dataset=dataset, data_path=str(ds.path), val_subset=val_subset
-        )
+        evaluation = backend.run_job(evaluate_job, dataset=dataset, data_path=str(ds.path), val_subset=val_subset)
         return export_verified(
             backend,
             out_path,

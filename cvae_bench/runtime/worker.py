@@ -7,10 +7,11 @@ frames of an 8-byte big-endian length followed by a pickle. The parent sends req
 - ``{"op": "create", "name", "spec", "seed", "device", "mode"}`` → the backend's ``describe()`` plus
   ``build_s``, the construction time;
 - ``{"op": "call", "method", "args", "kwargs"}`` → the return value of that Backend method;
-- ``{"op": "run", "func": "module:function", "kwargs"}`` → ``function(backend, emit, **kwargs)``, a harness
-  job that runs next to the backend and may ``emit(event)`` progress frames while it works; sent before any
-  ``create``, the job gets ``backend=None`` (measurements that need a clean process but no model: the
-  matmul ceiling, onnxruntime sessions);
+- ``{"op": "run", "job", "kwargs"}`` → ``job(backend, emit, **kwargs)``: a job is a module-level function,
+  sent as the function object itself (pickle carries it by reference, module and name), so that a rename
+  fails in mypy rather than in a worker. It runs next to the backend and may ``emit(event)`` progress
+  frames while it works; sent before any ``create``, the job gets ``backend=None`` (measurements that need
+  a clean process but no model: the matmul ceiling, onnxruntime sessions);
 - ``{"op": "exit"}``.
 
 The worker answers each request with any number of ``{"kind": "event", "data"}`` frames followed by one
@@ -18,7 +19,7 @@ The worker answers each request with any number of ``{"kind": "event", "data"}``
 file descriptor 1 is pointed at stderr before anything is imported, so a framework printing to stdout
 cannot corrupt the protocol; stderr goes to a log file that the parent quotes when the worker dies.
 
-Threads. A parent that wants an explicit thread count passes `harness.fairness.thread_env(n)` as the
+Threads. A parent that wants an explicit thread count passes `runtime.threads.thread_env(n)` as the
 worker's `extra_env`; the worker pins its CPU affinity to n cores (when n is below what it may use) before
 it imports anything else, and each framework reads its own variable when it starts.
 """
@@ -26,11 +27,9 @@ it imports anything else, and each framework reads its own variable when it star
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import pickle
 import queue
-import struct
 import subprocess
 import sys
 import tempfile
@@ -40,38 +39,19 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from cvae_bench import errors
 from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import WorkerError
 from cvae_bench.models.spec import ModelSpec
+from cvae_bench.runtime.protocol import EOF, read_frame, write_frame
 
-_HEADER = struct.Struct(">Q")
-#: Seconds the parent waits for the next frame before declaring the worker hung.
-DEFAULT_IDLE_TIMEOUT = 600.0
+T = TypeVar("T")
 
-
-def write_frame(stream: IO[bytes], obj: Any) -> None:
-    """Write one length-prefixed pickle frame and flush."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
-def read_frame(stream: IO[bytes]) -> Any:
-    """Read one frame; returns the sentinel `EOF` at end of stream."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return EOF
-    (size,) = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        return EOF
-    return pickle.loads(data)
-
-
-EOF = object()
+#: Seconds a worker may take to build its backend (import the framework) before it counts as hung.
+DEFAULT_START_TIMEOUT = 300.0
 
 
 class Worker:
@@ -80,6 +60,8 @@ class Worker:
     Args:
         info: the registry entry of the backend (its `env` is set before the worker imports anything).
         idle_timeout: seconds without any frame after which the worker is killed and reported as hung.
+        start_timeout: the same limit for building the backend, which imports its framework: a slow start
+            on a busy machine is not a hang.
         extra_env: more environment variables for the worker (thread counts, device visibility).
     """
 
@@ -88,9 +70,11 @@ class Worker:
         info: BackendInfo,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         extra_env: dict[str, str] | None = None,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
     ) -> None:
         self.info = info
         self.idle_timeout = idle_timeout
+        self.start_timeout = max(start_timeout, idle_timeout)
         env = {**os.environ, **info.env, **(extra_env or {})}
         self._stderr = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the worker
             prefix=f"cvae-bench-{info.name}-", suffix=".stderr.log", delete=False
@@ -137,8 +121,12 @@ class Worker:
             f"worker for backend {self.info.name!r} {what} (exit code {code}){detail} [full log: {self.stderr_path}]"
         )
 
-    def request(self, req: dict[str, Any], on_event: Callable[[Any], None] | None = None) -> Any:
+    def request(
+        self, req: dict[str, Any], on_event: Callable[[Any], None] | None = None, timeout: float | None = None
+    ) -> Any:
         """Send one request and wait for its result, passing events to `on_event`.
+
+        `timeout` (default `idle_timeout`) is the longest silence allowed between two frames.
 
         Raises:
             WorkerError: the worker died, hung, or failed with a non-cvae-bench exception.
@@ -151,12 +139,13 @@ class Worker:
             write_frame(self.proc.stdin, req)
         except (BrokenPipeError, OSError):
             raise self._died("died") from None
+        limit = self.idle_timeout if timeout is None else timeout
         while True:
             try:
-                frame = self._frames.get(timeout=self.idle_timeout)
+                frame = self._frames.get(timeout=limit)
             except queue.Empty:
                 self.kill()
-                raise self._died(f"hung: no answer for {self.idle_timeout:.0f} s, killed") from None
+                raise self._died(f"hung: no answer for {limit:.0f} s, killed") from None
             if frame is EOF:
                 raise self._died("died")
             kind = frame.get("kind")
@@ -170,9 +159,22 @@ class Worker:
                 if isinstance(cls, type) and issubclass(cls, errors.CvaeBenchError):
                     raise cls(frame["message"])
                 raise WorkerError(
-                    f"backend {self.info.name!r} failed in {req.get('method') or req.get('func') or req['op']}: "
-                    f"{frame['type']}: {frame['message']}"
+                    f"backend {self.info.name!r} failed in {_request_name(req)}: {frame['type']}: {frame['message']}"
                 )
+
+    def run_job(self, job: Callable[..., T], on_event: Callable[[Any], None] | None = None, **kwargs: Any) -> T:
+        """Run `job(backend, emit, **kwargs)` in the worker and return what it returns.
+
+        Args:
+            job: a module-level function importable in the worker; `backend` is the worker's backend, or
+                None before any `create`.
+            on_event: called in this process with every event the job emits.
+            kwargs: the job's keyword arguments (pickled).
+        """
+        if getattr(job, "__qualname__", "").count("<") or not getattr(job, "__module__", None):
+            raise WorkerError(f"worker job {job!r} must be a module-level function")
+        value: T = self.request({"op": "run", "job": job, "kwargs": kwargs}, on_event)
+        return value
 
     def kill(self) -> None:
         """Kill the worker at once."""
@@ -229,14 +231,15 @@ class RemoteBackend:
                 "seed": seed,
                 "device": device,
                 "mode": mode,
-            }
+            },
+            timeout=worker.start_timeout,
         )
         self.device: str = self.info["device"]
         self.mode: str = self.info["mode"]
 
-    def run(self, func: str, on_event: Callable[[Any], None] | None = None, **kwargs: Any) -> Any:
-        """Run harness job `func` ("module:function") next to the backend in the worker."""
-        return self.worker.request({"op": "run", "func": func, "kwargs": kwargs}, on_event)
+    def run_job(self, job: Callable[..., T], on_event: Callable[[Any], None] | None = None, **kwargs: Any) -> T:
+        """Run `job(backend, emit, **kwargs)` next to the backend in the worker; see `Worker.run_job`."""
+        return self.worker.run_job(job, on_event, **kwargs)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
@@ -248,10 +251,11 @@ class RemoteBackend:
         return call
 
 
-def _resolve(func: str) -> Callable[..., Any]:
-    module_name, _, attr = func.partition(":")
-    fn: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
-    return fn
+def _request_name(req: dict[str, Any]) -> str:
+    job = req.get("job")
+    if job is not None:
+        return f"{getattr(job, '__module__', '?')}.{getattr(job, '__qualname__', '?')}"
+    return str(req.get("method") or req["op"])
 
 
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
@@ -275,7 +279,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
                 backend = cls(ModelSpec.from_dict(req["spec"]), req["seed"], req["device"], req["mode"])
                 value: Any = {**backend.describe(), "build_s": time.perf_counter() - t0}
             elif op == "run":
-                value = _resolve(req["func"])(backend, emit, **req["kwargs"])
+                value = req["job"](backend, emit, **req["kwargs"])
             elif backend is None:
                 raise WorkerError("no backend: send a 'create' request first")
             elif op == "call":

@@ -10,11 +10,13 @@ from typing import Any
 
 from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import BackendUnavailableError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.files import ensure_dir, file_sha256, save_weights, write_json
 from cvae_bench.runtime.threads import thread_env
-from cvae_bench.runtime.worker import DEFAULT_IDLE_TIMEOUT, RemoteBackend, Worker
+from cvae_bench.runtime.worker import RemoteBackend, Worker
+from cvae_bench.training.jobs import train_job
 from cvae_bench.training.loop import TrainConfig
 
 
@@ -63,8 +65,8 @@ def run_backend(
     extra_env = thread_env(options.threads) if options.threads else None
     with Worker(info, idle_timeout=options.idle_timeout, extra_env=extra_env) as worker:
         backend = RemoteBackend(worker, options.spec, options.config.seed, options.device, options.mode)
-        job = backend.run(
-            "cvae_bench.training.jobs:train_job",
+        job = backend.run_job(
+            train_job,
             on_event,
             config=options.config.to_dict(),
             dataset=options.dataset,

@@ -1,0 +1,16 @@
+"""Defaults shared by the command line and the layers below it, declared once."""
+
+from __future__ import annotations
+
+#: The matched quality every run trains to: validation −ELBO in nats (the tutorial passes it in epoch 5–6).
+DEFAULT_TARGET = 235.0
+#: Epochs after which a run that has not reached the target gives up.
+DEFAULT_MAX_EPOCHS = 20
+#: Seconds without any frame from a worker after which it is declared hung.
+DEFAULT_IDLE_TIMEOUT = 600.0
+#: ONNX model precisions the pipeline can make from an fp32 export.
+PRECISIONS = ("fp32", "fp16", "int8")
+#: Sampling batch sizes of the benchmarks.
+DEFAULT_BATCH_SIZES = (1, 64, 1024, 8192)
+#: Device kinds a backend may declare.
+DEVICES = ("cpu", "cuda")
