@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from cvae_bench.errors import BackendUnavailableError
 from cvae_bench.models.spec import ModelSpec
 
 F32 = NDArray[np.float32]
@@ -56,9 +57,25 @@ class Backend(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
+        """Check `device` and `mode` against the declared Capabilities before anything is built.
+
+        Raises:
+            BackendUnavailableError: a device kind or mode the backend does not declare (the message lists
+                those it does), so that no result is ever labelled with a mode or device it did not run.
+        """
+        caps = self.capabilities
+        self.mode = mode or caps.modes[0]
+        if self.mode not in caps.modes:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} has no mode {self.mode!r}; choose one of {', '.join(caps.modes)}"
+            )
+        kind = device.split(":", 1)[0]
+        if kind not in caps.devices:
+            raise BackendUnavailableError(
+                f"backend {self.name!r} cannot run on device {device!r}; choose one of {', '.join(caps.devices)}"
+            )
         self.spec = spec
         self.seed = seed
-        self.mode = mode or self.capabilities.modes[0]
         self._device = device
 
     # -- identity -------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ Importable under any KERAS_BACKEND; each class refuses to start in a process who
 framework. Framework modules are imported inside methods; loading this module imports Keras (and with it
 the backend Keras was told to use), nothing else.
 
-Default modes were chosen from ms/step at batch 64 on a 2-core CPU (steady state, best of 7 × 200 steps)
-and from compile cost; the numbers are in each class's docstring.
+Default modes were chosen from ms/step at batch 64 and from compile cost; the measured figures are in the
+README's results, with the commands that give them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class KerasTorchBackend(KerasBackend):
     """Keras 3 on torch: gradients by torch autograd.
 
     Default "eager" (Keras `jit_compile=False`, which is also what Keras's `"auto"` picks on torch):
-    ≈ 9–10 ms/step. "jit" is Keras's `jit_compile=True`, torch.compile of the whole train step: ≈ 4 ms/step,
+    "jit" is Keras's `jit_compile=True`, torch.compile of the whole train step: faster per step,
     but dynamo compiles for 15–30 s on the first step, again for the short last batch (now with a dynamic
     batch size) and again for `train_step_with_eps`, through ~25 graph breaks in Keras's code; a
     train-to-target run of ~5 epochs does not earn that back on this CPU, so jit is opt-in.
@@ -89,8 +89,8 @@ class KerasTensorflowBackend(KerasBackend):
     """Keras 3 on tensorflow: gradients by tf.GradientTape.
 
     Modes: "jit" (Keras `jit_compile=True`: tf.function compiled by XLA), "graph" (tf.function without
-    XLA) and "eager" (`run_eagerly=True`). Default "jit": ≈ 2.2–2.9 ms/step against ≈ 2.6–4 for graph and
-    ≈ 27 for eager, and it compiles in about a second per batch shape.
+    XLA) and "eager" (`run_eagerly=True`). Default "jit": the fastest of the three here, and it compiles in
+    about a second per batch shape.
     """
 
     name = "keras-tensorflow"
@@ -147,8 +147,8 @@ class KerasJaxBackend(KerasBackend):
 
     Training keeps Keras's jax state (trainable, non-trainable, optimiser and metric variables) between
     steps, as `fit` does, and writes it back to the Keras variables only when something reads them.
-    Default "jit" (Keras `jit_compile=True`: the train step under jax.jit): ≈ 1.2–1.5 ms/step, ~1 s to
-    compile per batch shape; "eager" (`run_eagerly=True`, op by op) ≈ 30 ms/step.
+    Default "jit" (Keras `jit_compile=True`: the train step under jax.jit), about a second to compile per
+    batch shape; "eager" (`run_eagerly=True`, op by op) is an order of magnitude slower.
     """
 
     name = "keras-jax"

@@ -11,6 +11,7 @@ from functools import cache
 
 from cvae_bench.backends.base import Backend
 from cvae_bench.errors import BackendUnavailableError, PluginError, UnknownBackendError
+from cvae_bench.versions import versions as installed_versions
 
 ENTRY_POINT_GROUP = "cvae_bench.backends"
 
@@ -70,7 +71,7 @@ class BackendInfo:
 
     def versions(self) -> dict[str, str]:
         """Installed versions of the required distributions, read from package metadata."""
-        return {mod: _dist_version(mod) for mod in self.requires}
+        return installed_versions(self.requires)
 
     def load_class(self) -> type[Backend]:
         """Import and check the Backend subclass (this imports the framework)."""
@@ -83,19 +84,6 @@ class BackendInfo:
             raise BackendUnavailableError(f"backend {self.name!r} ({self.target}) failed to import: {exc}") from exc
         check_backend_class(obj, self.name, self.origin)
         return obj  # type: ignore[no-any-return]
-
-
-# Import names whose distribution is called differently.
-_DIST_NAMES = {"tensorflow": "tensorflow-cpu"}
-
-
-def _dist_version(mod: str) -> str:
-    for dist in (_DIST_NAMES.get(mod, mod), mod, "tensorflow"):
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            continue
-    return "-"
 
 
 def check_backend_class(obj: object, name: str, origin: str) -> None:

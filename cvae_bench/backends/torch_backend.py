@@ -79,11 +79,7 @@ class TorchBackend(Backend):
     differs from Keras's Adam only in where ε enters the denominator (after vs before bias correction),
     a difference of order ε = 1e-7 in the update.
 
-    Speed (batch 64, 2-core AMD EPYC, quiet): eager ≈ 2.2–2.5 ms/step, compiled within noise of it. The
-    step is bound by torch's fp32 GEMMs (MKL, about half as fast as onnxruntime's MLAS on this AMD CPU:
-    ≈ 1.3 ms of the step's GEMMs alone); the rest is Adam (fused, 0.2 ms) and the elementwise loss.
-    Compiling the step, the model alone, or with max-autotune measured the same on this CPU
-    (`cvae-bench bench --backend torch:all`).
+    Measured speeds are in the README's results, with the commands that give them.
     """
 
     name = "torch"
@@ -103,10 +99,6 @@ class TorchBackend(Backend):
 
     def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
         super().__init__(spec, seed, device, mode)
-        if self.mode not in self.capabilities.modes:
-            raise BackendUnavailableError(
-                f"backend 'torch' has no mode {self.mode!r}; choose one of {', '.join(self.capabilities.modes)}"
-            )
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailableError("backend 'torch': --device cuda asked for, but torch sees no CUDA device")
         # Fairness: full float32 matmuls everywhere (no TF32), as on the CPU.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from cvae_bench.backends.base import Backend
 from cvae_bench.models import reference
 from cvae_bench.models.spec import ModelSpec
 
@@ -28,6 +28,18 @@ class Evaluation:
         return asdict(self)
 
 
+class EncoderDecoder(Protocol):
+    """What the evaluator needs of a backend (any Backend, or a worker's proxy of one)."""
+
+    def encode(self, x: NDArray[np.float32], y: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(z_mean, z_log_var)."""
+        ...
+
+    def decode(self, z: NDArray[np.float32], y: NDArray[np.float32]) -> NDArray[np.float32]:
+        """x_mean (B, *image_shape)."""
+        ...
+
+
 class Evaluator:
     """Scores a backend on the validation set with the backend's own encoder and decoder.
 
@@ -40,7 +52,7 @@ class Evaluator:
         # One standard-normal draw per validation example, fixed once for all backends.
         self.eps = np.random.default_rng(EVAL_SEED).standard_normal((len(x), spec.latent_dim))
 
-    def per_example(self, backend: Backend) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def per_example(self, backend: EncoderDecoder) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Per-example (KL, NLL) over the whole validation set."""
         kls, nlls = [], []
         for start in range(0, len(self.x), self.batch_size):
@@ -52,7 +64,7 @@ class Evaluator:
             nlls.append(reference.gaussian_nll(self.x[sl], x_mean, self.spec))
         return np.concatenate(kls), np.concatenate(nlls)
 
-    def __call__(self, backend: Backend) -> Evaluation:
+    def __call__(self, backend: EncoderDecoder) -> Evaluation:
         """Mean validation −ELBO and its parts."""
         kl, nll = self.per_example(backend)
         return Evaluation(val_elbo=float(np.mean(kl + nll)), kl=float(np.mean(kl)), nll=float(np.mean(nll)))
