@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cvae_bench import __version__
+from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
 from cvae_bench.errors import CvaeBenchError
 from cvae_bench.training.jobs import evaluate_job
 
@@ -66,8 +67,8 @@ def backends() -> None:
 # -- data -----------------------------------------------------------------------------------------------
 _dataset_opt = click.option(
     "--dataset",
-    type=click.Choice(["mnist", "fashion-mnist"]),
-    default="mnist",
+    type=click.Choice(DATASETS),
+    default=DEFAULT_DATASET,
     show_default=True,
     help="Which data set.",
 )
@@ -106,7 +107,7 @@ def data_info(dataset: str, data_path: str | None) -> None:
     from cvae_bench.data.loading import dataset_info
 
     info = dataset_info(dataset, data_path)
-    for key, value in info.items():
+    for key, value in info.to_json().items():
         click.echo(f"{key:>12}: {value}")
 
 

