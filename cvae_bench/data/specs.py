@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, overload
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cvae_bench.errors import DataError
 
@@ -154,7 +154,7 @@ class DatasetSpec:
     sources: tuple[Source, ...] = ()
     keras_cache: str | None = None
     idx_files: PerArray = IDX_FILES
-    class_names: tuple[str, ...] = field(default=())
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.class_names and len(self.class_names) != self.num_classes:
@@ -301,25 +301,10 @@ def dataset_spec(name: str) -> DatasetSpec:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(_REGISTRY)}") from None
 
 
-class _Names(Sequence[str]):
-    """The registered names, read live, so that click's `--dataset` choices include what is registered later."""
+#: The data sets that come with cvae-bench, in the CLI's order; a new one is added here.
+BUILTIN: tuple[DatasetSpec, ...] = (MNIST, FASHION_MNIST)
+for _spec in BUILTIN:
+    register(_spec)
 
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[str]: ...
-    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
-        return tuple(_REGISTRY)[index]
-
-    def __len__(self) -> int:
-        return len(_REGISTRY)
-
-    def __repr__(self) -> str:
-        return repr(tuple(_REGISTRY))
-
-
-#: The names of the registered data sets, in the order they were registered.
-DATASETS: Sequence[str] = _Names()
-
-register(MNIST)
-register(FASHION_MNIST)
+#: The names of the built-in data sets: the CLI's `--dataset` choices (`register` adds others for Python callers).
+DATASETS: tuple[str, ...] = tuple(spec.name for spec in BUILTIN)
