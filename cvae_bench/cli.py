@@ -500,42 +500,18 @@ def bench(
 
 # -- export, sample ---------------------------------------------------------------------------------------
 def _require_export(infos: list[Any], device: str) -> None:
-    """Refuse, before any training, backends that do not declare ONNX export."""
-    from cvae_bench.onnx.export import exports_onnx
+    """`run --export`: see `onnx.commands.require_export`."""
+    from cvae_bench.onnx.commands import require_export
 
-    for info in {i.name: i for i in infos}.values():
-        if not exports_onnx(info, device):
-            raise CvaeBenchError(
-                f"--export: backend {info.name!r} does not export ONNX; run without --export and export its "
-                "weights.safetensors with `cvae-bench export --backend torch`"
-            )
+    require_export(infos, device)
 
 
-def _export_lines(
-    info: Any,
-    weights: Path,
-    out: Path,
-    device: str,
-    dataset: str,
-    data_path: Path | str | None,
-    val_subset: int | None,
-    **kwargs: Any,
-) -> None:
-    from cvae_bench.onnx.export import export_part
+def _export_lines(*args: Any, **kwargs: Any) -> None:
+    """`run --export`: print `onnx.commands.export_lines` (same arguments)."""
+    from cvae_bench.onnx.commands import export_lines
 
-    result = export_part(
-        info,
-        weights,
-        out,
-        device=device,
-        dataset=dataset,
-        data_path=str(data_path) if data_path else None,
-        val_subset=val_subset,
-        **kwargs,
-    )
-    for line in result.lines():
+    for line in export_lines(*args, **kwargs):
         click.echo(line)
-    click.echo(f"written {out}")
 
 
 @main.command()
@@ -556,6 +532,7 @@ def _export_lines(
 @_data_opt
 @click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
 @click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing -o file.")
 def export(
     backend_name: str,
     weights_path: str,
@@ -568,28 +545,28 @@ def export(
     data_path: str | None,
     val_subset: int | None,
     worker_timeout: float,
+    force: bool,
 ) -> None:
     """Export a decoder (or encoder) to ONNX with the one interface, verified against the framework."""
-    from cvae_bench.backends import registry
-    from cvae_bench.data.loading import load_dataset
+    from cvae_bench.onnx.commands import export_command
 
-    info = registry.get(backend_name)
-    if not info.available:
-        raise CvaeBenchError(info.unavailable_reason())
-    ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-    _export_lines(
-        info,
-        Path(weights_path),
-        Path(out_path),
-        device,
-        dataset,
-        ds.path,
-        val_subset,
+    lines = export_command(
+        backend_name,
+        weights_path,
+        out_path,
         part=part,
         precision=precision,
         opset=opset,
+        device=device,
+        dataset=dataset,
+        data_path=data_path,
+        val_subset=val_subset,
         idle_timeout=worker_timeout,
+        force=force,
+        progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"),
     )
+    for line in lines:
+        click.echo(line)
 
 
 @main.command()
@@ -604,7 +581,7 @@ def export(
 @click.option("--device", default="cpu", show_default=True, help="Where --backend runs.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="samples", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prior draws.")
-@click.option("--digit", type=click.IntRange(0, 9), default=0, show_default=True, help="Digit of the latent manifold.")
+@click.option("--digit", type=click.IntRange(min=0), default=0, show_default=True, help="Digit of the latent manifold.")
 def sample(
     onnx_path: str | None,
     providers: str | None,
@@ -616,49 +593,17 @@ def sample(
     digit: int,
 ) -> None:
     """Draw a decoder: prior samples per digit, one z across labels 1-9, the latent manifold (PNGs)."""
-    from cvae_bench.onnx.figures import write_figures
+    from cvae_bench.onnx.commands import sample_command
 
-    if (onnx_path is None) == (backend_name is None):
-        raise CvaeBenchError("give either --onnx FILE or --backend NAME --weights FILE")
-    if onnx_path is not None:
-        if weights_path is not None:
-            raise CvaeBenchError("--weights goes with --backend; an --onnx file carries its own weights")
-        from cvae_bench.deploy import DecoderError, OnnxDecoder
-
-        chosen = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
-        try:
-            decoder = OnnxDecoder(onnx_path, chosen)
-            paths = write_figures(decoder.decode, out_dir, seed=seed, digit=digit, source=_source(decoder))
-        except DecoderError as exc:
-            raise CvaeBenchError(str(exc)) from None
-    else:
-        from cvae_bench.backends import registry
-        from cvae_bench.models.spec import DEFAULT_SPEC
-        from cvae_bench.runtime.files import load_weights
-        from cvae_bench.runtime.worker import RemoteBackend, Worker
-
-        if weights_path is None:
-            raise CvaeBenchError("--backend needs --weights FILE (canonical weights, e.g. a run's weights.safetensors)")
-        if providers is not None:
-            raise CvaeBenchError("--providers goes with --onnx (onnxruntime); --backend decodes in its framework")
-        assert backend_name is not None
-        info = registry.get(backend_name)
-        if not info.available:
-            raise CvaeBenchError(info.unavailable_reason())
-        weights = load_weights(weights_path)
-        with Worker(info) as worker:
-            backend = RemoteBackend(worker, DEFAULT_SPEC, 0, device)
-            backend.set_weights(weights)
-            source = f"{Path(weights_path).name} on {info.name}"
-            paths = write_figures(backend.decode, out_dir, seed=seed, digit=digit, source=source)
+    paths = sample_command(
+        onnx_path=onnx_path,
+        providers=providers,
+        backend=backend_name,
+        weights=weights_path,
+        device=device,
+        out_dir=out_dir,
+        seed=seed,
+        digit=digit,
+    )
     for path in paths:
-        click.echo(str(path))
-
-
-def _source(decoder: Any) -> str:
-    """E.g. `decoder.onnx: torch, fp32, val -ELBO 234.91` from the file's metadata."""
-    meta = decoder.metadata
-    parts = [meta.get("backend", ""), meta.get("precision", "")]
-    if "val_elbo_onnx" in meta:
-        parts.append(f"val -ELBO {float(meta['val_elbo_onnx']):.2f}")
-    return f"{Path(decoder.path).name}: {', '.join(p for p in parts if p)} ({', '.join(decoder.providers)})"
+        click.echo(path)

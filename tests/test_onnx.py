@@ -7,6 +7,7 @@ Every backend that declares `onnx_export` gets the same export test (conformance
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -24,8 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 from cvae_bench.errors import OnnxCheckError, OnnxExportError
 from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.onnx import export as onnx_export
-from cvae_bench.onnx.check import TOLERANCES, _summary, check_structure, interface_problems, session, verify
+from cvae_bench.onnx.check import TOLERANCES, _summary, check_structure, interface_problems, verify
 from cvae_bench.onnx.interface import normalize_interface, rename_tensor, tensor_names
+from cvae_bench.onnx.sessions import make_session as session
 from cvae_bench.runtime.files import save_weights
 from tests.conftest import WorkerPool, backend_params
 from tests.helpers import biased_weights
@@ -322,7 +324,127 @@ def test_verify_reports_runtime_failures_and_bad_shapes() -> None:
 def test_verify_passes_within_tolerance() -> None:
     verdict = verify(_FakeSession(_decode_ref), _decode_ref, {"random": _z_label(1024)}, part="decoder")
     assert verdict.passed and verdict.max_abs_err == 0.0 and verdict.batches == (1, 7, 1024)
-    assert json.loads(verdict.to_json())["passed"] is True
+    assert json.loads(verdict.compact())["passed"] is True
+    assert type(verdict).from_compact(verdict.compact()) == verdict
+
+
+# -- the export pipeline with a synthetic exporter (no framework) ---------------------------------------
+class _SyntheticExporter:
+    """What `export_verified` needs of a backend, from the float64 reference and a hand-built graph."""
+
+    def __init__(self, fail: bool = False, hold: bool = False) -> None:
+        self.w = weights()
+        self.fail, self.hold = fail, hold
+
+    def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, str]:
+        Path(path).write_bytes(dense_model(self.w, part, outputs=("53",)).SerializeToString())
+        if self.hold:  # for the kill test: the raw file is written, the export still running
+            print("READY", flush=True)
+            import time
+
+            time.sleep(60)
+        if self.fail:
+            raise RuntimeError("the exporter crashed after writing its file")
+        return {"exporter": "synthetic", "exporter_version": "0", "note": "helper graph"}
+
+    def encode(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m, v = reference.encode(self.w, x, y)
+        return m.astype(np.float32), v.astype(np.float32)
+
+    def decode(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return reference.decode(self.w, z, y).astype(np.float32)
+
+
+def _synthetic_data(n: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    return rng.random((n, 28, 28), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
+
+
+def _export_synthetic(backend: Any, out: Path, **kwargs: Any) -> onnx_export.ExportResult:
+    x, y = _synthetic_data()
+    return onnx_export.export_verified(
+        backend,
+        out,
+        backend_name="synthetic",
+        versions={"numpy": np.__version__},
+        x_test=x,
+        y_test=y,
+        val_elbo=250.0,
+        weights_sha256="ab" * 32,
+        val_subset=200,
+        measure_speed=False,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system temp folder, made private to this test, so that leftovers can be counted."""
+    import tempfile
+
+    folder = tmp_path / "systemp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_export_writes_typed_metadata_that_reads_back(tmp_path: Path, private_tmp: Path) -> None:
+    from cvae_bench.onnx.metadata import OnnxMetadata
+
+    out = tmp_path / "decoder.onnx"
+    result = _export_synthetic(_SyntheticExporter(), out)
+    props = {p.key: p.value for p in onnx.load(out).metadata_props}
+    meta = OnnxMetadata.from_props(props)
+    assert meta.to_props() == props and meta.verification == result.verdicts["fp32"]
+    assert dataclasses.replace(meta, val_elbo_onnx=result.metadata.val_elbo_onnx) == result.metadata
+    assert list(props)[:3] == ["cvae_bench_version", "part", "backend"]
+    assert (props["val_elbo"], props["val_examples"], props["image_shape"]) == ("250.000000", "200", "[28, 28]")
+    assert json.loads(props["verification"])["passed"] is True and "verification_fp32" not in props
+    assert meta.model_spec == SPEC and meta.exporter_details["note"] == "helper graph"
+    lines = result.lines()
+    assert lines[0] == "decoder.onnx: decoder of synthetic, exported by synthetic [0], opset 18"
+    assert lines[1].startswith("verified: max |onnxruntime - synthetic| ")
+    assert lines[2].startswith("decoder.onnx: fp32, ") and "speed not measured" in lines[2]
+    assert type(result).from_json(json.loads(json.dumps(result.to_json()))) == result
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_failing_exporter_leaves_no_raw_file_nor_output(tmp_path: Path, private_tmp: Path) -> None:
+    out = tmp_path / "out" / "decoder.onnx"
+    with pytest.raises(RuntimeError, match="crashed after writing"):
+        _export_synthetic(_SyntheticExporter(fail=True), out)
+    assert list(private_tmp.iterdir()) == []
+    assert not out.exists()
+
+
+_KILLED = """
+import sys
+sys.path.insert(0, {root!r})
+import tempfile
+tempfile.tempdir = {tmp!r}
+from pathlib import Path
+from tests.test_onnx import _SyntheticExporter, _export_synthetic
+_export_synthetic(_SyntheticExporter(hold=True), Path({out!r}))
+"""
+
+
+def test_a_killed_exports_scratch_is_removed_by_the_next_export(tmp_path: Path, private_tmp: Path) -> None:
+    import signal
+
+    out = tmp_path / "decoder.onnx"
+    script = _KILLED.format(root=str(ROOT), tmp=str(private_tmp), out=str(out))
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+            left = [p.name for p in private_tmp.rglob("raw-decoder.onnx")]
+            assert left == ["raw-decoder.onnx"]
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+    with pytest.raises(RuntimeError, match="crashed after writing"):
+        _export_synthetic(_SyntheticExporter(fail=True), out)
+    assert list(private_tmp.iterdir()) == []
+    assert not out.exists()
 
 
 # -- backends (conformance style) -----------------------------------------------------------------------
@@ -460,8 +582,8 @@ def test_export_part_records_the_shared_evaluator_and_the_weights(weights_file: 
     ref = reference.evaluator_parts(weights(), *_val(300))
     assert abs(result.val_elbo - float(ref.total.mean())) < 1e-3
     assert abs(result.measurements["fp32"].val_elbo - result.val_elbo) < 1e-3
-    assert result.metadata["weights_sha256"] == file_sha256(weights_file)
-    assert result.metadata["val_examples"] == "300"
+    assert result.metadata.weights_sha256 == file_sha256(weights_file)
+    assert result.metadata.val_examples == 300
 
 
 def _val(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -491,8 +613,9 @@ import keras
 from keras import layers
 import onnx
 from cvae_bench.backends.keras_export import export_keras
-from cvae_bench.onnx.check import check_structure, session, verify
+from cvae_bench.onnx.check import check_structure, verify
 from cvae_bench.onnx.interface import normalize_interface
+from cvae_bench.onnx.sessions import make_session as session
 
 path, results = sys.argv[1], {}
 keras.utils.set_random_seed(0)
@@ -598,3 +721,21 @@ def test_cli_export_errors_are_one_line(args: list[str], expected: str, weights_
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(expected), proc.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_export_refuses_an_output_that_is_the_input_or_exists(weights_file: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "w.safetensors"
+    copy.write_bytes(weights_file.read_bytes())
+    before = copy.read_bytes()
+    for out, force, expected in [
+        (copy, [], f"error: -o {copy} is the input {copy}; write the ONNX file elsewhere"),
+        (copy, ["--force"], f"error: -o {copy} is the input {copy}; write the ONNX file elsewhere"),
+        (tmp_path / "x.onnx", [], f"error: -o {tmp_path / 'x.onnx'} exists; pass --force to replace it"),
+        # --force lets an existing file through: the next check (the backend's name) answers.
+        (tmp_path / "x.onnx", ["--force"], "error: Unknown backend 'tf'. Known: "),
+    ]:
+        (tmp_path / "x.onnx").write_text("old")
+        proc = _cli("export", "--backend", "tf", "--weights", str(copy), "-o", str(out), *force)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+        assert copy.read_bytes() == before and (tmp_path / "x.onnx").read_text() == "old"

@@ -10,6 +10,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
+from cvae_bench.errors import CvaeBenchError
 from cvae_bench.models import reference
 from cvae_bench.onnx import figures
 from cvae_bench.onnx.interface import normalize_interface, set_metadata
@@ -44,17 +45,18 @@ def _assert_pngs(folder: Path, digit: int) -> None:
 
 
 def test_grids_decode_what_they_say() -> None:
-    grid = figures.prior_samples(_decode, per_digit=4, seed=3)
+    sizes = {"latent_dim": 2, "classes": 10}
+    grid = figures.prior_samples(_decode, per_digit=4, seed=3, **sizes)
     assert grid.shape == (10, 4, 28, 28)
     z = np.random.default_rng(3).standard_normal((4, 2)).astype(np.float32)
     np.testing.assert_allclose(grid[7], _decode(z, np.eye(10, dtype=np.float32)[[7] * 4]), atol=1e-6)
-    images, z1 = figures.fixed_z(_decode, seed=5)
+    images, z1 = figures.fixed_z(_decode, seed=5, **sizes)
     assert images.shape == (9, 28, 28)
     np.testing.assert_allclose(images[0], _decode(z1[None], np.eye(10, dtype=np.float32)[[1]])[0], atol=1e-6)
     values = figures.manifold_grid(15)
     assert values[0] == pytest.approx(NormalDist().inv_cdf(0.05)) and values[7] == pytest.approx(0.0, abs=1e-12)
     assert values == pytest.approx([-v for v in reversed(values)])
-    grid, _ = figures.manifold(_decode, digit=4, n=5)
+    grid, _ = figures.manifold(_decode, digit=4, n=5, **sizes)
     v5 = figures.manifold_grid(5)
     top_right = _decode(np.array([[v5[-1], v5[-1]]], np.float32), np.eye(10, dtype=np.float32)[[4]])[0]
     np.testing.assert_allclose(grid[0, -1], top_right, atol=1e-6)
@@ -62,7 +64,9 @@ def test_grids_decode_what_they_say() -> None:
 
 
 def test_write_figures_writes_three_pngs_atomically(tmp_path: Path) -> None:
-    paths = figures.write_figures(_decode, tmp_path / "out", seed=0, digit=3, source="reference")
+    paths = figures.write_figures(
+        _decode, tmp_path / "out", latent_dim=2, num_classes=10, seed=0, digit=3, source="reference"
+    )
     assert [p.name for p in paths] == [n.format(d=3) for n in NAMES]
     _assert_pngs(tmp_path / "out", 3)
 
@@ -121,4 +125,29 @@ def test_cli_sample_errors_are_one_line(args: list[str], expected: str, decoder_
     proc = _cli("sample", *[a.format(decoder=decoder_file) for a in args], "--out", str(tmp_path / "o"))
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_figures_read_the_sizes_from_the_decoder_not_from_mnist(tmp_path: Path) -> None:
+    """A decoder of 3 classes, a 3-D latent and 6 x 5 images: the pictures follow it."""
+    seen: list[tuple[int, ...]] = []
+
+    def decode(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        seen.append((z.shape[1], y.shape[1]))
+        return np.tile((y.argmax(1)[:, None, None] / 2.0).astype(np.float32), (1, 6, 5))
+
+    paths = figures.write_figures(decode, tmp_path, latent_dim=3, num_classes=3, digit=2)
+    assert [p.name for p in paths] == ["prior_samples.png", "fixed_z_labels_1-2.png", "latent_manifold_digit2.png"]
+    assert set(seen) == {(3, 3)}
+    grid = figures.prior_samples(decode, latent_dim=3, classes=3, per_digit=4)
+    assert grid.shape == (3, 4, 6, 5)
+    with pytest.raises(CvaeBenchError, match=r"--digit: expected a class 0-2 of this decoder; received 3"):
+        figures.write_figures(decode, tmp_path / "none", latent_dim=3, num_classes=3, digit=3)
+    assert not (tmp_path / "none").exists()
+
+
+def test_cli_sample_digit_beyond_the_decoders_classes_is_one_line(decoder_file: Path, tmp_path: Path) -> None:
+    proc = _cli("sample", "--onnx", str(decoder_file), "--digit", "10", "--out", str(tmp_path / "o"))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1 and lines == ["error: --digit: expected a class 0-9 of this decoder; received 10"]
     assert not (tmp_path / "o").exists()

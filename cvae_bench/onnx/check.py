@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from numpy.typing import NDArray
 
 from cvae_bench.errors import OnnxCheckError, OnnxExportError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.onnx.interface import describe_value, interface
+from cvae_bench.records import Record
 
 #: Batch sizes every check runs at: one example, an odd size, and a large one.
 CHECK_BATCHES: tuple[int, ...] = (1, 7, 1024)
@@ -77,14 +77,6 @@ def _summary(exc: BaseException, limit: int = 400) -> str:
     return first + more
 
 
-def session(model: onnx.ModelProto | bytes | str, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
-    """An onnxruntime session for a model (in memory or a path), quiet about its own warnings."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: ORT warns about unused initializers and the like
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(source, options, providers=list(providers))
-
-
 def check_inputs(
     part: str,
     x_real: NDArray[np.float32],
@@ -115,7 +107,7 @@ def check_inputs(
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Verdict(Record):
     """The outcome of comparing onnxruntime with the framework (what the metadata records)."""
 
     part: str
@@ -134,11 +126,18 @@ class Verdict:
         """True when every check was within `atol`."""
         return not self.failures
 
-    def to_json(self) -> str:
-        """A compact JSON line for the metadata."""
-        d = asdict(self)
-        d["passed"] = self.passed
-        return json.dumps(d, separators=(",", ":"))
+    def to_json(self) -> dict[str, Any]:
+        """The record, with `passed` spelled out for readers of the metadata (`from_json` ignores it)."""
+        return {**super().to_json(), "passed": self.passed}
+
+    def compact(self) -> str:
+        """`to_json()` as one compact JSON line: the value of the `verification` metadata key."""
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def from_compact(cls, text: str) -> Verdict:
+        """The verdict of a `verification` metadata value."""
+        return cls.from_json(json.loads(text))
 
     def line(self) -> str:
         """E.g. `verified: max |onnxruntime - torch| 2.4e-07 <= 1e-05 (fp32; random, real inputs; batch 1, 7, 1024)`."""

@@ -1,17 +1,18 @@
 """ONNX export: the backend's exporter in its worker, then the one interface, checks and metadata, then the file.
 
 Only onnx and onnxruntime are imported here (no framework): the framework's exporter runs in the backend's
-worker (`Backend.export_onnx`), and its file is normalised (`onnx_interface`), checked against the framework
-(`onnx_check`), optionally reduced in precision (`onnx_variants`), stamped and written atomically.
+worker (`Backend.export_onnx`), and its file is normalised (`onnx.interface`), checked against the framework
+(`onnx.check`), optionally reduced in precision (`onnx.variants`), stamped (`onnx.metadata`) and written
+atomically. Nothing of training/ is needed: the val −ELBO comes from the shared evaluator (`onnx.jobs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import onnx
 
@@ -23,17 +24,21 @@ from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import OnnxExportError
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
-from cvae_bench.onnx.check import Verdict, check_inputs, check_structure, session, verify
+from cvae_bench.onnx.check import Verdict, check_inputs, check_structure, verify
 from cvae_bench.onnx.interface import DEFAULT_OPSET, interface, normalize_interface, set_metadata
+from cvae_bench.onnx.jobs import evaluate_job
+from cvae_bench.onnx.metadata import OnnxMetadata
+from cvae_bench.onnx.scratch import scratch_dir
+from cvae_bench.onnx.sessions import make_session
 from cvae_bench.onnx.variants import SPEED_BATCH, compare_speed, make_variant, onnx_evaluation, speed_feeds
+from cvae_bench.records import Record
 from cvae_bench.runtime.files import atomic_path, ensure_dir, file_sha256, load_weights
 from cvae_bench.runtime.worker import RemoteBackend, Worker
-from cvae_bench.training.jobs import evaluate_job
 
 
 # -- the export -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Measurement:
+class Measurement(Record):
     """What one precision of the part costs: file size, speed in onnxruntime (CPU), val −ELBO."""
 
     precision: str
@@ -55,10 +60,10 @@ class Measurement:
 
 
 @dataclass(frozen=True)
-class ExportResult:
+class ExportResult(Record):
     """A written, verified ONNX part and everything that was measured on the way."""
 
-    path: Path
+    path: str
     part: str
     backend: str
     precision: str
@@ -67,11 +72,11 @@ class ExportResult:
     val_elbo: float
     verdicts: dict[str, Verdict]
     measurements: dict[str, Measurement]
-    metadata: dict[str, str]
+    metadata: OnnxMetadata
 
     def lines(self) -> list[str]:
         """The human summary: exporter, verdicts, and one line per precision."""
-        name = self.path.name
+        name = Path(self.path).name
         out = [f"{name}: {self.part} of {self.backend}, exported by {self.exporter}, opset {self.opset}"]
         out += [v.line() for v in self.verdicts.values()]
         fp32 = self.measurements["fp32"]
@@ -123,6 +128,7 @@ def export_part(
         OnnxCheckError: onnxruntime differs from the framework beyond the tolerance.
     """
     weights = load_weights(weights_path, spec)
+    ensure_dir(Path(out_path).parent)  # an unwritable folder fails now, not after the verification
     ds = load_dataset(dataset, data_path, download=False)
     _, _, x_test, y_test = as_float(ds)
     with Worker(info, idle_timeout=idle_timeout) as worker:
@@ -141,7 +147,7 @@ def export_part(
             versions=backend.info["versions"],
             x_test=x_test,
             y_test=y_test,
-            val_elbo=float(evaluation["val_elbo"]),
+            val_elbo=evaluation.val_elbo,
             weights_sha256=file_sha256(weights_path),
             dataset=dataset,
             val_subset=val_subset,
@@ -156,7 +162,7 @@ def export_part(
 class Exporting(Protocol):
     """What the export needs of a backend, local (`Backend`) or in a worker (`RemoteBackend`)."""
 
-    def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, str]: ...
+    def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, Any]: ...
     def encode(self, x: F32, y: F32) -> tuple[F32, F32]: ...
     def decode(self, z: F32, y: F32) -> F32: ...
 
@@ -184,8 +190,9 @@ def export_verified(
     Raw export to a temporary folder, `normalize_interface`, `check_structure`, the fp32 check against the
     backend at `TOLERANCES`, the variant and its check, the measurements, the metadata, the atomic write.
     """
-    with tempfile.TemporaryDirectory(prefix="cvae-bench-export-") as tmp:
-        raw_path = Path(tmp) / f"raw-{part}.onnx"
+    # The exporter writes into a scratch folder that goes however this ends (a failing exporter included).
+    with scratch_dir("export") as tmp:
+        raw_path = tmp / f"raw-{part}.onnx"
         exporter = backend.export_onnx(str(raw_path), part=part, opset=opset)
         try:
             raw = onnx.load(raw_path)
@@ -203,7 +210,7 @@ def export_verified(
     verdicts: dict[str, Verdict] = {}
     measurements: dict[str, Measurement] = {}
     x_val, y_val = x_test[:val_subset], y_test[:val_subset]
-    sessions = {name: session(candidate) for name, candidate in candidates.items()}
+    sessions = {name: make_session(candidate) for name, candidate in candidates.items()}
     for name, sess in sessions.items():
         verdicts[name] = verify(sess, reference, cases, part=part, precision=name, reference_name=backend_name)
         score = onnx_evaluation(part, sess, backend, x_val, y_val, spec).val_elbo
@@ -212,49 +219,50 @@ def export_verified(
         for name, ms in compare_speed(sessions, speed_feeds(part, spec)).items():
             measurements[name] = Measurement(name, 0, ms, measurements[name].val_elbo)
     want = interface(part, spec)
-    metadata = {
-        "cvae_bench_version": __version__,
-        "part": part,
-        "backend": backend_name,
-        "framework_versions": json.dumps(versions, sort_keys=True),
-        "exporter": exporter.get("exporter", "unknown"),
-        "exporter_version": exporter.get("exporter_version", "unknown"),
-        "exporter_details": json.dumps(exporter, sort_keys=True),
-        "opset": str(final_opset),
-        "precision": precision,
-        "latent_dim": str(spec.latent_dim),
-        "num_classes": str(spec.num_classes),
-        "image_shape": json.dumps(list(spec.image_shape)),
-        "spec": json.dumps(spec.to_dict(), sort_keys=True),
-        "dataset": dataset,
-        "val_examples": str(len(x_val)),
-        "val_elbo": f"{val_elbo:.6f}",
-        "val_elbo_onnx": f"{measurements[precision].val_elbo:.6f}",
-        "verification": verdicts[precision].to_json(),
-    }
-    if weights_sha256:
-        metadata["weights_sha256"] = weights_sha256
-    if precision != "fp32":
-        metadata["verification_fp32"] = verdicts["fp32"].to_json()
+    metadata = OnnxMetadata(
+        cvae_bench_version=__version__,
+        part=part,
+        backend=backend_name,
+        framework_versions=dict(versions),
+        exporter=str(exporter.get("exporter", "unknown")),
+        exporter_version=str(exporter.get("exporter_version", "unknown")),
+        exporter_details=dict(exporter),
+        opset=final_opset,
+        precision=precision,
+        latent_dim=spec.latent_dim,
+        num_classes=spec.num_classes,
+        image_shape=tuple(spec.image_shape),
+        spec=json.loads(json.dumps(spec.to_dict())),  # JSON types, as the file gives them back
+        dataset=dataset,
+        val_examples=len(x_val),
+        val_elbo=val_elbo,
+        val_elbo_onnx=measurements[precision].val_elbo,
+        verification=verdicts[precision],
+        weights_sha256=weights_sha256 or None,
+        verification_fp32=verdicts["fp32"] if precision != "fp32" else None,
+    )
     for name, candidate in candidates.items():
         candidate.graph.name = f"cvae_{part}"
         candidate.doc_string = (
             f"cvae-bench {part} of the Keras CVAE tutorial ({dataset}): "
             f"{', '.join(s.describe() for s in want.inputs)} -> {', '.join(s.describe() for s in want.outputs)}"
         )
-        set_metadata(candidate, {**metadata, "precision": name})
+        set_metadata(candidate, dataclasses.replace(metadata, precision=name).to_props())
         m = measurements[name]
         measurements[name] = Measurement(name, candidate.ByteSize(), m.ms_per_call, m.val_elbo)
     out = Path(out_path)
     ensure_dir(out.parent)
-    with atomic_path(out) as tmp_out:
-        tmp_out.write_bytes(candidates[precision].SerializeToString())
+    try:
+        with atomic_path(out) as tmp_out:
+            tmp_out.write_bytes(candidates[precision].SerializeToString())
+    except OSError as exc:  # a full disk or a folder made read-only meanwhile: one line, nothing left
+        raise OnnxExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
     return ExportResult(
-        path=out,
+        path=str(out),
         part=part,
         backend=backend_name,
         precision=precision,
-        exporter=f"{metadata['exporter']} [{metadata['exporter_version']}]",
+        exporter=f"{metadata.exporter} [{metadata.exporter_version}]",
         opset=final_opset,
         val_elbo=val_elbo,
         verdicts=verdicts,
@@ -269,7 +277,8 @@ def export_decoder(
     """In a worker, next to `backend`: its decoder with its current weights, exported and verified.
 
     The same pipeline as `export_part` (the benchmarks call it); the val −ELBO is the shared evaluator's,
-    run here, and there is no weights file to hash. Returns the file's metadata.
+    run here, and there is no weights file to hash. Returns the file's metadata as written
+    (`OnnxMetadata.to_props()`; `OnnxMetadata.from_props` reads it back).
     """
     _, _, x_test, y_test = as_float(load_dataset(dataset, data_path, download=False))
     evaluation = Evaluator(x_test, y_test, backend.spec)(backend)
@@ -286,7 +295,7 @@ def export_decoder(
         measure_speed=False,
         spec=backend.spec,
     )
-    return result.metadata
+    return result.metadata.to_props()
 
 
 def exports_onnx(info: BackendInfo, device: str = "cpu", spec: ModelSpec = DEFAULT_SPEC) -> bool:

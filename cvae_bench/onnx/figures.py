@@ -1,7 +1,12 @@
-"""Pictures of a decoder: prior samples per digit, one z across labels, and the 2-D latent manifold."""
+"""Pictures of a decoder: prior samples per digit, one z across labels, and the 2-D latent manifold.
+
+Nothing here knows the data set: the latent size and the number of classes are the caller's (a ModelSpec
+or an ONNX file's input shapes), and image sizes are read from what the decoder returns.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import NormalDist
@@ -10,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cvae_bench.errors import CvaeBenchError
 from cvae_bench.runtime.files import atomic_path, ensure_dir
 
 if TYPE_CHECKING:
@@ -21,7 +27,7 @@ Decode = Callable[[F32, F32], F32]
 
 FILES = {
     "prior": "prior_samples.png",
-    "fixed_z": "fixed_z_labels_1-9.png",
+    "fixed_z": "fixed_z_labels_1-{last}.png",
     "manifold": "latent_manifold_digit{digit}.png",
 }
 
@@ -31,7 +37,7 @@ def _onehot(digits: Sequence[int] | NDArray[np.integer], classes: int) -> F32:
     return out
 
 
-def prior_samples(decode: Decode, per_digit: int = 10, seed: int = 0, latent_dim: int = 2, classes: int = 10) -> F32:
+def prior_samples(decode: Decode, *, latent_dim: int, classes: int, per_digit: int = 10, seed: int = 0) -> F32:
     """Images (classes, per_digit, H, W): row d decodes digit d at `per_digit` draws z ~ N(0, I)."""
     z = np.random.default_rng(seed).standard_normal((per_digit, latent_dim)).astype(np.float32)
     # The same z in every row, so that a column shows one latent code across digits (style held fixed).
@@ -40,12 +46,22 @@ def prior_samples(decode: Decode, per_digit: int = 10, seed: int = 0, latent_dim
     return images.reshape(classes, per_digit, *images.shape[1:])
 
 
+def fixed_z_labels(classes: int) -> list[int]:
+    """The labels of the tutorial's picture: 1 to `classes` - 1 (1-9 for ten digits), or 0 alone for one class."""
+    return list(range(1, classes)) or [0]
+
+
 def fixed_z(
-    decode: Decode, seed: int = 0, labels: Sequence[int] = tuple(range(1, 10)), latent_dim: int = 2, classes: int = 10
+    decode: Decode, *, latent_dim: int, classes: int, seed: int = 0, labels: Sequence[int] | None = None
 ) -> tuple[F32, F32]:
-    """The tutorial's picture: one z ~ N(0, I) decoded with each label. Returns (images (n, H, W), z (latent,))."""
+    """The tutorial's picture: one z ~ N(0, I) decoded with each label (default `fixed_z_labels(classes)`).
+
+    Returns:
+        (images (n, H, W), z (latent,)).
+    """
+    chosen = fixed_z_labels(classes) if labels is None else list(labels)
     z = np.random.default_rng(seed).standard_normal(latent_dim).astype(np.float32)
-    images = decode(np.tile(z, (len(labels), 1)), _onehot(list(labels), classes))
+    images = decode(np.tile(z, (len(chosen), 1)), _onehot(chosen, classes))
     return images, z
 
 
@@ -55,9 +71,7 @@ def manifold_grid(n: int = 15, low: float = 0.05, high: float = 0.95) -> list[fl
     return [dist.inv_cdf(low + (high - low) * i / (n - 1)) for i in range(n)]
 
 
-def manifold(
-    decode: Decode, digit: int, n: int = 15, latent_dim: int = 2, classes: int = 10
-) -> tuple[F32, list[float]]:
+def manifold(decode: Decode, digit: int, *, latent_dim: int, classes: int, n: int = 15) -> tuple[F32, list[float]]:
     """Images (n, n, H, W) over a grid of (z_1, z_2) at the prior's quantiles (z_2 decreasing down the rows).
 
     Other latent dimensions, if any, are held at 0. Returns the images and the grid values.
@@ -93,25 +107,39 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def write_figures(
-    decode: Decode, out_dir: str | Path, *, seed: int = 0, digit: int = 0, source: str = ""
+    decode: Decode,
+    out_dir: str | Path,
+    *,
+    latent_dim: int,
+    num_classes: int,
+    seed: int = 0,
+    digit: int = 0,
+    source: str = "",
 ) -> list[Path]:
     """Write the three PNGs into `out_dir` (atomically) and return their paths.
 
     Args:
         decode: the decoder to draw (an ONNX session's or a backend's).
         out_dir: the folder (created if needed).
+        latent_dim, num_classes: the decoder's input sizes (its ModelSpec's, or its ONNX file's shapes).
         seed: seed of the prior draws.
-        digit: the digit whose latent manifold is drawn.
+        digit: the digit (class) whose latent manifold is drawn.
         source: a short description of the decoder for the titles (e.g. the file name).
+
+    Raises:
+        CvaeBenchError: `digit` is not a class of the decoder.
     """
     from matplotlib.figure import Figure
 
+    if not 0 <= digit < num_classes:
+        raise CvaeBenchError(f"--digit: expected a class 0-{num_classes - 1} of this decoder; received {digit}")
+    sizes: dict[str, int] = {"latent_dim": latent_dim, "classes": num_classes}
     out = ensure_dir(out_dir)
     suffix = f"\n{source}" if source else ""
     gray: dict[str, Any] = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0, "interpolation": "nearest"}
     paths = []
 
-    grid = prior_samples(decode, seed=seed)
+    grid = prior_samples(decode, seed=seed, **sizes)
     h = grid.shape[2] + 2
     fig = Figure(figsize=(8, 8.6))
     ax = fig.add_subplot()
@@ -124,19 +152,22 @@ def write_figures(
     fig.tight_layout()
     paths.append(_save(fig, out / FILES["prior"]))
 
-    images, z = fixed_z(decode, seed=seed)
+    labels = fixed_z_labels(num_classes)
+    images, z = fixed_z(decode, seed=seed, labels=labels, **sizes)
+    side = math.ceil(math.sqrt(len(labels)))  # 3 x 3 for labels 1-9
     fig = Figure(figsize=(7, 7.4))  # wide enough for the two-line title with the source
-    for i, image in enumerate(images):
-        ax = fig.add_subplot(3, 3, i + 1)
+    for i, (label, image) in enumerate(zip(labels, images, strict=True)):
+        ax = fig.add_subplot(side, side, i + 1)
         ax.imshow(image, **gray)
-        ax.set_title(f"label {i + 1}", fontsize=10)
+        ax.set_title(f"label {label}", fontsize=10)
         ax.axis("off")
     z_text = ", ".join(f"{v:.2f}" for v in z)
-    fig.suptitle(f"One z = ({z_text}) decoded with labels 1-9{suffix}", fontsize=11)
+    span = f"{labels[0]}-{labels[-1]}"
+    fig.suptitle(f"One z = ({z_text}) decoded with labels {span}{suffix}", fontsize=11)
     fig.tight_layout()
-    paths.append(_save(fig, out / FILES["fixed_z"]))
+    paths.append(_save(fig, out / FILES["fixed_z"].format(last=labels[-1])))
 
-    grid, values = manifold(decode, digit)
+    grid, values = manifold(decode, digit, **sizes)
     n, h = grid.shape[0], grid.shape[2] + 2
     fig = Figure(figsize=(8.6, 9))
     ax = fig.add_subplot()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import itertools
 import logging
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -18,12 +16,13 @@ from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
 from cvae_bench.backends.base import Backend
+from cvae_bench.defaults import PRECISIONS
 from cvae_bench.errors import OnnxExportError
 from cvae_bench.models.evaluator import Evaluation, Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.onnx.interface import fresh_name, interface
+from cvae_bench.onnx.scratch import scratch_dir
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 #: The batch size that speeds are measured at.
 SPEED_BATCH = 1024
 #: MatMuls with fewer weights than this stay float32 in the int8 variant (see `to_int8`).
@@ -140,8 +139,8 @@ def to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        with tempfile.TemporaryDirectory(prefix="cvae-bench-int8-") as tmp:
-            path = Path(tmp) / "int8.onnx"
+        with scratch_dir("int8") as tmp:
+            path = tmp / "int8.onnx"
             quantize_dynamic(plain, path, weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=small)
             return onnx.load(path)
     finally:
