@@ -10,15 +10,15 @@ Imported only inside a worker whose `KERAS_BACKEND` is set. All three go through
   `Identity:0`, axes like `unk__23`.
 - jax: jax2onnx (`jax2onnx.to_onnx` on the model's jitted call); clean names, `batch` axes.
 
-The harness normalises every one of these to the one interface (`harness.onnx_interface`).
+The harness normalises every one of these to the one interface (`cvae_bench.onnx.interface`).
 """
 
 from __future__ import annotations
 
-import importlib.metadata as md
-
 import keras
 import numpy as np
+
+from cvae_bench.versions import NOT_INSTALLED, dist_version
 
 #: Which Python package does the converting, per Keras backend.
 _CONVERTER = {"torch": "torch", "tensorflow": "tf2onnx", "jax": "jax2onnx"}
@@ -27,13 +27,6 @@ _HOW = {
     "tensorflow": "tf2onnx",
     "jax": "jax2onnx",
 }
-
-
-def _version(dist: str) -> str:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "not installed"
 
 
 def export_keras(model: keras.Model, path: str, opset: int | None, backend_name: str) -> dict[str, str]:
@@ -55,7 +48,8 @@ def export_keras(model: keras.Model, path: str, opset: int | None, backend_name:
     if framework not in _CONVERTER:
         raise RuntimeError(f"{backend_name}: Keras on {framework!r} has no ONNX export; use torch, tensorflow or jax")
     converter = _CONVERTER[framework]
-    if _version(converter) == "not installed":
+    converter_version = dist_version(converter)
+    if converter_version == NOT_INSTALLED:
         raise RuntimeError(
             f"{backend_name}: exporting ONNX from Keras on {framework} needs {converter}: pip install {converter}"
         )
@@ -64,7 +58,7 @@ def export_keras(model: keras.Model, path: str, opset: int | None, backend_name:
     model.export(path, format="onnx", verbose=False, opset_version=opset)
     return {
         "exporter": f"keras.Model.export(format='onnx') via {_HOW[framework]}",
-        "exporter_version": f"keras {keras.__version__}, {converter} {_version(converter)}",
+        "exporter_version": f"keras {keras.__version__}, {converter} {converter_version}",
         "keras": keras.__version__,
-        converter: _version(converter),
+        converter: converter_version,
     }
