@@ -13,12 +13,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvae_bench.backends.base import Backend
+from cvae_bench.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.models.evaluator import Evaluator
+from cvae_bench.training.records import Divergence, EvalPoint, FinalEval, TrainOutcome
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
-
-DEFAULT_TARGET = 235.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class TrainConfig:
     """
 
     target: float | None = DEFAULT_TARGET
-    max_epochs: int = 20
+    max_epochs: int = DEFAULT_MAX_EPOCHS
     epochs: int | None = None
     eval_every: int | None = None
     seed: int = 0
@@ -57,12 +57,13 @@ def train(
     evaluator: Evaluator,
     config: TrainConfig,
     on_event: EventSink = _noop,
-) -> dict[str, Any]:
-    """Train `backend` and return the run's record (everything of result.json but identity/versions).
+) -> TrainOutcome:
+    """Train `backend` and return what was measured.
 
     Times are wall-clock seconds. `time_to_target_s` counts training steps only, from the second step
     on: the first step (which includes any compilation) is `first_step_s`, and evaluations are
-    `eval_time_s`, both reported apart.
+    `eval_time_s`, both reported apart. A non-finite training loss or val −ELBO stops the run at once
+    with status `diverged`: training on NaN for the remaining epochs would only waste the time.
     """
     n = len(x_train)
     batch = backend.spec.batch_size
@@ -88,14 +89,15 @@ def train(
         }
     )
 
-    history: list[dict[str, Any]] = []
+    history: list[EvalPoint] = []
     chunk_ms: list[float] = []  # per-step ms of each timed chunk, first step excluded
     train_s = eval_s = first_step_s = 0.0
-    reached_at: dict[str, Any] | None = None
+    reached_at: EvalPoint | None = None
+    divergence: Divergence | None = None
     step = 0
     chunk_start = time.perf_counter()
     chunk_steps = 0
-    while step < total_steps and reached_at is None:
+    while step < total_steps and reached_at is None and divergence is None:
         index = step % steps_per_epoch
         if index == 0:
             backend.set_order(rng.permutation(n))
@@ -120,41 +122,59 @@ def train(
                     "steps_per_s": chunk_steps / elapsed if elapsed > 0 else float("nan"),
                 }
             )
+            if not math.isfinite(loss):
+                divergence = Divergence(step=step, what="training loss", value=str(loss))
+                at_eval = True  # evaluate once more, so that the history shows where it ended
             if at_eval:
                 t_eval = time.perf_counter()
                 ev = evaluator(backend)
                 eval_s += time.perf_counter() - t_eval
-                record = {
-                    "step": step,
-                    "epoch": step / steps_per_epoch,
-                    **ev.to_dict(),
-                    "train_loss": loss,
-                    "train_time_s": train_s,
-                    "wall_time_s": train_s + eval_s,
-                }
-                history.append(record)
-                on_event({"type": "eval", **record})
-                if target is not None and ev.val_elbo <= target:
-                    reached_at = record
+                point = EvalPoint(
+                    step=step,
+                    epoch=step / steps_per_epoch,
+                    val_elbo=ev.val_elbo,
+                    kl=ev.kl,
+                    nll=ev.nll,
+                    train_loss=loss if math.isfinite(loss) else None,
+                    train_time_s=train_s,
+                    wall_time_s=train_s + eval_s,
+                )
+                if not math.isfinite(ev.val_elbo):
+                    divergence = divergence or Divergence(step=step, what="val -ELBO", value=str(ev.val_elbo))
+                else:
+                    history.append(point)
+                    on_event({"type": "eval", **point.to_json()})
+                if divergence is not None:
+                    on_event({"type": "diverged", **divergence.to_json()})
+                elif target is not None and ev.val_elbo <= target:
+                    reached_at = point
             chunk_start = time.perf_counter()
             chunk_steps = 0
 
-    final = history[-1]
-    return {
-        "target": target,
-        "reached": reached_at is not None if target is not None else None,
-        "steps_to_target": reached_at["step"] if reached_at else None,
-        "epochs_to_target": reached_at["epoch"] if reached_at else None,
-        "time_to_target_s": reached_at["train_time_s"] - first_step_s if reached_at else None,
-        "wall_time_to_target_s": reached_at["wall_time_s"] if reached_at else None,
-        "first_step_s": first_step_s,
-        "data_load_s": load_s,
-        "ms_per_step_median": statistics.median(chunk_ms) if chunk_ms else None,
-        "steps": step,
-        "epochs": step / steps_per_epoch,
-        "steps_per_epoch": steps_per_epoch,
-        "train_time_s": train_s,
-        "eval_time_s": eval_s,
-        "final": {k: final[k] for k in ("step", "epoch", "val_elbo", "kl", "nll")},
-        "history": history,
-    }
+    final = history[-1] if history else None
+    if divergence is not None:
+        status = "diverged"
+    elif target is None:
+        status = "fixed-epochs"
+    else:
+        status = "reached" if reached_at is not None else "not-reached"
+    return TrainOutcome(
+        status=status,
+        target=target,
+        reached=reached_at is not None if target is not None else None,
+        steps_to_target=reached_at.step if reached_at else None,
+        epochs_to_target=reached_at.epoch if reached_at else None,
+        time_to_target_s=reached_at.train_time_s - first_step_s if reached_at else None,
+        wall_time_to_target_s=reached_at.wall_time_s if reached_at else None,
+        first_step_s=first_step_s,
+        data_load_s=load_s,
+        ms_per_step_median=statistics.median(chunk_ms) if chunk_ms else None,
+        steps=step,
+        epochs=step / steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        train_time_s=train_s,
+        eval_time_s=eval_s,
+        final=FinalEval(final.step, final.epoch, final.val_elbo, final.kl, final.nll) if final else None,
+        history=history,
+        divergence=divergence,
+    )

@@ -16,8 +16,10 @@ from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.files import ensure_dir, file_sha256, save_weights, write_json
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
+from cvae_bench.training.convergence import assess_convergence
 from cvae_bench.training.jobs import train_job
 from cvae_bench.training.loop import TrainConfig
+from cvae_bench.training.records import RunResult, WeightsRef
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,11 @@ def run_backend(
     options: RunOptions,
     out_dir: str | Path,
     on_event: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Train `info` in a fresh worker; write result.json and weights.safetensors into `out_dir`.
+) -> RunResult:
+    """Train `info` in a fresh worker; write weights.safetensors, then result.json naming it, into `out_dir`.
 
     Returns:
-        The result document (as written to result.json).
+        The result, as written to result.json.
 
     Raises:
         BackendUnavailableError: the backend's framework is missing.
@@ -68,50 +70,53 @@ def run_backend(
         job = backend.run_job(
             train_job,
             on_event,
-            config=options.config.to_dict(),
+            config=options.config,
             dataset=options.dataset,
             data_path=options.data_path,
             train_subset=options.train_subset,
             val_subset=options.val_subset,
         )
     weights_path = out / "weights.safetensors"
-    save_weights(weights_path, job["weights"], metadata={"backend": info.name, "seed": str(options.config.seed)})
-    result = {
-        "cvae_bench": __version__,
-        "started": started,
-        "backend": info.name,
-        "origin": info.origin,
-        "mode": backend.mode,
-        "device": backend.device,
-        "versions": backend.info["versions"],
-        "hardware": job["environment"],
-        "seed": options.config.seed,
-        "config": options.config.to_dict(),
-        "spec": options.spec.to_dict(),
-        "build_s": backend.info["build_s"],
-        **job["record"],
-        "weights": {"file": weights_path.name, "sha256": file_sha256(weights_path)},
-    }
-    write_json(out / "result.json", result)
+    save_weights(weights_path, job.weights, metadata={"backend": info.name, "seed": str(options.config.seed)})
+    result = RunResult(
+        cvae_bench=__version__,
+        started=started,
+        backend=info.name,
+        origin=info.origin,
+        mode=backend.mode,
+        device=backend.device,
+        versions=backend.info["versions"],
+        hardware=job.environment,
+        seed=options.config.seed,
+        config=options.config.to_dict(),
+        spec=options.spec.to_dict(),
+        build_s=backend.info["build_s"],
+        outcome=job.outcome,
+        weights=WeightsRef(file=weights_path.name, sha256=file_sha256(weights_path)),
+        convergence=assess_convergence(job.outcome, options.spec, options.dataset),
+    )
+    write_json(out / "result.json", result.to_json())
     return result
 
 
-def summary_line(result: dict[str, Any], out_dir: str | Path) -> str:
+def summary_line(result: RunResult, out_dir: str | Path) -> str:
     """The one human line printed at the end of a run."""
-    head = f"{result['backend']} ({result['mode']}, {result['device']})"
-    final = result["final"]["val_elbo"]
-    ms = result["ms_per_step_median"]
-    speed = f"{ms:.2f} ms/step median" if ms is not None else "n/a ms/step"
-    timing = f"build {result['build_s']:.2f} s, first step {result['first_step_s']:.2f} s, {speed}"
-    if result["target"] is None:
-        what = f"trained {result['epochs']:.0f} epochs ({result['steps']} steps) in {result['train_time_s']:.1f} s"
-    elif result["reached"]:
+    o = result.outcome
+    speed = f"{o.ms_per_step_median:.2f} ms/step median" if o.ms_per_step_median is not None else "n/a ms/step"
+    timing = f"build {result.build_s:.2f} s, first step {o.first_step_s:.2f} s, {speed}"
+    if o.status == "diverged" and o.divergence is not None:
+        what = f"DIVERGED: {o.divergence.what} was {o.divergence.value} at step {o.divergence.step}"
+    elif o.status == "fixed-epochs":
+        what = f"trained {o.epochs:.0f} epochs ({o.steps} steps) in {o.train_time_s:.1f} s"
+    elif o.status == "reached":
+        assert o.epochs_to_target is not None and o.time_to_target_s is not None
         what = (
-            f"reached val -ELBO <= {result['target']} at step {result['steps_to_target']} "
-            f"(epoch {result['epochs_to_target']:.2f}) in {result['time_to_target_s']:.1f} s"
+            f"reached val -ELBO <= {o.target} at step {o.steps_to_target} "
+            f"(epoch {o.epochs_to_target:.2f}) in {o.time_to_target_s:.1f} s"
         )
     else:
-        what = (
-            f"did NOT reach val -ELBO <= {result['target']} in {result['epochs']:.0f} epochs ({result['steps']} steps)"
-        )
-    return f"{head}: {what}; final val -ELBO {final:.2f}; {timing} -> {out_dir}"
+        what = f"did NOT reach val -ELBO <= {o.target} in {o.epochs:.0f} epochs ({o.steps} steps)"
+    final = f"final val -ELBO {o.final.val_elbo:.2f}" if o.final else "no finite evaluation"
+    verdict = result.convergence
+    deviant = f"; DEVIANT: {'; '.join(verdict.reasons)}" if verdict is not None and verdict.deviant else ""
+    return f"{result.label}: {what}; {final}; {timing}{deviant} -> {out_dir}"
