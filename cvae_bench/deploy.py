@@ -7,11 +7,18 @@ This file stands on its own: copy it next to `decoder.onnx` into any environment
     images = OnnxDecoder("decoder.onnx").sample([3, 1, 4], seed=0)   # float32 (3, 28, 28) in [0, 1]
 
 or `python deploy.py decoder.onnx 3 1 4` to print the images' shape and value range.
+
+Bounds: a request is decoded in chunks of at most `max_batch` rows (default `default_max_batch()`: 65,536,
+or fewer when a quarter of the available memory cannot hold a chunk's inputs, output and activations), and a
+request of more than `max_rows` rows (default `default_max_rows()`: 1,048,576, or fewer when half the
+available memory cannot hold the result) is refused. Every bad argument is a `DecoderError`.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,12 +27,25 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-__all__ = ["DecoderError", "OnnxDecoder", "default_providers"]
+__all__ = [
+    "DecoderError",
+    "OnnxDecoder",
+    "available_memory",
+    "default_max_batch",
+    "default_max_rows",
+    "default_providers",
+]
 
 #: The interface every cvae-bench decoder has (DESIGN.md): names in this order, float32, batch axis dynamic.
 INPUTS = ("z", "label")
 OUTPUT = "x_mean"
 _FLOAT = "tensor(float)"
+#: Rows per onnxruntime call at most: 65,536 MNIST rows use ~0.6 GB (inputs, output, two image-sized
+#: activations), and larger chunks are no faster (the call is already far longer than its overhead).
+MAX_BATCH = 65_536
+#: Rows per request at most, whatever the memory: 2**20 MNIST images are 3.3 GB of float32 output.
+MAX_ROWS = 1_048_576
+_F32 = 4
 
 
 class DecoderError(ValueError):
@@ -38,6 +58,52 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux `MemAvailable`), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _row_bytes(latent_dim: int, num_classes: int, image_size: int) -> int:
+    """What one row of a call holds at its peak: its inputs, its output and two image-sized activations."""
+    return _F32 * (latent_dim + num_classes + 3 * image_size)
+
+
+def default_max_batch(latent_dim: int, num_classes: int, image_size: int, memory: int | None = None) -> int:
+    """`MAX_BATCH`, or the rows whose peak fits in a quarter of `memory` (default: `available_memory()`)."""
+    memory = available_memory() if memory is None else memory
+    if memory is None:
+        return MAX_BATCH
+    return max(1, min(MAX_BATCH, memory // 4 // _row_bytes(latent_dim, num_classes, image_size)))
+
+
+def default_max_rows(image_size: int, memory: int | None = None) -> int:
+    """`MAX_ROWS`, or the rows whose float32 output fits in half of `memory` (default: `available_memory()`)."""
+    memory = available_memory() if memory is None else memory
+    if memory is None:
+        return MAX_ROWS
+    return max(1, min(MAX_ROWS, memory // 2 // (_F32 * image_size)))
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise DecoderError(f"{name}: expected a positive integer; received {value!r}")
+    return int(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _is_dynamic(dim: Any) -> bool:
     return not isinstance(dim, int) or dim < 0
 
@@ -48,16 +114,35 @@ class OnnxDecoder:
     Args:
         path: the decoder's .onnx file.
         providers: onnxruntime execution providers in order of preference; default `default_providers()`.
+        max_batch: rows per onnxruntime call at most; larger requests are decoded in chunks of this size.
+            Default `default_max_batch(...)`: 65,536, fewer where memory is short.
+        max_rows: rows per request at most; larger requests are refused. Default `default_max_rows(...)`:
+            1,048,576, fewer where memory is short.
 
     Raises:
         DecoderError: the file is missing, not ONNX, not a decoder with the interface, its metadata disagrees
-            with its shapes, or a provider is not available.
+            with its shapes, a provider is not available, or a bound is not a positive integer.
     """
 
-    def __init__(self, path: str, providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        providers: Sequence[str] | None = None,
+        *,
+        max_batch: int | None = None,
+        max_rows: int | None = None,
+    ) -> None:
         self.path = str(path)
         available = ort.get_available_providers()
-        chosen = list(providers) if providers is not None else default_providers()
+        if providers is None:
+            chosen = default_providers()
+        elif isinstance(providers, str):
+            chosen = [providers]
+        else:
+            try:
+                chosen = [str(p) for p in providers]
+            except TypeError:
+                raise DecoderError(f"providers: expected a list of provider names; received {providers!r}") from None
         unknown = [p for p in chosen if p not in available]
         if not chosen or unknown:
             raise DecoderError(
@@ -75,6 +160,13 @@ class OnnxDecoder:
         self.providers: list[str] = list(self.session.get_providers())
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.latent_dim, self.num_classes, self.image_shape = self._check_interface()
+        image_size = math.prod(self.image_shape)
+        self.max_batch = (
+            default_max_batch(self.latent_dim, self.num_classes, image_size)
+            if max_batch is None
+            else _positive("max_batch", max_batch)
+        )
+        self.max_rows = default_max_rows(image_size) if max_rows is None else _positive("max_rows", max_rows)
 
     def _check_interface(self) -> tuple[int, int, tuple[int, ...]]:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -104,36 +196,66 @@ class OnnxDecoder:
         return latent, classes, image
 
     # -- inputs ---------------------------------------------------------------------------------------------
+    def _rows(self, name: str, n: int) -> None:
+        if n > self.max_rows:
+            raise DecoderError(
+                f"{name}: expected at most {self.max_rows} rows per request (max_rows); received {n}; split the request"
+            )
+
     def _floats(self, name: str, a: Any, width: int, n: int | None = None) -> NDArray[np.float32]:
-        arr = np.asarray(a)
+        try:
+            arr = np.asarray(a)
+        except (ValueError, TypeError, OverflowError) as exc:  # ragged lists, odd objects
+            raise DecoderError(
+                f"{name}: expected a float array; received {type(a).__name__} ({_first_line(exc)})"
+            ) from None
         if arr.dtype.kind != "f":
             raise DecoderError(f"{name}: expected a float array; received dtype {arr.dtype}")
         want = f"({n}, {width})" if n is not None else f"(n, {width}) with n >= 1"
         if arr.ndim != 2 or arr.shape[1] != width or (n is not None and arr.shape[0] != n) or arr.shape[0] == 0:
             raise DecoderError(f"{name}: expected shape {want}; received {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise DecoderError(f"{name}: expected finite values; received NaN or infinity")
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        self._rows(name, arr.shape[0])
+        # Cast first, then check: a float64 of 1e300 becomes inf in float32, which the model must not see.
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.all(np.isfinite(out)):
+            raise DecoderError(
+                f"{name}: expected finite float32 values (|x| <= 3.4e38); received NaN, infinity or a value beyond"
+            )
+        return out
 
     def _digits(self, digits: Sequence[int] | NDArray[np.integer]) -> NDArray[np.int64]:
-        arr = np.asarray(digits)
+        expected = f"integers 0-{self.num_classes - 1}"
+        try:
+            arr = np.asarray(digits)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise DecoderError(f"digits: expected a sequence of {expected}; received {_first_line(exc)}") from None
         if arr.ndim == 0:
-            raise DecoderError(f"digits: expected a sequence of integers 0-{self.num_classes - 1}; received {digits!r}")
+            raise DecoderError(f"digits: expected a sequence of {expected}; received {digits!r}")
         if arr.ndim != 1 or arr.size == 0:
             raise DecoderError(f"digits: expected a non-empty 1-D sequence of integers; received shape {arr.shape}")
-        if arr.dtype.kind == "O":  # mixed Python objects: judge each one
-            bad = [d for d in arr.tolist() if not isinstance(d, numbers.Integral) or isinstance(d, bool)]
+        self._rows("digits", arr.size)
+        if arr.dtype.kind == "O":  # mixed Python objects, or integers beyond int64: judge each one
+            values = arr.tolist()
+            bad = [d for d in values if not isinstance(d, numbers.Integral) or isinstance(d, bool)]
+            bad = bad or [d for d in values if not 0 <= d < self.num_classes]
             if bad:
-                raise DecoderError(f"digits: expected integers 0-{self.num_classes - 1}; received {bad[0]!r}")
-            arr = arr.astype(np.int64)
-        elif arr.dtype.kind not in "iu":
+                raise DecoderError(f"digits: expected {expected}; received {bad[0]!r}")
+            return np.asarray([int(d) for d in values], np.int64)
+        if arr.dtype.kind not in "iu":
             values = arr.tolist()
             odd = [v for v in values if not (isinstance(v, float) and v.is_integer())] or values
-            raise DecoderError(f"digits: expected integers 0-{self.num_classes - 1}; received {arr.dtype} {odd[0]!r}")
+            raise DecoderError(f"digits: expected {expected}; received {arr.dtype} {odd[0]!r}")
         out_of_range = arr[(arr < 0) | (arr >= self.num_classes)]
         if out_of_range.size:
-            raise DecoderError(f"digits: expected integers 0-{self.num_classes - 1}; received {int(out_of_range[0])}")
+            raise DecoderError(f"digits: expected {expected}; received {int(out_of_range[0])}")
         return arr.astype(np.int64)
+
+    @staticmethod
+    def _rng(seed: Any) -> np.random.Generator:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise DecoderError(f"seed: expected None or a non-negative integer; received {seed!r}")
+        return np.random.default_rng(None if seed is None else int(seed))
 
     # -- decoding -------------------------------------------------------------------------------------------
     def decode(self, z: NDArray[np.floating], label_onehot: NDArray[np.floating]) -> NDArray[np.float32]:
@@ -147,11 +269,30 @@ class OnnxDecoder:
             float32 (n, H, W) in [0, 1].
 
         Raises:
-            DecoderError: a shape, dtype or non-finite value that does not fit.
+            DecoderError: a shape, dtype or non-finite value that does not fit, more than `max_rows` rows, or
+                onnxruntime failing on a chunk.
         """
         zz = self._floats("z", z, self.latent_dim)
         yy = self._floats("label_onehot", label_onehot, self.num_classes, len(zz))
-        out: NDArray[np.float32] = self.session.run([OUTPUT], {"z": zz, "label": yy})[0]
+        n = len(zz)
+        if n <= self.max_batch:
+            return self._run(zz, yy)
+        try:
+            out = np.empty((n, *self.image_shape), np.float32)
+        except MemoryError:
+            raise DecoderError(
+                f"z: cannot allocate the output of {n} rows; pass fewer rows or a lower max_rows"
+            ) from None
+        for start in range(0, n, self.max_batch):
+            stop = min(n, start + self.max_batch)
+            out[start:stop] = self._run(zz[start:stop], yy[start:stop])
+        return out
+
+    def _run(self, z: NDArray[np.float32], y: NDArray[np.float32]) -> NDArray[np.float32]:
+        try:
+            out: NDArray[np.float32] = self.session.run([OUTPUT], {"z": z, "label": y})[0]
+        except Exception as exc:  # onnxruntime's own types (e.g. a failed allocation): one line, no traceback
+            raise DecoderError(f"onnxruntime failed on {len(z)} rows: {_first_line(exc)}") from None
         return out
 
     def sample(
@@ -163,38 +304,47 @@ class OnnxDecoder:
         """One image per digit, from the given z or from z ~ N(0, I) drawn with `numpy.random.default_rng(seed)`.
 
         Args:
-            digits: the class of each image, integers 0-9.
+            digits: the class of each image, integers 0 to num_classes - 1; at most `max_rows` of them.
             z: float (len(digits), latent_dim); drawn from the prior when None.
-            seed: the seed of the prior draw (ignored when z is given).
+            seed: the seed of the prior draw, None or a non-negative integer (unused when z is given).
 
         Returns:
             float32 (len(digits), H, W) in [0, 1].
 
         Raises:
-            DecoderError: digits that are not integers in range, or z of the wrong shape or dtype.
+            DecoderError: digits that are not integers in range, a bad seed, or z of the wrong shape or dtype.
         """
         d = self._digits(digits)
+        rng = self._rng(seed)
         if z is None:
-            z = np.random.default_rng(seed).standard_normal((len(d), self.latent_dim)).astype(np.float32)
+            z = rng.standard_normal((len(d), self.latent_dim)).astype(np.float32)
         zz = self._floats("z", z, self.latent_dim, len(d))
         onehot = np.eye(self.num_classes, dtype=np.float32)[d]
         return self.decode(zz, onehot)
 
     def __repr__(self) -> str:
-        return f"OnnxDecoder({self.path!r}, providers={self.providers}, latent_dim={self.latent_dim})"
+        return (
+            f"OnnxDecoder({self.path!r}, providers={self.providers}, latent_dim={self.latent_dim}, "
+            f"max_batch={self.max_batch})"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python deploy.py decoder.onnx DIGIT...`: sample and describe the images."""
+    """`python deploy.py decoder.onnx DIGIT...`: sample and describe the images; one `error:` line otherwise."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 2:
-        print("usage: python deploy.py decoder.onnx DIGIT [DIGIT ...]", file=sys.stderr)
+        print("error: usage: python deploy.py decoder.onnx DIGIT [DIGIT ...]", file=sys.stderr)
         return 2
     try:
         decoder = OnnxDecoder(args[0])
-        digits = [int(a) for a in args[1:]]
+        digits = []
+        for a in args[1:]:
+            try:
+                digits.append(int(a))
+            except ValueError:
+                raise DecoderError(f"digits: expected integers 0-{decoder.num_classes - 1}; received {a!r}") from None
         images = decoder.sample(digits, seed=0)
-    except (DecoderError, ValueError) as exc:
+    except DecoderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{decoder}: {images.shape[0]} images {images.shape[1:]}, values {images.min():.3f}..{images.max():.3f}")

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 
+from cvae_bench import deploy
 from cvae_bench.deploy import DecoderError, OnnxDecoder, default_providers
 from cvae_bench.models import reference
 from cvae_bench.onnx.interface import normalize_interface, set_metadata
@@ -91,7 +93,10 @@ def test_bad_digits_are_one_clear_line(decoder: OnnxDecoder, digits: object, exp
         (lambda d: d.sample([1, 2], z=np.zeros((2, 3), np.float32)), "z: expected shape (2, 2); received (2, 3)"),
         (lambda d: d.sample([1, 2], z=np.zeros((3, 2), np.float32)), "z: expected shape (2, 2); received (3, 2)"),
         (lambda d: d.sample([1], z=np.zeros((1, 2), np.int32)), "z: expected a float array; received dtype int32"),
-        (lambda d: d.sample([1], z=np.full((1, 2), np.nan)), "z: expected finite values; received NaN or infinity"),
+        (
+            lambda d: d.sample([1], z=np.full((1, 2), np.nan)),
+            "z: expected finite float32 values (|x| <= 3.4e38); received NaN, infinity or a value beyond",
+        ),
         (
             lambda d: d.decode(np.zeros((2, 2), np.float32), np.zeros((2, 9), np.float32)),
             "label_onehot: expected shape (2, 10); received (2, 9)",
@@ -111,6 +116,163 @@ def test_bad_arrays_are_one_clear_line(decoder: OnnxDecoder, call: object, expec
     with pytest.raises(DecoderError) as info:
         call(decoder)  # type: ignore[operator]
     assert str(info.value) == expected
+
+
+# -- bounded deployment: every bad argument is a DecoderError ------------------------------------------
+FINITE = "expected finite float32 values"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: d.sample([1], z=np.array([[1e300, 0.0]])),
+        lambda d: d.decode(np.array([[0.0, -1e39]]), np.eye(10)[[1]]),
+        lambda d: d.decode(np.zeros((1, 2)), np.full((1, 10), 1e300)),
+    ],
+    ids=["z-1e300", "z-minus-1e39", "label-1e300"],
+)
+def test_float64_beyond_float32_is_refused_not_nan_pixels(decoder: OnnxDecoder, call: Any) -> None:
+    """Cast first, then check: 1e300 passes a float64 finite check but is inf in float32 (NaN pixels)."""
+    with pytest.raises(DecoderError, match=FINITE):
+        call(decoder)
+
+
+@pytest.mark.parametrize(
+    ("digits", "expected"),
+    [
+        ([2**70], "digits: expected integers 0-9; received 1180591620717411303424"),
+        ([1, -(2**70)], "digits: expected integers 0-9; received -1180591620717411303424"),
+        (np.array([2**63], np.uint64), "digits: expected integers 0-9; received 9223372036854775808"),
+        ([[1], [2, 3]], "digits: expected a sequence of integers 0-9; received setting an array element"),
+        (None, "digits: expected a sequence of integers 0-9; received None"),
+    ],
+    ids=["2**70", "minus-2**70", "uint64", "ragged", "none"],
+)
+def test_digits_out_of_int_range_or_unreadable_are_refused(decoder: OnnxDecoder, digits: Any, expected: str) -> None:
+    with pytest.raises(DecoderError) as info:
+        decoder.sample(digits)
+    assert str(info.value).startswith(expected)
+
+
+@pytest.mark.parametrize("seed", ["1", 1.5, -1, True, [1, 2], object(), np.float64(3.0)], ids=repr)
+def test_bad_seeds_are_refused(decoder: OnnxDecoder, seed: Any) -> None:
+    with pytest.raises(DecoderError, match=r"^seed: expected None or a non-negative integer; received "):
+        decoder.sample([1, 2], seed=seed)
+
+
+def test_good_seeds_include_numpy_integers_and_huge_ones(decoder: OnnxDecoder) -> None:
+    np.testing.assert_array_equal(decoder.sample([4], seed=np.int64(7)), decoder.sample([4], seed=7))
+    assert decoder.sample([4], seed=2**100).shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    ("z", "expected"),
+    [
+        ("abc", "z: expected a float array; received dtype <U3"),
+        ([[1.0, 2.0], [3.0]], "z: expected a float array; received list (setting an array element"),
+        (object(), "z: expected a float array; received dtype object"),
+        (np.zeros((1, 2), complex), "z: expected a float array; received dtype complex128"),
+        (np.zeros((1, 1, 2)), "z: expected shape (1, 2); received (1, 1, 2)"),
+    ],
+    ids=["string", "ragged", "object", "complex", "3-D"],
+)
+def test_non_numeric_or_misshapen_z_is_refused(decoder: OnnxDecoder, z: Any, expected: str) -> None:
+    with pytest.raises(DecoderError) as info:
+        decoder.sample([1], z=z)
+    assert str(info.value).startswith(expected)
+
+
+class _Spy:
+    """Counts the rows of every onnxruntime call; optionally fails them as onnxruntime would."""
+
+    def __init__(self, session: Any, fail: bool = False) -> None:
+        self.session, self.fail, self.rows = session, fail, []
+
+    def run(self, names: Any, feeds: dict[str, np.ndarray]) -> Any:
+        self.rows.append(len(feeds["z"]))
+        if self.fail:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory\nmore")
+        return self.session.run(names, feeds)
+
+
+def test_large_requests_are_decoded_in_chunks_of_max_batch(decoder_file: Path, decoder: OnnxDecoder) -> None:
+    small = OnnxDecoder(str(decoder_file), max_batch=7)
+    spy = _Spy(small.session)
+    small.session = spy
+    digits = np.arange(20) % 10
+    images = small.sample(digits, seed=3)
+    assert spy.rows == [7, 7, 6]
+    np.testing.assert_allclose(images, decoder.sample(digits, seed=3), atol=1e-6)
+
+
+def test_requests_beyond_max_rows_are_refused_before_any_work(decoder_file: Path) -> None:
+    bounded = OnnxDecoder(str(decoder_file), max_batch=8, max_rows=100)
+    spy = _Spy(bounded.session)
+    bounded.session = spy
+    with pytest.raises(
+        DecoderError, match=r"^digits: expected at most 100 rows per request \(max_rows\); received 101"
+    ):
+        bounded.sample([0] * 101)
+    with pytest.raises(DecoderError, match=r"^z: expected at most 100 rows per request \(max_rows\); received 101"):
+        bounded.decode(np.zeros((101, 2), np.float32), np.zeros((101, 10), np.float32))
+    assert spy.rows == []
+    assert bounded.sample([0] * 100).shape == (100, 28, 28)
+
+
+def test_the_default_bounds_refuse_ten_million_rows(decoder: OnnxDecoder) -> None:
+    assert 1 <= decoder.max_batch <= deploy.MAX_BATCH and decoder.max_rows <= deploy.MAX_ROWS
+    with pytest.raises(DecoderError, match=r"expected at most \d+ rows per request \(max_rows\); received 10000000"):
+        decoder.sample(np.zeros(10**7, np.int64))
+
+
+def test_default_bounds_follow_the_memory() -> None:
+    assert deploy.default_max_batch(2, 10, 784, memory=10**12) == 65_536
+    assert deploy.default_max_batch(2, 10, 784, memory=10**8) == 10**8 // 4 // (4 * (2 + 10 + 3 * 784))
+    assert deploy.default_max_batch(2, 10, 784, memory=0) == 1
+    assert deploy.default_max_rows(784, memory=10**12) == 1_048_576
+    assert deploy.default_max_rows(784, memory=10**9) == 10**9 // 2 // (4 * 784)
+    memory = deploy.available_memory()
+    assert memory is None or memory > 0
+
+
+@pytest.mark.parametrize("bound", ["max_batch", "max_rows"])
+@pytest.mark.parametrize("value", [0, -5, True, 1.5, "64"], ids=repr)
+def test_bad_bounds_are_refused(decoder_file: Path, bound: str, value: Any) -> None:
+    with pytest.raises(DecoderError, match=rf"^{bound}: expected a positive integer; received "):
+        OnnxDecoder(str(decoder_file), **{bound: value})
+
+
+def test_onnxruntime_failures_are_a_decoder_error(decoder_file: Path) -> None:
+    failing = OnnxDecoder(str(decoder_file))
+    failing.session = _Spy(failing.session, fail=True)
+    with pytest.raises(DecoderError, match=r"^onnxruntime failed on 2 rows: \[ONNXRuntimeError\] .*memory$"):
+        failing.sample([1, 2])
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (["{model}"], 2, "error: usage: python deploy.py decoder.onnx DIGIT [DIGIT ...]"),
+        (["{model}", "abc"], 1, "error: digits: expected integers 0-9; received 'abc'"),
+        (
+            ["{model}", "1180591620717411303424"],
+            1,
+            "error: digits: expected integers 0-9; received 1180591620717411303424",
+        ),
+        (["{model}", "3", "-1"], 1, "error: digits: expected integers 0-9; received -1"),
+        (["{model}", "1.5"], 1, "error: digits: expected integers 0-9; received '1.5'"),
+        (["missing.onnx", "3"], 1, "error: missing.onnx: expected an ONNX decoder file; onnxruntime cannot load it"),
+    ],
+    ids=["no-digits", "abc", "2**70", "minus-one", "float", "missing-file"],
+)
+def test_the_deploy_cli_answers_bad_input_with_one_error_line(
+    decoder_file: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, expected: str
+) -> None:
+    assert deploy.main([a.format(model=decoder_file) for a in args]) == code
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), captured.err
+    assert captured.out == ""
 
 
 def test_files_that_are_not_decoders_are_refused(tmp_path: Path) -> None:
