@@ -10,6 +10,7 @@ from typing import Any
 
 from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import BackendUnavailableError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
@@ -29,7 +30,7 @@ class RunOptions:
     config: TrainConfig = field(default_factory=TrainConfig)
     device: str = "cpu"
     mode: str | None = None
-    dataset: str = "mnist"
+    dataset: str = DEFAULT_DATASET
     data_path: str | None = None
     train_subset: int | None = None
     val_subset: int | None = None
