@@ -2,8 +2,9 @@
 
 How the timing stays honest. Each backend lives in a worker process (Keras fixes its backend at import),
 so `benchmark(...)`/`benchmark.pedantic(...)` here would time a round trip over the worker's pipe. Instead
-the worker runs the loop (`cvae_bench.bench.jobs`: warm-up, calibration, rounds, device sync, all with
-`perf_counter` in the worker) and returns each round's duration; `record` hands those durations to
+each test runs its benchmark group's job in the worker (`cvae_bench.bench.groups`, the same group objects
+as `cvae-bench bench`: warm-up, calibration, rounds, device sync, all with `perf_counter` in the worker)
+and gets each round's duration back in a typed record; `record` hands those durations to
 pytest-benchmark through the fixture's own bookkeeping (`_make_stats(iterations)` + `update(round)`, what
 `pedantic` does after timing a round). pytest-benchmark has no public API for timings taken elsewhere
 (ionelmc/pytest-benchmark#52); `record` fails loudly if those internals change. Statistics, tables,
@@ -20,7 +21,6 @@ or $CVAE_BENCH_BACKENDS), --bench-threads (default: the cores), --bench-device, 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -31,11 +31,17 @@ from typing import Any
 import pytest
 
 from cvae_bench.backends import registry
-from cvae_bench.bench.jobs import DEFAULT_BATCH_SIZES
-from cvae_bench.bench.runner import BenchOptions, Target, measure_ceiling, parse_targets
-from cvae_bench.bench.runner import machine_info as bench_machine_info
+from cvae_bench.backends.selection import EVERY_MODE, Selection, parse_selection
+from cvae_bench.bench.groups import GROUPS
+from cvae_bench.bench.options import BenchOptions
+from cvae_bench.bench.records import BackendIdentity, Entry
+from cvae_bench.bench.roofline import Roofline
+from cvae_bench.bench.runner import measure_ceiling
+from cvae_bench.bench.timing import Timing
+from cvae_bench.defaults import DEFAULT_BATCH_SIZES
 from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC
+from cvae_bench.runtime.machine import machine_info as bench_machine_info
 from cvae_bench.runtime.threads import available_cores, thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
@@ -69,14 +75,17 @@ class Settings:
     min_time: float
     warmup: int
 
-    def options(self) -> BenchOptions:
+    def options(self, benchmark: Any = None, **changes: Any) -> BenchOptions:
+        """The options of `cvae-bench bench` for these settings; one short round under --benchmark-disable."""
+        smoke = benchmark is not None and benchmark.disabled
         return BenchOptions(
             device=self.device,
             threads=self.threads,
-            rounds=self.rounds,
-            min_time=self.min_time,
+            rounds=1 if smoke else self.rounds,
+            min_time=0.0 if smoke else self.min_time,
             warmup=self.warmup,
             batch_sizes=self.batch_sizes,
+            **changes,
         )
 
 
@@ -98,9 +107,9 @@ def bench_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 # -- what to benchmark ------------------------------------------------------------------------------------
-def _modes(target: Target, config: pytest.Config) -> list[str]:
+def _modes(target: Selection, config: pytest.Config) -> list[str]:
     """The modes of `target` (asking a worker, once per backend version, cached in pytest's cache)."""
-    if target.mode != "all":
+    if target.mode != EVERY_MODE:
         return [target.mode] if target.mode else [""]
     info = target.info
     key = f"cvae_bench/modes/{info.name}"
@@ -131,7 +140,7 @@ def targets(config: pytest.Config) -> list[tuple[str, str]]:
     if not hasattr(config, "_cvae_bench_targets"):
         pairs: list[tuple[str, str]] = []
         try:
-            chosen = parse_targets(config.getoption("--bench-backend"))
+            chosen = parse_selection(config.getoption("--bench-backend"), all_modes=True)
         except CvaeBenchError as exc:
             raise pytest.UsageError(str(exc)) from exc
         for t in chosen:
@@ -216,7 +225,7 @@ def backend(target: tuple[str, str], slot: WorkerSlot, bench_settings: Settings)
 
 
 @pytest.fixture(scope="session")
-def roofline(bench_settings: Settings, slot: WorkerSlot) -> dict[str, Any]:
+def roofline(bench_settings: Settings, slot: WorkerSlot) -> Roofline:
     """The fp32 matmul ceiling at the model's shapes, measured once per session in a worker of its own."""
     slot.release()
     return measure_ceiling(bench_settings.options(), lambda event: None)
@@ -234,13 +243,13 @@ def mnist_path() -> str:
 
 
 # -- recording ---------------------------------------------------------------------------------------------
-def record(benchmark: Any, timing: dict[str, Any], extra_info: dict[str, Any], settings: Settings) -> None:
-    """Give pytest-benchmark the rounds a worker timed, and the measurement's extra_info.
+def record(benchmark: Any, timing: Timing, entry: Entry, settings: Settings) -> None:
+    """Give pytest-benchmark the rounds a worker timed, and the extra_info of the measurement's `entry`.
 
     Raises:
         pytest.fail: this pytest-benchmark lacks the internals used (see the module docstring).
     """
-    benchmark.extra_info.update(extra_info)
+    benchmark.extra_info.update(entry.extra_info)
     benchmark.extra_info["loadavg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if benchmark.disabled:  # --benchmark-disable: the job ran as a smoke test; mark the fixture used, record nothing
         benchmark.pedantic(lambda: None)
@@ -248,23 +257,21 @@ def record(benchmark: Any, timing: dict[str, Any], extra_info: dict[str, Any], s
     if not hasattr(benchmark, "_make_stats") or getattr(benchmark, "_mode", None):
         pytest.fail("pytest-benchmark's fixture changed (no _make_stats) or was already used; update record()")
     benchmark._mode = "cvae-bench: timed in the worker"
-    stats = benchmark._make_stats(timing["iterations"])
+    stats = benchmark._make_stats(timing.iterations)
     stats.options = {
         "timer": "time.perf_counter (in the worker)",
-        "rounds": len(timing["round_s"]),
+        "rounds": len(timing.round_s),
         "min_time": settings.min_time,
-        "warmup": timing.get("warmup"),
-        "iterations": timing["iterations"],
+        "warmup": timing.warmup,
+        "iterations": timing.iterations,
     }
-    for seconds in timing["round_s"]:
+    for seconds in timing.round_s:
         stats.update(seconds)
 
 
-def job_kwargs(benchmark: Any, settings: Settings) -> dict[str, Any]:
-    """Rounds for a job: the settings' when benchmarking, a single short round under --benchmark-disable."""
-    if benchmark.disabled:
-        return {"rounds": 1, "min_time": 0.0}
-    return {"rounds": settings.rounds, "min_time": settings.min_time}
+def identity(backend: RemoteBackend) -> BackendIdentity:
+    """The identity every entry of `backend` carries."""
+    return BackendIdentity.of(backend)
 
 
 # -- pytest-benchmark hooks ---------------------------------------------------------------------------------
@@ -292,8 +299,9 @@ def pytest_benchmark_group_stats(config: pytest.Config, benchmarks: list[Any], g
     groups: dict[str, list[Any]] = defaultdict(list)
     for bench in benchmarks:
         batch = (bench["params"] or {}).get("batch")
-        key = bench["group"] if batch is None or bench["group"] == "train-step" else f"{bench['group']} batch={batch}"
-        groups[key].append(bench)
+        group = GROUPS.get(bench["group"])
+        split = batch is not None and (group is None or group.split_by_batch)
+        groups[f"{bench['group']} batch={batch}" if split else bench["group"]].append(bench)
 
     def order(key: str) -> tuple[str, int]:
         head, _, b = key.partition(" batch=")
@@ -302,11 +310,6 @@ def pytest_benchmark_group_stats(config: pytest.Config, benchmarks: list[Any], g
     for items in groups.values():
         items.sort(key=lambda b: b["name"])
     return sorted(groups.items(), key=lambda kv: order(kv[0]))
-
-
-def median_ms(timing: dict[str, Any]) -> float:
-    """Median milliseconds per call of a timing (for messages)."""
-    return 1e3 * statistics.median(t / timing["iterations"] for t in timing["round_s"])
 
 
 @pytest.fixture(scope="session")

@@ -1,27 +1,27 @@
-"""sample-native: each framework's own decoder (NumPy in and out) at batch 1, 64, 1024, 8192."""
+"""sample-native: each framework's own decoder (NumPy in and out) at each sampling batch size."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from conftest import Settings, job_kwargs, record
+from conftest import Settings, identity, record
 
-from cvae_bench.bench.jobs import sample_native_job
-from cvae_bench.bench.report import native_entries
-from cvae_bench.bench.runner import backend_record
+from cvae_bench.bench.groups.sample_native import SampleNative
+from cvae_bench.bench.roofline import Roofline
 from cvae_bench.runtime.worker import RemoteBackend
 
+GROUP = SampleNative()
 
-@pytest.mark.benchmark(group="sample-native")
+
+@pytest.mark.benchmark(group=GROUP.name)
 def test_sample_native(
     benchmark: Any,
     backend: RemoteBackend,
     batch: int,
-    roofline: dict[str, Any],
+    roofline: Roofline,
     bench_settings: Settings,
 ) -> None:
-    timings = backend.run_job(sample_native_job, batch_sizes=[batch], **job_kwargs(benchmark, bench_settings))
-    rec = {**backend_record(backend), "sample_native": timings}
-    (entry,) = native_entries(rec, roofline, bench_settings.threads)
-    record(benchmark, timings[batch], entry["extra_info"], bench_settings)
+    result = GROUP.measure(backend, bench_settings.options(benchmark, batch_sizes=(batch,)))
+    (entry,) = GROUP.entries(identity(backend), result, roofline, bench_settings.threads)
+    record(benchmark, result.batches[batch].timing, entry, bench_settings)

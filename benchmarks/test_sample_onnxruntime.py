@@ -1,100 +1,87 @@
 """sample-onnxruntime: the exported decoder in onnxruntime (fp32, fp16, int8) on every available provider.
 
-The torch decoder is exported once per session by the harness's exporter (`onnx_export.export_decoder`:
-the one interface, verified against torch) in the torch worker, and its fp16/int8 variants made by the
-exporter's `onnx_variants`; they are timed in a worker that loads no framework. CUDA runs where
-onnxruntime has the CUDA provider and skips, with the reason, where it has not.
+The torch decoder is exported once per session by the group's export step (the ONNX wing's exporter: the
+one interface, verified against torch) in the torch worker, and its fp16/int8 variants are made in a worker
+that loads no framework, where they are timed. CUDA runs where onnxruntime has the CUDA provider and
+skips, with the reason, where it has not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Settings, WorkerSlot, job_kwargs, record
+from conftest import Settings, WorkerSlot, record
 
 from cvae_bench.backends import registry
-from cvae_bench.bench.jobs import ORT_PRECISIONS, ORT_PROVIDERS, export_decoder_job, sample_onnxruntime_job
-from cvae_bench.bench.report import ort_entries
-from cvae_bench.bench.runner import BARE_WORKER, ort_providers_job, variants_job
+from cvae_bench.bench.groups.base import BARE_WORKER
+from cvae_bench.bench.groups.sample_onnxruntime import ORT_PROVIDERS, OrtModels, OrtRun, SampleOnnxruntime
+from cvae_bench.bench.roofline import Roofline
+from cvae_bench.defaults import PRECISIONS
 from cvae_bench.models.spec import DEFAULT_SPEC
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 pytest.importorskip("onnxruntime", reason="sample-onnxruntime needs onnxruntime: pip install 'cvae-bench[onnx]'")
 
+GROUP = SampleOnnxruntime()
+
 
 @pytest.fixture(scope="session")
-def onnx_models(onnx_dir: Path, slot: WorkerSlot, mnist_path: str) -> dict[str, Any]:
-    """The fp32 decoder exported by the torch backend, and its fp16/int8 variants; paths and exporter."""
+def exported(onnx_dir: Path, slot: WorkerSlot, mnist_path: str, bench_settings: Settings) -> dict[str, str]:
+    """The fp32 decoder exported by the torch backend; the exporter's record (with "path")."""
     info = registry.get("torch")
     if not info.available:
         pytest.skip(f"no ONNX exporter: {info.unavailable_reason()}")
     fp32 = str(onnx_dir / "decoder.fp32.onnx")
     slot.release()
 
-    def export(new_worker: Any) -> dict[str, Any]:
-        w = new_worker(info)
-        meta = RemoteBackend(w, DEFAULT_SPEC, 0).run_job(export_decoder_job, path=fp32, data_path=mnist_path)
-        return {"exporter": {"backend": info.name, **meta}}
+    def export(new_worker: Any) -> dict[str, str]:
+        backend = RemoteBackend(new_worker(info), DEFAULT_SPEC, 0)
+        return GROUP.export(backend, fp32, bench_settings.options(data_path=mnist_path))
 
-    exported = slot.get(("export",), export)
+    exporter: dict[str, str] = slot.get(("export",), export)
     slot.release()
-    return {"fp32": fp32, **exported}
+    return {**exporter, "path": fp32}
 
 
 @pytest.fixture
-def ort_worker(onnx_models: dict[str, Any], onnx_dir: Path, slot: WorkerSlot) -> dict[str, Any]:
+def ort_worker(exported: dict[str, str], onnx_dir: Path, slot: WorkerSlot, bench_settings: Settings) -> Any:
     """A worker with onnxruntime and no framework, the variants written, and its providers."""
 
-    def start(new_worker: Any) -> dict[str, Any]:
+    def start(new_worker: Any) -> tuple[Worker, OrtModels]:
         w: Worker = new_worker(BARE_WORKER)
+        return w, GROUP.prepare(w, exported["path"], str(onnx_dir), bench_settings.options())
 
-        def job(func: Callable[..., Any], **kwargs: Any) -> Any:
-            return w.run_job(func, **kwargs)
-
-        models = job(
-            variants_job,
-            fp32_path=onnx_models["fp32"],
-            out_dir=str(onnx_dir),
-            precisions=list(ORT_PRECISIONS),
-        )
-        return {"job": job, "models": models, "providers": job(ort_providers_job)}
-
-    return slot.get(("onnxruntime",), start)  # type: ignore[no-any-return]
+    return slot.get(("onnxruntime",), start)
 
 
-@pytest.mark.parametrize("precision", ORT_PRECISIONS)
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize(
     "provider",
     [pytest.param("cpu", id="CPU"), pytest.param("cuda", id="CUDA", marks=pytest.mark.gpu)],
 )
-@pytest.mark.benchmark(group="sample-onnxruntime")
+@pytest.mark.benchmark(group=GROUP.name)
 def test_sample_onnxruntime(
     benchmark: Any,
-    ort_worker: dict[str, Any],
-    onnx_models: dict[str, Any],
+    ort_worker: tuple[Worker, OrtModels],
+    exported: dict[str, str],
     provider: str,
     precision: str,
     batch: int,
-    roofline: dict[str, Any],
+    roofline: Roofline,
     bench_settings: Settings,
 ) -> None:
+    worker, prepared = ort_worker
     name = ORT_PROVIDERS[provider]
-    if name not in ort_worker["providers"]:
-        pytest.skip(f"{name} is not available in this onnxruntime build ({', '.join(ort_worker['providers'])})")
-    res = ort_worker["job"](
-        sample_onnxruntime_job,
-        models={precision: ort_worker["models"][precision]},
-        providers=[name],
-        batch_sizes=[batch],
-        threads=bench_settings.threads,
-        **job_kwargs(benchmark, bench_settings),
-    )
-    outcome = res["results"][name][precision]
-    if "error" in outcome:
-        pytest.skip(f"{name} cannot run the {precision} decoder: {outcome['error']}")
-    res["exporter"] = onnx_models["exporter"]
-    (entry,) = ort_entries(res, roofline, bench_settings.threads)
-    record(benchmark, outcome["batches"][batch], entry["extra_info"], bench_settings)
+    if name not in prepared.providers:
+        pytest.skip(f"{name} is not available in this onnxruntime build ({', '.join(prepared.providers)})")
+    options = bench_settings.options(benchmark, batch_sizes=(batch,))
+    models = {precision: prepared.models[precision]}
+    samples = GROUP.sample(worker, models, [name], options, lambda event: None)
+    session = samples.results[name][precision]
+    if session.error is not None:
+        pytest.skip(f"{name} cannot run the {precision} decoder: {session.error}")
+    exporter = {k: v for k, v in exported.items() if k != "path"}
+    (entry,) = GROUP.entries(OrtRun(samples=samples, exporter=exporter), roofline, bench_settings.threads)
+    record(benchmark, session.batches[batch].timing, entry, bench_settings)

@@ -5,28 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Settings, job_kwargs, record
+from conftest import Settings, identity, record
 
-from cvae_bench.bench.jobs import train_step_job
-from cvae_bench.bench.report import train_entry
-from cvae_bench.bench.runner import backend_record
+from cvae_bench.bench.groups.train_step import TrainStep
+from cvae_bench.bench.roofline import Roofline
 from cvae_bench.runtime.worker import RemoteBackend
 
+GROUP = TrainStep()
 
-@pytest.mark.benchmark(group="train-step")
+
+@pytest.mark.benchmark(group=GROUP.name)
 def test_train_step(
     benchmark: Any,
     backend: RemoteBackend,
-    roofline: dict[str, Any],
+    roofline: Roofline,
     mnist_path: str,
     bench_settings: Settings,
 ) -> None:
-    timing = backend.run_job(
-        train_step_job,
-        warmup=bench_settings.warmup,
-        data_path=mnist_path,
-        **job_kwargs(benchmark, bench_settings),
-    )
-    rec = {**backend_record(backend), "train_step": timing}
-    entry = train_entry(rec, roofline, bench_settings.threads)
-    record(benchmark, timing, entry["extra_info"], bench_settings)
+    result = GROUP.measure(backend, bench_settings.options(benchmark, data_path=mnist_path))
+    (entry,) = GROUP.entries(identity(backend), result, roofline, bench_settings.threads)
+    record(benchmark, result.timing, entry, bench_settings)

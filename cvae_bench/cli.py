@@ -411,36 +411,12 @@ def bench(
     quiet: bool,
 ) -> None:
     """Benchmark training steps and sampling, one isolated worker at a time, with roofline and fairness audit."""
-    from cvae_bench.bench.fairness import AUDIT_HEADERS, audit_rows
-    from cvae_bench.bench.report import (
-        GROUP_TITLES,
-        TABLE_HEADERS,
-        TTT_HEADERS,
-        build_document,
-        group_tables,
-        load_line,
-        roofline_headers,
-        roofline_rows,
-        ttt_rows,
-        write_results,
-    )
-    from cvae_bench.bench.runner import BenchOptions, load_runs, parse_targets, run_bench
-    from cvae_bench.bench.runner import with_runs as train_runs
-    from cvae_bench.data.loading import load_dataset
-    from cvae_bench.runtime.files import ensure_dir
+    from cvae_bench.bench.api import BenchCommand, run_bench_command
+    from cvae_bench.bench.options import BenchOptions
     from cvae_bench.runtime.threads import available_cores
-    from cvae_bench.training.run import default_run_dir
 
-    targets = parse_targets(backend_name)
-    group_list = tuple(g.strip() for g in groups.split(",") if g.strip())
-    folder = ensure_dir(Path(out_dir) if out_dir else default_run_dir("runs", "bench"))
-    needs_data = {"train-step", "sample-onnxruntime"} & set(group_list) or with_runs  # ONNX export is verified
-    ds_path = None
-    if needs_data:
-        ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-        ds_path = str(ds.path)
     options = BenchOptions(
-        groups=group_list,
+        groups=tuple(g.strip() for g in groups.split(",") if g.strip()),
         device=device,
         threads=threads or available_cores(),
         rounds=rounds,
@@ -449,9 +425,17 @@ def bench(
         batch_sizes=batch_sizes,
         precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
         dataset=dataset,
-        data_path=ds_path,
+        data_path=data_path,
         train_subset=train_subset,
         idle_timeout=worker_timeout,
+    )
+    command = BenchCommand(
+        backends=backend_name,
+        options=options,
+        command="cvae-bench " + " ".join(sys.argv[1:]),
+        out_dir=out_dir,
+        runs_path=runs_path,
+        with_runs=with_runs,
     )
 
     def on_event(event: dict[str, Any]) -> None:
@@ -462,40 +446,23 @@ def bench(
         elif event.get("type") == "bench" and "median_s" in event:
             err_console.print(f"[dim]  {event['what']}: {event['median_s'] * 1e3:.3f} ms median[/dim]")
 
-    raw = run_bench(targets, options, on_event)
-    command = "cvae-bench " + " ".join(sys.argv[1:])
-    runs, source = None, None
-    if runs_path:
-        runs, source = load_runs(runs_path), runs_path
-    elif with_runs:
-        pairs = [(r["backend"], r["mode"]) for r in raw["backends"]]
-        runs = train_runs(pairs, with_runs, options, folder / "runs", on_event, command)
-        source = str(folder / "runs" / "comparison.json")
-    doc = build_document(raw, command, runs, source)
-    json_path, md_path = write_results(folder, doc)
-
-    def show(title: str, headers: list[str], rows: list[list[str]]) -> None:
-        table = Table(title=title)
-        for h in headers:
+    outcome = run_bench_command(command, on_event, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    for shown in outcome.tables:
+        if not shown.rows and not shown.show_empty:
+            continue
+        table = Table(title=shown.title)
+        for h in shown.headers:
             table.add_column(h, no_wrap=True)
-        for cells in rows:
+        for cells in shown.rows:
             table.add_row(*cells)
         out_console.print(table)
-
-    for group, rows in group_tables(doc["benchmarks"]).items():
-        show(GROUP_TITLES[group], TABLE_HEADERS[group], rows)
-    cb = doc["cvae_bench"]
-    roof = cb["roofline"]
-    show("roofline (fp32 matmul floor on this machine)", roofline_headers(roof), roofline_rows(roof))
-    if cb["time_to_target"]:
-        show(f"time to target ({source})", TTT_HEADERS, ttt_rows(runs or [], doc["benchmarks"]))
     out_console.print("[bold]fairness audit[/bold]")
-    for cells in audit_rows(cb["fairness"]):  # one block per process: too many columns for one table
-        out_console.print(f"  [bold]{cells[0]}[/bold]")
-        for header, cell in zip(AUDIT_HEADERS[1:], cells[1:], strict=True):
+    for process, audit in outcome.fairness:  # one block per process: too many columns for one table
+        out_console.print(f"  [bold]{process}[/bold]")
+        for header, cell in audit:
             out_console.print(f"    {header}: {cell}", highlight=False)
-    click.echo(load_line(cb["load"]))
-    click.echo(f"results written to {json_path} and {md_path}")
+    click.echo(outcome.load)
+    click.echo(f"results written to {outcome.json_path} and {outcome.md_path}")
 
 
 # -- export, sample ---------------------------------------------------------------------------------------

@@ -17,9 +17,16 @@ import pytest
 
 from cvae_bench.bench import fairness as audit_table
 from cvae_bench.bench import roofline
+from cvae_bench.bench.document import BenchDocument, build_document
+from cvae_bench.bench.fairness import AuditEntry
+from cvae_bench.bench.groups import GROUPS, BackendGroup, StandaloneGroup
+from cvae_bench.bench.groups.base import fmt_time
+from cvae_bench.bench.groups.sample_native import SampleNativeResult, decode_workloads, sample_native_job
+from cvae_bench.bench.groups.sample_onnxruntime import OrtRun, OrtSamples, OrtSession, OrtSessionSettings
+from cvae_bench.bench.groups.train_step import TrainStepResult, train_step_job
+from cvae_bench.bench.options import BenchOptions
+from cvae_bench.bench.records import BackendIdentity, BackendRun, BenchRun, CallTiming
 from cvae_bench.bench.report import (
-    build_document,
-    fmt_time,
     group_tables,
     roofline_headers,
     roofline_rows,
@@ -27,12 +34,11 @@ from cvae_bench.bench.report import (
     ttt_rows,
     write_results,
 )
-from cvae_bench.bench.runner import load_runs, parse_targets
-from cvae_bench.bench.timing import quartiles, summarize, time_rounds
-from cvae_bench.errors import UnknownBackendError
+from cvae_bench.bench.timing import Timing, quartiles, summarize, time_rounds
 from cvae_bench.models.spec import DEFAULT_SPEC
 from cvae_bench.runtime import threads as fairness
-from cvae_bench.training.compare import write_comparison
+from cvae_bench.runtime.machine import LoadSample, LoadWindow
+from cvae_bench.training.records import ComparisonRow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,34 +70,54 @@ def test_decoder_gemms_and_shapes() -> None:
         roofline.Gemm(1024, 512, 784),
     ]
     assert roofline.gemm_flops(roofline.decoder_gemms(DEFAULT_SPEC, 1024)) == 1024 * 836_352
-    shapes = roofline.needed_shapes(DEFAULT_SPEC, 64, [1, 64])
+    shapes = roofline.needed_shapes(_workloads(64, [1, 64]))
     assert len(shapes) == len(set(shapes))
     assert (64, 512, 784) in shapes  # shared by the train step and the decoder at 64, listed once
     assert roofline.Gemm(1024, 512, 784).key == "1024x512x784"
 
 
-def _fake_ceiling(seconds_per_flop: dict[str, float]) -> dict[str, Any]:
-    shapes = roofline.needed_shapes(DEFAULT_SPEC, 64, [1, 1024])
-    return {
-        "libraries": {lib: "0" for lib in seconds_per_flop},
-        "shapes": {
+def _workloads(train_batch: int | None, sample_batches: list[int]) -> list[roofline.Workload]:
+    train = [roofline.train_step_workload(DEFAULT_SPEC, train_batch)] if train_batch else []
+    return train + [roofline.decode_workload(DEFAULT_SPEC, b) for b in sample_batches]
+
+
+def _fake_ceiling(seconds_per_flop: dict[str, float]) -> roofline.Ceiling:
+    shapes = roofline.needed_shapes(_workloads(64, [1, 1024]))
+    return roofline.Ceiling(
+        libraries={lib: "0" for lib in seconds_per_flop},
+        shapes={
             roofline.Gemm(*s).key: {lib: roofline.Gemm(*s).flops * spf for lib, spf in seconds_per_flop.items()}
             for s in shapes
         },
-    }
+    )
+
+
+def test_every_group_declares_its_workloads_and_table() -> None:
+    options = BenchOptions(batch_sizes=(1, 1024))
+    for name, group in GROUPS.items():
+        assert group.name == name
+        assert isinstance(group, (BackendGroup, StandaloneGroup)), name
+        assert group.workloads(options), name
+        assert len(group.headers) == len(set(group.headers)), name
+    assert decode_workloads(options) == [roofline.decode_workload(DEFAULT_SPEC, b) for b in (1, 1024)]
 
 
 def test_summarized_roofline_uses_the_fastest_library() -> None:
     ceiling = _fake_ceiling({"numpy": 1e-11, "onnxruntime": 5e-12})  # 100 and 200 GFLOP/s
-    roof = roofline.summarize_roofline(DEFAULT_SPEC, ceiling, 64, [1, 1024])
-    ts = roof["train_step"]
-    assert ts["spec_flops"] == 323_026_944 and ts["gemm_flops"] == 270_991_360
-    assert ts["floor_s"] == pytest.approx(270_991_360 * 5e-12)
-    assert ts["ceiling_gflops"] == pytest.approx(200.0)
-    assert ts["floor_by_library_s"]["numpy"] == pytest.approx(270_991_360 * 1e-11)
-    assert {g["library"] for g in ts["gemms"]} == {"onnxruntime"}
-    assert roof["decode"][1024]["spec_flops"] == 1024 * 836_352
-    assert roof["decode"][1]["ceiling_gflops"] == pytest.approx(200.0)
+    roof = roofline.summarize_roofline(ceiling, _workloads(64, [1, 1024]))
+    ts = roof.train_step
+    assert ts is not None
+    assert ts.spec_flops == 323_026_944 and ts.gemm_flops == 270_991_360
+    assert ts.floor_s == pytest.approx(270_991_360 * 5e-12)
+    assert ts.ceiling_gflops == pytest.approx(200.0)
+    assert ts.floor_by_library_s["numpy"] == pytest.approx(270_991_360 * 1e-11)
+    assert {g.library for g in ts.gemms or []} == {"onnxruntime"}
+    assert roof.decode[1024].spec_flops == 1024 * 836_352
+    assert roof.decode[1].ceiling_gflops == pytest.approx(200.0)
+    assert roof.floor(roofline.DECODE, 1) == roof.decode[1] and roof.floor(roofline.DECODE, 64) is None
+    # one record, one decoder: the JSON (str keys) reads back to the same record (int keys)
+    assert roofline.Roofline.from_json(json.loads(json.dumps(roof.to_json()))) == roof
+    assert "gemms" not in roof.to_json()["decode"]["1"] and "spec_flops_per_image" not in roof.to_json()["train_step"]
     assert roofline.fraction_of_floor(2e-3, 4e-3) == 0.5
     assert roofline.fraction_of_floor(None, 4e-3) is None
     headers = roofline_headers(roof)
@@ -148,12 +174,12 @@ def test_time_rounds_calibrates_and_syncs_every_round() -> None:
         calls["sync"] += 1
 
     t = time_rounds(fn, rounds=5, min_time=0.01, warmup=3, sync=sync, clock=clock)
-    assert t["iterations"] >= 10  # a round lasts at least min_time
-    assert len(t["round_s"]) == 5
-    assert all(r == pytest.approx(0.001 * t["iterations"]) for r in t["round_s"])
-    assert t["warmup"] == 3 and t["warmup_s"] > 0
+    assert t.iterations >= 10  # a round lasts at least min_time
+    assert len(t.round_s) == 5
+    assert all(r == pytest.approx(0.001 * t.iterations) for r in t.round_s)
+    assert t.warmup == 3 and t.warmup_s is not None and t.warmup_s > 0
     # warm-up + calibration + timed rounds; a sync after the warm-up, each calibration try and each round
-    assert calls["fn"] > 3 + 5 * t["iterations"]
+    assert calls["fn"] > 3 + 5 * t.iterations
     assert calls["sync"] >= 1 + 1 + 5
 
 
@@ -164,7 +190,7 @@ def test_time_rounds_respects_max_iterations() -> None:
         clock.now += 1e-6
 
     t = time_rounds(fn, rounds=2, min_time=1.0, max_iterations=50, clock=clock)
-    assert t["iterations"] == 50
+    assert t.iterations == 50
 
 
 # -- fairness ---------------------------------------------------------------------------------------------
@@ -208,15 +234,7 @@ def test_audit_rows_name_threads_precision_sync() -> None:
         "tensorflow": {"intra_op_threads": 0, "inter_op_threads": 0, "tf32_execution": False},
         "jax": {"xla_flags": "", "default_matmul_precision": "None", "platform": "cpu", "device_count": 1},
     }
-    entry = {
-        "label": "x:jit",
-        "threads": 2,
-        "audit": audit,
-        "compile": "jit",
-        "sync": "s",
-        "data_on_device": "d",
-        "warmup": "w",
-    }
+    entry = AuditEntry(label="x:jit", threads=2, audit=audit, compile="jit", sync="s", data_on_device="d", warmup="w")
     (row,) = audit_table.audit_rows([entry])
     assert len(row) == len(audit_table.AUDIT_HEADERS)
     assert row[0] == "x:jit" and row[1] == "2" and row[2] == "2"
@@ -234,80 +252,63 @@ def test_process_audit_reports_affinity_and_env() -> None:
 
 
 # -- the document and its writers --------------------------------------------------------------------------
-def _timing(per_call_s: float, iterations: int = 10, rounds: int = 5) -> dict[str, Any]:
-    return {
-        "round_s": [per_call_s * iterations * (1 + 0.01 * i) for i in range(rounds)],
-        "iterations": iterations,
-        "warmup": 3,
-        "warmup_s": 0.5,
-    }
+def _timing(per_call_s: float, iterations: int = 10, rounds: int = 5) -> Timing:
+    return Timing(
+        round_s=[per_call_s * iterations * (1 + 0.01 * i) for i in range(rounds)],
+        iterations=iterations,
+        warmup=3,
+        warmup_s=0.5,
+    )
 
 
-def fake_raw() -> dict[str, Any]:
-    roof = roofline.summarize_roofline(DEFAULT_SPEC, _fake_ceiling({"numpy": 1e-11}), 64, [1, 1024])
+def fake_run() -> BenchRun:
+    roof = roofline.summarize_roofline(_fake_ceiling({"numpy": 1e-11}), _workloads(64, [1, 1024]))
     audit = {"affinity_cores": 2, "env": {}}
 
-    def backend(name: str, mode: str, ms: float) -> dict[str, Any]:
-        return {
-            "backend": name,
-            "mode": mode,
-            "device": "cpu",
-            "versions": {"torch": "0"},
-            "build_s": 0.1,
-            "notes": {},
-            "onnx_export": True,
-            "audit": audit,
-            "train_step": {
-                **_timing(ms / 1e3),
-                "first_step_s": 1.5,
-                "data_load_s": 0.01,
-                "loss": 300.0,
-                "steps": 53,
-                "batch": 64,
-            },
-            "sample_native": {
-                1: {**_timing(50e-6), "first_call_s": 1e-3},
-                1024: {**_timing(4e-3), "first_call_s": 1e-2},
-            },
-        }
+    def backend(name: str, mode: str, ms: float) -> BackendRun:
+        identity = BackendIdentity(
+            backend=name, mode=mode, device="cpu", versions={"torch": "0"}, build_s=0.1, onnx_export=True
+        )
+        train = TrainStepResult(
+            timing=_timing(ms / 1e3), first_step_s=1.5, data_load_s=0.01, loss=300.0, steps=53, batch=64
+        )
+        native = SampleNativeResult(
+            batches={1: CallTiming(_timing(50e-6), 1e-3), 1024: CallTiming(_timing(4e-3), 1e-2)}
+        )
+        return BackendRun(identity, audit, {"train-step": train, "sample-native": native})
 
-    ort_batches = {1: {**_timing(15e-6), "first_call_s": 1e-4}, 1024: {**_timing(2e-3), "first_call_s": 3e-3}}
-    return {
-        "started": "2026-01-01T00:00:00+00:00",
-        "options": {"threads": 2, "warmup": 20, "rounds": 5},
-        "spec": DEFAULT_SPEC.to_dict(),
-        "machine_info": {
-            "cpu": {"brand_raw": "test cpu", "count": 2},
-            "threads": 2,
-            "versions": {"torch": "0"},
+    ort_batches = {1: CallTiming(_timing(15e-6), 1e-4), 1024: CallTiming(_timing(2e-3), 3e-3)}
+    samples = OrtSamples(
+        results={
+            "CPUExecutionProvider": {
+                "fp32": OrtSession(session_s=0.01, batches=ort_batches),
+                "fp16": OrtSession(error="NotImplemented: no fp16 Gemm"),
+            }
         },
-        "load": {"before": {"loadavg": [0.1, 0.2, 0.3], "busy": []}, "after": {"loadavg": [0.2, 0.2, 0.3], "busy": []}},
-        "roofline": roof,
-        "backends": [backend("torch", "eager", 3.0), backend("torch", "compiled", 2.0)],
-        "onnxruntime": {
-            "results": {
-                "CPUExecutionProvider": {
-                    "fp32": {"session_s": 0.01, "batches": ort_batches},
-                    "fp16": {"error": "NotImplemented: no fp16 Gemm"},
-                }
-            },
-            "onnxruntime": "1.0",
-            "session_options": {
-                "intra_op_threads": 2,
-                "inter_op_threads": 1,
-                "execution_mode": "ORT_SEQUENTIAL",
-                "graph_optimization_level": "ORT_ENABLE_ALL",
-                "io_binding": True,
-            },
-            "audit": audit,
-            "skipped_providers": {"CUDAExecutionProvider": "not available"},
-            "exporter": {"backend": "torch"},
-        },
-    }
+        onnxruntime="1.0",
+        session_options=OrtSessionSettings(2, 1, "ORT_SEQUENTIAL", "ORT_ENABLE_ALL"),
+    )
+    ort = OrtRun(
+        samples=samples,
+        audit=audit,
+        skipped_providers={"CUDAExecutionProvider": "not available"},
+        exporter={"backend": "torch"},
+    )
+    load = LoadSample(loadavg=[0.1, 0.2, 0.3])
+    return BenchRun(
+        started="2026-01-01T00:00:00+00:00",
+        options={"threads": 2, "warmup": 20, "rounds": 5},
+        spec=DEFAULT_SPEC.to_dict(),
+        machine_info={"cpu": {"brand_raw": "test cpu", "count": 2}, "threads": 2, "versions": {"torch": "0"}},
+        load=LoadWindow(before=load, after=load),
+        roofline=roof,
+        backends=[backend("torch", "eager", 3.0), backend("torch", "compiled", 2.0)],
+        standalone={"sample-onnxruntime": ort},
+    )
 
 
 def test_document_entries_are_pytest_benchmark_shaped() -> None:
-    doc = build_document(fake_raw(), "cvae-bench bench")
+    doc = build_document(fake_run(), "cvae-bench bench").to_json()
     assert set(doc) >= {"machine_info", "commit_info", "benchmarks", "datetime", "version", "cvae_bench"}
     groups = [e["group"] for e in doc["benchmarks"]]
     assert groups.count("train-step") == 2
@@ -332,6 +333,7 @@ def test_document_entries_are_pytest_benchmark_shaped() -> None:
         "first_step_s",
         "build_s",
         "warmup_s",
+        "ms_per_step",
     ):
         assert key in x, key
     assert x["flops_per_call"] == 323_026_944
@@ -339,23 +341,39 @@ def test_document_entries_are_pytest_benchmark_shaped() -> None:
     assert x["images_per_s"] == pytest.approx(64 / train["stats"]["median"])
     ort = next(e for e in doc["benchmarks"] if e["group"] == "sample-onnxruntime")
     assert ort["params"] == {"provider": "CPU", "precision": "fp32", "batch": 1}
-    assert doc["cvae_bench"]["onnx"]["unsupported"] == {"CPU-fp16": "NotImplemented: no fp16 Gemm"}
+    cb = doc["cvae_bench"]
+    assert list(cb) == [
+        "command",
+        "started",
+        "options",
+        "spec",
+        "load",
+        "roofline",
+        "fairness",
+        "onnx",
+        "time_to_target",
+    ]
+    assert cb["onnx"]["unsupported"] == {"CPU-fp16": "NotImplemented: no fp16 Gemm"}
+    assert [f["label"] for f in cb["fairness"]] == ["torch:eager (cpu)", "torch:compiled (cpu)", "onnxruntime (CPU)"]
+    assert "first step 1.50 s reported apart" in cb["fairness"][0]["compile"]
 
 
 def test_tables_rank_within_group_and_batch() -> None:
-    doc = build_document(fake_raw(), "cvae-bench bench")
-    tables = group_tables(doc["benchmarks"])
+    doc = build_document(fake_run(), "cvae-bench bench")
+    tables = group_tables(doc.benchmarks)
     train = tables["train-step"]
     assert [r[1] for r in train] == ["compiled", "eager"]  # fastest first
     assert train[0][8] == "1.00×" and train[1][8] == "1.50×"
     native = tables["sample-native"]
     assert [r[0] for r in native] == ["1", "1", "1024", "1024"]  # ratios restart per batch size
     assert native[0][8] == native[2][8] == "1.00×"
+    for name, rows in tables.items():
+        assert all(len(r) == len(GROUPS[name].headers) for r in rows), name
     assert fmt_time(2.5e-5) == "25.0 µs" and fmt_time(2.5e-3) == "2.50 ms" and fmt_time(2.5) == "2.50 s"
 
 
 def test_writers_json_and_markdown(tmp_path: Path) -> None:
-    doc = build_document(fake_raw(), "cvae-bench bench --groups all")
+    doc = build_document(fake_run(), "cvae-bench bench --groups all")
     json_path, md_path = write_results(tmp_path, doc)
     loaded = json.loads(json_path.read_text())
     assert loaded["benchmarks"][0]["stats"]["data"]
@@ -365,12 +383,14 @@ def test_writers_json_and_markdown(tmp_path: Path) -> None:
         assert heading in md
     assert "`cvae-bench bench --groups all`" in md
     assert "CPU-fp16: NotImplemented" in md and "CUDAExecutionProvider: not available" in md
-    assert to_markdown(loaded) == md  # the JSON alone re-renders the same report
+    again = BenchDocument.from_json(loaded)
+    assert again.to_json() == loaded  # one record, one decoder: the file reads back to itself
+    assert to_markdown(again) == md  # the JSON alone re-renders the same report
 
 
 def test_pytest_benchmark_compare_reads_the_json(tmp_path: Path) -> None:
     pytest.importorskip("pytest_benchmark")
-    json_path, _ = write_results(tmp_path, build_document(fake_raw(), "cvae-bench bench"))
+    json_path, _ = write_results(tmp_path, build_document(fake_run(), "cvae-bench bench"))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest_benchmark", "compare", str(json_path)],
         capture_output=True,
@@ -381,60 +401,41 @@ def test_pytest_benchmark_compare_reads_the_json(tmp_path: Path) -> None:
     assert "train-step[torch-eager]" in proc.stdout
 
 
-def _run_result(backend: str, mode: str, seed: int, ttt: float | None) -> dict[str, Any]:
-    return {
-        "backend": backend,
-        "mode": mode,
-        "device": "cpu",
-        "seed": seed,
-        "target": 235.0,
-        "reached": ttt is not None,
-        "time_to_target_s": ttt,
-        "steps_to_target": 4000 if ttt else None,
-        "first_step_s": 0.1,
-        "ms_per_step_median": 3.0,
-        "final": {"val_elbo": 234.9 if ttt else 236.0},
-        "history": [],
-        "versions": {},
-        "hardware": {"cpu": "test cpu", "cpu_count": 2},
-    }
+def _comparison_row(backend: str, mode: str, times: list[float], runs: int) -> ComparisonRow:
+    return ComparisonRow(
+        backend=backend,
+        mode=mode,
+        device="cpu",
+        runs=runs,
+        converged=len(times),
+        not_converged=runs - len(times),
+        diverged=0,
+        deviant=0,
+        seeds=list(range(runs)),
+        time_to_target_s=sorted(times)[len(times) // 2] if times else None,
+        time_to_target_spread_s=[min(times), max(times)] if times else None,
+        steps_to_target=4000.0,
+        steps_to_target_spread=[4000.0, 4000.0],
+        ms_per_step_median=3.0,
+        first_step_s=0.1,
+        final_val_elbo=234.9,
+        target=235.0,
+    )
 
 
-def test_time_to_target_from_runs_beside_ms_per_step(tmp_path: Path) -> None:
-    results = [
-        _run_result("torch", "eager", 0, 12.0),
-        _run_result("torch", "eager", 1, None),
-        _run_result("torch", "eager", 2, 14.0),
-    ]
-    write_comparison(tmp_path, results, "cvae-bench run --repeats 3")
-    for source in (tmp_path, tmp_path / "comparison.json"):
-        rows = load_runs(source)
-        assert rows[0]["runs"] == 3 and rows[0]["not_converged"] == 1
-    doc = build_document(fake_raw(), "cvae-bench bench", rows, str(tmp_path))
-    (row,) = ttt_rows(rows, doc["benchmarks"])
+def test_time_to_target_beside_ms_per_step(tmp_path: Path) -> None:
+    rows = [_comparison_row("torch", "eager", [12.0, 13.0, 14.0], 4)]
+    doc = build_document(fake_run(), "cvae-bench bench", rows, str(tmp_path))
+    (row,) = ttt_rows(rows, doc.benchmarks)
     assert row[:2] == ["torch", "eager"]
     assert row[2] == f"{3.0 * 1.02:.3f}"  # the benchmark's ms/step, not the run's
     assert row[3] == "13.0 (12.0–14.0)"
-    assert row[4] == "2/3 (1 not converged)"
+    assert row[4] == "3/4 (1 not converged)"
     assert "## Time to target" in to_markdown(doc)
-
-
-def test_load_runs_rejects_other_files(tmp_path: Path) -> None:
-    from cvae_bench.errors import CvaeBenchError
-
-    (tmp_path / "x.json").write_text("{}")
-    with pytest.raises(CvaeBenchError, match="neither"):
-        load_runs(tmp_path / "x.json")
-    with pytest.raises(CvaeBenchError, match=r"no comparison\.json"):
-        load_runs(tmp_path)
-
-
-def test_parse_targets() -> None:
-    (t,) = parse_targets("torch")
-    assert (t.info.name, t.mode) == ("torch", None)
-    assert [x.mode for x in parse_targets("torch:compiled, torch:all")] == ["compiled", "all"]
-    with pytest.raises(UnknownBackendError, match="Known: "):
-        parse_targets("tf")
+    _, md_path = write_results(tmp_path, doc)
+    loaded = BenchDocument.from_json(json.loads((tmp_path / "bench.json").read_text()))
+    assert loaded.cvae_bench.time_to_target == doc.cvae_bench.time_to_target
+    assert to_markdown(loaded) == md_path.read_text()
 
 
 # -- end to end -------------------------------------------------------------------------------------------
@@ -539,23 +540,19 @@ class CountingBackend:
 
 
 def test_train_step_job_keeps_setup_out_of_the_rounds(mnist: tuple) -> None:
-    from cvae_bench.bench.jobs import train_step_job
-
     b = CountingBackend()
-    t = train_step_job(b, lambda e: None, rounds=4, min_time=0.0, warmup=5, train_subset=640)
-    assert len(t["round_s"]) == 4 and t["iterations"] >= 1 and t["batch"] == 64
+    r = train_step_job(b, lambda e: None, rounds=4, min_time=0.0, warmup=5, train_subset=640)
+    assert len(r.timing.round_s) == 4 and r.timing.iterations >= 1 and r.batch == 64
     assert b.calls["set_order"] == 1  # once, before the clock; steps wrap round the epoch
     assert b.calls["take_loss"] == 1  # after the clock
-    assert t["steps"] == b.calls["train_step"] >= 1 + 5 + 4 * t["iterations"]
+    assert r.steps == b.calls["train_step"] >= 1 + 5 + 4 * r.timing.iterations
     assert b.calls["synchronize"] >= 4 + 2  # every round, the first step, the upload
-    assert t["first_step_s"] > 0 and t["data_load_s"] >= 0 and t["loss"] == 250.0
+    assert r.first_step_s > 0 and r.data_load_s >= 0 and r.loss == 250.0
 
 
 def test_sample_native_job_times_each_batch_size() -> None:
-    from cvae_bench.bench.jobs import sample_native_job
-
     b = CountingBackend()
     out = sample_native_job(b, lambda e: None, batch_sizes=[1, 64], rounds=3, min_time=0.0, warmup=2)
-    assert sorted(out) == [1, 64]
-    for timing in out.values():
-        assert len(timing["round_s"]) == 3 and timing["first_call_s"] > 0
+    assert sorted(out.batches) == [1, 64]
+    for call in out.batches.values():
+        assert len(call.timing.round_s) == 3 and call.first_call_s > 0

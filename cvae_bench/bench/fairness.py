@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from cvae_bench.records import Record
+
+
+@dataclass(frozen=True)
+class AuditEntry(Record):
+    """One measured process in the fairness audit.
+
+    Attributes:
+        label: the process, e.g. "torch:eager (cpu)".
+        threads: the thread count asked for.
+        audit: `runtime.threads.process_audit()` of the process (what its frameworks report; their keys),
+            plus "ort" for onnxruntime sessions.
+        compile, sync, data_on_device, warmup: what the group did about each, in words.
+    """
+
+    label: str
+    threads: int
+    audit: dict[str, Any] = field(default_factory=dict)
+    compile: str = "-"
+    sync: str = "-"
+    data_on_device: str = "-"
+    warmup: str = "-"
 
 
 def _threads_cell(audit: Mapping[str, Any]) -> str:
@@ -54,26 +78,19 @@ AUDIT_HEADERS = [
 ]
 
 
-def audit_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
-    """Cells of the fairness table, one row per measured process.
-
-    Each entry: {"label", "threads", "audit" (process_audit()), "compile", "sync", "data_on_device",
-    "warmup"} as the benchmark groups records them.
-    """
-    rows = []
-    for e in entries:
-        audit = e.get("audit", {})
-        rows.append(
-            [
-                e["label"],
-                str(e.get("threads", "-")),
-                str(audit.get("affinity_cores", "-")),
-                _threads_cell(audit),
-                e.get("compile", "-"),
-                _precision_cell(audit),
-                e.get("sync", "-"),
-                e.get("data_on_device", "-"),
-                e.get("warmup", "-"),
-            ]
-        )
-    return rows
+def audit_rows(entries: Sequence[AuditEntry]) -> list[list[str]]:
+    """Cells of the fairness table, one row per measured process."""
+    return [
+        [
+            e.label,
+            str(e.threads),
+            str(e.audit.get("affinity_cores", "-")),
+            _threads_cell(e.audit),
+            e.compile,
+            _precision_cell(e.audit),
+            e.sync,
+            e.data_on_device,
+            e.warmup,
+        ]
+        for e in entries
+    ]

@@ -7,7 +7,10 @@ import statistics
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from cvae_bench.records import Record
 
 #: Statistics reported per measurement; the names and definitions are pytest-benchmark's, so that a
 #: `cvae-bench bench` JSON file is read by `pytest-benchmark compare` like one of its own.
@@ -91,6 +94,31 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Timing(Record):
+    """The rounds of one measurement, as timed in the process that did the work.
+
+    Attributes:
+        round_s: seconds of each timed round.
+        iterations: calls per round.
+        warmup: untimed calls before calibration.
+        warmup_s: seconds of warm-up and calibration together.
+    """
+
+    round_s: list[float]
+    iterations: int
+    warmup: int = 0
+    warmup_s: float | None = None
+
+    def per_call(self) -> list[float]:
+        """Seconds per call of each round."""
+        return per_call(self.round_s, self.iterations)
+
+    def median_call(self) -> float:
+        """The median seconds per call."""
+        return statistics.median(self.per_call())
+
+
 def per_call(round_s: Sequence[float], iterations: int) -> list[float]:
     """Seconds per call of each round (a round times `iterations` calls)."""
     return [t / iterations for t in round_s]
@@ -109,7 +137,7 @@ def time_rounds(
     sync: Callable[[], object] = _noop,
     max_iterations: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, Any]:
+) -> Timing:
     """Time `fn` in rounds, the way pytest-benchmark does, but here, in the process that runs it.
 
     Warm-up calls first (not timed into the result). Then calibration: the number of calls per round
@@ -127,8 +155,7 @@ def time_rounds(
         clock: the timer (tests pass a fake one).
 
     Returns:
-        {"round_s": seconds of each round, "iterations": calls per round, "warmup": calls,
-        "warmup_s": seconds of warm-up and calibration together}.
+        The rounds' seconds, the calls per round, the warm-up calls and the warm-up's seconds.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -158,4 +185,4 @@ def time_rounds(
             fn()
         sync()
         round_s.append(clock() - t0)
-    return {"round_s": round_s, "iterations": iterations, "warmup": warmup, "warmup_s": warmup_s}
+    return Timing(round_s=round_s, iterations=iterations, warmup=warmup, warmup_s=warmup_s)

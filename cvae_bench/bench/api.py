@@ -1,0 +1,91 @@
+"""The `cvae-bench bench` command as one call: options in, written files and the tables to show out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cvae_bench.backends.selection import parse_selection
+from cvae_bench.bench.document import build_document
+from cvae_bench.bench.groups import select
+from cvae_bench.bench.groups.base import Event, ignore
+from cvae_bench.bench.options import BenchOptions
+from cvae_bench.bench.report import ReportTable, fairness_blocks, load_line, report_tables, write_results
+from cvae_bench.bench.runner import run_bench, with_runs
+from cvae_bench.runtime.files import ensure_dir
+
+
+@dataclass(frozen=True)
+class BenchCommand:
+    """What `cvae-bench bench` was asked.
+
+    Attributes:
+        backends: `NAME`, `NAME:MODE`, `NAME:all`, a comma-separated list, or `all`.
+        options: what to measure and how long (`data_path` is filled in by the command).
+        command: the command line, recorded in the results.
+        out_dir: the results folder (None: runs/bench-<timestamp>).
+        runs_path: time-to-target from `cvae-bench run` output, shown beside the benchmark.
+        with_runs: also train every benchmarked backend/mode this many times to the target.
+    """
+
+    backends: str
+    options: BenchOptions
+    command: str
+    out_dir: str | None = None
+    runs_path: str | None = None
+    with_runs: int | None = None
+
+
+@dataclass(frozen=True)
+class BenchOutcome:
+    """What the command shows: the tables, the fairness audit per process, the load, and the files written."""
+
+    tables: list[ReportTable]
+    fairness: list[tuple[str, list[tuple[str, str]]]]
+    load: str
+    json_path: Path
+    md_path: Path
+
+
+def run_bench_command(
+    cmd: BenchCommand, on_event: Event = ignore, progress: Callable[[str], None] | None = None
+) -> BenchOutcome:
+    """Benchmark, write bench.json and bench.md, and return what to show.
+
+    Args:
+        cmd: the command's options.
+        on_event: progress events of the measurements.
+        progress: messages of the data set's download or verification.
+
+    Raises:
+        CvaeBenchError: an unknown backend or group, a missing data set, a failed worker.
+    """
+    from cvae_bench.data.loading import load_dataset
+    from cvae_bench.training.compare import load_comparison_rows
+    from cvae_bench.training.run import default_run_dir
+
+    selections = parse_selection(cmd.backends, all_modes=True)
+    groups = select(cmd.options.groups)
+    folder = ensure_dir(Path(cmd.out_dir) if cmd.out_dir else default_run_dir("runs", "bench"))
+    options = cmd.options
+    if any(g.needs_data for g in groups) or cmd.with_runs:
+        ds = load_dataset(options.dataset, options.data_path, progress=progress)
+        options = replace(options, data_path=str(ds.path))
+    run = run_bench(selections, options, on_event)
+    runs, source = None, None
+    if cmd.runs_path:
+        runs, source = load_comparison_rows(cmd.runs_path), cmd.runs_path
+    elif cmd.with_runs:
+        pairs = [(b.identity.backend, b.identity.mode) for b in run.backends]
+        runs = with_runs(pairs, cmd.with_runs, options, folder / "runs", on_event, cmd.command)
+        source = str(folder / "runs" / "comparison.json")
+    doc = build_document(run, cmd.command, runs, source)
+    json_path, md_path = write_results(folder, doc)
+    return BenchOutcome(
+        tables=report_tables(doc),
+        fairness=fairness_blocks(doc),
+        load=load_line(doc.cvae_bench.load),
+        json_path=json_path,
+        md_path=md_path,
+    )

@@ -1,0 +1,188 @@
+"""bench.json: what one `cvae-bench bench` measured, written down in pytest-benchmark's layout.
+
+bench.json has pytest-benchmark's layout (`machine_info`, `commit_info`, `benchmarks`, `datetime`,
+`version`), so `pytest-benchmark compare bench.json other.json` reads it, plus one key of ours,
+`cvae_bench`, with the command, options, spec, load, roofline, fairness audit, time-to-target rows, and one
+key per group that has a section of its own (sample-onnxruntime: `onnx`). Each entry of `benchmarks` is
+one measurement (`records.Entry`):
+
+- `group`: the group's name; `name`/`fullname`: e.g. "train-step[torch-eager]",
+  "sample-onnxruntime[CPU-int8-b1024]"; `params`: backend/mode or provider/precision, and batch;
+- `stats`: pytest-benchmark's statistics of the seconds per call (one training step, or one decoder call
+  of `batch` images), `data` (per-call seconds of each round) and `iterations` (calls per round);
+- `extra_info`: the group's `MeasuredInfo` record: backend, mode, device, versions, threads, batch_size,
+  flops_per_call, gflops and images_per_s (at the median), floor_s and fraction_of_floor, and the times
+  kept out of the statistics (build_s, first_step_s / first_call_s / session_s, warmup_s, data_load_s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvae_bench.bench.fairness import AuditEntry
+from cvae_bench.bench.groups import GROUPS, BackendGroup, StandaloneGroup
+from cvae_bench.bench.records import BackendRun, BenchRun, Entry
+from cvae_bench.bench.roofline import Roofline
+from cvae_bench.records import Record
+from cvae_bench.runtime.machine import LoadWindow
+from cvae_bench.training.records import ComparisonRow
+from cvae_bench.versions import NOT_INSTALLED, dist_version
+
+#: The pytest-benchmark version whose layout bench.json follows, when pytest-benchmark is not installed.
+PYTEST_BENCHMARK_LAYOUT = "5.2.3"
+
+
+@dataclass(frozen=True)
+class TimeToTarget(Record):
+    """Time-to-target rows beside the benchmark, and where they came from."""
+
+    source: str | None
+    rows: list[ComparisonRow]
+
+
+@dataclass(frozen=True)
+class BenchSummary(Record):
+    """bench.json's `cvae_bench` key. Each group's own section (`BenchGroup.section`) is a key beside the
+    fields; in memory they are kept in `sections`."""
+
+    command: str
+    started: str
+    options: dict[str, Any]
+    spec: dict[str, Any]
+    load: LoadWindow
+    roofline: Roofline
+    fairness: list[AuditEntry]
+    time_to_target: TimeToTarget | None = None
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record with `sections` spread beside the fields, before `time_to_target`."""
+        out = super().to_json()
+        sections, ttt = out.pop("sections"), out.pop("time_to_target")
+        return {**out, **sections, "time_to_target": ttt}
+
+    @classmethod
+    def from_json(cls, data: Any) -> BenchSummary:
+        """Read back `to_json()`: keys that are not fields are group sections."""
+        summary = super().from_json(data)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return dataclasses.replace(summary, sections={k: v for k, v in data.items() if k not in names})
+
+
+@dataclass(frozen=True)
+class BenchDocument(Record):
+    """The whole of bench.json."""
+
+    machine_info: dict[str, Any]
+    commit_info: dict[str, Any]
+    benchmarks: list[Entry]
+    datetime: str
+    version: str
+    cvae_bench: BenchSummary
+
+
+def entries(run: BenchRun) -> list[Entry]:
+    """Every entry of a run: each backend's groups in registry order, then the standalone groups."""
+    threads = run.options["threads"]
+    out: list[Entry] = []
+    for backend in run.backends:
+        for name, result in backend.results.items():
+            group = GROUPS[name]
+            assert isinstance(group, BackendGroup)
+            out += group.entries(backend.identity, result, run.roofline, threads)
+    for name, result in run.standalone.items():
+        group = GROUPS[name]
+        assert isinstance(group, StandaloneGroup)
+        out += group.entries(result, run.roofline, threads)
+    return out
+
+
+def _backend_audit(backend: BackendRun, threads: int, warmup: int) -> AuditEntry:
+    ident = backend.identity
+    note = ident.notes.get(ident.mode, "")
+    entry = AuditEntry(
+        label=f"{ident.label} ({ident.device})",
+        threads=threads,
+        audit=backend.audit,
+        compile=ident.mode + (f" ({note})" if note else ""),
+        sync="Backend.synchronize() ends every round; take_loss() only after the clock stops",
+        data_on_device="—",
+        warmup=f"{warmup} steps + calibration rounds excluded",
+    )
+    for name, result in backend.results.items():
+        group = GROUPS[name]
+        assert isinstance(group, BackendGroup)
+        entry = group.refine_audit(entry, result)
+    return entry
+
+
+def audit_entries(run: BenchRun) -> list[AuditEntry]:
+    """The fairness audit: what each measured process really ran with."""
+    threads, warmup = run.options["threads"], run.options["warmup"]
+    out = [_backend_audit(backend, threads, warmup) for backend in run.backends]
+    for name, result in run.standalone.items():
+        group = GROUPS[name]
+        assert isinstance(group, StandaloneGroup)
+        out += group.audit_entries(result, threads)
+    return out
+
+
+def _commit_info(root: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        if not commit:
+            return {}
+        return {
+            "id": commit,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "project": "cvae-bench",
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def _pytest_benchmark_version() -> str:
+    version = dist_version("pytest-benchmark")
+    return PYTEST_BENCHMARK_LAYOUT if version == NOT_INSTALLED else version
+
+
+def build_document(
+    run: BenchRun,
+    command: str,
+    runs: Sequence[ComparisonRow] | None = None,
+    runs_source: str | None = None,
+) -> BenchDocument:
+    """The bench.json document (see the module docstring) of one run, with time-to-target rows if given."""
+    sections = {
+        group.section: group.section_json(run.standalone.get(name))
+        for name, group in GROUPS.items()
+        if group.section is not None
+    }
+    return BenchDocument(
+        machine_info=run.machine_info,
+        commit_info=_commit_info(Path(__file__).resolve().parents[2]),
+        benchmarks=entries(run),
+        datetime=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+        version=_pytest_benchmark_version(),
+        cvae_bench=BenchSummary(
+            command=command,
+            started=run.started,
+            options=run.options,
+            spec=run.spec,
+            load=run.load,
+            roofline=run.roofline,
+            fairness=audit_entries(run),
+            time_to_target=TimeToTarget(runs_source, list(runs)) if runs is not None else None,
+            sections=sections,
+        ),
+    )

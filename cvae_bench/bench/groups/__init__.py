@@ -1,0 +1,39 @@
+"""The benchmark groups, by name: the one registry the runner, the report, the CLI and the pytest suite read.
+
+A new group is one module in this folder (a `BackendGroup` or `StandaloneGroup` subclass, see `base.py`)
+and one line below. The order here is the order of bench.json's entries and of the report's tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cvae_bench.bench.groups.base import BackendGroup, BenchGroup, StandaloneGroup
+from cvae_bench.bench.groups.sample_native import SampleNative
+from cvae_bench.bench.groups.sample_onnxruntime import SampleOnnxruntime
+from cvae_bench.bench.groups.train_step import TrainStep
+from cvae_bench.errors import CvaeBenchError
+
+GROUPS: dict[str, BenchGroup[Any]] = {
+    group.name: group
+    for group in (
+        TrainStep(),
+        SampleNative(),
+        SampleOnnxruntime(),
+    )
+}
+
+
+def select(names: tuple[str, ...] | list[str]) -> list[BenchGroup[Any]]:
+    """The registered groups named in `names`, in registry order.
+
+    Raises:
+        CvaeBenchError: a name that is not registered (the message lists the known ones).
+    """
+    unknown = sorted(set(names) - set(GROUPS))
+    if unknown:
+        raise CvaeBenchError(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    return [group for name, group in GROUPS.items() if name in names]
+
+
+__all__ = ["GROUPS", "BackendGroup", "BenchGroup", "StandaloneGroup", "select"]

@@ -1,0 +1,139 @@
+"""sample-native: the backend's own decoder (`Backend.decode`, NumPy in and out) at each sampling batch size.
+
+Host/device copies are included, as a user of the backend pays them; the first call at each size is timed
+apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cvae_bench.bench.groups.base import BackendGroup, Event, fmt_time, ignore, rate_cells
+from cvae_bench.bench.options import BenchOptions
+from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
+from cvae_bench.bench.roofline import DECODE, Roofline, Workload, decode_workload
+from cvae_bench.bench.timing import time_rounds
+from cvae_bench.models.spec import ModelSpec
+from cvae_bench.records import Record
+from cvae_bench.runtime.worker import RemoteBackend
+
+
+def decoder_inputs(spec: ModelSpec, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Latent codes and one-hot labels for one decoder call at `batch`."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((batch, spec.latent_dim)).astype(np.float32)
+    y = np.eye(spec.num_classes, dtype=np.float32)[rng.integers(0, spec.num_classes, batch)]
+    return z, y
+
+
+def decode_workloads(options: BenchOptions) -> list[Workload]:
+    """The decoder at every sampling batch size (both sampling groups time it)."""
+    return [decode_workload(options.spec, b) for b in options.batch_sizes]
+
+
+@dataclass(frozen=True)
+class SampleNativeResult(Record):
+    """What `sample_native_job` returns: the timing of each batch size."""
+
+    batches: dict[int, CallTiming] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleNativeInfo(MeasuredInfo):
+    """The `extra_info` of a sample-native entry."""
+
+    build_s: float
+    first_call_s: float
+
+
+def sample_native_job(
+    backend: Any,
+    emit: Any,
+    *,
+    batch_sizes: list[int],
+    rounds: int = 15,
+    min_time: float = 0.1,
+    warmup: int = 3,
+) -> SampleNativeResult:
+    """Worker job: time `backend.decode` at each batch size."""
+    out: dict[int, CallTiming] = {}
+    for b in batch_sizes:
+        z, y = decoder_inputs(backend.spec, b)
+        t0 = time.perf_counter()
+        backend.decode(z, y)
+        first = time.perf_counter() - t0
+        timing = time_rounds(functools.partial(backend.decode, z, y), rounds=rounds, min_time=min_time, warmup=warmup)
+        out[b] = CallTiming(timing=timing, first_call_s=first)
+        emit({"type": "bench", "what": f"decode batch {b}", "median_s": timing.median_call()})
+    return SampleNativeResult(batches=out)
+
+
+class SampleNative(BackendGroup[SampleNativeResult]):
+    """sample-native: see the module docstring."""
+
+    name = "sample-native"
+    title = "sample-native: the framework's own decoder (NumPy in and out)"
+    headers = (
+        "batch",
+        "backend",
+        "mode",
+        "median / call",
+        "IQR",
+        "images/s",
+        "GFLOP/s",
+        "of floor",
+        "vs fastest",
+        "first call",
+    )
+    info_type = SampleNativeInfo
+
+    def workloads(self, options: BenchOptions) -> list[Workload]:
+        return decode_workloads(options)
+
+    def measure(self, backend: RemoteBackend, options: BenchOptions, on_event: Event = ignore) -> SampleNativeResult:
+        return backend.run_job(
+            sample_native_job,
+            on_event,
+            batch_sizes=list(options.batch_sizes),
+            rounds=options.rounds,
+            min_time=options.min_time,
+        )
+
+    def entries(
+        self, identity: BackendIdentity, result: SampleNativeResult, roofline: Roofline, threads: int
+    ) -> list[Entry]:
+        out = []
+        for b, call in sorted(result.batches.items()):
+            floor = roofline.floor(DECODE, b)
+            derived = measured(call.timing, b, floor.spec_flops if floor else 0, floor.floor_s if floor else None)
+            info = SampleNativeInfo(
+                backend=identity.backend,
+                mode=identity.mode,
+                device=identity.device,
+                versions=identity.versions,
+                threads=threads,
+                build_s=identity.build_s,
+                first_call_s=call.first_call_s,
+                **derived,
+            )
+            params = {"backend": identity.backend, "mode": identity.mode, "batch": b}
+            out.append(Entry.make(self.name, f"{identity.backend}-{identity.mode}-b{b}", params, call.timing, info))
+        return out
+
+    def row(self, entry: Entry, ratio: float) -> list[str]:
+        x: SampleNativeInfo = self.info(entry)
+        s = entry.stats
+        return [
+            str(x.batch_size),
+            x.backend,
+            x.mode,
+            fmt_time(s.median),
+            fmt_time(s.iqr),
+            *rate_cells(x, ratio),
+            fmt_time(x.first_call_s),
+        ]

@@ -1,0 +1,193 @@
+"""train-step: one optimiser step at the spec's batch on real data already on the device, per backend and mode.
+
+The job (`train_step_job`) runs in the backend's worker: real batches go to the backend's memory/device
+(`load_train_data`, `set_order`), then `train_step(i)` is timed in rounds that `synchronize()` ends. The
+backend's build, the data upload, the first step (compilation) and the warm-up are timed apart and never
+enter the per-step figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cvae_bench.bench.fairness import AuditEntry
+from cvae_bench.bench.groups.base import BackendGroup, Event, fmt_time, ignore, rate_cells
+from cvae_bench.bench.options import BenchOptions
+from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
+from cvae_bench.bench.roofline import TRAIN_STEP, Roofline, Workload, train_step_workload
+from cvae_bench.bench.timing import Timing, time_rounds
+from cvae_bench.records import Record
+from cvae_bench.runtime.worker import RemoteBackend
+
+
+@dataclass(frozen=True)
+class TrainStepResult(Record):
+    """What `train_step_job` returns.
+
+    Attributes:
+        timing: the timed rounds of steps.
+        first_step_s: the first step (compilation), timed apart.
+        data_load_s: the upload of the training data to the backend.
+        loss: mean training loss over all steps (a sanity check, read after the clock stopped).
+        steps: steps taken in all; batch: images per step.
+    """
+
+    timing: Timing
+    first_step_s: float
+    data_load_s: float
+    loss: float
+    steps: int
+    batch: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainStepInfo(MeasuredInfo):
+    """The `extra_info` of a train-step entry."""
+
+    build_s: float
+    first_step_s: float
+    data_load_s: float
+    loss: float
+    ms_per_step: float
+
+
+def train_step_job(
+    backend: Any,
+    emit: Any,
+    *,
+    rounds: int = 15,
+    min_time: float = 0.1,
+    warmup: int = 20,
+    dataset: str = "mnist",
+    data_path: str | None = None,
+    train_subset: int | None = None,
+    seed: int = 0,
+) -> TrainStepResult:
+    """Worker job: time `train_step` at the spec's batch size; see the module docstring.
+
+    Steps walk through one shuffled epoch of full batches (wrapping round to its start, never calling
+    `set_order` inside the timed loop, whose one gather per epoch is not a step's cost).
+    """
+    from cvae_bench.data.loading import as_float, load_dataset
+
+    batch = backend.spec.batch_size
+    x, y, _, _ = as_float(load_dataset(dataset, data_path, download=False))
+    x, y = x[:train_subset], y[:train_subset]
+    t0 = time.perf_counter()
+    backend.load_train_data(x, y)
+    backend.synchronize()
+    data_load_s = time.perf_counter() - t0
+    backend.set_order(np.random.default_rng(seed).permutation(len(x)))
+    backend.synchronize()
+    full_batches = len(x) // batch
+    if full_batches < 1:
+        raise ValueError(f"train-step needs at least {batch} training images, got {len(x)}")
+    state = {"i": 0}
+
+    def step() -> None:
+        backend.train_step(state["i"] % full_batches)
+        state["i"] += 1
+
+    t0 = time.perf_counter()
+    step()
+    backend.synchronize()
+    first_step_s = time.perf_counter() - t0
+    emit({"type": "bench", "what": "first step", "seconds": first_step_s})
+    timing = time_rounds(step, rounds=rounds, min_time=min_time, warmup=warmup, sync=backend.synchronize)
+    loss = backend.take_loss()  # after the clock has stopped: the one host read of the loss
+    if not np.isfinite(loss):
+        raise RuntimeError(f"training loss is {loss} after {state['i']} benchmark steps")
+    return TrainStepResult(
+        timing=timing,
+        first_step_s=first_step_s,
+        data_load_s=data_load_s,
+        loss=float(loss),
+        steps=state["i"],
+        batch=batch,
+    )
+
+
+class TrainStep(BackendGroup[TrainStepResult]):
+    """train-step: see the module docstring."""
+
+    name = "train-step"
+    title = "train-step: one Adam step at batch 64 (data on device, synchronised)"
+    headers = (
+        "backend",
+        "mode",
+        "device",
+        "ms/step (median)",
+        "IQR",
+        "images/s",
+        "GFLOP/s",
+        "of floor",
+        "vs fastest",
+        "first step",
+        "build",
+    )
+    info_type = TrainStepInfo
+    needs_data = True
+    split_by_batch = False
+
+    def workloads(self, options: BenchOptions) -> list[Workload]:
+        return [train_step_workload(options.spec)]
+
+    def measure(self, backend: RemoteBackend, options: BenchOptions, on_event: Event = ignore) -> TrainStepResult:
+        return backend.run_job(
+            train_step_job,
+            on_event,
+            rounds=options.rounds,
+            min_time=options.min_time,
+            warmup=options.warmup,
+            dataset=options.dataset,
+            data_path=options.data_path,
+            train_subset=options.train_subset,
+        )
+
+    def entries(
+        self, identity: BackendIdentity, result: TrainStepResult, roofline: Roofline, threads: int
+    ) -> list[Entry]:
+        floor = roofline.floor(TRAIN_STEP, result.batch)
+        flops = floor.spec_flops if floor else 0
+        derived = measured(result.timing, result.batch, flops, floor.floor_s if floor else None)
+        info = TrainStepInfo(
+            backend=identity.backend,
+            mode=identity.mode,
+            device=identity.device,
+            versions=identity.versions,
+            threads=threads,
+            build_s=identity.build_s,
+            first_step_s=result.first_step_s,
+            data_load_s=result.data_load_s,
+            loss=result.loss,
+            ms_per_step=derived["median_s"] * 1e3,
+            **derived,
+        )
+        params = {"backend": identity.backend, "mode": identity.mode, "batch": result.batch}
+        return [Entry.make(self.name, f"{identity.backend}-{identity.mode}", params, result.timing, info)]
+
+    def row(self, entry: Entry, ratio: float) -> list[str]:
+        x: TrainStepInfo = self.info(entry)
+        s = entry.stats
+        return [
+            x.backend,
+            x.mode,
+            x.device,
+            f"{s.median * 1e3:.3f}",
+            f"{s.iqr * 1e3:.3f}",
+            *rate_cells(x, ratio),
+            fmt_time(x.first_step_s),
+            fmt_time(x.build_s),
+        ]
+
+    def refine_audit(self, entry: AuditEntry, result: TrainStepResult) -> AuditEntry:
+        return dataclasses.replace(
+            entry,
+            compile=f"{entry.compile}; first step {fmt_time(result.first_step_s)} reported apart",
+            data_on_device=f"yes: load_train_data before timing ({fmt_time(result.data_load_s)})",
+        )

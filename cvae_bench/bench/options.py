@@ -1,0 +1,59 @@
+"""What `cvae-bench bench` measures and how long: one options object, read by the runner and every group."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cvae_bench.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, PRECISIONS
+from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
+from cvae_bench.runtime.threads import available_cores
+
+
+def _every_group() -> tuple[str, ...]:
+    from cvae_bench.bench.groups import GROUPS  # the registry imports this module
+
+    return tuple(GROUPS)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What `cvae-bench bench` measures and how long.
+
+    Attributes:
+        groups: names of the benchmark groups to run (default: every registered group).
+        device: "cpu" or "cuda" for the backends (onnxruntime always tries CPU, and CUDA where present).
+        threads: threads for every framework (default: the cores this process may use).
+        rounds: timed rounds per measurement.
+        min_time: seconds a round lasts at least (sets the calls per round).
+        warmup: untimed training steps before calibration (decoders get 3, onnxruntime 10).
+        batch_sizes: sampling batch sizes.
+        precisions: onnxruntime model precisions.
+        ort_devices: onnxruntime providers to try, by device kind.
+        dataset, data_path, train_subset: the training data of the train-step group.
+        ceiling_rounds, ceiling_min_time: rounds of the matmul ceiling.
+        spec: the model; idle_timeout: seconds a silent worker is given before it counts as hung.
+    """
+
+    groups: tuple[str, ...] = field(default_factory=_every_group)
+    device: str = "cpu"
+    threads: int = field(default_factory=available_cores)
+    rounds: int = 15
+    min_time: float = 0.1
+    warmup: int = 20
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    precisions: tuple[str, ...] = PRECISIONS
+    ort_devices: tuple[str, ...] = ("cpu", "cuda")
+    dataset: str = "mnist"
+    data_path: str | None = None
+    train_subset: int | None = None
+    ceiling_rounds: int = 9
+    ceiling_min_time: float = 0.01
+    spec: ModelSpec = DEFAULT_SPEC
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for bench.json's `cvae_bench.options` (the spec is recorded beside it)."""
+        d = asdict(self)
+        d.pop("spec")
+        return d
