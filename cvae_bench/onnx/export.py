@@ -3,7 +3,7 @@
 Only onnx and onnxruntime are imported here (no framework): the framework's exporter runs in the backend's
 worker (`Backend.export_onnx`), and its file is normalised (`onnx.interface`), checked against the framework
 (`onnx.check`), optionally reduced in precision (`onnx.variants`), stamped (`onnx.metadata`) and written
-atomically. Nothing of training/ is needed: the val −ELBO comes from the shared evaluator (`onnx.jobs`).
+atomically. Nothing of training/ is needed: the val −ELBO comes from the shared evaluator (`data.evaluation`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import onnx
 from cvae_bench import __version__
 from cvae_bench.backends.base import F32, Backend
 from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.data.evaluation import evaluate_job
 from cvae_bench.data.loading import as_float, load_dataset
 from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import OnnxExportError
@@ -26,7 +27,6 @@ from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.onnx.check import Verdict, check_inputs, check_structure, verify
 from cvae_bench.onnx.interface import DEFAULT_OPSET, interface, normalize_interface, set_metadata
-from cvae_bench.onnx.jobs import evaluate_job
 from cvae_bench.onnx.metadata import OnnxMetadata
 from cvae_bench.onnx.scratch import scratch_dir
 from cvae_bench.onnx.sessions import make_session
