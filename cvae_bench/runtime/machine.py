@@ -27,8 +27,10 @@ def _cpu_model() -> str:
 
 
 def environment() -> dict[str, Any]:
-    """The machine and process a measurement ran on."""
+    """The machine and process a measurement ran on, with the thread counts in force in this process."""
     import numpy as np
+
+    from cvae_bench.runtime.threads import threads_in_force
 
     threads = {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS")}
     return {
@@ -39,6 +41,7 @@ def environment() -> dict[str, Any]:
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "numpy": np.__version__,
         "thread_env": threads,
+        "threads_in_force": threads_in_force(),
     }
 
 

@@ -92,6 +92,37 @@ def apply_process_threads() -> int | None:
     return threads
 
 
+def threads_in_force() -> dict[str, Any]:
+    """The thread counts this process really runs with, as result files record them.
+
+    `requested` is `$CVAE_BENCH_THREADS` (None: each framework's default); `affinity_cores` the cores the
+    process may run on; then each framework already imported, asked for its own pool sizes (asking would
+    import the others). TensorFlow reports 0 for "the runtime's choice", which it takes from
+    `TF_NUM_*_THREADS`; those are given instead then.
+    """
+    requested = os.environ.get(THREADS_ENV)
+    out: dict[str, Any] = {
+        "requested": int(requested) if requested else None,
+        "affinity_cores": available_cores(),
+    }
+    if "torch" in sys.modules:
+        import torch
+
+        out["torch_intra_op"] = torch.get_num_threads()
+        out["torch_inter_op"] = torch.get_num_interop_threads()
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        intra = tf.config.threading.get_intra_op_parallelism_threads()
+        inter = tf.config.threading.get_inter_op_parallelism_threads()
+        out["tensorflow_intra_op"] = intra or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or None
+        out["tensorflow_inter_op"] = inter or int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0) or None
+    if "jax" in sys.modules:
+        single = "intra_op_parallelism_threads=1" in os.environ.get("XLA_FLAGS", "")
+        out["xla_cpu_threads"] = 1 if single else out["affinity_cores"]
+    return out
+
+
 def process_audit() -> dict[str, Any]:
     """What this process's frameworks really use: threads, precision, devices.
 

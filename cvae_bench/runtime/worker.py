@@ -19,6 +19,13 @@ The worker answers each request with any number of ``{"kind": "event", "data"}``
 file descriptor 1 is pointed at stderr before anything is imported, so a framework printing to stdout
 cannot corrupt the protocol; stderr goes to a log file that the parent quotes when the worker dies.
 
+Faults. A frame that fails to unpickle, or an answer that is not one of the three kinds, is a protocol
+error reported at once (the worker is killed: its stream can no longer be trusted). A worker dies with
+its parent: on Linux it asks the kernel for SIGKILL when the parent goes (`PR_SET_PDEATHSIG`, first thing),
+and everywhere a watchdog thread exits it when its request pipe closes or its parent PID changes. The
+parent kills its workers at once when it leaves on an exception (SIGINT, SIGTERM), and `kill_all_workers`
+is there for the CLI's way out. A worker's stderr log is removed when it closes, unless an error named it.
+
 Threads. A parent that wants an explicit thread count passes `runtime.threads.thread_env(n)` as the
 worker's `extra_env`; the worker pins its CPU affinity to n cores (when n is below what it may use) before
 it imports anything else, and each framework reads its own variable when it starts.
@@ -28,14 +35,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import queue
+import select
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -46,12 +54,33 @@ from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import WorkerError
 from cvae_bench.models.spec import ModelSpec
-from cvae_bench.runtime.protocol import EOF, read_frame, write_frame
+from cvae_bench.runtime.protocol import EOF, ProtocolError, check_answer, read_frame, write_frame
 
 T = TypeVar("T")
 
 #: Seconds a worker may take to build its backend (import the framework) before it counts as hung.
 DEFAULT_START_TIMEOUT = 300.0
+
+#: The parent's PID, for the worker's watchdog (a changed parent PID means the parent is gone).
+PARENT_ENV = "CVAE_BENCH_PARENT_PID"
+
+#: Every worker of this process that has not been closed, for `kill_all_workers`.
+_live: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def kill_all_workers() -> None:
+    """Kill every live worker of this process at once and reap it (for the way out on a signal)."""
+    for worker in list(_live):
+        worker.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            worker.proc.wait(timeout=10)
+
+
+class _BadFrame:
+    """What the reader thread passes on for a frame it could not read."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class Worker:
@@ -75,11 +104,12 @@ class Worker:
         self.info = info
         self.idle_timeout = idle_timeout
         self.start_timeout = max(start_timeout, idle_timeout)
-        env = {**os.environ, **info.env, **(extra_env or {})}
+        env = {**os.environ, **info.env, **(extra_env or {}), PARENT_ENV: str(os.getpid())}
         self._stderr = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the worker
             prefix=f"cvae-bench-{info.name}-", suffix=".stderr.log", delete=False
         )
         self.stderr_path = Path(self._stderr.name)
+        self._keep_log = False  # set when an error names the log: then it outlives the worker
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cvae_bench.runtime.worker"],
             stdin=subprocess.PIPE,
@@ -90,16 +120,19 @@ class Worker:
         self._frames: queue.Queue[Any] = queue.Queue()
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
+        _live.add(self)
 
     def _read_loop(self) -> None:
         assert self.proc.stdout is not None
         while True:
             try:
                 frame = read_frame(self.proc.stdout)
-            except (OSError, pickle.UnpicklingError, EOFError):
+            except ProtocolError as exc:
+                frame = _BadFrame(str(exc))
+            except (OSError, ValueError):
                 frame = EOF
             self._frames.put(frame)
-            if frame is EOF:
+            if frame is EOF or isinstance(frame, _BadFrame):
                 return
 
     def stderr_tail(self, lines: int = 3) -> str:
@@ -117,6 +150,7 @@ class Worker:
         code = self.proc.returncode
         tail = self.stderr_tail()
         detail = f"; its stderr ended with: {tail}" if tail else ""
+        self._keep_log = True
         return WorkerError(
             f"worker for backend {self.info.name!r} {what} (exit code {code}){detail} [full log: {self.stderr_path}]"
         )
@@ -148,18 +182,26 @@ class Worker:
                 raise self._died(f"hung: no answer for {limit:.0f} s, killed") from None
             if frame is EOF:
                 raise self._died("died")
-            kind = frame.get("kind")
+            try:
+                if isinstance(frame, _BadFrame):
+                    raise ProtocolError(frame.reason)
+                kind, payload = check_answer(frame)
+            except ProtocolError as exc:
+                self.kill()  # the stream is out of step now: nothing after this frame can be trusted
+                raise self._died(f"broke the protocol in {_request_name(req)}: {exc}; killed") from None
             if kind == "event":
                 if on_event is not None:
-                    on_event(frame["data"])
+                    on_event(payload)
             elif kind == "result":
-                return frame["value"]
-            elif kind == "error":
-                cls = getattr(errors, frame["type"], None)
+                return payload
+            else:
+                cls = getattr(errors, payload["type"], None)
                 if isinstance(cls, type) and issubclass(cls, errors.CvaeBenchError):
-                    raise cls(frame["message"])
+                    raise cls(payload["message"])
+                self._keep_log = True
                 raise WorkerError(
-                    f"backend {self.info.name!r} failed in {_request_name(req)}: {frame['type']}: {frame['message']}"
+                    f"backend {self.info.name!r} failed in {_request_name(req)}: {payload['type']}: "
+                    f"{payload['message']} [traceback in {self.stderr_path}]"
                 )
 
     def run_job(self, job: Callable[..., T], on_event: Callable[[Any], None] | None = None, **kwargs: Any) -> T:
@@ -182,7 +224,8 @@ class Worker:
             self.proc.kill()
 
     def close(self) -> None:
-        """Ask the worker to exit, then make sure it has."""
+        """Ask the worker to exit, then make sure it has; remove its log unless an error named it."""
+        _live.discard(self)
         if self.proc.poll() is None:
             with contextlib.suppress(OSError, ValueError):
                 assert self.proc.stdin is not None
@@ -199,6 +242,9 @@ class Worker:
                 with contextlib.suppress(OSError):
                     stream.close()
         self._stderr.close()
+        if not self._keep_log:
+            with contextlib.suppress(OSError):
+                self.stderr_path.unlink()
 
     def __enter__(self) -> Worker:
         return self
@@ -206,6 +252,10 @@ class Worker:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if exc is not None:
+            # Leaving on an error or a signal: the worker may be mid-job and would not read an exit
+            # request until the job ends, so it is killed rather than asked.
+            self.kill()
         self.close()
 
 
@@ -300,10 +350,48 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             traceback.print_exc(file=sys.stderr)
 
 
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), and exit if it already has."""
+    parent = int(os.environ.get(PARENT_ENV) or 0)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(pr_set_pdeathsig, 9, 0, 0, 0)  # 9: SIGKILL
+    if parent and os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _watchdog(inp: IO[bytes], parent: int, period: float = 1.0) -> None:
+    """Exit the worker when its request pipe closes or its parent changes (runs in a daemon thread).
+
+    The main thread may be deep in a job and not reading requests; a closed pipe or a new parent means
+    nobody will ever read the answer, so training on would only waste the machine.
+    """
+    fd = inp.fileno()
+    poller = select.poll() if hasattr(select, "poll") else None
+    if poller is not None:
+        poller.register(fd, select.POLLHUP | select.POLLERR)
+    while True:
+        if parent and os.getppid() != parent:
+            os._exit(1)
+        if poller is not None:
+            events = poller.poll(period * 1000)
+            if any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events):
+                os._exit(0)  # the parent closed the pipe: it has gone, or it has asked us to exit
+        else:
+            time.sleep(period)
+
+
 def main() -> None:
     """Entry point of the worker process."""
+    _die_with_parent()  # first: a parent killed now must not leave an orphan importing a framework
     from cvae_bench.runtime.threads import apply_process_threads
 
+    parent = int(os.environ.get(PARENT_ENV) or 0)
+    threading.Thread(target=_watchdog, args=(sys.stdin.buffer, parent), daemon=True, name="watchdog").start()
     apply_process_threads()  # CPU affinity first: thread pools are sized when a framework starts
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a framework prints to stdout now lands in stderr, not in the protocol

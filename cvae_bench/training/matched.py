@@ -10,7 +10,7 @@ from typing import Any
 
 from cvae_bench.backends.selection import Selection
 from cvae_bench.errors import CvaeBenchError
-from cvae_bench.runtime.files import ensure_dir
+from cvae_bench.runtime.files import claim_output_folder
 from cvae_bench.training.compare import write_comparison
 from cvae_bench.training.records import ComparisonRow, RunResult
 from cvae_bench.training.run import RunOptions, default_run_dir, run_backend, summary_line
@@ -70,17 +70,33 @@ def run_matched(
     say: Callable[[str], None],
     warn: Callable[[str], None],
     after_run: AfterRun | None = None,
+    force: bool = False,
 ) -> MatchedOutcome:
     """Run every cell in turn, each in a fresh worker; write comparison files when there are several.
 
     Each run's summary line goes to `say`. One run failing (worker died or hung, export rejected) is
     reported through `warn` and does not stop
-    the others; with a single run it is raised.
+    the others; with a single run it is raised. `folder` is claimed for the whole comparison: refused when
+    it holds anything (unless `force`) or another run is writing into it, and locked until the end.
 
     Raises:
-        CvaeBenchError: the single run failed.
+        CvaeBenchError: the single run failed, or the folder is refused.
     """
-    ensure_dir(folder)
+    with claim_output_folder(folder, force):
+        return _run_cells(selections, base, repeats, folder, command, display, say, warn, after_run)
+
+
+def _run_cells(
+    selections: Sequence[Selection],
+    base: RunOptions,
+    repeats: int,
+    folder: Path,
+    command: str,
+    display: DisplayFactory,
+    say: Callable[[str], None],
+    warn: Callable[[str], None],
+    after_run: AfterRun | None,
+) -> MatchedOutcome:
     cells = plan_cells(selections, repeats, base.config.seed, folder)
     outcome = MatchedOutcome(folder=folder, single=len(cells) == 1)
     for cell in cells:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,15 +13,19 @@ from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
-from cvae_bench.errors import BackendUnavailableError
+from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
-from cvae_bench.runtime.files import ensure_dir, file_sha256, save_weights, write_json
+from cvae_bench.runtime.files import ensure_dir, fsync_dir, save_weights, write_json
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 from cvae_bench.training.convergence import assess_convergence
 from cvae_bench.training.jobs import train_job
 from cvae_bench.training.loop import TrainConfig
 from cvae_bench.training.records import RunResult, WeightsRef
+
+#: Files of an earlier run in the same folder that describe weights this run replaces: removed before it
+#: writes anything, so that a run stopped half-way never leaves an old result naming new weights.
+DERIVED_FILES = ("result.json", "decoder.onnx")
 
 
 @dataclass(frozen=True)
@@ -54,16 +59,25 @@ def run_backend(
 ) -> RunResult:
     """Train `info` in a fresh worker; write weights.safetensors, then result.json naming it, into `out_dir`.
 
+    The two files are one unit: result.json is written last, durably, and names the SHA-256 of the weight
+    bytes written; a folder with weights but no result.json is a run that did not finish. The folder is
+    not claimed here (see `runtime.files.claim_output_folder`): callers hold it for the whole command.
+
     Returns:
         The result, as written to result.json.
 
     Raises:
         BackendUnavailableError: the backend's framework is missing.
         WorkerError: the worker died or hung.
+        CvaeBenchError: the results cannot be written (full disk, permissions).
     """
     if not info.available:
         raise BackendUnavailableError(info.unavailable_reason())
     out = ensure_dir(out_dir)
+    for name in DERIVED_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+    fsync_dir(out)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     extra_env = thread_env(options.threads) if options.threads else None
     with Worker(info, idle_timeout=options.idle_timeout, extra_env=extra_env) as worker:
@@ -78,7 +92,7 @@ def run_backend(
             val_subset=options.val_subset,
         )
     weights_path = out / "weights.safetensors"
-    save_weights(weights_path, job.weights, metadata={"backend": info.name, "seed": str(options.config.seed)})
+    sha256 = save_weights(weights_path, job.weights, metadata={"backend": info.name, "seed": str(options.config.seed)})
     result = RunResult(
         cvae_bench=__version__,
         started=started,
@@ -93,10 +107,13 @@ def run_backend(
         spec=options.spec.to_dict(),
         build_s=backend.info["build_s"],
         outcome=job.outcome,
-        weights=WeightsRef(file=weights_path.name, sha256=file_sha256(weights_path)),
+        weights=WeightsRef(file=weights_path.name, sha256=sha256),
         convergence=assess_convergence(job.outcome, options.spec, options.dataset),
     )
-    write_json(out / "result.json", result.to_json())
+    try:
+        write_json(out / "result.json", result.to_json())
+    except CvaeBenchError as exc:
+        raise CvaeBenchError(f"{exc}; the trained weights are kept in {weights_path} (sha256 {sha256})") from exc
     return result
 
 
