@@ -133,3 +133,88 @@ def machine_info(threads: int) -> dict[str, Any]:
         "versions": versions,
         "environment": env,
     }
+
+
+#: Distributions whose versions make a machine's timings comparable (read from metadata; nothing is imported).
+FINGERPRINT_VERSIONS = ("numpy", "torch", "tensorflow", "jax", "jaxlib", "keras", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class MachineFingerprint(Record):
+    """What makes two timings comparable: the CPU, its cores, the GPUs, the driver and the versions.
+
+    Sweeps group results by `id` and compare within one machine only, so that a node's speed is never
+    mistaken for a backend's.
+    """
+
+    cpu: str
+    cores: int
+    gpus: list[str]
+    driver: str
+    system: str
+    python: str
+    cvae_bench: str
+    versions: dict[str, str]
+
+    @property
+    def id(self) -> str:
+        """A short stable hash of every field (12 hex digits)."""
+        import hashlib
+        import json
+
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def title(self) -> str:
+        """One line for tables: 'CPU model ×cores, GPU model (driver)'."""
+        gpu = f", {', '.join(self.gpus)} (driver {self.driver})" if self.gpus else ""
+        return f"{self.cpu} ×{self.cores}{gpu}"
+
+
+def _gpus() -> tuple[list[str], str]:
+    """NVIDIA GPU models and the driver version, from nvidia-smi or /proc (no framework is imported)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            ).stdout
+            rows = [[c.strip() for c in line.split(",")] for line in out.splitlines() if line.strip()]
+            if rows:
+                return [r[0] for r in rows], rows[0][-1]
+    models = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        with contextlib.suppress(OSError):
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    models.append(line.split(":", 1)[1].strip())
+    driver = ""
+    with contextlib.suppress(OSError):
+        text = Path("/proc/driver/nvidia/version").read_text()
+        driver = next((w for w in text.split() if w[:1].isdigit() and "." in w), "")
+    return models, driver
+
+
+def machine_fingerprint() -> MachineFingerprint:
+    """The fingerprint of the machine this process runs on."""
+    from cvae_bench.versions import NOT_INSTALLED, dist_version
+
+    gpus, driver = _gpus()
+    versions = {m: v for m in FINGERPRINT_VERSIONS if (v := dist_version(m)) != NOT_INSTALLED}
+    return MachineFingerprint(
+        cpu=_cpu_model(),
+        cores=os.cpu_count() or 1,
+        gpus=gpus,
+        driver=driver,
+        system=f"{platform.system()} {platform.machine()}",
+        python=platform.python_version(),
+        cvae_bench=__version__,
+        versions=versions,
+    )
