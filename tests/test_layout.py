@@ -24,10 +24,11 @@ FLOORS: dict[str, int] = {
     "data": 5,
     "training": 6,
     "onnx": 6,
-    "bench": 7,
-    "testing": 8,
-    "cli": 9,
-    "__main__": 10,
+    "serving": 7,
+    "bench": 8,
+    "testing": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 #: Siblings on one floor that must not import each other.
 SIBLINGS = {("training", "onnx"), ("onnx", "training")}
