@@ -26,9 +26,10 @@ FLOORS: dict[str, int] = {
     "onnx": 6,
     "serving": 7,
     "bench": 8,
-    "testing": 9,
-    "cli": 10,
-    "__main__": 11,
+    "report": 9,  # reads result files only: never the runners below it (a future `sweep` shares this floor)
+    "testing": 10,
+    "cli": 11,
+    "__main__": 12,
 }
 #: Siblings on one floor that must not import each other.
 SIBLINGS = {("training", "onnx"), ("onnx", "training")}

@@ -1,0 +1,274 @@
+"""The results history: one plain JSON file per result, keyed by commit, machine and versions.
+
+`append_history(result, history_dir)` copies a result (a bench.json, a result.json or a comparison.json)
+into the history folder as a `HistoryEntry`: the whole document, who made it (commit, machine fingerprint,
+versions) and the figures whose trend a report draws (`Metric`, lower is better: seconds). The file name is
+the key, `<commit>_<machine>_<versions>_<kind>-<subject>.json`, so the same result appended twice replaces
+itself and results of other commits, machines or versions stand beside it. Files are written atomically and
+hold plain JSON, so a user may commit or sync the folder.
+
+The machine fingerprint is the CPU model and core count (the host name is left out: CI machines change it
+every run; the kernel and Python versions go into the versions key instead).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvae_bench.records import Record
+from cvae_bench.report.inputs import BenchFile, ComparisonFile, Loaded, ReportError, kind_of, read_json
+from cvae_bench.runtime.files import ensure_dir, write_json
+from cvae_bench.training.records import RunResult
+
+#: The format of history files; readers ignore keys they do not know.
+FORMAT = 1
+
+
+def default_history_dir() -> Path:
+    """`<project cache>/history`: $CVAE_BENCH_CACHE/history, else ~/.cache/cvae-bench/history."""
+    from cvae_bench.data.loading import cache_dir
+
+    return cache_dir() / "history"
+
+
+@dataclass(frozen=True)
+class Metric(Record):
+    """One figure of a result whose trend is drawn; seconds, lower is better.
+
+    Attributes:
+        family: the chart it belongs to (a benchmark group, "time-to-target", "ms/step of training runs").
+        name: the series, e.g. "train-step[torch-eager]".
+        value: the figure (a median).
+        sigma: its own spread as a normal σ (IQR / 1.349 of the rounds), None when unknown.
+        low, high: the spread drawn around it (q1–q3, or min–max over repeats), None when unknown.
+    """
+
+    family: str
+    name: str
+    value: float
+    sigma: float | None = None
+    low: float | None = None
+    high: float | None = None
+    unit: str = "s"
+
+
+@dataclass(frozen=True)
+class HistoryEntry(Record):
+    """One history file: a result, who made it, and its metrics."""
+
+    history_entry: int
+    kind: str
+    commit: str
+    dirty: bool
+    machine: str
+    machine_name: str
+    versions: dict[str, str]
+    versions_key: str
+    recorded: str
+    source: str
+    metrics: list[Metric]
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The file name's stem."""
+        commit = (self.commit[:12] or "nocommit") + ("-dirty" if self.dirty else "")
+        return f"{commit}_{self.machine}_{self.versions_key}_{self.kind}-{_subject(self)}"
+
+    @property
+    def short_commit(self) -> str:
+        """The commit's first 8 characters, '+' when the tree had changes."""
+        return (self.commit[:8] or "?") + ("+" if self.dirty else "")
+
+
+def _digest(obj: Any, n: int = 8) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
+
+
+def _subject(entry: HistoryEntry) -> str:
+    return _digest(sorted(m.name for m in entry.metrics) or entry.source)
+
+
+def machine_fingerprint(cpu: str, cores: Any) -> tuple[str, str]:
+    """(fingerprint, name) of a machine from its CPU model and core count."""
+    return _digest([cpu, cores], 12), f"{cpu}, {cores} cores"
+
+
+def _git_commit(root: Path) -> tuple[str, bool]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit, bool(commit) and bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return "", False
+
+
+# -- metrics of each kind of result ----------------------------------------------------------------------
+def bench_metrics(bench: BenchFile) -> list[Metric]:
+    """The median seconds per call of every benchmark entry, with its IQR."""
+    out = []
+    for e in bench.benchmarks:
+        s = e.stats
+        out.append(
+            Metric(
+                family=e.group,
+                name=e.name,
+                value=s.median,
+                sigma=s.iqr / 1.349 if s.iqr is not None else None,
+                low=s.q1,
+                high=s.q3,
+            )
+        )
+    return out
+
+
+def _label(backend: str, mode: str, device: str) -> str:
+    return f"{backend}:{mode} ({device})"
+
+
+def result_metrics(result: RunResult) -> list[Metric]:
+    """A run's time-to-target (when it reached the target) and its median ms/step, in seconds."""
+    o, label = result.outcome, _label(result.backend, result.mode, result.device)
+    out = []
+    if o.time_to_target_s is not None:
+        out.append(Metric("time-to-target", f"time-to-target[{label}]", o.time_to_target_s))
+    if o.ms_per_step_median:
+        out.append(Metric("training ms/step", f"training-step[{label}]", o.ms_per_step_median / 1e3))
+    return out
+
+
+def comparison_metrics(comparison: ComparisonFile) -> list[Metric]:
+    """Each row's median time-to-target (min–max over repeats) and median ms/step."""
+    out = []
+    for r in comparison.rows:
+        label = _label(r.backend, r.mode, r.device)
+        if r.time_to_target_s is not None:
+            low, high = r.time_to_target_spread_s or (None, None)
+            out.append(Metric("time-to-target", f"time-to-target[{label}]", r.time_to_target_s, None, low, high))
+        if r.ms_per_step_median:
+            out.append(Metric("training ms/step", f"training-step[{label}]", r.ms_per_step_median / 1e3))
+    return out
+
+
+def make_entry(doc: dict[str, Any], source: str, commit: str | None = None, dirty: bool | None = None) -> HistoryEntry:
+    """The history entry of a result document (bench.json, result.json or comparison.json).
+
+    Args:
+        doc: the document as read from its file.
+        source: where it was read from (kept in the entry, shown in reports).
+        commit, dirty: the commit it was made at; default: bench.json's `commit_info`, else this checkout's.
+
+    Raises:
+        ReportError: the document is none of the three kinds.
+    """
+    kind = kind_of(doc)
+    root = Path(__file__).resolve().parents[2]
+    if kind == "bench":
+        bench = BenchFile.from_json(doc)
+        info = bench.machine_info
+        cpu = info.get("cpu", {})
+        fingerprint = machine_fingerprint(cpu.get("brand_raw", info.get("processor", "?")), cpu.get("count"))
+        versions = {"python": str(info.get("python_version", "?")), **info.get("versions", {})}
+        recorded = bench.datetime or (bench.cvae_bench.started if bench.cvae_bench else "")
+        found = (bench.commit_info.get("id", ""), bool(bench.commit_info.get("dirty", False)))
+        metrics = bench_metrics(bench)
+    elif kind in ("result", "comparison"):
+        if kind == "result":
+            result = RunResult.from_json(doc)
+            hardware, versions, recorded = result.hardware, dict(result.versions), result.started
+            metrics = result_metrics(result)
+        else:
+            comparison = ComparisonFile.from_json(doc)
+            hardware, recorded = comparison.hardware, ""
+            versions = {k: v for r in comparison.runs for k, v in r.versions.items()}
+            metrics = comparison_metrics(comparison)
+        fingerprint = machine_fingerprint(hardware.get("cpu", "?"), hardware.get("cpu_count"))
+        versions = {"python": str(hardware.get("python", "?")), **versions}
+        found = _git_commit(root)
+    else:
+        raise ReportError(f"{source}: expected a bench.json, result.json or comparison.json to add to the history")
+    recorded = recorded or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return HistoryEntry(
+        history_entry=FORMAT,
+        kind=kind,
+        commit=found[0] if commit is None else commit,
+        dirty=found[1] if dirty is None else dirty,
+        machine=fingerprint[0],
+        machine_name=fingerprint[1],
+        versions=versions,
+        versions_key=_digest(versions),
+        recorded=recorded,
+        source=source,
+        metrics=metrics,
+        document=doc,
+    )
+
+
+def append_history(
+    result: str | Path | Record | dict[str, Any],
+    history_dir: str | Path | None = None,
+    *,
+    commit: str | None = None,
+    dirty: bool | None = None,
+) -> Path:
+    """Add one result to the history folder; returns the history file written.
+
+    Args:
+        result: a result file (bench.json, result.json, comparison.json, or a run folder holding one of
+            them: comparison.json first, else result.json, else bench.json), or the record or document itself.
+        history_dir: the history folder (default `default_history_dir()`), created if needed.
+        commit, dirty: the commit the result was made at (default: bench.json's, else this checkout's).
+
+    Raises:
+        ReportError: `result` is not a result of cvae-bench; CvaeBenchError: the folder cannot be written.
+    """
+    if isinstance(result, (str, Path)):
+        path = Path(result)
+        if path.is_dir():
+            found = [path / n for n in ("comparison.json", "result.json", "bench.json") if (path / n).is_file()]
+            if not found:
+                raise ReportError(f"{path}: no comparison.json, result.json or bench.json to add to the history")
+            path = found[0]
+        doc, source = read_json(path), str(path.resolve())
+    elif isinstance(result, Record):
+        doc, source = result.to_json(), f"<{type(result).__name__}>"
+    else:
+        doc, source = dict(result), "<document>"
+    entry = make_entry(doc, source, commit, dirty)
+    folder = ensure_dir(Path(history_dir) if history_dir is not None else default_history_dir())
+    out = folder / f"{_safe(entry.key)}.json"
+    write_json(out, entry.to_json())
+    return out
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+
+
+def load_history(folder: str | Path) -> list[Loaded]:
+    """Every history entry in `folder` (recursively), oldest first; files that are not entries are skipped.
+
+    Raises:
+        ReportError: `folder` is not a folder.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise ReportError(f"--history {root}: no such folder")
+    out = []
+    for path in sorted(root.rglob("*.json")):
+        try:
+            doc = read_json(path)
+        except ReportError:
+            continue
+        if kind_of(doc) == "history":
+            out.append(Loaded(path, HistoryEntry.from_json(doc)))
+    return sorted(out, key=lambda x: x.record.recorded)
