@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +16,114 @@ from rich.table import Table
 
 from cvae_bench import __version__
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
+from cvae_bench.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.errors import CvaeBenchError
-from cvae_bench.training.jobs import evaluate_job
 
 err_console = Console(stderr=True)
 # Pipes and files get wide, unwrapped tables rather than rich's 80-column default.
 out_console = Console(width=None if sys.stdout.isatty() else 200)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that it unwinds like KeyboardInterrupt (not an Exception)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the way out is already under way
+    raise _Terminated
+
+
 class _Group(click.Group):
-    """Turns our errors into one line on stderr and a non-zero exit, never a traceback."""
+    """Turns our errors into one line on stderr and a non-zero exit, never a traceback.
+
+    SIGTERM behaves like SIGINT: the command unwinds (each worker it holds is killed on the way, since
+    a worker mid-job would not hear a polite exit), one `error:` line, exit 128 + the signal (143, 130).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from cvae_bench.runtime.worker import kill_all_workers
+
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except CvaeBenchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            kill_all_workers()
+            click.echo("error: interrupted (SIGINT)", err=True)
             sys.exit(130)
+        except _Terminated:
+            kill_all_workers()
+            click.echo("error: terminated (SIGTERM)", err=True)
+            sys.exit(143)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class FiniteFloat(click.ParamType[float, Any]):
+    """A float option that must be finite (click's FLOAT and FloatRange accept nan and inf), in [min, max].
+
+    Args:
+        min: the smallest value accepted, if any.
+        max: the largest value accepted, if any.
+    """
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, max: float | None = None) -> None:
+        self.min, self.max = min, max
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.min is not None and number < self.min:
+            self.fail(f"{number:g} is below the minimum {self.min:g}", param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"{number:g} is above the maximum {self.max:g}", param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"FiniteFloat({self.min}, {self.max})"
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse a `--threads` above the cores this process may run on (a framework would cap it silently).
+
+    Raises:
+        click.BadParameter: naming both numbers.
+    """
+    from cvae_bench.runtime.threads import available_cores
+
+    cores = available_cores()
+    if threads is not None and threads > cores:
+        raise click.BadParameter(
+            f"{threads} threads is more than the {cores} core(s) available to this process", param_hint="'--threads'"
+        )
+
+
+def check_subsets(dataset: str, train_subset: int | None, val_subset: int | None) -> None:
+    """Refuse subset sizes larger than the data set.
+
+    Raises:
+        click.BadParameter: naming the option, the value and the data set's size.
+    """
+    from cvae_bench.data.specs import dataset_spec
+
+    spec = dataset_spec(dataset)
+    for option, value, size, what in (
+        ("--train-subset", train_subset, spec.train_size, "training"),
+        ("--val-subset", val_subset, spec.test_size, "validation"),
+    ):
+        if value is not None and value > size:
+            raise click.BadParameter(
+                f"{value} is more than {spec.title}'s {size} {what} images", param_hint=f"'{option}'"
+            )
 
 
 @click.group(cls=_Group)
@@ -166,8 +257,14 @@ class _RunDisplay:
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--mode", default=None, help="Backend mode, e.g. eager/compiled (torch); default: the backend's.")
-@click.option("--target", type=float, default=235.0, show_default=True, help="Stop at val -ELBO <= target (nats).")
-@click.option("--max-epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--target",
+    type=FiniteFloat(),
+    default=DEFAULT_TARGET,
+    show_default=True,
+    help="Stop at val -ELBO <= target (nats).",
+)
+@click.option("--max-epochs", type=click.IntRange(min=1), default=DEFAULT_MAX_EPOCHS, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train exactly N epochs, no target.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between evaluations [one epoch].")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -187,17 +284,21 @@ class _RunDisplay:
     default=None,
     help="Run folder [runs/<backend>-<timestamp>, or runs/compare-<timestamp> for several runs].",
 )
+@click.option("--force", is_flag=True, help="Write into a --out folder that already holds files.")
 @click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Use only the first N training images.")
 @click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Use only the first N validation images.")
 @click.option(
     "--worker-timeout",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1),
     default=600,
     show_default=True,
     help="Seconds of silence after which a worker is declared hung.",
 )
 @click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="Threads for every framework [its own default]."
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads for every framework, at most the cores available [its own default].",
 )
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
 @click.option("--export", "export_onnx", is_flag=True, help="Also export each run's verified decoder to decoder.onnx.")
@@ -214,6 +315,7 @@ def run(
     dataset: str,
     data_path: str | None,
     out_dir: str | None,
+    force: bool,
     train_subset: int | None,
     val_subset: int | None,
     worker_timeout: float,
@@ -222,27 +324,21 @@ def run(
     export_onnx: bool,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
-    from dataclasses import replace
-
-    from cvae_bench.backends import registry
+    check_threads(threads)
+    check_subsets(dataset, train_subset, val_subset)
+    from cvae_bench.backends.selection import parse_selection
     from cvae_bench.data.loading import load_dataset
-    from cvae_bench.runtime.files import ensure_dir
-    from cvae_bench.training.compare import HEADERS, table_rows, write_comparison
+    from cvae_bench.training.compare import HEADERS, table_rows
     from cvae_bench.training.loop import TrainConfig
-    from cvae_bench.training.run import RunOptions, default_run_dir, run_backend, summary_line
+    from cvae_bench.training.matched import default_folder, run_matched
+    from cvae_bench.training.run import RunOptions
 
-    plan = []
-    for item in [p.strip() for p in backend_name.split(",")] if backend_name.strip() != "all" else ["all"]:
-        name, _, item_mode = item.partition(":")
-        for info in registry.resolve(name):
-            if not info.available:
-                raise CvaeBenchError(info.unavailable_reason())
-            plan.append((info, item_mode or mode))
+    selections = parse_selection(backend_name)
+    if mode is not None:
+        selections = [s if s.mode else replace(s, mode=mode) for s in selections]
     if export_onnx:
-        _require_export([info for info, _ in plan], device)
-    single = len(plan) == 1 and repeats == 1
-    folder = Path(out_dir) if out_dir else default_run_dir("runs", plan[0][0].name if single else "compare")
-    ensure_dir(folder)
+        _require_export([s.info for s in selections], device)
+    folder = Path(out_dir) if out_dir else default_folder(selections, repeats)
     # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
     ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     base = RunOptions(
@@ -255,38 +351,35 @@ def run(
         idle_timeout=worker_timeout,
         threads=threads,
     )
-    results, failures = [], []
-    for info, run_mode in plan:
-        for r in range(repeats):
-            options = replace(base, mode=run_mode, config=replace(base.config, seed=seed + r))
-            sub = folder if single else folder / f"{info.name}{'-' + run_mode if run_mode else ''}-seed{seed + r}"
-            label = f"{info.name}" + ("" if single else f" seed {seed + r}")
-            try:
-                with _RunDisplay(label, quiet) as display:
-                    result = run_backend(info, options, sub, display)
-                results.append(result)
-                click.echo(summary_line(result, sub))
-                if export_onnx:
-                    _export_lines(
-                        info, sub / "weights.safetensors", sub / "decoder.onnx", device, dataset, ds.path, val_subset
-                    )
-            except CvaeBenchError as exc:
-                # One backend failing (worker died or hung, export rejected) does not stop the others.
-                if single:
-                    raise
-                failures.append(str(exc))
-                click.echo(f"error: {exc}", err=True)
-    if not single and results:
-        rows = write_comparison(folder, results, "cvae-bench " + " ".join(sys.argv[1:]))
+
+    def export_after(selection: Any, result: Any, sub: Path) -> list[str]:
+        _export_lines(
+            selection.info, sub / "weights.safetensors", sub / "decoder.onnx", device, dataset, ds.path, val_subset
+        )
+        return []
+
+    outcome = run_matched(
+        selections,
+        base,
+        repeats,
+        folder,
+        command="cvae-bench " + " ".join(sys.argv[1:]),
+        display=lambda label: _RunDisplay(label, quiet),
+        say=click.echo,
+        warn=lambda line: click.echo(line, err=True),
+        after_run=export_after if export_onnx else None,
+        force=force,
+    )
+    if outcome.rows:
         table = Table(title=f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs")
         for header in HEADERS:
             table.add_column(header, no_wrap=True)
-        for cells in table_rows(rows):
+        for cells in table_rows(outcome.rows):
             table.add_row(*cells)
         out_console.print(table)
         click.echo(f"comparison written to {folder / 'comparison.md'} and comparison.json")
-    if failures:
-        raise CvaeBenchError(f"{len(failures)} run(s) failed; see the lines above")
+    if outcome.failures:
+        raise CvaeBenchError(f"{len(outcome.failures)} run(s) failed; see the lines above")
 
 
 @main.command()
@@ -306,28 +399,17 @@ def evaluate(
 ) -> None:
     """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
     from cvae_bench.backends import registry
-    from cvae_bench.data.loading import load_dataset
-    from cvae_bench.models.spec import DEFAULT_SPEC
-    from cvae_bench.runtime.files import load_weights
-    from cvae_bench.runtime.worker import RemoteBackend, Worker
+    from cvae_bench.data.evaluation import evaluate_weights
 
-    info = registry.get(backend_name)
-    if not info.available:
-        raise CvaeBenchError(info.unavailable_reason())
-    weights = load_weights(weights_path)
-    ds = load_dataset(dataset, data_path)
-    with Worker(info) as worker:
-        backend = RemoteBackend(worker, DEFAULT_SPEC, 0, device)
-        ev = backend.run_job(
-            evaluate_job,
-            weights=weights,
-            dataset=dataset,
-            data_path=str(ds.path),
-            val_subset=val_subset,
-        )
-    click.echo(
-        f"{info.name}: val -ELBO {ev['val_elbo']:.4f}  (KL {ev['kl']:.4f}, NLL {ev['nll']:.4f})  [{weights_path}]"
+    ev = evaluate_weights(
+        registry.get(backend_name),
+        weights_path,
+        device=device,
+        dataset=dataset,
+        data_path=data_path,
+        val_subset=val_subset,
     )
+    click.echo(f"{backend_name}: val -ELBO {ev.val_elbo:.4f}  (KL {ev.kl:.4f}, NLL {ev.nll:.4f})  [{weights_path}]")
 
 
 # -- bench ----------------------------------------------------------------------------------------------
@@ -574,3 +656,138 @@ def sample(
     )
     for path in paths:
         click.echo(path)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="loadtest", show_default=True)
+@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="Variants to measure (made from fp32).")
+@click.option("--devices", default="cpu,cuda", show_default=True, help="onnxruntime providers, where available.")
+@click.option(
+    "--serving", default=None, help="SESSIONSxTHREADS choices, e.g. 1x1,1x2,2x1 [default: 1x1,1xN,Nx1 for N cores]."
+)
+@click.option(
+    "--latency-bound",
+    "latency_bound_ms",
+    type=FiniteFloat(min=1e-3),
+    default=1.0,
+    show_default=True,
+    help="Server p99 bound, ms.",
+)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=FiniteFloat(min=0.01),
+    default=0.5,
+    show_default=True,
+    help="Seconds per run at least.",
+)
+@click.option(
+    "--min-queries", type=click.IntRange(min=1), default=1000, show_default=True, help="Queries per run at least."
+)
+@click.option(
+    "--max-probes", type=click.IntRange(min=1), default=6, show_default=True, help="Server rates tried at most."
+)
+@click.option("--offline-batches", default="64,1024", show_default=True, help="Offline batch sizes.")
+@click.option("--offline-queries", type=click.IntRange(min=1), default=16384, show_default=True)
+@click.option("--scheduler", type=click.Choice(["auto", "loadgen", "builtin"]), default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def loadtest(
+    model: str,
+    out_dir: str,
+    precisions: str,
+    devices: str,
+    serving: str | None,
+    latency_bound_ms: float,
+    duration_s: float,
+    min_queries: int,
+    max_probes: int,
+    offline_batches: str,
+    offline_queries: int,
+    scheduler: str,
+    quiet: bool,
+) -> None:
+    """Measure an ONNX decoder under MLPerf's single-stream, server and offline scenarios."""
+    from cvae_bench.serving.loadtest import loadtest_command
+
+    try:
+        batches = [int(b) for b in offline_batches.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected integers such as 64,1024; received {offline_batches!r}") from None
+    paths = loadtest_command(
+        model,
+        out_dir,
+        precisions=precisions.split(","),
+        devices=devices.split(","),
+        serving=serving,
+        latency_bound_ms=latency_bound_ms,
+        duration_s=duration_s,
+        min_queries=min_queries,
+        max_probes=max_probes,
+        offline_batches=batches,
+        offline_queries=offline_queries,
+        scheduler=scheduler,
+        say=(lambda msg: None) if quiet else (lambda msg: err_console.print(f"[dim]{msg}[/dim]")),
+    )
+    for path in paths:
+        click.echo(path)
+
+
+# -- sweep ----------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="List the cells, whether each will run, and the resources it needs.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this machine, one cell at a time; ray: each cell a Ray task on a cluster.",
+)
+@click.option("--address", default=None, help="The Ray cluster (ray://HOST:10001 or HOST:6379) [$RAY_ADDRESS].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Results [the file's out].")
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Times a failed cell is run again before it is recorded as failed.",
+)
+@click.option("--retry-failed", is_flag=True, help="Run again the cells an earlier sweep recorded as failed.")
+@click.option(
+    "--worker-timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds of silence after which a worker is declared hung.",
+)
+def sweep(
+    sweep_file: str,
+    dry_run: bool,
+    executor: str,
+    address: str | None,
+    out_dir: str | None,
+    retries: int,
+    retry_failed: bool,
+    worker_timeout: float,
+) -> None:
+    """Run every cell of a sweep file (run/bench × backends × devices × threads × seeds × repeats) not yet done."""
+    from cvae_bench.sweep.api import SweepCommand, sweep_command
+
+    cmd = SweepCommand(
+        path=sweep_file,
+        executor=executor,
+        address=address,
+        out=out_dir,
+        retries=retries,
+        retry_failed=retry_failed,
+        dry_run=dry_run,
+        idle_timeout=worker_timeout,
+    )
+    outcome = sweep_command(cmd, say=click.echo)
+    if outcome.summary_md is not None:
+        click.echo(f"summary written to {outcome.summary_md} and {outcome.summary_json}")
+    if outcome.report is not None:
+        click.echo(f"report written to {outcome.report}")
+    if outcome.failed:
+        raise CvaeBenchError(f"{len(outcome.failed)} cell(s) failed; see {outcome.summary_md}")

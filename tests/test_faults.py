@@ -1,0 +1,357 @@
+"""Faults: signals, a killed parent, a full disk, a busy or non-empty run folder, bad numbers, bad weights.
+
+Real processes and real signals throughout; no timing is asserted: each wait is generous (a loaded
+two-core machine starts a torch worker slowly) and the tests assert on what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+
+from cvae_bench.backends import registry
+from cvae_bench.errors import CvaeBenchError
+from cvae_bench.models import reference
+from cvae_bench.runtime import files
+from cvae_bench.runtime.files import (
+    LOCK_NAME,
+    claim_output_folder,
+    file_sha256,
+    load_weights,
+    save_weights,
+    write_json,
+    write_text,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_MODULE = "cvae_bench.runtime.worker"
+#: Generous: how long a process may take to appear or to go away on a loaded machine.
+WAIT_S = 60.0
+
+needs_torch = pytest.mark.skipif(not registry.get("torch").available, reason="torch is not installed")
+
+#: A small run that keeps training long enough to be interrupted (10 steps an epoch, 1000 epochs).
+LONG_RUN = (
+    "run",
+    "--backend",
+    "torch",
+    "--train-subset",
+    "640",
+    "--val-subset",
+    "200",
+    "--epochs",
+    "1000",
+    "--quiet",
+)
+SHORT_RUN = ("run", "--backend", "torch", "--train-subset", "640", "--val-subset", "200", "--epochs", "1", "--quiet")
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cvae_bench", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=600,
+    )
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cvae_bench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def one_error_line(returncode: int, stderr: str) -> str:
+    assert returncode != 0
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+
+
+def worker_of(proc: subprocess.Popen[str]) -> psutil.Process:
+    """The worker process of a running `cvae-bench` (waits for it to start)."""
+
+    def find() -> psutil.Process | None:
+        assert proc.poll() is None, proc.communicate()[1]
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if WORKER_MODULE in " ".join(child.cmdline()):
+                        return child
+        return None
+
+    worker: psutil.Process = wait_for("the worker to start", find)
+    return worker
+
+
+def gone(process: psutil.Process) -> bool:
+    """True when the process has exited (a zombie waiting for a reaper has exited too)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def training(worker: psutil.Process) -> None:
+    """Wait until the worker has spent CPU time past its imports (it is training, not starting)."""
+    wait_for("the worker to train", lambda: sum(worker.cpu_times()[:2]) > 3.0, timeout=180)
+
+
+@pytest.fixture
+def tmp_env(tmp_path: Path) -> dict[str, str]:
+    """A temp folder of its own for the CLI, so that its worker logs can be counted."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    return {"TMPDIR": str(tmp)}
+
+
+def logs_in(env: dict[str, str]) -> list[str]:
+    return sorted(p.name for p in Path(env["TMPDIR"]).glob("cvae-bench-*.stderr.log"))
+
+
+# -- 1. clean shutdown -----------------------------------------------------------------------------------
+@needs_torch
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_stops_the_run_with_one_line_and_takes_its_worker(
+    tmp_path: Path, tmp_env: dict[str, str], sig: signal.Signals, code: int, word: str, mnist: tuple
+) -> None:
+    out = tmp_path / "run"
+    with start_cli(*LONG_RUN, "--out", str(out), env=tmp_env) as proc:
+        try:
+            worker = worker_of(proc)
+            training(worker)
+            proc.send_signal(sig)  # to the parent alone: it must take its worker down itself
+            _, stderr = proc.communicate(timeout=WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == code, stderr
+    assert word in one_error_line(proc.returncode, stderr)
+    wait_for("the worker to go", lambda: gone(worker))
+    assert not (out / LOCK_NAME).exists()  # the folder is free again
+    assert logs_in(tmp_env) == []  # nothing failed: the worker's log is not kept
+
+
+@needs_torch
+def test_kill_9_of_the_parent_leaves_no_orphan_and_a_lock_that_is_taken_over(
+    tmp_path: Path, tmp_env: dict[str, str], mnist: tuple
+) -> None:
+    out = tmp_path / "run"
+    with start_cli(*LONG_RUN, "--out", str(out), env=tmp_env) as proc:
+        try:
+            worker = worker_of(proc)
+            training(worker)
+        finally:
+            proc.kill()
+            proc.communicate(timeout=WAIT_S)
+    wait_for("the orphaned worker to go", lambda: gone(worker))
+    # SIGKILL runs no cleanup: the lock stays, naming a dead PID, and the next run takes it over.
+    assert (out / LOCK_NAME).read_text().strip() == str(proc.pid)
+    again = cli(*SHORT_RUN, "--threads", "1", "--out", str(out), "--force", env=tmp_env)
+    assert again.returncode == 0, again.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["weights"]["sha256"] == file_sha256(out / "weights.safetensors")
+    # 4. the thread counts in force in the worker are what the result records
+    in_force = result["hardware"]["threads_in_force"]
+    assert in_force["requested"] == 1 and in_force["torch_intra_op"] == 1 and in_force["affinity_cores"] == 1
+    assert not (out / LOCK_NAME).exists()
+
+
+# -- 3. no silent overwrite --------------------------------------------------------------------------------
+def test_a_non_empty_out_is_refused_unless_forced(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "decoder.onnx").write_bytes(b"an earlier run's file")
+    proc = cli("run", "--backend", "torch", "--out", str(out))
+    line = one_error_line(proc.returncode, proc.stderr)
+    assert f"output folder {out} is not empty (decoder.onnx)" in line and "--force" in line
+    assert not (out / LOCK_NAME).exists()
+    assert (out / "decoder.onnx").read_bytes() == b"an earlier run's file"
+
+
+def test_a_folder_locked_by_a_living_run_is_refused_naming_its_pid(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        (out / LOCK_NAME).write_text(f"{holder.pid}\n")
+        proc = cli("run", "--backend", "torch", "--out", str(out), "--force")
+        line = one_error_line(proc.returncode, proc.stderr)
+        assert f"in use by another cvae-bench run (PID {holder.pid}" in line
+        assert (out / LOCK_NAME).read_text().strip() == str(holder.pid)  # not taken from its owner
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_holds_the_pid_and_is_removed_at_the_end(tmp_path: Path) -> None:
+    with claim_output_folder(tmp_path / "new") as lock:
+        assert lock.path.read_text().strip() == str(os.getpid())
+        with pytest.raises(CvaeBenchError, match="already being written by this process"):
+            claim_output_folder(tmp_path / "new", force=True)
+    assert not lock.path.exists()
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_a_stale_lock_is_taken_over(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK_NAME).write_text(f"{dead.pid}\n")
+    with claim_output_folder(tmp_path) as lock:  # only a stale lock: the folder counts as empty
+        assert lock.path.read_text().strip() == str(os.getpid())
+    (tmp_path / LOCK_NAME).write_text("")  # a writer killed between creating and writing it
+    with claim_output_folder(tmp_path):
+        pass
+
+
+# -- 2. durable writes -------------------------------------------------------------------------------------
+def test_writes_go_temp_fsync_rename_fsync_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        calls.append(f"rename {Path(src).name.startswith('.result.json.')}->{Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_json(tmp_path / "result.json", {"a": 1})
+    assert calls == ["fsync-file", "rename True->result.json", "fsync-dir"]
+
+
+def _enospc(*args: Any, **kwargs: Any) -> Any:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "replace"])
+def test_a_full_disk_is_one_error_and_leaves_the_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    target = tmp_path / "weights.safetensors"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(os, where, _enospc)
+    with pytest.raises(CvaeBenchError, match=f"cannot write {target}: No space left on device"):
+        save_weights(target, reference.init_weights(0))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.safetensors"]
+    assert target.read_bytes() == b"old"
+
+
+def test_a_permission_error_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def eacces(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", eacces)  # root ignores chmod, so the error is injected
+    with pytest.raises(CvaeBenchError, match=r"cannot write .*result\.json: Permission denied"):
+        write_text(tmp_path / "result.json", "{}")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (root only); skips where mounting is not permitted."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_weights_on_a_full_disk_are_one_error_and_no_half_file(tiny_disk: Path) -> None:
+    with pytest.raises(CvaeBenchError, match="No space left on device"):
+        save_weights(tiny_disk / "weights.safetensors", reference.init_weights(0))
+    assert list(tiny_disk.iterdir()) == []
+
+
+@needs_torch
+def test_a_run_onto_a_full_disk_is_one_error_line(tiny_disk: Path, tmp_env: dict[str, str], mnist: tuple) -> None:
+    out = tiny_disk / "run"
+    proc = cli(*SHORT_RUN, "--out", str(out), env=tmp_env)
+    line = one_error_line(proc.returncode, proc.stderr)
+    assert "No space left on device" in line and "weights.safetensors" in line
+    assert sorted(p.name for p in out.iterdir()) == []  # no temp file, no half file, no lock
+
+
+def test_the_recorded_sha256_is_that_of_the_bytes_written(tmp_path: Path) -> None:
+    digest = save_weights(tmp_path / "w.safetensors", reference.init_weights(3))
+    assert digest == file_sha256(tmp_path / "w.safetensors")
+
+
+def test_result_json_is_strict(tmp_path: Path) -> None:
+    with pytest.raises(CvaeBenchError, match="strict JSON"):
+        write_json(tmp_path / "result.json", {"final": float("nan")})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_with_a_non_finite_value_are_refused_naming_the_tensor(tmp_path: Path) -> None:
+    weights = reference.init_weights(0)
+    name = sorted(weights)[1]
+    weights[name] = weights[name].copy()
+    weights[name].flat[5] = np.nan
+    save_weights(tmp_path / "w.safetensors", weights)
+    with pytest.raises(CvaeBenchError, match=rf"{name} holds 1 non-finite value"):
+        load_weights(tmp_path / "w.safetensors")
+    proc = cli("evaluate", "--backend", "torch", "--weights", str(tmp_path / "w.safetensors"))
+    assert name in one_error_line(proc.returncode, proc.stderr)
+
+
+# -- 4. numeric options ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "option", "says"),
+    [
+        (("--target", "nan"), "--target", "not a finite number"),
+        (("--target", "inf"), "--target", "not a finite number"),
+        (("--target", "-inf"), "--target", "not a finite number"),
+        (("--worker-timeout", "inf"), "--worker-timeout", "not a finite number"),
+        (("--worker-timeout", "0.5"), "--worker-timeout", "below the minimum 1"),
+        (("--train-subset", "60001"), "--train-subset", "more than MNIST's 60000 training images"),
+        (("--val-subset", "10001"), "--val-subset", "more than MNIST's 10000 validation images"),
+        (("--threads", "999"), "--threads", "999 threads is more than the"),
+    ],
+)
+def test_numeric_options_must_be_finite_and_in_range(args: tuple[str, ...], option: str, says: str) -> None:
+    proc = cli("run", "--backend", "torch", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert f"Invalid value for '{option}'" in proc.stderr and says in proc.stderr
+    assert "Traceback" not in proc.stderr
