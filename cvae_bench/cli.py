@@ -791,3 +791,25 @@ def sweep(
         click.echo(f"report written to {outcome.report}")
     if outcome.failed:
         raise CvaeBenchError(f"{len(outcome.failed)} cell(s) failed; see {outcome.summary_md}")
+
+
+# -- report ---------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option(
+    "--history",
+    "history_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="A results history folder to draw as trends across commits (run/bench append to "
+    "~/.cache/cvae-bench/history by default).",
+)
+@click.option("--append", is_flag=True, help="Add the result files of PATHS to --history first.")
+def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, append: bool) -> None:
+    """One self-contained HTML page from run folders, comparison.json, bench.json, decoder.onnx and history."""
+    from cvae_bench.report.api import report_command
+
+    command = "cvae-bench " + " ".join(sys.argv[1:])
+    for line in report_command(paths, out_path, history=history_dir, append=append, command=command):
+        click.echo(line)

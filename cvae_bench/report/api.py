@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cvae_bench.report import charts
-from cvae_bench.report.history import load_history
+from cvae_bench.report.history import append_history, load_history
 from cvae_bench.report.inputs import BenchFile, ComparisonFile, Inputs, ReportError, load_inputs
 from cvae_bench.report.page import Page, fairness_table, key_values, pre, table
 from cvae_bench.report.pictures import decoder_pictures
@@ -327,3 +327,44 @@ def write_report(folder_or_paths: str | Path | Sequence[str | Path], out: str | 
         first = Path(paths[0])
         out = (first if first.is_dir() else first.parent) / "report.html"
     return make_report(paths, out)[0]
+
+
+def report_command(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    history: str | Path | None = None,
+    append: bool = False,
+    command: str | None = None,
+) -> list[str]:
+    """`cvae-bench report`: optionally add `paths` to the history, then write the page; returns lines to print.
+
+    Args:
+        paths: run folders, result.json, comparison.json, bench.json, decoder.onnx or history files.
+        out: the page to write.
+        history: a history folder whose entries are drawn as trends (None: no history).
+        append: add every result file of `paths` to `history` first (as `cvae-bench run`/`bench` do).
+        command: the command line, shown on the page.
+
+    Raises:
+        ReportError: `append` without `history`, nothing to report, an unreadable input, or plotly missing.
+    """
+    lines = []
+    if append:
+        if history is None:
+            raise ReportError("--append: expected --history DIR to append to")
+        inputs = load_inputs(paths)
+        for loaded in (*inputs.results, *inputs.comparisons, *inputs.benches):
+            lines.append(f"history: {append_history(loaded.path, history)}")
+    page, inputs = make_report(paths, out, history=history, command=command)
+    drawn = {
+        "result": len(inputs.results),
+        "comparison": len(inputs.comparisons),
+        "bench": len(inputs.benches),
+        "decoder": len(inputs.decoders),
+        "history entry": len(inputs.history),
+    }
+    counts = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in drawn.items() if n)
+    lines += [f"skipped: {s}" for s in inputs.skipped]
+    lines.append(f"written {page} ({counts})")
+    return lines
