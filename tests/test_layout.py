@@ -27,6 +27,7 @@ FLOORS: dict[str, int] = {
     "serving": 7,
     "bench": 8,
     "report": 9,  # reads result files only: never the runners below it (a future `sweep` shares this floor)
+    "sweep": 9,  # beside report: runs cells through training/bench, writes its summary
     "testing": 10,
     "cli": 11,
     "__main__": 12,

@@ -1,0 +1,1 @@
+"""Sweeps: a declarative grid of `run` and `bench` cells, keyed and idempotent, run by an executor."""

@@ -1,0 +1,209 @@
+"""`cvae-bench sweep` as one call: read the sweep file, skip finished cells, run the rest, write the summary."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cvae_bench.errors import CvaeBenchError
+from cvae_bench.sweep.cells import Cell
+from cvae_bench.sweep.config import SweepFile, read_sweep_file
+from cvae_bench.sweep.executors import Executor, ExecutorSettings, make_executor
+from cvae_bench.sweep.store import CellRecord, SweepStore
+from cvae_bench.sweep.summary import summarize_sweep, write_summary
+
+
+@dataclass(frozen=True)
+class SweepCommand:
+    """What `cvae-bench sweep` was asked.
+
+    Attributes:
+        path: the sweep file.
+        executor: "local" (this machine, one cell at a time) or "ray".
+        address: the Ray cluster's address (default: the file's [ray] address, then $RAY_ADDRESS).
+        out: the results folder instead of the file's `[sweep] out`.
+        retries: times a failed cell is run again before it is recorded as failed.
+        retry_failed: run again the cells an earlier sweep recorded as failed.
+        dry_run: list the cells and the resources each needs; run nothing.
+        idle_timeout: seconds a silent worker is given before it counts as hung.
+    """
+
+    path: str
+    executor: str = "local"
+    address: str | None = None
+    out: str | None = None
+    retries: int = 1
+    retry_failed: bool = False
+    dry_run: bool = False
+    idle_timeout: float = 600.0
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: the folder, the cells it skipped, ran and failed, and the files it wrote."""
+
+    folder: Path
+    cells: int
+    skipped: int = 0
+    ran: list[CellRecord] = field(default_factory=list)
+    summary_json: Path | None = None
+    summary_md: Path | None = None
+    report: Path | None = None
+
+    @property
+    def failed(self) -> list[CellRecord]:
+        """Cells of this sweep that ended as failed."""
+        return [r for r in self.ran if r.status == "failed"]
+
+
+def _ignore(_: CellRecord) -> None:
+    pass
+
+
+def sweep_command(
+    cmd: SweepCommand,
+    say: Callable[[str], None] = print,
+    on_cell: Callable[[CellRecord], None] = _ignore,
+) -> SweepOutcome:
+    """Run (or, with `dry_run`, list) every cell of a sweep file that has not finished yet.
+
+    A cell is finished when `cells/<key>/cell.json` exists in the results folder: it is never run again,
+    so a stopped sweep resumes by running the same command. A cell that fails is run again up to
+    `retries` times, then recorded as failed (and skipped by later sweeps unless `retry_failed`).
+
+    Args:
+        cmd: the command's options.
+        say: where the progress lines go.
+        on_cell: called with each cell's record once it is written.
+
+    Raises:
+        CvaeBenchError: a bad sweep file (one line naming the key and line), an executor that cannot run
+            (Ray missing, no node that can hold a cell), a folder another sweep is writing.
+    """
+    sweep = read_sweep_file(cmd.path, cmd.out)
+    settings = ExecutorSettings(
+        data_path=sweep.data_path,
+        idle_timeout=cmd.idle_timeout,
+        address=cmd.address or sweep.ray.address,
+        slot=sweep.ray.slot,
+        cpus=sweep.ray.cpus,
+    )
+    executor = make_executor(cmd.executor, settings)
+    store = SweepStore(sweep.out)
+    if cmd.dry_run:
+        for line in plan_lines(sweep, store, executor, cmd.retry_failed):
+            say(line)
+        return SweepOutcome(folder=sweep.out, cells=len(sweep.cells))
+    outcome = SweepOutcome(folder=sweep.out, cells=len(sweep.cells))
+    with store:
+        store.open(sweep.text)
+        previous = {c.key: store.record(c.key) for c in sweep.cells}
+        todo = [c for c in sweep.cells if _should_run(previous[c.key], cmd.retry_failed)]
+        outcome.skipped = len(sweep.cells) - len(todo)
+        say(
+            f"sweep {sweep.name!r}: {len(sweep.cells)} cells, {outcome.skipped} finished before, {len(todo)} to run "
+            f"-> {sweep.out}"
+        )
+        if todo:
+            if executor.name == "local" and settings.data_path is None:
+                executor.settings = replace(settings, data_path=_local_data(sweep, say))
+
+            def written(record: CellRecord) -> None:
+                outcome.ran.append(record)
+                on_cell(record)
+
+            _run_cells(todo, previous, executor, store, cmd.retries, say, written)
+        records = [r for c in sweep.cells if (r := store.record(c.key)) is not None]
+        summary = summarize_sweep(sweep.name, sweep.out, records, pending=len(sweep.cells) - len(records))
+        outcome.summary_json, outcome.summary_md = write_summary(summary, sweep.out)
+        outcome.report = _report(sweep.out, say)
+    return outcome
+
+
+def _should_run(record: CellRecord | None, retry_failed: bool) -> bool:
+    return record is None or (retry_failed and record.status == "failed")
+
+
+def _local_data(sweep: SweepFile, say: Callable[[str], None]) -> str:
+    """Fetch and verify the data set once, here, so that every cell reads the same local copy."""
+    from cvae_bench.data.loading import load_dataset
+
+    datasets = {c.dataset for c in sweep.cells}
+    (dataset,) = datasets
+    return str(load_dataset(dataset, progress=say).path)
+
+
+def _run_cells(
+    todo: list[Cell],
+    previous: dict[str, CellRecord | None],
+    executor: Executor,
+    store: SweepStore,
+    retries: int,
+    say: Callable[[str], None],
+    written: Callable[[CellRecord], None],
+) -> None:
+    """Submit every cell, write each as it finishes, submit a failed one again while attempts are left."""
+    attempts: dict[str, int] = {}
+    errors: dict[str, list[str]] = {}
+    for cell in todo:
+        old = previous.get(cell.key)
+        attempts[cell.key] = old.attempts if old is not None else 0
+        errors[cell.key] = list(old.errors) if old is not None else []
+    budget = {cell.key: attempts[cell.key] + retries + 1 for cell in todo}
+    with executor:
+        say(f"executor: {executor.describe()}")
+        for cell in todo:
+            executor.submit(cell)
+        done = 0
+        while executor.in_flight:
+            result = executor.next_done()
+            key = result.cell.key
+            attempts[key] += 1
+            if result.status == "failed":
+                errors[key].append(result.error or "unknown error")
+                if attempts[key] < budget[key]:
+                    say(f"retrying {result.cell.label} ({key}): {result.error}")
+                    executor.submit(result.cell)
+                    continue
+            record = store.write(result, attempts[key], errors[key], executor.name)
+            done += 1
+            where = f" on {record.node}" if record.node else ""
+            say(f"[{done}/{len(todo)}] {record.label}: {record.summary} ({record.seconds:.1f} s{where}) -> cells/{key}")
+            written(record)
+
+
+def _report(folder: Path, say: Callable[[str], None]) -> Path | None:
+    """One report over the sweep folder, where the report wing exists; a failure is a warning."""
+    try:  # the report wing may be absent from an older or trimmed install; the summary stands without it
+        write_report = getattr(importlib.import_module("cvae_bench.report"), "write_report", None)
+    except ImportError:
+        return None
+    if write_report is None:
+        return None
+    try:
+        path: Path = write_report(folder)
+    except CvaeBenchError as exc:
+        say(f"warning: no report: {exc}")
+        return None
+    return path
+
+
+def plan_lines(sweep: SweepFile, store: SweepStore, executor: Executor, retry_failed: bool = False) -> list[str]:
+    """The dry run: every cell with its key, whether it will run, and the resources it asks for."""
+    from cvae_bench.tables import markdown_table
+
+    rows = []
+    todo = 0
+    for cell in sweep.cells:
+        record = store.record(cell.key)
+        runs = _should_run(record, retry_failed)
+        todo += runs
+        state = "to run" if record is None else f"done: {record.status}" + (", to run again" if runs else "")
+        rows.append([cell.key, cell.label, state, executor.needs(cell)])
+    head = (
+        f"sweep {sweep.name!r}: {len(sweep.cells)} cells, {len(sweep.cells) - todo} finished, {todo} to run "
+        f"with the {executor.name} executor -> {sweep.out}"
+    )
+    return [head, *markdown_table(["key", "cell", "state", "resources"], rows)]

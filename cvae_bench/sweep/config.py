@@ -1,0 +1,359 @@
+"""The sweep file: a TOML grid of commands × backends × devices × threads × seeds × repeats, read and checked.
+
+Every mistake is one `SweepFileError` naming the file, the line, the table and the key, and saying what was
+expected and what was found. `expand` turns the checked file into its cells, in a stable order.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvae_bench.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, DEVICES, PRECISIONS
+from cvae_bench.errors import CvaeBenchError
+from cvae_bench.sweep.cells import COMMANDS, BenchParams, Cell, RunParams
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class SweepFileError(CvaeBenchError):
+    """A sweep file that cannot be read, or holds a key or value it should not."""
+
+
+#: The axes of the grid: they may be set in [sweep] for every command, or in [run]/[bench] for one.
+AXES = ("backends", "devices", "threads", "seeds", "repeats")
+#: The bench's own defaults when the file does not say (those of `cvae-bench bench`, shorter rounds aside).
+BENCH_DEFAULTS: dict[str, Any] = {
+    "rounds": 15,
+    "min_time": 0.1,
+    "warmup": 20,
+    "batch_sizes": [1, 64, 1024, 8192],
+    "precisions": list(PRECISIONS),
+}
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """The [ray] table: where the cluster is, the slot resource every cell holds, CPUs per cell."""
+
+    address: str | None = None
+    slot: str = "bench_slot"
+    cpus: int | None = None
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    """A checked sweep file: its cells in order and where their results go."""
+
+    path: Path
+    text: str
+    name: str
+    out: Path
+    cells: list[Cell]
+    data_path: str | None = None
+    ray: RaySettings = field(default_factory=RaySettings)
+
+
+# -- values ---------------------------------------------------------------------------------------------------
+Check = Callable[[Any], Any]
+
+
+class _Bad(Exception):
+    """A value of the wrong kind; the message says what was expected."""
+
+
+def _int(minimum: int) -> Check:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise _Bad(f"an integer >= {minimum}")
+        return v
+
+    return check
+
+
+def _number(minimum: float) -> Check:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < minimum:
+            raise _Bad(f"a number >= {minimum}")
+        return float(v)
+
+    return check
+
+
+def _text(choices: Sequence[str] | None = None) -> Check:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or not v.strip() or (choices is not None and v not in choices):
+            raise _Bad("one of " + ", ".join(choices) if choices is not None else "a non-empty string")
+        return v
+
+    return check
+
+
+def _threads(v: Any) -> int | None:
+    if v == "all":
+        return None
+    try:
+        return int(_int(1)(v))
+    except _Bad:
+        raise _Bad('an integer >= 1 or "all"') from None
+
+
+def _optional(check: Check) -> Check:
+    """A value that may also be `false` (none: e.g. `epochs = false` trains to the target)."""
+
+    def inner(v: Any) -> Any:
+        if v is False:
+            return None
+        try:
+            return check(v)
+        except _Bad as exc:
+            raise _Bad(f"{exc} or false") from None
+
+    return inner
+
+
+def _list(check: Check) -> Check:
+    """A non-empty list of values (a single value is a list of one)."""
+
+    def inner(v: Any) -> list[Any]:
+        items = v if isinstance(v, list) else [v]
+        if not items:
+            raise _Bad("a non-empty list")
+        out = []
+        for item in items:
+            try:
+                value = check(item)
+            except _Bad as exc:
+                raise _Bad(f"a list of {exc}") from None
+            if value not in out:
+                out.append(value)
+        return out
+
+    return inner
+
+
+def _every_group() -> list[str]:
+    from cvae_bench.bench.groups import GROUPS
+
+    return list(GROUPS)
+
+
+def _datasets() -> tuple[str, ...]:
+    from cvae_bench.data.specs import DATASETS
+
+    return DATASETS
+
+
+#: The keys each table may hold and how each is checked.
+SCHEMA: dict[str, dict[str, Check]] = {
+    "sweep": {
+        "name": _text(),
+        "out": _text(),
+        "commands": _list(_text(COMMANDS)),
+        "dataset": _text(),
+        "data": _text(),
+        "backends": _list(_text()),
+        "devices": _list(_text(DEVICES)),
+        "threads": _list(_threads),
+        "seeds": _list(_int(0)),
+        "repeats": _int(1),
+    },
+    "run": {
+        "target": _number(-1e300),
+        "max_epochs": _int(1),
+        "epochs": _optional(_int(1)),
+        "eval_every": _optional(_int(1)),
+        "train_subset": _optional(_int(64)),
+        "val_subset": _optional(_int(1)),
+        "backends": _list(_text()),
+        "devices": _list(_text(DEVICES)),
+        "threads": _list(_threads),
+        "seeds": _list(_int(0)),
+        "repeats": _int(1),
+    },
+    "bench": {
+        "groups": _list(_text()),
+        "rounds": _int(1),
+        "min_time": _number(0.0),
+        "warmup": _int(0),
+        "batch_sizes": _list(_int(1)),
+        "precisions": _list(_text(PRECISIONS)),
+        "train_subset": _optional(_int(64)),
+        "backends": _list(_text()),
+        "devices": _list(_text(DEVICES)),
+        "threads": _list(_threads),
+        "repeats": _int(1),
+    },
+    "ray": {"address": _text(), "slot": _text(), "cpus": _int(1)},
+}
+
+#: Keys that belong elsewhere, with the reason (said instead of a bare "unknown key").
+MISPLACED = {
+    ("run", "batch_sizes"): "the training recipe fixes batch 64; batch_sizes are the bench's sampling batch sizes",
+    ("bench", "seeds"): "a bench builds its model with seed 0; use repeats for more measurements",
+    ("sweep", "batch_sizes"): "batch_sizes belong in [bench] (sampling batch sizes)",
+}
+
+
+# -- where a key is written -----------------------------------------------------------------------------------
+_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+
+
+def _line_of(text: str, table: str, key: str | None) -> int | None:
+    """The line (1-based) that sets `key` in `[table]` (or opens the table when `key` is None)."""
+    current = ""
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=") if key else None
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = _TABLE.match(line)
+        if m:
+            current = m.group(1)
+            if key is None and current == table:
+                return number
+            continue
+        if pattern is not None and current == table and pattern.match(line):
+            return number
+    return None
+
+
+class _Reader:
+    """Reads one parsed file, raising `SweepFileError`s that point at the key's line."""
+
+    def __init__(self, path: Path, text: str, doc: dict[str, Any]) -> None:
+        self.path, self.text, self.doc = path, text, doc
+
+    def error(self, table: str, key: str | None, message: str) -> SweepFileError:
+        line = _line_of(self.text, table, key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        name = f"[{table}] {key}" if key else f"[{table}]"
+        return SweepFileError(f"{where}: {name}: {message}")
+
+    def table(self, name: str) -> dict[str, Any]:
+        value = self.doc.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error("", name, f"expected a table [{name}], got {type(value).__name__}")
+        for key in value:
+            if key not in SCHEMA[name]:
+                why = MISPLACED.get((name, key)) or "known keys: " + ", ".join(SCHEMA[name])
+                raise self.error(name, key, f"unknown key ({why})")
+        out = {}
+        for key, raw in value.items():
+            try:
+                out[key] = SCHEMA[name][key](raw)
+            except _Bad as exc:
+                raise self.error(name, key, f"expected {exc}, got {raw!r}") from None
+        return out
+
+
+def read_sweep_file(path: str | Path, out: str | Path | None = None) -> SweepFile:
+    """Read, check and expand a sweep file.
+
+    Args:
+        path: the TOML file.
+        out: where results go, instead of the file's `[sweep] out` (default: runs/sweep-<name>).
+
+    Raises:
+        SweepFileError: the file is missing, is not TOML, or holds an unknown key, a wrong value, an unknown
+            backend, group or data set (one line naming the file, the line and the key).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepFileError(f"cannot read sweep file {p}: {exc}") from exc
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepFileError(f"{p}: not valid TOML: {exc}") from exc
+    reader = _Reader(p, text, doc)
+    unknown = sorted(set(doc) - set(SCHEMA))
+    if unknown:
+        raise reader.error(unknown[0], None, "unknown table (known: " + ", ".join(f"[{t}]" for t in SCHEMA) + ")")
+    sweep, ray = reader.table("sweep"), reader.table("ray")
+    name = sweep.get("name", p.stem)
+    dataset = sweep.get("dataset", "mnist")
+    if dataset not in _datasets():
+        raise reader.error("sweep", "dataset", f"unknown data set {dataset!r}; known: {', '.join(_datasets())}")
+    commands = sweep.get("commands") or [c for c in COMMANDS if c in doc]
+    if not commands:
+        raise reader.error("sweep", None, 'no command: set commands = ["run", "bench"] or add a [run] table')
+    cells: list[Cell] = []
+    for command in commands:
+        own = reader.table(command)
+        axes = {k: own.get(k, sweep.get(k)) for k in AXES}
+        backends = _backends(reader, command if "backends" in own else "sweep", axes["backends"])
+        if command == "run":
+            run = RunParams(
+                target=own.get("target", DEFAULT_TARGET),
+                max_epochs=own.get("max_epochs", DEFAULT_MAX_EPOCHS),
+                epochs=own.get("epochs"),
+                eval_every=own.get("eval_every"),
+                train_subset=own.get("train_subset"),
+                val_subset=own.get("val_subset"),
+            )
+            seeds: list[int | None] = list(axes["seeds"] or [0])
+            bench = None
+        else:
+            groups = own.get("groups", _every_group())
+            unknown_groups = sorted(set(groups) - set(_every_group()))
+            if unknown_groups:
+                known = ", ".join(_every_group())
+                raise reader.error("bench", "groups", f"unknown group {unknown_groups[0]!r}; known: {known}")
+            bench = BenchParams(
+                groups=groups,
+                rounds=own.get("rounds", BENCH_DEFAULTS["rounds"]),
+                min_time=own.get("min_time", BENCH_DEFAULTS["min_time"]),
+                warmup=own.get("warmup", BENCH_DEFAULTS["warmup"]),
+                batch_sizes=own.get("batch_sizes", BENCH_DEFAULTS["batch_sizes"]),
+                precisions=own.get("precisions", BENCH_DEFAULTS["precisions"]),
+                train_subset=own.get("train_subset"),
+            )
+            seeds, run = [None], None
+        for backend, mode in backends:
+            for device in axes["devices"] or ["cpu"]:
+                for threads in axes["threads"] or [None]:
+                    for seed in seeds:
+                        for repeat in range(axes["repeats"] or 1):
+                            cell = Cell(command, backend, mode, device, threads, seed, repeat, dataset, run, bench)
+                            if all(c.key != cell.key for c in cells):
+                                cells.append(cell)
+    default_out = Path("runs") / f"sweep-{name}"
+    return SweepFile(
+        path=p,
+        text=text,
+        name=name,
+        out=Path(out) if out is not None else Path(sweep.get("out", default_out)),
+        cells=cells,
+        data_path=sweep.get("data"),
+        ray=RaySettings(address=ray.get("address"), slot=ray.get("slot", "bench_slot"), cpus=ray.get("cpus")),
+    )
+
+
+def _backends(reader: _Reader, table: str, names: list[str] | None) -> list[tuple[str, str | None]]:
+    """(name, mode) pairs of `backends`: NAME or NAME:MODE, or "all" (every backend available here)."""
+    from cvae_bench.backends import registry
+
+    if not names:
+        raise reader.error(table, "backends", 'no backend: set backends = ["torch", "keras-jax:compiled"]')
+    known = registry.all_backends()
+    out: list[tuple[str, str | None]] = []
+    for item in names:
+        if item == "all":
+            pairs: list[tuple[str, str | None]] = [(info.name, None) for info in registry.resolve("all")]
+        else:
+            name, sep, mode = item.partition(":")
+            if name not in known:
+                raise reader.error(table, "backends", f"unknown backend {name!r}; known: {', '.join(known)}")
+            if sep and (not mode or mode == "all"):
+                raise reader.error(
+                    table, "backends", f"{item!r}: name one mode per entry (a cell is one mode), e.g. {name}:eager"
+                )
+            pairs = [(name, mode or None)]
+        out += [p for p in pairs if p not in out]
+    return out
