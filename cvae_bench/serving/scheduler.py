@@ -27,7 +27,7 @@ Serve = Callable[[np.ndarray], Any]
 #: Called by a worker when a batch is done: (tag, seconds since the scenario started when it was issued, done).
 Done = Callable[[Any, float, float], None]
 
-LABEL = "built-in scheduler (MLPerf LoadGen not importable; same scenario rules, not LoadGen's figures)"
+LABEL = "built-in scheduler (not MLPerf LoadGen: the same scenario rules, timed in Python)"
 
 
 @dataclass
