@@ -813,3 +813,17 @@ def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, appen
     command = "cvae-bench " + " ".join(sys.argv[1:])
     for line in report_command(paths, out_path, history=history_dir, append=append, command=command):
         click.echo(line)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="site", show_default=True)
+@click.option("--no-webgpu", is_flag=True, help="Ship the WASM build only (14 MB instead of 40 MB).")
+def web(model: str, out_dir: str, no_webgpu: bool) -> None:
+    """Write a static page that runs the decoder in the browser (onnxruntime-web, WASM or WebGPU)."""
+    from cvae_bench.serving.web import write_site
+
+    index = write_site(model, out_dir, webgpu=not no_webgpu)
+    click.echo(index)
+    how = f"python -m cvae_bench.serving.browser {out_dir}"
+    err_console.print(f"[dim]serve it (COOP/COEP set, for WASM threads): {how}[/dim]")
