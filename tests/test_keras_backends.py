@@ -22,7 +22,7 @@ import pytest
 from numpy.typing import NDArray
 
 from cvae_bench.models import DEFAULT_SPEC, reference
-from tests.helpers import biased_weights
+from cvae_bench.testing.support import biased_weights
 
 SPEC = DEFAULT_SPEC
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +200,7 @@ def _run_here(name: str, config: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 def _skip_unless_available(name: str) -> None:
     from cvae_bench.backends import registry
-    from tests.conftest import require_or_skip
+    from cvae_bench.testing.support import require_or_skip
 
     info = registry.get(name)
     if not info.available:

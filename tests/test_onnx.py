@@ -29,8 +29,7 @@ from cvae_bench.onnx.check import TOLERANCES, _summary, check_structure, interfa
 from cvae_bench.onnx.interface import normalize_interface, rename_tensor, tensor_names
 from cvae_bench.onnx.sessions import make_session as session
 from cvae_bench.runtime.files import save_weights
-from tests.conftest import WorkerPool, backend_params
-from tests.helpers import biased_weights
+from cvae_bench.testing.support import WorkerPool, backend_params, biased_weights
 
 SPEC = DEFAULT_SPEC
 ROOT = Path(__file__).resolve().parent.parent

@@ -149,6 +149,17 @@ class Backend(ABC):
     def synchronize(self) -> None:  # noqa: B027 - an optional hook: synchronous backends need nothing
         """Wait for queued device work (a no-op where execution is synchronous)."""
 
+    # -- conformance hook -------------------------------------------------------------------------------
+    def last_train_noise(self) -> F32:
+        """The ε (kl_samples, B, latent) that the last `train_step` drew, as float32 NumPy.
+
+        A test hook: the conformance suite checks that the training path draws independent standard-normal
+        noise and replays each step with it. Recording must stay cheap (keep a reference, or enough state to
+        recompute the draw; no host copy or device sync per step): the work happens here, when asked. A
+        backend without it cannot pass conformance's training-path check.
+        """
+        raise NotImplementedError(f"backend {self.name!r} does not implement last_train_noise()")
+
     # -- optional -------------------------------------------------------------------------------------
     def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, str]:
         """Write `part` as ONNX with the framework's exporter; returns metadata (exporter, version).

@@ -10,6 +10,7 @@ README's results, with the commands that give them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -17,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvae_bench.backends.base import Capabilities
-from cvae_bench.backends.keras_common import KerasBackend, Tensor, batch_loss
+from cvae_bench.backends.keras_common import COMPILE_ARGS, KerasBackend, Tensor, batch_loss
 
 #: Measured float32 gradient error against the float64 reference is ≤ 6e-7 beyond rtol 1e-4 (σ up to
 #: e³ included); 1e-5 leaves a wide margin.
@@ -127,6 +128,15 @@ class KerasTensorflowBackend(KerasBackend):
         # A plain iterator makes Keras run one step of its tf.function per call, as train_on_batch does.
         logs: dict[str, Tensor] = self.model.train_function(iter((data,)))
         return logs
+
+    def _compiled_like_training(self, fn: Callable[[], Tensor]) -> Tensor:
+        # tf.random.stateless_normal picks its algorithm per compilation: under XLA it draws other numbers
+        # from the same seed than eagerly, so the replay of a "jit" step's ε must be compiled by XLA too.
+        if not COMPILE_ARGS[self.mode]["jit_compile"]:
+            return fn()
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)()
 
     def _grad_list(self, inputs: tuple[Tensor, Tensor, Tensor]) -> list[Tensor]:
         import tensorflow as tf

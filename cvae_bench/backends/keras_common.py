@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import keras
@@ -174,6 +174,8 @@ class KerasBackend(Backend):
         self._order_y: Tensor = None
         self._logs: dict[str, Tensor] | None = None
         self._steps = 0
+        self._n_train = 0
+        self._last_noise_batch: int | None = None  # the batch size of the last train_step (last_train_noise)
 
     # -- per-framework hooks ----------------------------------------------------------------------------
     @abstractmethod
@@ -288,6 +290,7 @@ class KerasBackend(Backend):
     def load_train_data(self, x: F32, y: F32) -> None:
         with self._scope():
             self._x, self._y = self._t(x), self._t(y)
+        self._n_train = len(x)
         self._order_x, self._order_y = self._x, self._y
 
     def set_order(self, order: NDArray[np.int64]) -> None:
@@ -307,6 +310,31 @@ class KerasBackend(Backend):
         with self._scope():
             self._logs = self._run_train_function(((self._order_x[sl], self._order_y[sl]),))
         self._steps += 1
+        self._last_noise_batch = len(range(self._n_train)[sl])
+
+    def last_train_noise(self) -> F32:
+        """Recomputes the last train_step's ε from the seed generator's state, so that steps record nothing.
+
+        The step draws once from `model.seed_generator`, whose `next()` returns its state and then adds
+        [0, 1] to it (Keras 3's SeedGenerator); drawing again from (current state − [0, 1]) with the same
+        shape repeats the draw. The conformance suite replays the step with this ε, so a Keras whose
+        generator works otherwise fails there rather than passing silently.
+        """
+        if self._last_noise_batch is None:
+            raise RuntimeError("no train_step has run yet")
+        self._sync_variables()
+        state = self._host(self.model.seed_generator.state.value)
+        s = self.spec
+        with self._scope():
+            replay = keras.random.SeedGenerator(0, name="eps_replay")
+            replay.state.assign(state - np.array([0, 1], state.dtype))
+            shape = (s.kl_samples, self._last_noise_batch, s.latent_dim)
+            eps = self._compiled_like_training(lambda: keras.random.normal(shape, seed=replay))
+        return self._np(eps)
+
+    def _compiled_like_training(self, fn: Callable[[], Tensor]) -> Tensor:
+        """Run `fn` compiled as the train function is, where that changes what a random draw gives."""
+        return fn()
 
     def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
         with self._scope():

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
-Weights = dict[str, NDArray[np.floating]]
+Weights = Mapping[str, NDArray[np.floating]]
 F64 = NDArray[np.float64]
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -180,15 +180,49 @@ def gradients(
     return grads
 
 
+class KerasAdam:
+    """Keras 3's Adam in float64, step after step: the optimiser every backend is held to.
+
+    m = β1·m + (1−β1)·g, v = β2·v + (1−β2)·g², α_t = lr·√(1−β2^t)/(1−β1^t), w −= α_t·m/(√v + ε): ε is
+    added to √v of the *uncorrected* second moment (torch adds it after bias correction instead).
+
+    Args:
+        weights: the starting weights (copied to float64); read the current ones from `weights`.
+        spec: learning rate, β1, β2 and ε.
+    """
+
+    def __init__(self, weights: Mapping[str, NDArray[np.floating]], spec: ModelSpec = DEFAULT_SPEC) -> None:
+        self.spec = spec
+        self.weights: dict[str, F64] = {k: np.array(v, np.float64) for k, v in weights.items()}
+        self._m = {k: np.zeros_like(v) for k, v in self.weights.items()}
+        self._v = {k: np.zeros_like(v) for k, v in self.weights.items()}
+        self.iterations = 0
+
+    def apply(self, grads: Mapping[str, NDArray[np.floating]]) -> dict[str, F64]:
+        """One step with `grads` (every weight's); returns the new weights."""
+        s = self.spec
+        b1, b2 = s.adam_beta_1, s.adam_beta_2
+        self.iterations += 1
+        t = self.iterations
+        alpha = s.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
+        for k, g in grads.items():
+            g64 = np.asarray(g, np.float64)
+            self._m[k] = b1 * self._m[k] + (1 - b1) * g64
+            self._v[k] = b2 * self._v[k] + (1 - b2) * g64 * g64
+            self.weights[k] = self.weights[k] - alpha * self._m[k] / (np.sqrt(self._v[k]) + s.adam_epsilon)
+        return self.weights
+
+    def train_step(
+        self, x: NDArray[np.floating], y: NDArray[np.floating], eps: NDArray[np.floating]
+    ) -> float:
+        """One training step on a batch with ε given; returns the batch loss before the step."""
+        loss = float(loss_parts(self.weights, x, y, eps, self.spec).total.mean())
+        self.apply(gradients(self.weights, x, y, eps, self.spec))
+        return loss
+
+
 def adam_first_step(
     w: Weights, grads: Mapping[str, NDArray[np.floating]], spec: ModelSpec = DEFAULT_SPEC
 ) -> dict[str, F64]:
     """Weights after one Keras Adam step from a fresh optimiser state (m = v = 0, t = 1)."""
-    b1, b2 = spec.adam_beta_1, spec.adam_beta_2
-    alpha = spec.learning_rate * math.sqrt(1 - b2) / (1 - b1)
-    out: dict[str, F64] = {}
-    for k, g in grads.items():
-        g64 = np.asarray(g, np.float64)
-        m, v = (1 - b1) * g64, (1 - b2) * g64 * g64
-        out[k] = np.asarray(w[k], np.float64) - alpha * m / (np.sqrt(v) + spec.adam_epsilon)
-    return out
+    return KerasAdam(w, spec).apply(grads)

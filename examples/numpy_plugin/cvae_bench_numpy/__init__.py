@@ -24,14 +24,13 @@ class NumpyBackend(Backend):
     def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
         super().__init__(spec, seed, device, mode)
         self._rng = np.random.default_rng(seed)
-        self._w = {k: v.astype(np.float64) for k, v in reference.init_weights(seed, spec).items()}
-        self._reset_adam()
+        self._adam = reference.KerasAdam(reference.init_weights(seed, spec), spec)
         self._losses: list[float] = []
+        self._last_eps: NDArray[np.float32] | None = None
 
-    def _reset_adam(self) -> None:
-        self._m = {k: np.zeros_like(v) for k, v in self._w.items()}
-        self._v = {k: np.zeros_like(v) for k, v in self._w.items()}
-        self._t = 0
+    @property
+    def _w(self) -> dict[str, NDArray[np.float64]]:
+        return self._adam.weights
 
     @classmethod
     def framework_versions(cls) -> dict[str, str]:
@@ -41,8 +40,8 @@ class NumpyBackend(Backend):
         return {k: v.astype(np.float32) for k, v in self._w.items()}
 
     def set_weights(self, weights: Mapping[str, NDArray[np.floating]]) -> None:
-        self._w = {k: np.asarray(weights[k], np.float32).astype(np.float64) for k in self._w}
-        self._reset_adam()
+        # Through float32, as every other backend stores them; a fresh optimiser state.
+        self._adam = reference.KerasAdam({k: np.asarray(weights[k], np.float32) for k in self._w}, self.spec)
 
     def encode(self, x: F32, y: F32) -> tuple[F32, F32]:
         m, lv = reference.encode(self._w, x, y, self.spec)
@@ -68,23 +67,20 @@ class NumpyBackend(Backend):
     def train_step(self, index: int) -> None:
         b = self.spec.batch_size
         rows = self._order[index * b : (index + 1) * b]
-        eps = self._rng.standard_normal((self.spec.kl_samples, len(rows), self.spec.latent_dim))
-        self._step(self._x[rows], self._y[rows], eps)
+        shape = (self.spec.kl_samples, len(rows), self.spec.latent_dim)
+        self._last_eps = self._rng.standard_normal(shape).astype(np.float32)  # float32, as ε crosses the interface
+        self._step(self._x[rows], self._y[rows], self._last_eps)
+
+    def last_train_noise(self) -> F32:
+        if self._last_eps is None:
+            raise RuntimeError("no train_step has run yet")
+        return self._last_eps
 
     def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
         self._step(x, y, eps)
 
     def _step(self, x: NDArray[np.floating], y: NDArray[np.floating], eps: NDArray[np.floating]) -> None:
-        s = self.spec
-        self._losses.append(float(reference.loss_parts(self._w, x, y, eps, s).total.mean()))
-        grads = reference.gradients(self._w, x, y, eps, s)
-        self._t += 1
-        # Keras's Adam: ε added to sqrt(v) before the bias-corrected step size is applied.
-        alpha = s.learning_rate * np.sqrt(1 - s.adam_beta_2**self._t) / (1 - s.adam_beta_1**self._t)
-        for k, g in grads.items():
-            self._m[k] = s.adam_beta_1 * self._m[k] + (1 - s.adam_beta_1) * g
-            self._v[k] = s.adam_beta_2 * self._v[k] + (1 - s.adam_beta_2) * g * g
-            self._w[k] -= alpha * self._m[k] / (np.sqrt(self._v[k]) + s.adam_epsilon)
+        self._losses.append(self._adam.train_step(x, y, eps))  # the reference's Keras Adam
 
     def take_loss(self) -> float:
         value = float(np.mean(self._losses)) if self._losses else float("nan")
