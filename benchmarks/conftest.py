@@ -78,15 +78,15 @@ class Settings:
     def options(self, benchmark: Any = None, **changes: Any) -> BenchOptions:
         """The options of `cvae-bench bench` for these settings; one short round under --benchmark-disable."""
         smoke = benchmark is not None and benchmark.disabled
-        return BenchOptions(
-            device=self.device,
-            threads=self.threads,
-            rounds=1 if smoke else self.rounds,
-            min_time=0.0 if smoke else self.min_time,
-            warmup=self.warmup,
-            batch_sizes=self.batch_sizes,
-            **changes,
-        )
+        fields: dict[str, Any] = {
+            "device": self.device,
+            "threads": self.threads,
+            "rounds": 1 if smoke else self.rounds,
+            "min_time": 0.0 if smoke else self.min_time,
+            "warmup": self.warmup,
+            "batch_sizes": self.batch_sizes,
+        }
+        return BenchOptions(**{**fields, **changes})
 
 
 def settings(config: pytest.Config) -> Settings:
