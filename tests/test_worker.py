@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from cvae_bench.backends import registry
 from cvae_bench.errors import BackendUnavailableError, DataError, WorkerError
 from cvae_bench.models import DEFAULT_SPEC
+from cvae_bench.runtime.protocol import ProtocolError, check_answer, write_frame
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 from tests.worker_jobs import chatty, die, hang, raise_other, raise_ours
 
@@ -84,3 +88,107 @@ def test_bad_mode_is_a_clear_error() -> None:
         pytest.raises(BackendUnavailableError, match="no mode 'turbo'"),
     ):
         RemoteBackend(worker, DEFAULT_SPEC, seed=0, mode="turbo")
+
+
+def _explode() -> None:
+    raise RuntimeError("this answer cannot be loaded here")
+
+
+class Unloadable:
+    """Pickles fine in the worker; loading it in the parent raises (as a class missing there would)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_explode, ())
+
+
+def unloadable_answer(backend: Any, emit: Any) -> Unloadable:
+    """Worker job: answers with a value the parent cannot unpickle."""
+    return Unloadable()
+
+
+def test_an_answer_that_fails_to_unpickle_is_a_protocol_error_at_once() -> None:
+    # The idle timeout is long: before, the reader thread died and this waited for it, then said "hung".
+    with Worker(registry.get("torch"), idle_timeout=300, extra_env=ENV) as worker:
+        with pytest.raises(WorkerError, match=r"broke the protocol in tests.test_worker.unloadable_answer: .*unpickle"):
+            worker.run_job(unloadable_answer)
+        assert "hung" not in worker.stderr_tail()
+        assert worker.stderr_path.exists()  # named in the error, so kept
+    assert worker.stderr_path.exists()
+    worker.stderr_path.unlink()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [None, "result", {"kind": "result"}, {"kind": "event"}, {"kind": "error", "type": "X"}, {"kind": "shrug"}],
+    ids=["none", "str", "result-without-value", "event-without-data", "error-without-message", "unknown-kind"],
+)
+def test_a_malformed_answer_is_a_protocol_error(frame: Any) -> None:
+    with pytest.raises(ProtocolError):
+        check_answer(frame)
+
+
+def test_well_formed_answers_pass() -> None:
+    assert check_answer({"kind": "result", "value": None}) == ("result", None)
+    assert check_answer({"kind": "event", "data": 3}) == ("event", 3)
+    error = {"kind": "error", "type": "ValueError", "message": "m", "traceback": ""}
+    assert check_answer(error) == ("error", error)
+
+
+def test_a_clean_close_removes_the_log_and_a_failure_keeps_and_names_it() -> None:
+    with Worker(registry.get("torch"), idle_timeout=300, extra_env=ENV) as worker:
+        assert worker.run_job(chatty, n=1) == 1
+        clean = worker.stderr_path
+    assert not clean.exists()
+    with Worker(registry.get("torch"), idle_timeout=300, extra_env=ENV) as worker:
+        with pytest.raises(WorkerError, match=rf"traceback in {worker.stderr_path}"):
+            worker.run_job(raise_other)
+        failed = worker.stderr_path
+    assert "ValueError: bad value" in failed.read_text()
+    failed.unlink()
+
+
+def test_a_worker_exits_when_its_request_pipe_closes_even_mid_job() -> None:
+    """The watchdog: the main thread is asleep in a job; a closed pipe alone must end the worker."""
+    worker = Worker(registry.get("torch"), idle_timeout=300, extra_env=ENV)
+    try:
+        assert worker.proc.stdin is not None
+        write_frame(worker.proc.stdin, {"op": "run", "job": hang, "kwargs": {"seconds": 3600}})
+        worker.proc.stdin.close()
+        worker.proc.wait(timeout=60)  # generous; without the watchdog it would sleep for an hour
+    finally:
+        if worker.proc.poll() is None:
+            worker.kill()
+        worker.close()
+
+
+def test_a_worker_dies_with_its_parent_even_mid_job(tmp_path: Path) -> None:
+    """kill -9 of the parent: PR_SET_PDEATHSIG (Linux) or the watchdog takes the worker with it."""
+    import psutil
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys\n"
+        "from cvae_bench.backends import registry\n"
+        "from cvae_bench.runtime.worker import Worker\n"
+        "from tests.worker_jobs import hang\n"
+        "w = Worker(registry.get('torch'), idle_timeout=3600)\n"
+        "print(w.proc.pid, flush=True)\n"
+        "w.run_job(hang, seconds=3600)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env={**os.environ, **ENV}, cwd=ROOT
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            worker = psutil.Process(int(parent.stdout.readline()))
+        finally:
+            parent.kill()
+            parent.communicate()
+    try:
+        status = worker.wait(timeout=60)  # generous; before, the orphan slept on for an hour
+    except psutil.NoSuchProcess:
+        status = None
+    except psutil.TimeoutExpired:
+        worker.kill()
+        raise AssertionError("the worker outlived its parent") from None
+    del status

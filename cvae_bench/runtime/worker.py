@@ -338,6 +338,9 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
                 raise WorkerError(f"unknown request {op!r}")
             write_frame(out, {"kind": "result", "value": value})
         except Exception as exc:
+            # The log first: the parent may quote it (or close us) as soon as it reads the error.
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
             write_frame(
                 out,
                 {
@@ -347,7 +350,6 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
                     "traceback": traceback.format_exc(),
                 },
             )
-            traceback.print_exc(file=sys.stderr)
 
 
 def _die_with_parent() -> None:
