@@ -358,13 +358,13 @@ def report_command(
             lines.append(f"history: {append_history(loaded.path, history)}")
     page, inputs = make_report(paths, out, history=history, command=command)
     drawn = {
-        "result": len(inputs.results),
-        "comparison": len(inputs.comparisons),
-        "bench": len(inputs.benches),
-        "decoder": len(inputs.decoders),
-        "history entry": len(inputs.history),
+        ("result", "results"): len(inputs.results),
+        ("comparison", "comparisons"): len(inputs.comparisons),
+        ("bench", "benches"): len(inputs.benches),
+        ("decoder", "decoders"): len(inputs.decoders),
+        ("history entry", "history entries"): len(inputs.history),
     }
-    counts = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in drawn.items() if n)
+    counts = ", ".join(f"{n} {names[n != 1]}" for names, n in drawn.items() if n)
     lines += [f"skipped: {s}" for s in inputs.skipped]
     lines.append(f"written {page} ({counts})")
     return lines

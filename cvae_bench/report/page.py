@@ -129,7 +129,7 @@ class Page:
         charts = json.dumps(self.charts)
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{esc(self.title)}</title><style>{STYLE}</style>"
+            f'<title>{esc(self.title)}</title><link rel="icon" href="data:,"><style>{STYLE}</style>'
             f'<script type="text/javascript">{plotly_js}</script></head><body>'
             f"<h1>{esc(self.title)}</h1>"
             f'<p class="meta">Made {made} by cvae-bench {esc(__version__)} from:</p><ul class="meta">{sources}</ul>'

@@ -120,4 +120,14 @@ def detect_steps(
         search(lo + k, hi)
 
     search(0, len(values))
-    return sorted(steps, key=lambda s: s.index)
+    # Report each step between its final neighbouring segments (a first split may have seen a wider span).
+    found = sorted(steps, key=lambda s: s.index)
+    bounds = [0, *(s.index for s in found), len(values)]
+    out = []
+    for k, s in enumerate(found):
+        before, after = (
+            statistics.median(values[bounds[k] : s.index]),
+            statistics.median(values[s.index : bounds[k + 2]]),
+        )
+        out.append(Step(s.index, before, after, after / before - 1, s.threshold))
+    return out
