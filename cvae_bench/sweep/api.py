@@ -176,10 +176,15 @@ def _run_cells(
 
 def _report(folder: Path, say: Callable[[str], None]) -> Path | None:
     """One report over the sweep folder, where the report wing exists; a failure is a warning."""
-    try:  # the report wing may be absent from an older or trimmed install; the summary stands without it
-        write_report = getattr(importlib.import_module("cvae_bench.report"), "write_report", None)
-    except ImportError:
-        return None
+    # Looked up by name: the summary stands without the report wing (an older or trimmed install).
+    write_report = None
+    for module in ("cvae_bench.report", "cvae_bench.report.api"):
+        try:
+            write_report = getattr(importlib.import_module(module), "write_report", None)
+        except ImportError:
+            continue
+        if write_report is not None:
+            break
     if write_report is None:
         return None
     try:

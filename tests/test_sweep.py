@@ -1,0 +1,300 @@
+"""Sweeps with the default executor: the grid, the keys, bad files, and a tiny real sweep run, resumed and retried."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cvae_bench.backends import registry
+from cvae_bench.cli import main
+from cvae_bench.errors import CvaeBenchError
+from cvae_bench.sweep.api import SweepCommand, sweep_command
+from cvae_bench.sweep.cells import Cell, RunParams
+from cvae_bench.sweep.config import SweepFileError, read_sweep_file
+from cvae_bench.sweep.execute import CellOutcome
+from cvae_bench.sweep.executors import EXECUTORS, ExecutorSettings, make_executor
+from cvae_bench.sweep.executors.base import Executor
+from cvae_bench.sweep.store import SweepStore
+
+#: A sweep of tiny real cells: numpy trains 10 steps of 64 images in about a second.
+TINY = """
+[sweep]
+name = "tiny"
+commands = ["run"]
+backends = ["numpy"]
+devices = ["cpu"]
+threads = [1]
+seeds = [0, 1]
+
+[run]
+epochs = 1
+train_subset = 640
+val_subset = 200
+"""
+
+GRID = """
+[sweep]
+name = "grid"
+commands = ["run", "bench"]
+backends = ["numpy", "torch:eager"]
+threads = [1, "all"]
+seeds = [0, 1, 2]
+repeats = 2
+
+[run]
+target = 240.0
+max_epochs = 3
+
+[bench]
+backends = ["numpy"]
+groups = ["train-step"]
+rounds = 3
+batch_sizes = [1, 64]
+repeats = 1
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+needs_numpy = pytest.mark.skipif(
+    "numpy" not in registry.all_backends(), reason="the example numpy plugin is not installed"
+)
+
+
+# -- the grid and its keys ------------------------------------------------------------------------------------
+@needs_numpy
+def test_grid_expands_every_axis_in_a_stable_order(tmp_path: Path) -> None:
+    sweep = read_sweep_file(write(tmp_path, GRID))
+    runs = [c for c in sweep.cells if c.command == "run"]
+    benches = [c for c in sweep.cells if c.command == "bench"]
+    assert len(runs) == 2 * 2 * 3 * 2  # backends × threads × seeds × repeats
+    assert len(benches) == 2  # [bench] overrides backends and repeats; seeds do not apply
+    assert runs[0].label == "run numpy cpu threads=1 seed=0 #0"
+    assert runs[-1].label == "run torch:eager cpu threads=all seed=2 #1"
+    assert {c.threads for c in runs} == {1, None}
+    assert all(c.run == RunParams(target=240.0, max_epochs=3) for c in runs)
+    assert benches[0].bench is not None and benches[0].bench.batch_sizes == [1, 64]
+    assert sweep.out == Path("runs/sweep-grid")
+    assert len({c.key for c in sweep.cells}) == len(sweep.cells)
+
+
+@needs_numpy
+def test_keys_are_stable_and_change_with_every_parameter(tmp_path: Path) -> None:
+    cells = read_sweep_file(write(tmp_path, TINY)).cells
+    cell = cells[0]
+    # The key is a hash of the parameters alone: the same in every process and on every machine.
+    assert cell.key == "5483fb9889810fb2"
+    assert Cell.from_json(json.loads(json.dumps(cell.to_json()))).key == cell.key
+    assert cells[1].key != cell.key
+    assert cell.run is not None
+    changed = [
+        replace(cell, threads=2),
+        replace(cell, device="cuda"),
+        replace(cell, mode="eager"),
+        replace(cell, repeat=1),
+        replace(cell, dataset="fashion-mnist"),
+        replace(cell, run=replace(cell.run, val_subset=201)),
+    ]
+    assert len({c.key for c in changed} | {cell.key}) == len(changed) + 1
+    # Tables and keys written in another order make the same cells.
+    reordered = TINY.replace('devices = ["cpu"]\n', "").replace('name = "tiny"\n', 'name = "tiny"\ndevices = "cpu"\n')
+    assert [c.key for c in read_sweep_file(write(tmp_path, reordered, "b.toml")).cells] == [c.key for c in cells]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[sweep]\nbackends = [\n", "not valid TOML"),
+        ('[sweep]\nbackends = ["numpy"]\ncolour = "red"\n', ":3: [sweep] colour: unknown key"),
+        (
+            '[sweep]\nbackends = ["numpy"]\n[run]\n\nmax_epochs = "ten"\n',
+            ":5: [run] max_epochs: expected an integer >= 1, got 'ten'",
+        ),
+        ('[sweep]\nbackends = ["tf"]\n[run]\n', ":2: [sweep] backends: unknown backend 'tf'; known: "),
+        ('[sweep]\nbackends = ["torch:all"]\n[run]\n', "name one mode per entry"),
+        ('[sweep]\nbackends = ["numpy"]\n[run]\nbatch_sizes = [32]\n', "the training recipe fixes batch 64"),
+        (
+            '[sweep]\nbackends = ["numpy"]\nthreads = [0]\n[run]\n',
+            ':3: [sweep] threads: expected a list of an integer >= 1 or "all", got [0]',
+        ),
+        ('[sweep]\nbackends = ["numpy"]\n[bench]\ngroups = ["nope"]\n', ":4: [bench] groups: unknown group 'nope'"),
+        ('[sweep]\nbackends = ["numpy"]\n', "no command"),
+        ('[sweeps]\nbackends = ["numpy"]\n', ":1: [sweeps]: unknown table"),
+    ],
+    ids=[
+        "toml",
+        "unknown-key",
+        "wrong-type",
+        "unknown-backend",
+        "every-mode",
+        "misplaced",
+        "threads",
+        "group",
+        "no-command",
+        "table",
+    ],
+)
+def test_bad_sweep_files_say_where(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SweepFileError) as info:
+        read_sweep_file(path)
+    assert expected in str(info.value)
+    assert str(info.value).startswith(str(path))
+
+
+def test_cli_answers_a_bad_sweep_file_with_one_error_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sweep]\nbackends = ["numpy"]\n[run]\nepochs = 0\n')
+    result = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
+    assert result.exit_code == 1
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines == [f"error: {path}:4: [run] epochs: expected an integer >= 1 or false, got 0"]
+
+
+@needs_numpy
+def test_dry_run_lists_cells_and_resources_and_runs_nothing(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        GRID.replace('threads = [1, "all"]', "threads = [2]").replace("devices", "x") + '\n[ray]\nslot = "node"\n',
+    )
+    lines: list[str] = []
+    for executor, resources in (("local", "this machine alone, 2 thread(s)"), ("ray", "node 1, CPU 2")):
+        lines.clear()
+        sweep_command(SweepCommand(str(path), executor=executor, dry_run=True, out=str(tmp_path / "out")), lines.append)
+        assert lines[0].startswith(f"sweep 'grid': 13 cells, 0 finished, 13 to run with the {executor} executor")
+        assert len(lines) == 3 + 13 and all(resources in ln for ln in lines[3:])
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_executor_without_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def no_ray(name: str, package: str | None = None) -> object:
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", no_ray)
+    with pytest.raises(
+        CvaeBenchError, match=r"^Ray is not installed; install it with: pip install 'cvae-bench\[ray\]'$"
+    ):
+        make_executor("ray", ExecutorSettings()).start()
+    assert set(EXECUTORS) == {"local", "ray"}
+    with pytest.raises(CvaeBenchError, match="unknown executor 'slurm'; known: local, ray"):
+        make_executor("slurm", ExecutorSettings())
+
+
+# -- retries, without workers ---------------------------------------------------------------------------------
+class FlakyExecutor(Executor):
+    """Fails each cell `failures[key]` times, then succeeds; counts every run."""
+
+    name = "flaky"
+
+    def __init__(self, failures: dict[str, int]) -> None:
+        super().__init__(ExecutorSettings(data_path="unused"))
+        self.failures = failures
+        self.runs: dict[str, int] = {}
+        self._queue: deque[Cell] = deque()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._queue.clear()
+
+    def submit(self, cell: Cell) -> None:
+        self._queue.append(cell)
+
+    def next_done(self) -> CellOutcome:
+        cell = self._queue.popleft()
+        self.runs[cell.key] = self.runs.get(cell.key, 0) + 1
+        if self.runs[cell.key] <= self.failures.get(cell.key, 0):
+            return CellOutcome.failed(cell, f"boom {self.runs[cell.key]}")
+        return CellOutcome(cell=cell, status="fixed-epochs", files={"note.txt": b"ok"}, summary="ok")
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+
+@needs_numpy
+def test_a_failing_cell_is_retried_then_recorded_and_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, TINY)
+    first, second = (c.key for c in read_sweep_file(path).cells)
+    flaky = FlakyExecutor({first: 1, second: 99})
+    monkeypatch.setattr("cvae_bench.sweep.api.make_executor", lambda name, settings: flaky)
+    cmd = SweepCommand(str(path), out=str(tmp_path / "out"), retries=2)
+    outcome = sweep_command(cmd, say=lambda _: None)
+    assert flaky.runs == {first: 2, second: 3}  # recovered on its retry / failed 1 + 2 retries times
+    by_key = {r.key: r for r in outcome.ran}
+    assert by_key[first].status == "fixed-epochs" and by_key[first].errors == ["boom 1"]
+    assert by_key[second].status == "failed" and by_key[second].attempts == 3
+    assert by_key[second].errors == ["boom 1", "boom 2", "boom 3"]
+    # Recorded as failed: the next sweep leaves it alone, unless asked to run failed cells again.
+    assert sweep_command(cmd, say=lambda _: None).ran == []
+    flaky.failures = {}
+    again = sweep_command(replace(cmd, retry_failed=True, retries=0), say=lambda _: None)
+    assert [(r.key, r.status, r.attempts) for r in again.ran] == [(second, "fixed-epochs", 4)]
+    assert flaky.runs == {first: 2, second: 4}
+
+
+# -- a real sweep ---------------------------------------------------------------------------------------------
+@needs_numpy
+def test_tiny_real_sweep_runs_resumes_and_summarises(tmp_path: Path) -> None:
+    path = write(tmp_path, TINY.replace('devices = ["cpu"]', 'devices = ["cpu", "cuda"]'))
+    out = tmp_path / "out"
+    cmd = SweepCommand(str(path), out=str(out), retries=0)  # retries themselves: the test above
+    cells = read_sweep_file(path).cells
+    cpu = [c for c in cells if c.device == "cpu"]
+    (cuda,) = [c for c in cells if c.device == "cuda" and c.seed == 0][:1] or [None]
+    lines: list[str] = []
+    first = sweep_command(cmd, say=lines.append)
+    assert first.skipped == 0 and len(first.ran) == 4
+
+    records = {r.key: r for r in SweepStore(out).records()}
+    for cell in cpu:
+        record = records[cell.key]
+        assert record.status == "fixed-epochs" and record.attempts == 1 and record.executor == "local"
+        assert record.files == ["result.json", "weights.safetensors"]
+        assert record.threads is not None and record.threads.used == 1
+        assert record.threads.worker_env["OMP_NUM_THREADS"] == "1"
+        result = json.loads((out / "cells" / cell.key / "result.json").read_text())
+        assert (result["backend"], result["seed"], result["status"]) == ("numpy", cell.seed, "fixed-epochs")
+    # The numpy backend declares no CUDA: those cells fail in their worker and are recorded as failed.
+    assert cuda is not None
+    assert records[cuda.key].status == "failed" and records[cuda.key].attempts == 1
+    assert "cuda" in records[cuda.key].errors[0]
+    assert not list((out / "cells").glob(".tmp-*"))
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["statuses"] == {"fixed-epochs": 2, "failed": 2}
+    ((machine, fingerprint),) = summary["machines"].items()
+    assert fingerprint["cores"] >= 1 and summary["runs"][0]["machine"] == machine
+    assert summary["runs"][0]["rows"][0]["runs"] == 2
+    markdown = (out / "summary.md").read_text()
+    assert f"## Machine `{machine}`" in markdown and "## Errors" in markdown
+
+    # Run again: nothing is run twice. Lose one cell (and leave a half-written folder): only that one runs.
+    again = sweep_command(cmd, say=lines.append)
+    assert again.ran == [] and again.skipped == 4
+    before = (out / "cells" / cpu[1].key / "result.json").read_bytes()
+    shutil.rmtree(out / "cells" / cpu[0].key)
+    (out / "cells" / f".tmp-{cpu[0].key}-killed").mkdir()
+    resumed = sweep_command(cmd, say=lines.append)
+    assert [r.key for r in resumed.ran] == [cpu[0].key]
+    assert (out / "cells" / cpu[1].key / "result.json").read_bytes() == before
+    assert not list((out / "cells").glob(".tmp-*"))
+    assert sorted(p.name for p in (out / "cells").iterdir()) == sorted(c.key for c in cells)
