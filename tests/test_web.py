@@ -124,3 +124,17 @@ def test_node_runs_every_exported_decoder(tmp_path: Path) -> None:
         pytest.skip("no backend that exports ONNX is available")
     results = node_check(paths)
     assert all(r.passed for r in results), results
+
+
+def test_web_group_is_registered_and_says_why_it_did_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cvae_bench.bench.groups import GROUPS
+    from cvae_bench.bench.groups import sample_onnxruntime_web as web_group
+    from cvae_bench.bench.options import BenchOptions
+
+    group = GROUPS["sample-onnxruntime-web"]
+    assert isinstance(group, web_group.SampleOnnxruntimeWeb)
+    monkeypatch.setattr(web_group, "browser_missing", lambda: "no chromium at /nowhere")
+    result = group.measure(BenchOptions(batch_sizes=(1,)), [])
+    assert result.samples is None and group.entries(result, None, 1) == []  # type: ignore[arg-type]
+    section = group.section_json(result)
+    assert group.notes(section) == ["", "Not measured: no chromium at /nowhere"]

@@ -11,6 +11,7 @@ from typing import Any
 from cvae_bench.bench.groups.base import BackendGroup, BenchGroup, StandaloneGroup
 from cvae_bench.bench.groups.sample_native import SampleNative
 from cvae_bench.bench.groups.sample_onnxruntime import SampleOnnxruntime
+from cvae_bench.bench.groups.sample_onnxruntime_web import SampleOnnxruntimeWeb
 from cvae_bench.bench.groups.train_step import TrainStep
 from cvae_bench.errors import CvaeBenchError
 
@@ -20,6 +21,7 @@ GROUPS: dict[str, BenchGroup[Any]] = {
         TrainStep(),
         SampleNative(),
         SampleOnnxruntime(),
+        SampleOnnxruntimeWeb(),
     )
 }
 
