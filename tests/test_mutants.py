@@ -1,7 +1,8 @@
 """Mutation testing of the conformance checks: the faithful port passes, every mutant fails, every kind has one.
 
 The mutants (cvae_bench.testing.mutants) run in this process; the checks are the conformance suite's own
-(cvae_bench.conformance.checks). The mutation score is printed as a table and must be 100 %.
+(cvae_bench.conformance.checks). The mutation score is printed as a table and must be 100 %. The two
+heavy tests are `slow`: `pytest -m slow tests/test_mutants.py`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ def test_every_mutant_kind_has_a_mutant() -> None:
     assert covered <= set(KINDS), f"mutants of undeclared kinds: {sorted(covered - set(KINDS))}"
 
 
+@pytest.mark.slow  # ~100 s of float64 NumPy training on a loaded 2-core machine
 def test_the_faithful_port_passes_every_check(probe: Probe) -> None:
     results = kill(PortBackend, probe, stop_at_first=False)
     failed = [str(r) for r in results if not r.ok]
     assert not failed, "\n".join(failed)
 
 
+@pytest.mark.slow  # ~5 min on a loaded 2-core machine: 29 mutants, the training-path ones train 18 steps each
 def test_mutation_score_is_100_percent(probe: Probe, capsys: pytest.CaptureFixture[str]) -> None:
     rows, survivors = [], []
     for mutant in MUTANTS:
