@@ -212,9 +212,7 @@ class KerasAdam:
             self.weights[k] = self.weights[k] - alpha * self._m[k] / (np.sqrt(self._v[k]) + s.adam_epsilon)
         return self.weights
 
-    def train_step(
-        self, x: NDArray[np.floating], y: NDArray[np.floating], eps: NDArray[np.floating]
-    ) -> float:
+    def train_step(self, x: NDArray[np.floating], y: NDArray[np.floating], eps: NDArray[np.floating]) -> float:
         """One training step on a batch with ε given; returns the batch loss before the step."""
         loss = float(loss_parts(self.weights, x, y, eps, self.spec).total.mean())
         self.apply(gradients(self.weights, x, y, eps, self.spec))
