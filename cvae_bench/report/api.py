@@ -127,8 +127,8 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
         page.chart(
             "roofline",
             fig,
-            "Achieved GFLOP/s (the spec's FLOPs ÷ median time) of every entry; the red "
-            "mark is what the same FLOPs would give at the floor, the sum of the best fp32 GEMM times "
+            "Achieved GFLOP/s (the spec's FLOPs ÷ median time) of every entry (blue); the pink bar "
+            "is what the same FLOPs would give at the floor, the sum of the best fp32 GEMM times "
             "measured on this machine at the model's shapes.",
         )
 

@@ -107,11 +107,13 @@ def quality_vs_time(results: Sequence[RunResult], colours: Colours) -> Figure | 
         common = {"legendgroup": label, "mode": "lines+markers", "marker": {"size": 5}, "line": style}
         hover = "%{text}<br>val −ELBO %{y:.2f} nats<extra>" + name + "</extra>"
         text = [
-            f"step {p.step}, epoch {p.epoch:.2f}, {p.train_time_s:.1f} s training, {p.wall_time_s:.1f} s wall"
+            f"step {p.step}, epoch {p.epoch:.2f}, {p.train_time_s:.1f} s training (first step included), "
+            f"{p.wall_time_s:.1f} s wall"
             for p in h
         ]
         left.append(len(fig.data))
-        train_x.append([p.train_time_s for p in h])
+        # The clock of time-to-target: training steps 2…N (result.json's train_time_s includes the first step).
+        train_x.append([max(p.train_time_s - r.outcome.first_step_s, 0.0) for p in h])
         wall_x.append([p.wall_time_s for p in h])
         y = [p.val_elbo for p in h]
         fig.add_trace(go.Scatter(x=train_x[-1], y=y, name=name, text=text, hovertemplate=hover, **common), row=1, col=1)
@@ -149,7 +151,7 @@ def quality_vs_time(results: Sequence[RunResult], colours: Colours) -> Figure | 
         title_text="val −ELBO (nats, lower is better)", range=[min([*lows, *TUTORIAL_VAL_LOSS]) - 2, top], col=1
     )
     fig.update_xaxes(title_text="training time, s (steps 2…N; build, first step, evaluations apart)", col=1)
-    fig.update_xaxes(title_text="optimiser steps", col=2)
+    fig.update_xaxes(title_text="optimiser steps (log)", type="log", col=2)
     fig.update_layout(
         **{**LAYOUT, "height": 520, "margin": {"l": 70, "r": 30, "t": 90, "b": 60}},
         title="Quality against time: val −ELBO of every run (shared evaluator)",
@@ -199,7 +201,8 @@ def time_to_target(
         if o.reached and o.time_to_target_s is not None:
             points.append((key, o.time_to_target_s, note, f"seed {r.seed}: {o.time_to_target_s:.1f} s ({note})"))
         else:
-            points.append((key, o.train_time_s, note, f"seed {r.seed}: {note} after {o.train_time_s:.1f} s"))
+            spent = max(o.train_time_s - o.first_step_s, 0.0)  # the same clock as time-to-target
+            points.append((key, spent, note, f"seed {r.seed}: {note} after {spent:.1f} s"))
     if not results:
         for c in comparisons:
             rows += c.rows
@@ -258,12 +261,11 @@ def time_to_target(
                 f"spread {spread[0]:.1f}–{spread[1]:.1f} s<extra></extra>",
             )
         )
-    symbols = {"reached": "circle", "not reached": "triangle-right", "diverged": "x", "deviant": "diamond-open"}
+    symbols = {"diverged": "x", "not reached": "triangle-right", "deviant": "diamond-open", "reached": "circle"}
     for kind in sorted({p[2] for p in points}):
         chosen = [p for p in points if p[2] == kind and p[0] in keys]
-        symbol = next((s for k, s in symbols.items() if kind.startswith(k)), "circle-open")
-        if "deviant" in kind and kind != "deviant":
-            symbol = "diamond-open"
+        # The gravest wins: diverged, then not reached, then deviant.
+        symbol = next((s for k, s in symbols.items() if k in kind and k != "reached"), symbols["reached"])
         fig.add_trace(
             go.Scatter(
                 x=[p[1] if p[1] is not None else edge for p in chosen],
@@ -436,7 +438,8 @@ def roofline(benches: Sequence[Loaded]) -> Figure | None:
         return None
     go = _go()
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=names, y=achieved, name="achieved", marker_color="#0072B2", text=text))
+    bars = {"textposition": "outside", "textangle": 0, "textfont": {"size": 10}}
+    fig.add_trace(go.Bar(x=names, y=achieved, name="achieved", marker_color="#0072B2", text=text, **bars))
     fig.add_trace(go.Bar(x=names, y=ceiling, name="ceiling: the same FLOPs at the floor", marker_color="#E8A0A8"))
     wide = max(ceiling) / max(min(achieved), 1e-12) > 50
     fig.update_yaxes(type="log" if wide else "linear", title_text="GFLOP/s (spec FLOPs ÷ median time)")
