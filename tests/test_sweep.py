@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import deque
 from dataclasses import replace
@@ -254,47 +255,61 @@ def test_a_failing_cell_is_retried_then_recorded_and_not_run_again(
 # -- a real sweep ---------------------------------------------------------------------------------------------
 @needs_numpy
 def test_tiny_real_sweep_runs_resumes_and_summarises(tmp_path: Path) -> None:
-    path = write(tmp_path, TINY.replace('devices = ["cpu"]', 'devices = ["cpu", "cuda"]'))
+    """Two real cells: one trains, one fails in its worker (numpy declares no CUDA); then a resume."""
+    path = write(tmp_path, TINY.replace('devices = ["cpu"]', 'devices = ["cpu", "cuda"]').replace("[0, 1]", "[0]"))
     out = tmp_path / "out"
     cmd = SweepCommand(str(path), out=str(out), retries=0)  # retries themselves: the test above
-    cells = read_sweep_file(path).cells
-    cpu = [c for c in cells if c.device == "cpu"]
-    (cuda,) = [c for c in cells if c.device == "cuda" and c.seed == 0][:1] or [None]
-    lines: list[str] = []
-    first = sweep_command(cmd, say=lines.append)
-    assert first.skipped == 0 and len(first.ran) == 4
+    cpu, cuda = read_sweep_file(path).cells
+    first = sweep_command(cmd, say=lambda _: None)
+    assert first.skipped == 0 and [r.key for r in first.ran] == [cpu.key, cuda.key]
 
     records = {r.key: r for r in SweepStore(out).records()}
-    for cell in cpu:
-        record = records[cell.key]
-        assert record.status == "fixed-epochs" and record.attempts == 1 and record.executor == "local"
-        assert record.files == ["result.json", "weights.safetensors"]
-        assert record.threads is not None and record.threads.used == 1
-        assert record.threads.worker_env["OMP_NUM_THREADS"] == "1"
-        result = json.loads((out / "cells" / cell.key / "result.json").read_text())
-        assert (result["backend"], result["seed"], result["status"]) == ("numpy", cell.seed, "fixed-epochs")
-    # The numpy backend declares no CUDA: those cells fail in their worker and are recorded as failed.
-    assert cuda is not None
-    assert records[cuda.key].status == "failed" and records[cuda.key].attempts == 1
-    assert "cuda" in records[cuda.key].errors[0]
-    assert not list((out / "cells").glob(".tmp-*"))
+    record = records[cpu.key]
+    assert record.status == "fixed-epochs" and record.attempts == 1 and record.executor == "local"
+    assert record.files == ["result.json", "weights.safetensors"]
+    assert record.threads is not None and record.threads.used == 1
+    assert record.threads.worker_env["OMP_NUM_THREADS"] == "1"
+    result = json.loads((out / "cells" / cpu.key / "result.json").read_text())
+    assert (result["backend"], result["seed"], result["status"]) == ("numpy", 0, "fixed-epochs")
+    failed = records[cuda.key]
+    assert failed.status == "failed" and failed.attempts == 1 and "cuda" in failed.errors[0]
+    assert failed.files == [] and (out / "cells" / cuda.key / "cell.json").is_file()
 
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["statuses"] == {"fixed-epochs": 2, "failed": 2}
+    assert summary["statuses"] == {"fixed-epochs": 1, "failed": 1}
     ((machine, fingerprint),) = summary["machines"].items()
     assert fingerprint["cores"] >= 1 and summary["runs"][0]["machine"] == machine
-    assert summary["runs"][0]["rows"][0]["runs"] == 2
+    assert summary["runs"][0]["rows"][0]["runs"] == 1
     markdown = (out / "summary.md").read_text()
     assert f"## Machine `{machine}`" in markdown and "## Errors" in markdown
 
-    # Run again: nothing is run twice. Lose one cell (and leave a half-written folder): only that one runs.
-    again = sweep_command(cmd, say=lines.append)
-    assert again.ran == [] and again.skipped == 4
-    before = (out / "cells" / cpu[1].key / "result.json").read_bytes()
-    shutil.rmtree(out / "cells" / cpu[0].key)
-    (out / "cells" / f".tmp-{cpu[0].key}-killed").mkdir()
-    resumed = sweep_command(cmd, say=lines.append)
-    assert [r.key for r in resumed.ran] == [cpu[0].key]
-    assert (out / "cells" / cpu[1].key / "result.json").read_bytes() == before
-    assert not list((out / "cells").glob(".tmp-*"))
-    assert sorted(p.name for p in (out / "cells").iterdir()) == sorted(c.key for c in cells)
+    # Run again: nothing is run twice. Lose the trained cell (and leave a half-written folder): only it runs.
+    again = sweep_command(cmd, say=lambda _: None)
+    assert again.ran == [] and again.skipped == 2
+    kept = (out / "cells" / cuda.key / "cell.json").read_bytes()
+    shutil.rmtree(out / "cells" / cpu.key)
+    (out / "cells" / f".tmp-{cpu.key}-killed").mkdir()
+    resumed = sweep_command(cmd, say=lambda _: None)
+    assert [r.key for r in resumed.ran] == [cpu.key]
+    assert (out / "cells" / cuda.key / "cell.json").read_bytes() == kept
+    assert json.loads((out / "cells" / cpu.key / "result.json").read_text())["final"] == result["final"]
+    assert sorted(p.name for p in (out / "cells").iterdir()) == sorted([cpu.key, cuda.key])
+
+
+def test_scratch_of_a_dead_process_is_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task killed with its node leaves its scratch folder; the next cell on that node removes it."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from cvae_bench.sweep.execute import SCRATCH_PREFIX, sweep_scratch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / f"{SCRATCH_PREFIX}{dead.stdout.strip()}-0123456789abcdef-x"
+    alive = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-0123456789abcdef-y"
+    for folder in (gone, alive):
+        folder.mkdir()
+        (folder / "result.json").write_text("{}")
+    sweep_scratch()
+    assert not gone.exists() and alive.exists()

@@ -60,6 +60,24 @@ class CellOutcome:
         return cls(cell=cell, status="failed", error=error, summary=f"FAILED: {error}", **kwargs)  # type: ignore[arg-type]
 
 
+#: Scratch folders are `<tmp>/cvae-bench-cell-<pid>-<key>-…`.
+SCRATCH_PREFIX = "cvae-bench-cell-"
+
+
+def sweep_scratch() -> None:
+    """Remove the scratch folders of processes that are gone (a task killed with its node runs no cleanup)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            continue
+
+
 def execute_cell(cell: Cell, data_path: str | None = None, idle_timeout: float = 600.0) -> CellOutcome:
     """Run one cell on this machine, each backend in a worker of its own, and return what it wrote.
 
@@ -85,7 +103,8 @@ def execute_cell(cell: Cell, data_path: str | None = None, idle_timeout: float =
         executor_env={k: os.environ[k] for k in THREAD_VARS if k in os.environ},
     )
     common = {"machine": machine_fingerprint(), "node": platform.node(), "threads": settings}
-    scratch = Path(tempfile.mkdtemp(prefix=f"cvae-bench-cell-{cell.key}-"))
+    sweep_scratch()
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{cell.key}-"))
     try:
         try:
             status, summary, deviant = _run(cell, threads, data_path, idle_timeout, scratch)
