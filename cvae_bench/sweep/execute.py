@@ -7,6 +7,7 @@ command into a scratch folder of its own, reads back every file it wrote and ret
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -186,5 +187,5 @@ def _run_bench(cell: Cell, threads: int, data_path: str, idle_timeout: float, ou
     )
     command = f"cvae-bench sweep (cell {cell.key}: {cell.label})"
     done = run_bench_command(BenchCommand(backends=cell.selection, options=options, command=command, out_dir=str(out)))
-    rows = sum(len(t.rows) for t in done.tables)
-    return "measured", f"{cell.selection}: {rows} measurement(s) of {', '.join(p.groups)}", False
+    entries = len(json.loads(done.json_path.read_text())["benchmarks"])
+    return "measured", f"{cell.selection}: {entries} benchmark(s) of {', '.join(p.groups)}", False
