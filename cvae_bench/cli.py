@@ -472,6 +472,11 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     help="Results folder [runs/bench-<timestamp>].",
 )
 @click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option(
+    "--anatomy",
+    is_flag=True,
+    help="Also profile each backend's step and decoder (and onnxruntime's) by category: the anatomy groups.",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def bench(
     backend_name: str,
@@ -490,6 +495,7 @@ def bench(
     train_subset: int | None,
     out_dir: str | None,
     worker_timeout: float,
+    anatomy: bool,
     quiet: bool,
 ) -> None:
     """Benchmark training steps and sampling, one isolated worker at a time, with roofline and fairness audit."""
@@ -498,7 +504,7 @@ def bench(
     from cvae_bench.runtime.threads import available_cores
 
     options = BenchOptions(
-        groups=tuple(g.strip() for g in groups.split(",") if g.strip()),
+        groups=tuple(g.strip() for g in groups.split(",") if g.strip()) + (("anatomy",) if anatomy else ()),
         device=device,
         threads=threads or available_cores(),
         rounds=rounds,

@@ -52,7 +52,17 @@ def group_tables(entries: Sequence[Entry]) -> dict[str, list[list[str]]]:
     return tables
 
 
-ROOFLINE_HEADERS = ["workload", "batch", "FLOPs (spec)", "GEMM FLOPs", "floor (best)", "ceiling GFLOP/s"]
+ROOFLINE_HEADERS = [
+    "workload",
+    "batch",
+    "FLOPs (spec)",
+    "GEMM FLOPs",
+    "floor (best)",
+    "ceiling GFLOP/s",
+    "bytes",
+    "full floor",
+    "full floor by category",
+]
 
 
 def roofline_headers(roof: Roofline) -> list[str]:
@@ -72,9 +82,30 @@ def roofline_rows(roof: Roofline) -> list[list[str]]:
             f"{w.gemm_flops:,}",
             fmt_time(w.floor_s),
             f"{w.ceiling_gflops:.1f}",
+            f"{w.bytes / 1e6:.2f} MB" if w.bytes else "—",
+            fmt_time(w.full_floor_s),
+            ", ".join(f"{c} {fmt_time(s)}" for c, s in w.category_floor_s.items()) or "—",
             *(fmt_time(w.floor_by_library_s.get(lib)) for lib in libs),
         ]
         for w in roof.workloads()
+    ]
+
+
+def bandwidth_notes(roof: Roofline) -> list[str]:
+    """The measured bandwidth behind the full floor, one line (none for a bench.json without it)."""
+    if not roof.bandwidth:
+        return []
+    cells = ", ".join(
+        f"{int(size) // 1024} KiB {max(per_lib.values()) / 1e9:.1f}"
+        for size, per_lib in sorted(roof.bandwidth.items(), key=lambda kv: int(kv[0]))
+    )
+    flops = max(roof.elementwise_flops.values(), default=0.0)
+    return [
+        "",
+        "Full floor: every part (each GEMM, and each element-wise, loss, optimizer and data pass counted in bytes"
+        " from the spec) at max(compute time, memory time), summed. Bandwidth measured in the same run"
+        f" (GB/s, best of copy/triad, NumPy and torch, by working set): {cells}; element-wise FLOP rate"
+        f" {flops / 1e9:.1f} GFLOP/s (triad).",
     ]
 
 
@@ -137,6 +168,7 @@ def report_tables(doc: BenchDocument) -> list[ReportTable]:
     out = []
     for name, group in GROUPS.items():
         notes = group.notes(cb.sections.get(group.section)) if group.section else []
+        notes += group.entry_notes([e for e in doc.benchmarks if e.group == name]) if name in tables else []
         if name in tables or notes:
             rows = tables.get(name, [])
             out.append(ReportTable(group.title, group.title, list(group.headers), rows, notes, show_empty=False))
@@ -153,6 +185,7 @@ def report_tables(doc: BenchDocument) -> list[ReportTable]:
                 + ", ".join(f"{k} {v}" for k, v in cb.roofline.libraries.items())
                 + " (onnxruntime-const: B a pre-packed constant); the fastest per GEMM, summed."
                 " Ceiling = GEMM FLOPs ÷ floor.",
+                *bandwidth_notes(cb.roofline),
             ],
         )
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cvae_bench.bench.groups.anatomy import AnatomyGroup
 from cvae_bench.bench.groups.base import BackendGroup, BenchGroup, StandaloneGroup
 from cvae_bench.bench.groups.sample_native import SampleNative
 from cvae_bench.bench.groups.sample_onnxruntime import SampleOnnxruntime
@@ -22,6 +23,7 @@ GROUPS: dict[str, BenchGroup[Any]] = {
         SampleNative(),
         SampleOnnxruntime(),
         SampleOnnxruntimeWeb(),
+        AnatomyGroup(),
     )
 }
 

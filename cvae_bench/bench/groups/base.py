@@ -65,17 +65,19 @@ def fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 
 def rate_cells(info: MeasuredInfo, ratio: float) -> list[str]:
-    """images/s, GFLOP/s, fraction of the floor and the ratio to the fastest, as every table shows them."""
+    """images/s, GFLOP/s, fraction of the GEMM-only floor and of the full (byte-aware) floor, and the ratio
+    to the fastest, as every table shows them (an info record without a full floor shows '—')."""
     return [
         fmt(info.images_per_s, ",.0f"),
         fmt(info.gflops, ".1f"),
         fmt(info.fraction_of_floor, ".2f"),
+        fmt(getattr(info, "fraction_of_full_floor", None), ".2f"),
         f"{ratio:.2f}×",
     ]
 
 
 #: The cells of `rate_cells`, by header.
-RATE_HEADERS = ("images/s", "GFLOP/s", "of floor", "vs fastest")
+RATE_HEADERS = ("images/s", "GFLOP/s", "of floor", "of full floor", "vs fastest")
 
 
 class BenchGroup(ABC, Generic[R]):
@@ -117,6 +119,10 @@ class BenchGroup(ABC, Generic[R]):
 
     def notes(self, section: dict[str, Any] | None) -> list[str]:
         """Lines the report prints after this group's table, read from its section of bench.json."""
+        return []
+
+    def entry_notes(self, entries: Sequence[Entry]) -> list[str]:
+        """Lines the report prints after this group's table, read from its entries."""
         return []
 
 

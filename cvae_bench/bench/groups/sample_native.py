@@ -16,7 +16,7 @@ import numpy as np
 from cvae_bench.bench.groups.base import BackendGroup, Event, fmt_time, ignore, rate_cells
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import DECODE, Roofline, Workload, decode_workload
+from cvae_bench.bench.roofline import DECODE, Roofline, Workload, fraction_of_floor, decode_workload
 from cvae_bench.bench.timing import time_rounds
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.records import Record
@@ -49,6 +49,8 @@ class SampleNativeInfo(MeasuredInfo):
 
     build_s: float
     first_call_s: float
+    full_floor_s: float | None = None
+    fraction_of_full_floor: float | None = None
 
 
 def sample_native_job(
@@ -87,6 +89,7 @@ class SampleNative(BackendGroup[SampleNativeResult]):
         "images/s",
         "GFLOP/s",
         "of floor",
+        "of full floor",
         "vs fastest",
         "first call",
     )
@@ -120,6 +123,8 @@ class SampleNative(BackendGroup[SampleNativeResult]):
                 build_s=identity.build_s,
                 first_call_s=call.first_call_s,
                 **derived,
+                full_floor_s=floor.full_floor_s if floor else None,
+                fraction_of_full_floor=fraction_of_floor(floor.full_floor_s if floor else None, derived["median_s"]),
             )
             params = {"backend": identity.backend, "mode": identity.mode, "batch": b}
             out.append(Entry.make(self.name, f"{identity.backend}-{identity.mode}-b{b}", params, call.timing, info))

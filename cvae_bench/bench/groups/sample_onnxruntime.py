@@ -34,7 +34,7 @@ from cvae_bench.bench.groups.base import (
 from cvae_bench.bench.groups.sample_native import decode_workloads, decoder_inputs
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import DECODE, Roofline, Workload
+from cvae_bench.bench.roofline import DECODE, Roofline, Workload, fraction_of_floor
 from cvae_bench.bench.timing import time_rounds
 from cvae_bench.defaults import PRECISIONS
 from cvae_bench.errors import BackendUnavailableError
@@ -118,6 +118,8 @@ class SampleOrtInfo(MeasuredInfo):
     exporter: dict[str, str] | None
     session_s: float | None
     first_call_s: float
+    full_floor_s: float | None = None
+    fraction_of_full_floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,7 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
         "images/s",
         "GFLOP/s",
         "of floor",
+        "of full floor",
         "vs fastest",
         "session",
     )
@@ -365,6 +368,10 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
                         session_s=session.session_s,
                         first_call_s=call.first_call_s,
                         **measured(call.timing, b, flops, floor.floor_s if floor else None),
+                        full_floor_s=floor.full_floor_s if floor else None,
+                        fraction_of_full_floor=fraction_of_floor(
+                            floor.full_floor_s if floor else None, call.timing.median_call()
+                        ),
                     )
                     params = {"provider": short, "precision": precision, "batch": b}
                     out.append(Entry.make(self.name, f"{short}-{precision}-b{b}", params, call.timing, info))

@@ -15,12 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.bench.groups.base import Event, StandaloneGroup, fmt_time, ignore, rate_cells, start_worker
+from cvae_bench.bench.groups.base import (
+    RATE_HEADERS,
+    Event,
+    StandaloneGroup,
+    fmt_time,
+    ignore,
+    rate_cells,
+    start_worker,
+)
 from cvae_bench.bench.groups.sample_native import decode_workloads
 from cvae_bench.bench.groups.sample_onnxruntime import exporter_for
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import DECODE, Roofline, Workload
+from cvae_bench.bench.roofline import DECODE, Roofline, Workload, fraction_of_floor
 from cvae_bench.bench.timing import Timing
 from cvae_bench.records import Record
 from cvae_bench.runtime.worker import RemoteBackend
@@ -56,6 +64,8 @@ class SampleWebInfo(MeasuredInfo):
     cross_origin_isolated: bool
     exporter: dict[str, str] | None
     first_call_s: float
+    full_floor_s: float | None = None
+    fraction_of_full_floor: float | None = None
 
 
 class SampleOnnxruntimeWeb(StandaloneGroup[WebRun]):
@@ -69,7 +79,7 @@ class SampleOnnxruntimeWeb(StandaloneGroup[WebRun]):
         "threads",
         "median / call",
         "IQR",
-        *("images/s", "GFLOP/s", "of floor", "vs fastest"),
+        *RATE_HEADERS,
     )
     info_type = SampleWebInfo
     needs_data = True  # the export is verified on the validation set
@@ -128,6 +138,8 @@ class SampleOnnxruntimeWeb(StandaloneGroup[WebRun]):
                 exporter=result.exporter,
                 first_call_s=b.first_call_s,
                 **measured(timing, b.batch, floor.spec_flops if floor else 0, floor.floor_s if floor else None),
+                full_floor_s=floor.full_floor_s if floor else None,
+                fraction_of_full_floor=fraction_of_floor(floor.full_floor_s if floor else None, timing.median_call()),
             )
             params = {"provider": s.ep, "batch": b.batch}
             out.append(Entry.make(self.name, f"{s.ep}-b{b.batch}", params, timing, info))

@@ -19,7 +19,7 @@ from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.bench.groups.base import BackendGroup, Event, fmt_time, ignore, rate_cells
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import TRAIN_STEP, Roofline, Workload, train_step_workload
+from cvae_bench.bench.roofline import TRAIN_STEP, Roofline, Workload, fraction_of_floor, train_step_workload
 from cvae_bench.bench.timing import Timing, time_rounds
 from cvae_bench.records import Record
 from cvae_bench.runtime.worker import RemoteBackend
@@ -54,6 +54,8 @@ class TrainStepInfo(MeasuredInfo):
     data_load_s: float
     loss: float
     ms_per_step: float
+    full_floor_s: float | None = None
+    fraction_of_full_floor: float | None = None
 
 
 def train_step_job(
@@ -126,6 +128,7 @@ class TrainStep(BackendGroup[TrainStepResult]):
         "images/s",
         "GFLOP/s",
         "of floor",
+        "of full floor",
         "vs fastest",
         "first step",
         "build",
@@ -167,6 +170,8 @@ class TrainStep(BackendGroup[TrainStepResult]):
             loss=result.loss,
             ms_per_step=derived["median_s"] * 1e3,
             **derived,
+            full_floor_s=floor.full_floor_s if floor else None,
+            fraction_of_full_floor=fraction_of_floor(floor.full_floor_s if floor else None, derived["median_s"]),
         )
         params = {"backend": identity.backend, "mode": identity.mode, "batch": result.batch}
         return [Entry.make(self.name, f"{identity.backend}-{identity.mode}", params, result.timing, info)]

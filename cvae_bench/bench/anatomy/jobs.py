@@ -1,0 +1,162 @@
+"""The anatomy's worker jobs: next to a backend (its framework's profiler), and in a bare onnxruntime worker."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cvae_bench.bench.anatomy.records import Anatomy, Profiled, build_anatomy
+from cvae_bench.bench.roofline import DECODE, TRAIN_STEP
+from cvae_bench.bench.timing import time_rounds
+from cvae_bench.records import Record
+
+#: Which adapter profiles which backend (a backend not listed is reported as not profiled).
+ADAPTERS = {"torch": "torch", "keras-torch": "torch", "keras-jax": "jax", "keras-tensorflow": "tensorflow"}
+#: Seconds of calls profiled per anatomy, at least (small calls are repeated up to this).
+PROFILE_SECONDS = 0.3
+
+
+@dataclass(frozen=True)
+class AnatomyResult(Record):
+    """Every anatomy one worker measured, and why any was not (by workload)."""
+
+    anatomies: list[Anatomy] = field(default_factory=list)
+    unsupported: dict[str, str] = field(default_factory=dict)
+
+
+def _profile(adapter: str, call: Callable[[], None], calls: int, sync: Callable[[], None]) -> Profiled:
+    with tempfile.TemporaryDirectory(prefix="cvae-bench-anatomy-") as workdir:
+        if adapter == "torch":
+            from cvae_bench.bench.anatomy import torch as torch_adapter
+
+            return torch_adapter.profile(call, calls, sync, workdir)
+        if adapter == "jax":
+            from cvae_bench.bench.anatomy import jax as jax_adapter
+
+            return jax_adapter.profile(call, calls, sync, workdir)
+        from cvae_bench.bench.anatomy import tensorflow as tf_adapter
+
+        return tf_adapter.profile(call, calls, sync, workdir)
+
+
+def _one(
+    adapter: str, workload: str, batch: int, call: Callable[[], None], sync: Callable[[], None], calls: int
+) -> Anatomy:
+    for _ in range(3):
+        call()
+    sync()
+    timing = time_rounds(call, rounds=5, min_time=0.05, warmup=2, sync=sync)
+    measured = timing.median_call()
+    n = max(calls, min(5000, int(PROFILE_SECONDS / max(measured, 1e-9))))
+    p = _profile(adapter, call, n, sync)
+    return build_anatomy(
+        workload=workload,
+        batch=batch,
+        framework=p.framework,
+        profiler=p.profiler,
+        calls=n,
+        measured_s=measured,
+        profiled_s=p.wall_s,
+        ops=p.ops,
+        extra=p.extra,
+        note=p.note,
+        timing=timing,
+    )
+
+
+def anatomy_job(
+    backend: Any,
+    emit: Any,
+    *,
+    calls: int = 20,
+    decode_batches: tuple[int, ...] = (1, 1024),
+    dataset: str = "mnist",
+    data_path: str | None = None,
+    train_subset: int | None = None,
+) -> AnatomyResult:
+    """Worker job, next to the backend: the anatomy of its training step and of its decoder at each batch."""
+    from cvae_bench.bench.groups.sample_native import decoder_inputs
+    from cvae_bench.data.loading import as_float, load_dataset
+
+    adapter = ADAPTERS.get(backend.name)
+    if adapter is None:
+        why = f"no profiler adapter for backend {backend.name!r} (adapters: {', '.join(ADAPTERS)})"
+        return AnatomyResult(unsupported={TRAIN_STEP: why, DECODE: why})
+    out: list[Anatomy] = []
+    batch = backend.spec.batch_size
+    x, y, _, _ = as_float(load_dataset(dataset, data_path, download=False))
+    x, y = x[:train_subset], y[:train_subset]
+    backend.load_train_data(x, y)
+    backend.set_order(np.random.default_rng(0).permutation(len(x)))
+    backend.synchronize()
+    full_batches = len(x) // batch
+    state = {"i": 0}
+
+    def step() -> None:
+        backend.train_step(state["i"] % full_batches)
+        state["i"] += 1
+
+    out.append(_one(adapter, TRAIN_STEP, batch, step, backend.synchronize, calls))
+    emit({"type": "bench", "what": "anatomy train step", "median_s": out[-1].measured_s})
+    backend.take_loss()
+    for b in decode_batches:
+        z, labels = decoder_inputs(backend.spec, b)
+        out.append(_one(adapter, DECODE, b, functools.partial(backend.decode, z, labels), backend.synchronize, calls))
+        emit({"type": "bench", "what": f"anatomy decode batch {b}", "median_s": out[-1].measured_s})
+    return AnatomyResult(anatomies=out)
+
+
+def ort_anatomy_job(
+    backend: Any,
+    emit: Any,
+    *,
+    path: str,
+    threads: int,
+    calls: int = 20,
+    decode_batches: tuple[int, ...] = (1, 1024),
+) -> AnatomyResult:
+    """Worker job (no backend): the anatomy of the fp32 decoder in onnxruntime (CPU, IO binding) at each batch."""
+    from cvae_bench.bench.anatomy import onnxruntime as ort_adapter
+    from cvae_bench.bench.groups.sample_native import decoder_inputs
+    from cvae_bench.models.spec import DEFAULT_SPEC
+
+    spec = backend.spec if backend is not None else DEFAULT_SPEC
+    out = []
+    with tempfile.TemporaryDirectory(prefix="cvae-bench-anatomy-ort-") as workdir:
+        for b in decode_batches:
+            z, labels = decoder_inputs(spec, b)
+            result = np.empty((b, *spec.image_shape), np.float32)
+            sess = ort_adapter.profiled_session(path, ["CPUExecutionProvider"], threads, f"{workdir}/b{b}")
+            io = sess.io_binding()
+            io.bind_cpu_input("z", z)
+            io.bind_cpu_input("label", labels)
+            io.bind_output("x_mean", "cpu", 0, np.float32, list(result.shape), result.ctypes.data)
+            run = functools.partial(sess.run_with_iobinding, io)
+            for _ in range(10):
+                run()
+            timing = time_rounds(run, rounds=5, min_time=0.05, warmup=2)
+            measured = timing.median_call()
+            n = max(calls, min(5000, int(PROFILE_SECONDS / max(measured, 1e-9))))
+            p = ort_adapter.profile(run, n, sess)
+            out.append(
+                build_anatomy(
+                    workload=DECODE,
+                    batch=b,
+                    framework=p.framework,
+                    profiler=p.profiler,
+                    calls=n,
+                    measured_s=measured,
+                    profiled_s=p.wall_s,
+                    ops=p.ops,
+                    extra=p.extra,
+                    note=p.note,
+                    timing=timing,
+                )
+            )
+            emit({"type": "bench", "what": f"anatomy onnxruntime batch {b}", "median_s": measured})
+    return AnatomyResult(anatomies=out)
