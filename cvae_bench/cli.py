@@ -478,6 +478,39 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     help="Also profile each backend's step and decoder (and onnxruntime's) by category: the anatomy groups.",
 )
 @click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option(
+    "--tie",
+    type=click.FloatRange(min=0, max=0.5),
+    default=0.03,
+    show_default=True,
+    help="Ratios within ±TIE are a tie.",
+)
+@click.option(
+    "--rel-precision",
+    type=click.FloatRange(min=0.001, max=0.5),
+    default=None,
+    help="Add interleaved sweeps until every ratio's 95 % CI half-width is within this (e.g. 0.02), or --max-time.",
+)
+@click.option(
+    "--max-time",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Seconds of timed sweeps at most with --rel-precision.",
+)
+@click.option(
+    "--self-check/--no-self-check",
+    default=True,
+    show_default=True,
+    help="Time the first backend/mode twice, in two workers (A/A): its ratio gives this machine's noise floor.",
+)
+@click.option(
+    "--wait-quiet",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Wait up to SECONDS for an idle machine before timing.",
+)
 def bench(
     backend_name: str,
     device: str,
@@ -497,8 +530,13 @@ def bench(
     worker_timeout: float,
     anatomy: bool,
     quiet: bool,
+    tie: float,
+    rel_precision: float | None,
+    max_time: float,
+    self_check: bool,
+    wait_quiet: float,
 ) -> None:
-    """Benchmark training steps and sampling, one isolated worker at a time, with roofline and fairness audit."""
+    """Benchmark training steps and sampling in interleaved rounds, with verdicts, roofline and fairness audit."""
     from cvae_bench.bench.api import BenchCommand, run_bench_command
     from cvae_bench.bench.options import BenchOptions
     from cvae_bench.runtime.threads import available_cores
@@ -516,6 +554,11 @@ def bench(
         data_path=data_path,
         train_subset=train_subset,
         idle_timeout=worker_timeout,
+        tie=tie,
+        rel_precision=rel_precision,
+        max_time=max_time,
+        self_check=self_check,
+        wait_quiet=wait_quiet,
     )
     command = BenchCommand(
         backends=backend_name,
@@ -550,6 +593,10 @@ def bench(
         for header, cell in audit:
             out_console.print(f"    {header}: {cell}", highlight=False)
     click.echo(outcome.load)
+    for line in outcome.noise:
+        click.echo(line)
+    if outcome.aa_failed:
+        click.echo("warning: the A/A self-check failed; read every verdict above with suspicion", err=True)
     click.echo(f"results written to {outcome.json_path} and {outcome.md_path}")
 
 

@@ -343,7 +343,19 @@ def test_document_entries_are_pytest_benchmark_shaped() -> None:
     assert ort["params"] == {"provider": "CPU", "precision": "fp32", "batch": 1}
     cb = doc["cvae_bench"]
     keys = list(cb)
-    fixed = ["command", "started", "options", "spec", "load", "roofline", "fairness"]
+    fixed = [
+        "command",
+        "started",
+        "options",
+        "spec",
+        "load",
+        "roofline",
+        "fairness",
+        "tie",
+        "rounds",
+        "verdicts",
+        "noise",
+    ]
     assert keys[: len(fixed)] == fixed and keys[-1] == "time_to_target"
     sections = {g.section for g in GROUPS.values() if g.section}
     assert set(keys[len(fixed) : -1]) == sections  # each group's own section, between them
@@ -356,13 +368,17 @@ def test_tables_rank_within_group_and_batch() -> None:
     doc = build_document(fake_run(), "cvae-bench bench")
     tables = group_tables(doc.benchmarks)
     train = tables["train-step"]
+    vs = GROUPS["train-step"].headers.index("vs fastest")
     assert [r[1] for r in train] == ["compiled", "eager"]  # fastest first
-    assert train[0][8] == "1.00×" and train[1][8] == "1.50×"
+    assert train[0][vs] == "1.00×" and train[1][vs] == "1.50×"
     native = tables["sample-native"]
+    nvs = GROUPS["sample-native"].headers.index("vs fastest")
     assert [r[0] for r in native] == ["1", "1", "1024", "1024"]  # ratios restart per batch size
-    assert native[0][8] == native[2][8] == "1.00×"
+    assert native[0][nvs] == native[2][nvs] == "1.00×"
     for name, rows in tables.items():
-        assert all(len(r) == len(GROUPS[name].headers) for r in rows), name
+        assert all(len(r) == len(GROUPS[name].headers) + 1 for r in rows), name  # + the median's 95 % CI
+    judged = group_tables(doc.benchmarks, doc.cvae_bench.verdicts)["train-step"]
+    assert judged[0][vs] == "1.00× fastest" and judged[1][vs].startswith("1.50× [")
     assert fmt_time(2.5e-5) == "25.0 µs" and fmt_time(2.5e-3) == "2.50 ms" and fmt_time(2.5) == "2.50 s"
 
 
@@ -463,15 +479,19 @@ def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "train-step" in proc.stdout and "fairness audit" in proc.stdout
     doc = json.loads((out / "bench.json").read_text())
-    (entry,) = doc["benchmarks"]
+    entry, twin = doc["benchmarks"]  # the A/A self-check adds the twin
     assert entry["group"] == "train-step" and entry["name"] == "train-step[torch-eager]"
+    assert twin["name"] == "train-step[torch-eager-aa]" and twin["params"]["aa_twin"] is True
+    assert doc["cvae_bench"]["noise"]["reference"] == "train-step[torch-eager]"
+    assert doc["cvae_bench"]["rounds"]["schedule"] == "interleaved"
+    assert entry["stats"]["sweeps"] == twin["stats"]["sweeps"]
     assert entry["stats"]["rounds"] == 3 and len(entry["stats"]["data"]) == 3
     assert entry["extra_info"]["batch_size"] == 64 and entry["extra_info"]["threads"] >= 1
     assert entry["extra_info"]["first_step_s"] > 0 and entry["extra_info"]["fraction_of_floor"] > 0
     cb = doc["cvae_bench"]
     assert cb["roofline"]["train_step"]["spec_flops"] == 323_026_944
     assert cb["roofline"]["decode"] == {}
-    (audit,) = cb["fairness"]
+    audit, _ = cb["fairness"]
     assert audit["audit"]["torch"]["intra_op_threads"] == entry["extra_info"]["threads"]
     assert cb["load"]["before"]["loadavg"] is not None
     md = (out / "bench.md").read_text()

@@ -16,6 +16,7 @@ FLOORS: dict[str, int] = {
     "records": 0,
     "versions": 0,
     "tables": 0,
+    "stats": 0,  # confidence intervals and verdicts (training, bench and the gate read them)
     "__version__": 0,  # `from cvae_bench import __version__`: the package's face
     "models": 1,
     "backends": 2,

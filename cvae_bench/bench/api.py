@@ -11,7 +11,14 @@ from cvae_bench.bench.document import build_document
 from cvae_bench.bench.groups import select
 from cvae_bench.bench.groups.base import Event, ignore
 from cvae_bench.bench.options import BenchOptions
-from cvae_bench.bench.report import ReportTable, fairness_blocks, load_line, report_tables, write_results
+from cvae_bench.bench.report import (
+    ReportTable,
+    fairness_blocks,
+    load_line,
+    noise_lines,
+    report_tables,
+    write_results,
+)
 from cvae_bench.bench.runner import run_bench, with_runs
 from cvae_bench.runtime.files import ensure_dir
 
@@ -39,11 +46,14 @@ class BenchCommand:
 
 @dataclass(frozen=True)
 class BenchOutcome:
-    """What the command shows: the tables, the fairness audit per process, the load, and the files written."""
+    """What the command shows: the tables, the fairness audit per process, the load, the A/A self-check and
+    rounds in words (`noise`), whether the A/A check failed, and the files written."""
 
     tables: list[ReportTable]
     fairness: list[tuple[str, list[tuple[str, str]]]]
     load: str
+    noise: list[str]
+    aa_failed: bool
     json_path: Path
     md_path: Path
 
@@ -86,6 +96,8 @@ def run_bench_command(
         tables=report_tables(doc),
         fairness=fairness_blocks(doc),
         load=load_line(doc.cvae_bench.load),
+        noise=noise_lines(doc),
+        aa_failed=doc.cvae_bench.noise is not None and not doc.cvae_bench.noise.passed,
         json_path=json_path,
         md_path=md_path,
     )

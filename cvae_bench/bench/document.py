@@ -13,6 +13,13 @@ one measurement (`records.Entry`):
 - `extra_info`: the group's `MeasuredInfo` record: backend, mode, device, versions, threads, batch_size,
   flops_per_call, gflops and images_per_s (at the median), floor_s and fraction_of_floor, and the times
   kept out of the statistics (build_s, first_step_s / first_call_s / session_s, warmup_s, data_load_s).
+
+Added for verdicts (issue 10): each entry's `stats` carries `median_ci` (95 %, order statistics), `sweeps`
+(the interleaved sweep of each round) and `contended_rounds`; `cvae_bench` carries `tie`, `rounds` (the
+schedule: sweeps run and kept, contention, re-measured sweeps, the time to a verdict, the precision asked
+and what missed it, the load the sentinel saw), `verdicts` (each entry against the fastest of its table:
+ratio, 95 % interval, verdict) and `noise` (the A/A self-check). The A/A twin's entries are named
+`…-aa]` with `params.aa_twin` set.
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.bench.groups import GROUPS, BackendGroup, StandaloneGroup
 from cvae_bench.bench.records import BackendRun, BenchRun, Entry
 from cvae_bench.bench.roofline import Roofline
+from cvae_bench.bench.rounds import RoundsSummary
+from cvae_bench.bench.verdicts import AA_TWIN, NoiseCheck, Verdict, entry_verdicts, noise_check
 from cvae_bench.records import Record
 from cvae_bench.runtime.machine import LoadWindow
+from cvae_bench.stats import DEFAULT_TIE
 from cvae_bench.training.records import ComparisonRow
 from cvae_bench.versions import NOT_INSTALLED, dist_version
 
@@ -60,6 +70,10 @@ class BenchSummary(Record):
     fairness: list[AuditEntry]
     time_to_target: TimeToTarget | None = None
     sections: dict[str, Any] = field(default_factory=dict)
+    tie: float = DEFAULT_TIE
+    rounds: RoundsSummary | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    noise: NoiseCheck | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record with `sections` spread beside the fields, before `time_to_target`."""
@@ -95,12 +109,22 @@ def entries(run: BenchRun) -> list[Entry]:
         for name, result in backend.results.items():
             group = GROUPS[name]
             assert isinstance(group, BackendGroup)
-            out += group.entries(backend.identity, result, run.roofline, threads)
+            made = group.entries(backend.identity, result, run.roofline, threads)
+            if backend.twin:  # the A/A twin: the same params as its original, marked
+                made = [_as_twin(e) for e in made]
+            out += made
     for name, result in run.standalone.items():
         group = GROUPS[name]
         assert isinstance(group, StandaloneGroup)
         out += group.entries(result, run.roofline, threads)
     return out
+
+
+def _as_twin(entry: Entry) -> Entry:
+    mode = str(entry.params.get("mode", "")).removesuffix(" (A/A)")
+    params = {**entry.params, "mode": mode, AA_TWIN: True}
+    name = entry.name.removesuffix("]").replace(" (A/A)", "") + "-aa]"
+    return dataclasses.replace(entry, params=params, name=name, fullname=f"cvae-bench::{name}", param=name)
 
 
 def _backend_audit(backend: BackendRun, threads: int, warmup: int) -> AuditEntry:
@@ -168,10 +192,13 @@ def build_document(
         for name, group in GROUPS.items()
         if group.section is not None
     }
+    made = entries(run)
+    tie = float(run.options.get("tie", DEFAULT_TIE))
+    verdicts = entry_verdicts(made, tie)
     return BenchDocument(
         machine_info=run.machine_info,
         commit_info=_commit_info(Path(__file__).resolve().parents[2]),
-        benchmarks=entries(run),
+        benchmarks=made,
         datetime=_dt.datetime.now(_dt.timezone.utc).isoformat(),
         version=_pytest_benchmark_version(),
         cvae_bench=BenchSummary(
@@ -184,5 +211,9 @@ def build_document(
             fairness=audit_entries(run),
             time_to_target=TimeToTarget(runs_source, list(runs)) if runs is not None else None,
             sections=sections,
+            tie=tie,
+            rounds=run.rounds,
+            verdicts=verdicts,
+            noise=noise_check(verdicts, made),
         ),
     )

@@ -8,6 +8,7 @@ from typing import Any
 from cvae_bench.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, PRECISIONS
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.threads import available_cores
+from cvae_bench.stats import DEFAULT_TIE
 
 
 def _every_group() -> tuple[str, ...]:
@@ -33,6 +34,13 @@ class BenchOptions:
         dataset, data_path, train_subset: the training data of the train-step group.
         ceiling_rounds, ceiling_min_time: rounds of the matmul ceiling.
         spec: the model; idle_timeout: seconds a silent worker is given before it counts as hung.
+        tie: ratios within ±tie read as a tie (the verdict's band).
+        rel_precision: keep adding interleaved sweeps until every ratio's 95 % interval is within ±this
+            (relative half-width), or `max_time` has passed (None: the fixed `rounds`).
+        max_time: seconds of timed sweeps at most when `rel_precision` is set.
+        self_check: add the A/A pair (the first backend/mode in a second worker) for the noise floor.
+        wait_quiet: seconds to wait for an idle machine before timing (0: do not wait).
+        seed: the seed of the sweeps' shuffled order.
     """
 
     groups: tuple[str, ...] = field(default_factory=_every_group)
@@ -51,6 +59,12 @@ class BenchOptions:
     ceiling_min_time: float = 0.01
     spec: ModelSpec = DEFAULT_SPEC
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    tie: float = DEFAULT_TIE
+    rel_precision: float | None = None
+    max_time: float = 300.0
+    self_check: bool = True
+    wait_quiet: float = 0.0
+    seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for bench.json's `cvae_bench.options` (the spec is recorded beside it)."""

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cvae_bench.bench.roofline import Roofline
+from cvae_bench.bench.rounds import RoundsSummary
 from cvae_bench.bench.timing import Timing, summarize
 from cvae_bench.records import Record
 from cvae_bench.runtime.machine import LoadWindow
+from cvae_bench.stats import median_interval
 
 if TYPE_CHECKING:
     from cvae_bench.runtime.worker import RemoteBackend
@@ -61,7 +63,12 @@ class BackendIdentity(Record):
 
 @dataclass(frozen=True)
 class Stats(Record):
-    """pytest-benchmark's statistics of the seconds per call, with the per-call data and calls per round."""
+    """pytest-benchmark's statistics of the seconds per call, with the per-call data and calls per round.
+
+    Added to pytest-benchmark's fields: `median_ci` (the median's 95 % order-statistic interval, None below
+    6 rounds), `sweeps` (the interleaved sweep of each round of `data`; two entries pair round by round
+    where their sweeps agree) and `contended_rounds` (rounds the contention sentinel flagged).
+    """
 
     min: float
     max: float
@@ -81,12 +88,24 @@ class Stats(Record):
     total: float
     data: list[float]
     iterations: int
+    median_ci: list[float] | None = None
+    ci_method: str = "order-statistic"
+    sweeps: list[int] | None = None
+    contended_rounds: int = 0
 
     @classmethod
     def of(cls, timing: Timing) -> Stats:
-        """The statistics of one timing, per call."""
+        """The statistics of one timing, per call, with the median's 95 % order-statistic interval."""
         data = timing.per_call()
-        return cls(**summarize(data), data=data, iterations=timing.iterations)
+        ci = median_interval(data)
+        return cls(
+            **summarize(data),
+            data=data,
+            iterations=timing.iterations,
+            median_ci=[ci.low, ci.high] if ci.low is not None and ci.high is not None else None,
+            sweeps=timing.sweeps,
+            contended_rounds=sum(timing.contended or []),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,11 +195,13 @@ class BackendRun:
         identity: the backend, mode, device and versions.
         audit: `runtime.threads.process_audit()` of its worker.
         results: each backend group's typed result, by group name.
+        twin: True for the A/A twin (a second worker of the same backend/mode; its entries are marked).
     """
 
     identity: BackendIdentity
     audit: dict[str, Any]
     results: dict[str, Any]
+    twin: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,6 +215,7 @@ class BenchRun:
         load: the machine's load before and after.
         roofline: the ceiling and every workload's floor.
         backends: every backend run; standalone: each standalone group's result, by group name.
+        rounds: how the backend groups' interleaved rounds ran (None: no backend group ran).
     """
 
     started: str
@@ -204,3 +226,4 @@ class BenchRun:
     roofline: Roofline
     backends: list[BackendRun]
     standalone: dict[str, Any]
+    rounds: RoundsSummary | None = None

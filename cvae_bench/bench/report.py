@@ -18,8 +18,10 @@ from cvae_bench.bench.groups.base import fmt, fmt_time
 from cvae_bench.bench.groups.train_step import TrainStep
 from cvae_bench.bench.records import Entry
 from cvae_bench.bench.roofline import CEILING_COLUMNS, Roofline
+from cvae_bench.bench.verdicts import Verdict, is_twin
 from cvae_bench.runtime.files import write_json, write_text
 from cvae_bench.runtime.machine import LoadSample, LoadWindow
+from cvae_bench.stats import verdict_cell
 from cvae_bench.tables import markdown_table
 from cvae_bench.training.records import ComparisonRow
 
@@ -36,20 +38,84 @@ class ReportTable:
     show_empty: bool = True
 
 
-def group_tables(entries: Sequence[Entry]) -> dict[str, list[list[str]]]:
-    """Rows of each group's table, fastest first within each batch size, with the ratio to that fastest."""
+#: The column the report adds to every group's table.
+CI_HEADER = "median 95 % CI"
+#: The column whose bare ratio a verdict replaces.
+VS_FASTEST = "vs fastest"
+
+
+def ci_cell(entry: Entry) -> str:
+    """The median's 95 % interval ('[2.41 ms, 2.47 ms]'), or '—' below 6 rounds."""
+    ci = entry.stats.median_ci
+    return f"[{fmt_time(ci[0])}, {fmt_time(ci[1])}]" if ci else "—"
+
+
+def group_tables(entries: Sequence[Entry], verdicts: Sequence[Verdict] = ()) -> dict[str, list[list[str]]]:
+    """Rows of each group's table, fastest first within each batch size, then the median's 95 % interval.
+
+    The "vs fastest" cell is the entry's verdict — ratio, 95 % interval, faster / slower / tie / unsure —
+    where `verdicts` has one (the fastest reads "1.00× fastest"), else the bare ratio of medians.
+    """
+    by_name = {v.name: v for v in verdicts}
     tables: dict[str, list[list[str]]] = {}
     for name, group in GROUPS.items():
         mine = [e for e in entries if e.group == name]
         if not mine:
             continue
+        col = group.headers.index(VS_FASTEST) if VS_FASTEST in group.headers else None
         rows: list[list[str]] = []
         for batch in sorted({e.batch or 0 for e in mine}):
-            same = sorted((e for e in mine if (e.batch or 0) == batch), key=lambda e: e.stats.median)
+            same = sorted((e for e in mine if (e.batch or 0) == batch), key=lambda e: (is_twin(e), e.stats.median))
             best = same[0].stats.median
-            rows += [group.row(e, e.stats.median / best) for e in same]
+            for e in same:
+                row = group.row(e, e.stats.median / best)
+                v = by_name.get(e.name)
+                if col is not None and verdicts:
+                    if v is not None:
+                        row[col] = verdict_cell(v.ratio, v.tie) + (" (A/A twin)" if is_twin(e) else "")
+                    elif e is same[0]:
+                        row[col] = "1.00× fastest"
+                rows.append([*row, ci_cell(e)])
         tables[name] = rows
     return tables
+
+
+def noise_lines(doc: BenchDocument) -> list[str]:
+    """The A/A self-check and how the rounds ran, in words (empty for a file without them)."""
+    cb = doc.cvae_bench
+    out = []
+    if cb.noise is not None:
+        out.append(cb.noise.line())
+    r = cb.rounds
+    if r is not None:
+        line = (
+            f"Rounds: {r.sweeps_kept} of {r.sweeps_run} interleaved sweeps kept over {r.contestants} entries "
+            f"in {r.seconds:.1f} s; {r.contended_sweeps} sweep(s) overlapped foreign load"
+            + (f", {r.remeasured} re-measured" if r.remeasured else "")
+            + f". Load during the sweeps: {r.load.line()}"
+        )
+        out.append(line)
+        if r.rel_precision is not None:
+            if r.reached:
+                out.append(f"Precision ±{r.rel_precision:.1%} reached by every ratio in {r.seconds:.1f} s.")
+            else:
+                out.append(f"Precision ±{r.rel_precision:.1%} NOT reached within --max-time ({r.seconds:.1f} s):")
+                out += [
+                    f"  {u.label}: ±{u.half_width:.1%}; {u.reason}"
+                    if u.half_width is not None
+                    else f"  {u.label}: no interval yet; {u.reason}"
+                    for u in r.unmet
+                ]
+        if r.waited_quiet is not None:
+            w = r.waited_quiet
+            state = "became quiet" if w.quiet else "stayed BUSY"
+            out.append(f"--wait-quiet {w.allowed_s:.0f}: the machine {state} after {w.waited_s:.0f} s.")
+        if r.load.busy:
+            out.append(
+                "WARNING: the machine was busy during the timed rounds; ratios between entries of this run "
+                "stay paired, but absolute times are not comparable with a quiet run."
+            )
+    return out
 
 
 ROOFLINE_HEADERS = [
@@ -164,14 +230,15 @@ def load_line(load: LoadWindow) -> str:
 def report_tables(doc: BenchDocument) -> list[ReportTable]:
     """Every table of the report but the fairness audit, in order: groups, roofline, time to target."""
     cb = doc.cvae_bench
-    tables = group_tables(doc.benchmarks)
+    tables = group_tables(doc.benchmarks, cb.verdicts)
     out = []
     for name, group in GROUPS.items():
         notes = group.notes(cb.sections.get(group.section)) if group.section else []
         notes += group.entry_notes([e for e in doc.benchmarks if e.group == name]) if name in tables else []
         if name in tables or notes:
             rows = tables.get(name, [])
-            out.append(ReportTable(group.title, group.title, list(group.headers), rows, notes, show_empty=False))
+            headers = [*group.headers, CI_HEADER]
+            out.append(ReportTable(group.title, group.title, headers, rows, notes, show_empty=False))
     out.append(
         ReportTable(
             "Roofline",
@@ -223,8 +290,11 @@ def to_markdown(doc: BenchDocument) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(mi["versions"].items())) + "  ",
         f"Started: {cb.started}; {load_line(cb.load)}",
         "",
-        "Per-call statistics over timed rounds (median, IQR = Q3 − Q1); 'of floor' = the bare fp32 matmul time of"
-        " the same arithmetic on this machine ÷ the measured time; 'vs fastest' within the table (and batch).",
+        "Per-call statistics over timed rounds (median, IQR = Q3 − Q1, the median's 95 % order-statistic interval);"
+        " 'of floor' = the bare fp32 matmul time of the same arithmetic on this machine ÷ the measured time;"
+        " 'vs fastest' within the table (and batch): the ratio, its 95 % interval (paired by interleaved sweep where"
+        f" the rounds were interleaved) and the verdict, a tie within ±{cb.tie:.0%}.",
+        *(["", *noise_lines(doc)] if noise_lines(doc) else []),
     ]
     for table in report_tables(doc):
         if table.rows or table.show_empty:

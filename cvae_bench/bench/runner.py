@@ -1,15 +1,18 @@
-"""`cvae-bench bench` in the parent process: every measurement in an isolated worker, one worker at a time.
+"""`cvae-bench bench` in the parent process: every measurement in an isolated worker, one worker active at a time.
 
-The runner orders the work and never formats anything: the matmul ceiling (one worker per library),
-then each backend in each mode in a fresh worker running every selected backend group, then each
-standalone group; it returns a `BenchRun`, which `bench.document` writes down and `bench.report` renders.
+The runner orders the work and never formats anything: the matmul ceiling (one worker per library), then
+one live worker per backend and mode (and the A/A twin) whose calls are timed in interleaved sweeps by the
+rounds engine (`bench.rounds`) under the contention sentinel, then each standalone group; it returns a
+`BenchRun`, which `bench.document` writes down and `bench.report` renders.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from collections.abc import Sequence
-from dataclasses import replace
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,20 @@ from cvae_bench.bench.roofline import (
     needed_shapes,
     summarize_roofline,
 )
+from cvae_bench.bench.rounds import (
+    Contestant,
+    Plan,
+    RoundsSummary,
+    Schedule,
+    Unmet,
+    WaitedQuiet,
+    remeasure_budget,
+    unmet,
+    unmet_reasons,
+)
 from cvae_bench.errors import WorkerError
 from cvae_bench.runtime.machine import LoadWindow, machine_info, machine_load
+from cvae_bench.runtime.sentinel import Sentinel, summarize_ticks, wait_quiet
 from cvae_bench.runtime.threads import audit_job
 from cvae_bench.runtime.worker import RemoteBackend
 from cvae_bench.training.records import ComparisonRow
@@ -58,26 +73,135 @@ def measure_ceiling(options: BenchOptions, on_event: Event = ignore) -> Roofline
     return summarize_roofline(ceiling, workloads)
 
 
-def measure_backend(
+@dataclass
+class _Member:
+    """One live backend worker in the interleaved schedule."""
+
+    identity: BackendIdentity
+    backend: RemoteBackend
+    contestants: list[Contestant]
+    modes: list[str]
+    twin: bool = False
+
+
+def _open_member(
+    stack: ExitStack,
     info: BackendInfo,
     mode: str | None,
+    plans: Sequence[Plan],
+    options: BenchOptions,
+    on_event: Event,
+    twin: bool = False,
+) -> _Member:
+    worker = stack.enter_context(start_worker(info, options))
+    backend = RemoteBackend(worker, options.spec, 0, options.device, mode)
+    identity = BackendIdentity.of(backend)
+    if twin:
+        identity = replace(identity, mode=f"{identity.mode} (A/A)")
+    on_event({"type": "stage", "what": f"open {identity.label}"})
+    contestants = [Contestant(label=f"{identity.label} {p.key}", host=backend, plan=p) for p in plans]
+    for c in contestants:
+        c.open(on_event)
+    modes = list(backend.info["capabilities"]["modes"])
+    return _Member(identity, backend, contestants, modes, twin)
+
+
+def measure_backends(
+    selections: Sequence[Selection],
     groups: Sequence[BackendGroup[Any]],
     options: BenchOptions,
+    sentinel: Sentinel | None,
     on_event: Event = ignore,
-) -> tuple[BackendRun, list[str]]:
-    """Every backend group, then the fairness audit, for one backend in one mode, in a fresh worker.
+    waited: WaitedQuiet | None = None,
+) -> tuple[list[BackendRun], RoundsSummary]:
+    """Every backend group of every backend/mode, each in a live worker, timed in interleaved sweeps.
 
-    Returns:
-        (the run, every mode the backend declares).
+    One worker per backend and mode stays open (plus the A/A twin with `self_check`); each sweep runs one
+    round of every call in a shuffled order; sweeps that overlapped foreign load are replaced (up to a third
+    more); with `rel_precision`, sweeps are added until every ratio is that precise or `max_time` passes.
     """
-    with start_worker(info, options) as w:
-        backend = RemoteBackend(w, options.spec, 0, options.device, mode)
-        identity = BackendIdentity.of(backend)
-        on_event({"type": "stage", "what": identity.label})
-        results = {group.name: group.measure(backend, options, on_event) for group in groups}
-        audit = backend.run_job(audit_job)
-        modes = list(backend.info["capabilities"]["modes"])
-    return BackendRun(identity=identity, audit=audit, results=results), modes
+    plans = [p for g in groups for p in g.plans(options)]
+    with ExitStack() as stack:
+        members: list[_Member] = []
+        for selection in selections:
+            every = selection.mode == EVERY_MODE
+            first = _open_member(stack, selection.info, None if every else selection.mode, plans, options, on_event)
+            members.append(first)
+            if every:
+                for mode in first.modes:
+                    if mode != first.identity.mode:
+                        members.append(_open_member(stack, selection.info, mode, plans, options, on_event))
+        if options.self_check and members and plans:
+            original = members[0]
+            info = selections[0].info
+            twin = _open_member(stack, info, original.identity.mode, plans[:1], options, on_event, twin=True)
+            twin.contestants[0].partner = original.contestants[0]
+            members.append(twin)
+        schedule = Schedule([c for m in members for c in m.contestants], sentinel, options.seed)
+        t0 = time.monotonic()
+        on_event({"type": "stage", "what": f"{len(schedule.contestants)} entries, {options.rounds} interleaved sweeps"})
+        for _ in range(options.rounds):
+            schedule.sweep()
+        remeasured = 0
+        budget = min(len(schedule.contended_sweeps()), remeasure_budget(options.rounds))
+        while remeasured < budget and _clean(schedule) < options.rounds:
+            on_event({"type": "stage", "what": f"re-measuring a contended sweep ({remeasured + 1}/{budget})"})
+            schedule.sweep()
+            remeasured += 1
+        reached: bool | None = None
+        unmet_list: list[Unmet] = []
+        if options.rel_precision is not None:
+            while True:
+                keep = schedule.kept(options.rounds)
+                missing = unmet(schedule.ratios(keep), options.rel_precision)
+                if not missing:
+                    reached = True
+                    break
+                if time.monotonic() - t0 >= options.max_time:
+                    reached = False
+                    unmet_list = unmet_reasons(schedule, keep, missing)
+                    break
+                schedule.sweep()
+                if schedule.sweeps_run % 5 == 0:
+                    on_event({"type": "stage", "what": f"sweep {schedule.sweeps_run}: {len(missing)} ratio(s) short"})
+        seconds = time.monotonic() - t0
+        keep = schedule.kept(options.rounds)
+        summary = RoundsSummary(
+            schedule="interleaved",
+            contestants=len(schedule.contestants),
+            order_seed=options.seed,
+            sweeps_run=schedule.sweeps_run,
+            sweeps_kept=len(keep),
+            contended_sweeps=len(schedule.contended_sweeps()),
+            remeasured=remeasured,
+            seconds=round(seconds, 3),
+            rel_precision=options.rel_precision,
+            reached=reached,
+            unmet=unmet_list,
+            load=sentinel.seen(schedule.started, time.monotonic()) if sentinel is not None else summarize_ticks([], 0),
+            waited_quiet=waited,
+        )
+        runs = []
+        for m in members:
+            measured = {
+                c.plan.key: (schedule.timing(c, keep), c.opened.info if c.opened else None, c.close())
+                for c in m.contestants
+            }
+            results = {}
+            for g in groups:
+                mine = {p.key for p in g.plans(options)}
+                part = {k: v for k, v in measured.items() if k in mine}
+                if part:
+                    results[g.name] = g.assemble(part)
+                elif not mine and not m.twin:  # a group that is not a timing (a profiler): after the sweeps
+                    results[g.name] = g.measure(m.backend, options, on_event)
+            audit = m.backend.run_job(audit_job)
+            runs.append(BackendRun(identity=m.identity, audit=audit, results=results, twin=m.twin))
+    return runs, summary
+
+
+def _clean(schedule: Schedule) -> int:
+    return schedule.sweeps_run - len(schedule.contended_sweeps())
 
 
 def _backend_groups(groups: Sequence[BenchGroup[Any]]) -> list[BackendGroup[Any]]:
@@ -89,7 +213,7 @@ def _standalone_groups(groups: Sequence[BenchGroup[Any]]) -> list[StandaloneGrou
 
 
 def run_bench(selections: Sequence[Selection], options: BenchOptions, on_event: Event = ignore) -> BenchRun:
-    """Measure every selected backend and mode, one worker at a time, and the roofline.
+    """Measure every selected backend and mode in interleaved sweeps, the standalone groups, and the roofline.
 
     Raises:
         CvaeBenchError: an unknown group in `options.groups`.
@@ -97,22 +221,22 @@ def run_bench(selections: Sequence[Selection], options: BenchOptions, on_event: 
     groups = select(options.groups)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     load_before = machine_load()
-    roofline = measure_ceiling(options, on_event)
-    backends: list[BackendRun] = []
-    per_backend = _backend_groups(groups)
-    if per_backend:
-        for selection in selections:
-            every = selection.mode == EVERY_MODE
-            run, modes = measure_backend(
-                selection.info, None if every else selection.mode, per_backend, options, on_event
-            )
-            backends.append(run)
-            if every:
-                for mode in modes:
-                    if mode != run.identity.mode:
-                        backends.append(measure_backend(selection.info, mode, per_backend, options, on_event)[0])
-    identities = [b.identity for b in backends]
-    standalone = {group.name: group.measure(options, identities, on_event) for group in _standalone_groups(groups)}
+    waited = None
+    if options.wait_quiet > 0:
+        on_event({"type": "stage", "what": f"waiting up to {options.wait_quiet:.0f} s for a quiet machine"})
+        quiet, secs = wait_quiet(options.wait_quiet)
+        waited = WaitedQuiet(allowed_s=options.wait_quiet, waited_s=round(secs, 1), quiet=quiet)
+        if not quiet:
+            on_event({"type": "stage", "what": f"the machine stayed busy for {secs:.0f} s; timing anyway"})
+    with Sentinel() as sentinel:
+        roofline = measure_ceiling(options, on_event)
+        backends: list[BackendRun] = []
+        rounds = None
+        per_backend = _backend_groups(groups)
+        if per_backend and selections:
+            backends, rounds = measure_backends(selections, per_backend, options, sentinel, on_event, waited)
+        identities = [b.identity for b in backends if not b.twin]
+        standalone = {g.name: g.measure(options, identities, on_event) for g in _standalone_groups(groups)}
     return BenchRun(
         started=started,
         options=options.to_dict(),
@@ -122,6 +246,7 @@ def run_bench(selections: Sequence[Selection], options: BenchOptions, on_event: 
         roofline=roofline,
         backends=backends,
         standalone=standalone,
+        rounds=rounds,
     )
 
 

@@ -103,12 +103,18 @@ class Timing(Record):
         iterations: calls per round.
         warmup: untimed calls before calibration.
         warmup_s: seconds of warm-up and calibration together.
+        sweeps: for interleaved rounds, the sweep each round belongs to (rounds of two entries with the same
+            sweep ran one after the other, and pair for ratios); None when timed alone.
+        contended: for each round, whether the contention sentinel saw foreign load during it (None: not
+            watched).
     """
 
     round_s: list[float]
     iterations: int
     warmup: int = 0
     warmup_s: float | None = None
+    sweeps: list[int] | None = None
+    contended: list[bool] | None = None
 
     def per_call(self) -> list[float]:
         """Seconds per call of each round."""
@@ -159,17 +165,34 @@ def time_rounds(
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    iterations, warmup_s = calibrate(
+        fn, min_time=min_time, warmup=warmup, sync=sync, max_iterations=max_iterations, clock=clock
+    )
+    round_s = [time_round(fn, iterations, sync, clock) for _ in range(rounds)]
+    return Timing(round_s=round_s, iterations=iterations, warmup=warmup, warmup_s=warmup_s)
+
+
+def calibrate(
+    fn: Callable[[], object],
+    *,
+    min_time: float,
+    warmup: int = 0,
+    sync: Callable[[], object] = _noop,
+    max_iterations: int | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[int, float]:
+    """Warm up, then find the calls per round that make a round last at least `min_time` seconds.
+
+    Returns:
+        (calls per round, seconds of warm-up and calibration together).
+    """
     t_warm = clock()
     for _ in range(warmup):
         fn()
     sync()
     iterations = 1
     while True:
-        t0 = clock()
-        for _ in range(iterations):
-            fn()
-        sync()
-        dt = clock() - t0
+        dt = time_round(fn, iterations, sync, clock)
         if dt >= min_time or (max_iterations is not None and iterations >= max_iterations):
             break
         # Aim 20 % above min_time so that a slightly faster round still qualifies; at most ×10 per try.
@@ -177,12 +200,18 @@ def time_rounds(
         iterations = max(iterations + 1, math.ceil(iterations * grow))
         if max_iterations is not None:
             iterations = min(iterations, max_iterations)
-    warmup_s = clock() - t_warm
-    round_s = []
-    for _ in range(rounds):
-        t0 = clock()
-        for _ in range(iterations):
-            fn()
-        sync()
-        round_s.append(clock() - t0)
-    return Timing(round_s=round_s, iterations=iterations, warmup=warmup, warmup_s=warmup_s)
+    return iterations, clock() - t_warm
+
+
+def time_round(
+    fn: Callable[[], object],
+    iterations: int,
+    sync: Callable[[], object] = _noop,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Seconds of one round: `iterations` calls, ended by `sync()`."""
+    t0 = clock()
+    for _ in range(iterations):
+        fn()
+    sync()
+    return clock() - t0

@@ -27,10 +27,14 @@ from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo
 from cvae_bench.bench.roofline import Roofline, Workload
+from cvae_bench.bench.rounds import Plan, measure_alone
+from cvae_bench.bench.timing import Timing
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 R = TypeVar("R")
+#: What the rounds engine gives back per plan: (its timing, its setup's record, what its `finish` returned).
+Measured = tuple[Timing, Any, Any]
 #: Progress events: {"type": "stage" | "bench" | "ceiling", "what": …, …}.
 Event = Callable[[dict[str, Any]], None]
 
@@ -127,11 +131,25 @@ class BenchGroup(ABC, Generic[R]):
 
 
 class BackendGroup(BenchGroup[R]):
-    """A group measured inside each backend's worker, next to the backend."""
+    """A group measured inside each backend's worker, next to the backend.
 
-    @abstractmethod
+    Its calls are timed by the rounds engine (`bench.rounds`): `plans` names each call and its setup (run in
+    the worker), the runner interleaves the rounds of every backend's calls, and `assemble` turns each
+    call's timing, setup record and final value back into the group's result.
+    """
+
+    def plans(self, options: BenchOptions) -> list[Plan]:
+        """The calls this group times in each backend's worker, in order (none: the group is not a timing
+        and runs by `measure` after the sweeps, e.g. a profiler)."""
+        return []
+
+    def assemble(self, measured: dict[str, Measured]) -> R:
+        """The group's result from each plan's (timing, setup record, finish value), by plan key."""
+        raise NotImplementedError(f"{type(self).__name__} has plans but no assemble")
+
     def measure(self, backend: RemoteBackend, options: BenchOptions, on_event: Event = ignore) -> R:
-        """Run this group's job(s) next to `backend` and return the typed result."""
+        """Every plan's rounds in a row next to `backend` (the pytest suite's per-test layout), as a result."""
+        return self.assemble(measure_alone(backend, self.plans(options), options.rounds, on_event))
 
     @abstractmethod
     def entries(self, identity: BackendIdentity, result: R, roofline: Roofline, threads: int) -> list[Entry]:

@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from cvae_bench.bench.groups.base import BackendGroup, Event, fmt_time, ignore, rate_cells
+from cvae_bench.bench.groups.base import BackendGroup, Measured, fmt_time, rate_cells
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import DECODE, Roofline, Workload, fraction_of_floor, decode_workload
-from cvae_bench.bench.timing import time_rounds
+from cvae_bench.bench.roofline import DECODE, Roofline, Workload, decode_workload, fraction_of_floor
+from cvae_bench.bench.rounds import Plan, Timed, run_alone
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.records import Record
-from cvae_bench.runtime.worker import RemoteBackend
 
 
 def decoder_inputs(spec: ModelSpec, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +52,15 @@ class SampleNativeInfo(MeasuredInfo):
     fraction_of_full_floor: float | None = None
 
 
+def sample_native_setup(backend: Any, emit: Any, *, batch: int, warmup: int = 3) -> tuple[Timed, float]:
+    """Rounds-engine setup (in the worker): the decoder's inputs at `batch`, its first call timed apart."""
+    z, y = decoder_inputs(backend.spec, batch)
+    t0 = time.perf_counter()
+    backend.decode(z, y)
+    first = time.perf_counter() - t0
+    return Timed(fn=functools.partial(backend.decode, z, y), warmup=warmup), first
+
+
 def sample_native_job(
     backend: Any,
     emit: Any,
@@ -62,17 +70,19 @@ def sample_native_job(
     min_time: float = 0.1,
     warmup: int = 3,
 ) -> SampleNativeResult:
-    """Worker job: time `backend.decode` at each batch size."""
+    """Worker job: time `backend.decode` at each batch size, every round in a row."""
     out: dict[int, CallTiming] = {}
     for b in batch_sizes:
-        z, y = decoder_inputs(backend.spec, b)
-        t0 = time.perf_counter()
-        backend.decode(z, y)
-        first = time.perf_counter() - t0
-        timing = time_rounds(functools.partial(backend.decode, z, y), rounds=rounds, min_time=min_time, warmup=warmup)
+        timing, first, _ = run_alone(
+            sample_native_setup, backend, emit, rounds=rounds, min_time=min_time, batch=b, warmup=warmup
+        )
         out[b] = CallTiming(timing=timing, first_call_s=first)
         emit({"type": "bench", "what": f"decode batch {b}", "median_s": timing.median_call()})
     return SampleNativeResult(batches=out)
+
+
+def _key(batch: int) -> str:
+    return f"sample-native/b{batch}"
 
 
 class SampleNative(BackendGroup[SampleNativeResult]):
@@ -98,14 +108,18 @@ class SampleNative(BackendGroup[SampleNativeResult]):
     def workloads(self, options: BenchOptions) -> list[Workload]:
         return decode_workloads(options)
 
-    def measure(self, backend: RemoteBackend, options: BenchOptions, on_event: Event = ignore) -> SampleNativeResult:
-        return backend.run_job(
-            sample_native_job,
-            on_event,
-            batch_sizes=list(options.batch_sizes),
-            rounds=options.rounds,
-            min_time=options.min_time,
-        )
+    def plans(self, options: BenchOptions) -> list[Plan]:
+        return [
+            Plan(_key(b), self.name, b, sample_native_setup, {"batch": b}, options.min_time)
+            for b in options.batch_sizes
+        ]
+
+    def assemble(self, measured: dict[str, Measured]) -> SampleNativeResult:
+        out = {}
+        for key, (timing, first, _) in measured.items():
+            if key.startswith("sample-native/b"):
+                out[int(key.removeprefix("sample-native/b"))] = CallTiming(timing=timing, first_call_s=first)
+        return SampleNativeResult(batches=dict(sorted(out.items())))
 
     def entries(
         self, identity: BackendIdentity, result: SampleNativeResult, roofline: Roofline, threads: int

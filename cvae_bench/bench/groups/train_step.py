@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from cvae_bench.bench.fairness import AuditEntry
-from cvae_bench.bench.groups.base import BackendGroup, Event, fmt_time, ignore, rate_cells
+from cvae_bench.bench.groups.base import BackendGroup, Measured, fmt_time, rate_cells
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
 from cvae_bench.bench.roofline import TRAIN_STEP, Roofline, Workload, fraction_of_floor, train_step_workload
-from cvae_bench.bench.timing import Timing, time_rounds
+from cvae_bench.bench.rounds import Plan, Timed, run_alone
+from cvae_bench.bench.timing import Timing
 from cvae_bench.records import Record
-from cvae_bench.runtime.worker import RemoteBackend
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,34 @@ class TrainStepInfo(MeasuredInfo):
     fraction_of_full_floor: float | None = None
 
 
-def train_step_job(
+@dataclass(frozen=True)
+class TrainStepSetup(Record):
+    """What `train_step_setup` measures apart from the rounds."""
+
+    first_step_s: float
+    data_load_s: float
+    batch: int
+
+
+@dataclass(frozen=True)
+class TrainStepEnd(Record):
+    """What a train-step call returns after its last round: the mean loss and the steps taken."""
+
+    loss: float
+    steps: int
+
+
+def train_step_setup(
     backend: Any,
     emit: Any,
     *,
-    rounds: int = 15,
-    min_time: float = 0.1,
     warmup: int = 20,
     dataset: str = "mnist",
     data_path: str | None = None,
     train_subset: int | None = None,
     seed: int = 0,
-) -> TrainStepResult:
-    """Worker job: time `train_step` at the spec's batch size; see the module docstring.
+) -> tuple[Timed, TrainStepSetup]:
+    """Rounds-engine setup (in the worker): real batches on the device, the first step timed apart.
 
     Steps walk through one shuffled epoch of full batches (wrapping round to its start, never calling
     `set_order` inside the timed loop, whose one gather per epoch is not a step's cost).
@@ -95,22 +110,57 @@ def train_step_job(
         backend.train_step(state["i"] % full_batches)
         state["i"] += 1
 
+    def finish() -> TrainStepEnd:
+        loss = backend.take_loss()  # after the clock has stopped: the one host read of the loss
+        if not np.isfinite(loss):
+            raise RuntimeError(f"training loss is {loss} after {state['i']} benchmark steps")
+        return TrainStepEnd(loss=float(loss), steps=state["i"])
+
     t0 = time.perf_counter()
     step()
     backend.synchronize()
     first_step_s = time.perf_counter() - t0
     emit({"type": "bench", "what": "first step", "seconds": first_step_s})
-    timing = time_rounds(step, rounds=rounds, min_time=min_time, warmup=warmup, sync=backend.synchronize)
-    loss = backend.take_loss()  # after the clock has stopped: the one host read of the loss
-    if not np.isfinite(loss):
-        raise RuntimeError(f"training loss is {loss} after {state['i']} benchmark steps")
+    timed = Timed(fn=step, sync=backend.synchronize, warmup=warmup, finish=finish)
+    return timed, TrainStepSetup(first_step_s=first_step_s, data_load_s=data_load_s, batch=batch)
+
+
+def train_step_job(
+    backend: Any,
+    emit: Any,
+    *,
+    rounds: int = 15,
+    min_time: float = 0.1,
+    warmup: int = 20,
+    dataset: str = "mnist",
+    data_path: str | None = None,
+    train_subset: int | None = None,
+    seed: int = 0,
+) -> TrainStepResult:
+    """Worker job: every round of `train_step` in a row (the rounds engine's setup, timed alone)."""
+    timing, setup, end = run_alone(
+        train_step_setup,
+        backend,
+        emit,
+        rounds=rounds,
+        min_time=min_time,
+        warmup=warmup,
+        dataset=dataset,
+        data_path=data_path,
+        train_subset=train_subset,
+        seed=seed,
+    )
+    return _result(timing, setup, end)
+
+
+def _result(timing: Timing, setup: TrainStepSetup, end: TrainStepEnd) -> TrainStepResult:
     return TrainStepResult(
         timing=timing,
-        first_step_s=first_step_s,
-        data_load_s=data_load_s,
-        loss=float(loss),
-        steps=state["i"],
-        batch=batch,
+        first_step_s=setup.first_step_s,
+        data_load_s=setup.data_load_s,
+        loss=end.loss,
+        steps=end.steps,
+        batch=setup.batch,
     )
 
 
@@ -140,17 +190,17 @@ class TrainStep(BackendGroup[TrainStepResult]):
     def workloads(self, options: BenchOptions) -> list[Workload]:
         return [train_step_workload(options.spec)]
 
-    def measure(self, backend: RemoteBackend, options: BenchOptions, on_event: Event = ignore) -> TrainStepResult:
-        return backend.run_job(
-            train_step_job,
-            on_event,
-            rounds=options.rounds,
-            min_time=options.min_time,
-            warmup=options.warmup,
-            dataset=options.dataset,
-            data_path=options.data_path,
-            train_subset=options.train_subset,
-        )
+    def plans(self, options: BenchOptions) -> list[Plan]:
+        kwargs = {
+            "warmup": options.warmup,
+            "dataset": options.dataset,
+            "data_path": options.data_path,
+            "train_subset": options.train_subset,
+        }
+        return [Plan(self.name, self.name, options.spec.batch_size, train_step_setup, kwargs, options.min_time)]
+
+    def assemble(self, measured: dict[str, Measured]) -> TrainStepResult:
+        return _result(*measured[self.name])
 
     def entries(
         self, identity: BackendIdentity, result: TrainStepResult, roofline: Roofline, threads: int
