@@ -880,3 +880,41 @@ def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     click.echo(index)
     how = f"python -m cvae_bench.serving.browser {out_dir}"
     err_console.print(f"[dim]serve it (COOP/COEP set, for WASM threads): {how}[/dim]")
+
+
+# -- compare: the regression gate ------------------------------------------------------------------------
+@main.command("compare")
+@click.argument("base", type=click.Path(exists=True))
+@click.argument("new", type=click.Path(exists=True))
+@click.option(
+    "--fail-above",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="Exit 1 when an entry is significantly slower by more than this (0.05: 5 %).",
+)
+@click.option("--tie", type=click.FloatRange(min=0, max=0.5), default=0.03, show_default=True)
+def compare(base: str, new: str, fail_above: float, tie: float) -> None:
+    """The regression gate: each entry's change from BASE to NEW with its 95 % CI and verdict.
+
+    BASE and NEW: bench.json, pytest-benchmark JSON (or a .benchmarks folder), comparison.json, result.json, or
+    folders of them. Exits 1 on a significant regression above --fail-above.
+    """
+    from rich.markup import escape
+
+    from cvae_bench.bench.compare import GATE_HEADERS, compare_files, gate_rows, gate_summary
+
+    result = compare_files(base, new, tie=tie, fail_above=fail_above)
+    table = Table(title=f"{new} vs {base} (above 0: slower; tie within ±{tie:.0%})")
+    for header in GATE_HEADERS:
+        table.add_column(header)
+    for cells in gate_rows(result):
+        table.add_row(*(escape(c) for c in cells))  # entry names hold brackets, which rich reads as markup
+    out_console.print(table)
+    for name in result.only_base:
+        click.echo(f"only in BASE: {name}")
+    for name in result.only_new:
+        click.echo(f"only in NEW: {name}")
+    click.echo(gate_summary(result))
+    if result.failed:
+        sys.exit(1)

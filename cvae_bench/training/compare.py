@@ -10,6 +10,7 @@ from typing import Any
 
 from cvae_bench.errors import CvaeBenchError
 from cvae_bench.runtime.files import write_json, write_text
+from cvae_bench.stats import DEFAULT_TIE, unpaired_ratio, verdict
 from cvae_bench.tables import markdown_table
 from cvae_bench.training.convergence import TUTORIAL_VAL_LOSS
 from cvae_bench.training.records import ComparisonRow, RunResult
@@ -29,13 +30,26 @@ def _deviant(r: RunResult) -> bool:
     return r.convergence is not None and r.convergence.deviant
 
 
-def summarize(results: Sequence[RunResult]) -> list[ComparisonRow]:
+def _key(row: ComparisonRow) -> tuple[str, str, str]:
+    return row.backend, row.mode, row.device
+
+
+def _ttt(runs: Sequence[RunResult]) -> list[float]:
+    return [r.outcome.time_to_target_s for r in runs if r.outcome.reached and r.outcome.time_to_target_s]
+
+
+def _busy(r: RunResult) -> bool:
+    return r.load is not None and r.load.busy
+
+
+def summarize(results: Sequence[RunResult], tie: float = DEFAULT_TIE) -> list[ComparisonRow]:
     """One row per (backend, mode, device): medians over repeats, every run counted, ratio to the fastest.
 
     Runs that did not reach the target, diverged or trained unlike the recipe (deviant) are counted,
     never dropped; time and step medians are over the converged runs only (None when there are none).
     A backend/mode with any deviant run gets no ratio and ranks after the others: it is shown, never
-    silently ranked as a win.
+    silently ranked as a win. Each ratio gets a 95 % interval over the repeats (a bootstrap of the two
+    medians; none below 3 converged runs a side) and a verdict with the tie band ±`tie`.
     """
     groups: dict[tuple[str, str, str], list[RunResult]] = {}
     for r in results:
@@ -70,11 +84,19 @@ def summarize(results: Sequence[RunResult]) -> list[ComparisonRow]:
         )
     ranked = [r for r in rows if r.time_to_target_s is not None and not r.deviant]
     fastest = min((r.time_to_target_s for r in ranked if r.time_to_target_s is not None), default=None)
+    best = next((r for r in ranked if r.time_to_target_s == fastest), None)
     out = []
     for row in rows:
         t = row.time_to_target_s
         ratio = t / fastest if row in ranked and t is not None and fastest else None
-        out.append(ComparisonRow(**{**row.__dict__, "ratio_to_fastest": ratio}))
+        extra: dict[str, Any] = {"ratio_to_fastest": ratio, "busy_runs": sum(_busy(r) for r in groups[_key(row)])}
+        if ratio is not None and best is not None and row is not best:
+            # Repeats are separate runs (seeds), not paired rounds: the ratio of medians, bootstrapped.
+            ci = unpaired_ratio(_ttt(groups[_key(best)]), _ttt(groups[_key(row)]))
+            if ci.low is not None and ci.high is not None:  # below 3 runs a side: no interval, no verdict
+                extra["ratio_ci"] = [ci.low, ci.high]
+                extra["verdict"] = verdict(ci, tie)
+        out.append(ComparisonRow(**{**row.__dict__, **extra}))
     out.sort(key=lambda r: (r.deviant > 0, r.time_to_target_s is None, r.time_to_target_s or 0.0))
     return out
 
@@ -98,6 +120,12 @@ def table_rows(rows: Sequence[ComparisonRow]) -> list[list[str]]:
         if spread and r.converged > 1:
             ttt += f" ({spread[0]:.1f}–{spread[1]:.1f})"
         ratio = _fmt(r.ratio_to_fastest, ".2f") + ("×" if r.ratio_to_fastest is not None else "")
+        if r.ratio_ci is not None:
+            ratio += f" [{r.ratio_ci[0]:.2f}, {r.ratio_ci[1]:.2f}]"
+        if r.verdict is not None:
+            ratio += f" {r.verdict}"
+        if r.busy_runs:
+            reached += f" (BUSY machine in {r.busy_runs})"
         out.append(
             [
                 r.backend,
@@ -190,6 +218,7 @@ def _brief(r: RunResult) -> dict[str, Any]:
         "ms_per_step_median": o.ms_per_step_median,
         "final": o.final.to_json() if o.final else None,
         "convergence": r.convergence.to_json() if r.convergence else None,
+        "load": r.load.to_json() if r.load else None,
         "versions": r.versions,
     }
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvae_bench.records import Record
+from cvae_bench.runtime.sentinel import LoadSeen
 
 #: How a run ended. `diverged` (a non-finite loss or val −ELBO) counts like `not-reached` in comparisons.
 STATUSES = ("reached", "not-reached", "fixed-epochs", "diverged")
@@ -128,6 +129,8 @@ class RunResult(Record):
     outcome: TrainOutcome
     weights: WeightsRef | None = None
     convergence: ConvergenceVerdict | None = None
+    #: The load the contention sentinel saw on the machine while the worker trained (None: older files).
+    load: LoadSeen | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The flat result.json document: the outcome's fields sit beside the identity's."""
@@ -180,3 +183,9 @@ class ComparisonRow(Record):
     final_val_elbo: float | None
     target: float | None
     ratio_to_fastest: float | None = None
+    #: The 95 % interval of `ratio_to_fastest` (a bootstrap over the repeats; None below 3 converged runs).
+    ratio_ci: list[float] | None = None
+    #: faster / slower / tie / unsure against the fastest (`cvae_bench.stats.verdict`; None for the fastest).
+    verdict: str | None = None
+    #: Runs during which the contention sentinel saw the machine busy.
+    busy_runs: int = 0

@@ -16,6 +16,7 @@ from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.files import ensure_dir, fsync_dir, save_weights, write_json
+from cvae_bench.runtime.sentinel import Sentinel, wait_quiet
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 from cvae_bench.training.convergence import assess_convergence
@@ -41,6 +42,8 @@ class RunOptions:
     val_subset: int | None = None
     spec: ModelSpec = DEFAULT_SPEC
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    #: Seconds to wait for an idle machine before training (0: do not wait).
+    wait_quiet: float = 0.0
     #: Threads for every framework in the worker (`harness.fairness.thread_env`); None: the framework's default.
     threads: int | None = None
 
@@ -80,7 +83,10 @@ def run_backend(
     fsync_dir(out)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     extra_env = thread_env(options.threads) if options.threads else None
-    with Worker(info, idle_timeout=options.idle_timeout, extra_env=extra_env) as worker:
+    if options.wait_quiet > 0:
+        wait_quiet(options.wait_quiet)
+    # The sentinel samples foreign load while the worker trains; result.json records what it saw.
+    with Sentinel() as sentinel, Worker(info, idle_timeout=options.idle_timeout, extra_env=extra_env) as worker:
         backend = RemoteBackend(worker, options.spec, options.config.seed, options.device, options.mode)
         job = backend.run_job(
             train_job,
@@ -109,6 +115,7 @@ def run_backend(
         outcome=job.outcome,
         weights=WeightsRef(file=weights_path.name, sha256=sha256),
         convergence=assess_convergence(job.outcome, options.spec, options.dataset),
+        load=sentinel.seen(),
     )
     try:
         write_json(out / "result.json", result.to_json())
@@ -137,4 +144,10 @@ def summary_line(result: RunResult, out_dir: str | Path) -> str:
     final = f"final val -ELBO {o.final.val_elbo:.2f}" if o.final else "no finite evaluation"
     verdict = result.convergence
     deviant = f"; DEVIANT: {'; '.join(verdict.reasons)}" if verdict is not None and verdict.deviant else ""
-    return f"{result.label}: {what}; {final}; {timing}{deviant} -> {out_dir}"
+    load = result.load
+    busy = (
+        f"; the machine was BUSY ({load.line()}): this time-to-target is not comparable with a quiet run"
+        if load is not None and load.busy
+        else ""
+    )
+    return f"{result.label}: {what}; {final}; {timing}{deviant}{busy} -> {out_dir}"
