@@ -104,7 +104,7 @@ def median_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
     """
     if not values:
         raise ValueError("the median of no values")
-    x, n = sorted(values), len(values)
+    x, n = sorted(float(v) for v in values), len(values)
     j = order_statistic_rank(n, level) if n <= 1000 else _normal_rank(n, level)
     if j is None:
         return Interval(_median(x), None, None, "order-statistic", n, level)
@@ -157,7 +157,7 @@ def unpaired_ratio(
         raise ValueError("a ratio of medians needs two non-empty samples")
     if min(base) <= 0 or min(other) <= 0:
         raise ValueError("times must be positive")
-    est = _median(other) / _median(base)
+    est = float(_median(other) / _median(base))
     n = min(len(base), len(other))
     if n < 3:
         return Interval(est, None, None, "bootstrap", n, level)

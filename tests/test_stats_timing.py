@@ -1,0 +1,59 @@
+"""Real timing, marked slow: a synthetic call of known CPU cost in real workers, interleaved; a 10 % slowdown
+reads as slower with an interval excluding 1.0, an A/A pair as a tie, and the gate fails on one and passes on
+the other. Machine load can move these (the sentinel's record is in the failure message)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cvae_bench.bench.compare import compare_files
+from cvae_bench.bench.groups.base import BARE_WORKER
+from cvae_bench.bench.rounds import Contestant, Plan, Schedule
+from cvae_bench.runtime.sentinel import Sentinel
+from cvae_bench.runtime.worker import Worker
+from cvae_bench.stats import paired_ratio, verdict
+from tests.test_sentinel import busy_setup
+
+pytestmark = pytest.mark.slow
+
+
+def _doc(per_call: list[float]) -> dict[str, object]:
+    data = sorted(per_call)
+    return {
+        "machine_info": {"cpu": {"brand_raw": "here", "count": 2}},
+        "benchmarks": [{"name": "synthetic", "stats": {"median": data[len(data) // 2], "data": per_call}}],
+    }
+
+
+def test_synthetic_slowdown_and_a_a_pair(tmp_path: Path) -> None:
+    cost = 0.002
+
+    def plan(factor: float) -> Plan:
+        return Plan(f"busy{factor}", "synthetic", 1, busy_setup, {"cost_s": cost * factor}, 0.05)
+
+    with Sentinel() as sentinel, Worker(BARE_WORKER) as w1, Worker(BARE_WORKER) as w2, Worker(BARE_WORKER) as w3:
+        base = Contestant("base", w1, plan(1.0))
+        twin = Contestant("twin", w2, plan(1.0))
+        slow = Contestant("slow", w3, plan(1.1))
+        twin.partner = base
+        for c in (base, twin, slow):
+            c.open()
+        schedule = Schedule([base, twin, slow], sentinel)
+        for _ in range(20):
+            schedule.sweep()
+        load = sentinel.seen()
+    keep = set(range(schedule.sweeps_run))
+    r_slow = paired_ratio(base.per_call(keep), slow.per_call(keep))
+    r_aa = paired_ratio(base.per_call(keep), twin.per_call(keep))
+    why = f"slow {r_slow}, A/A {r_aa}; {load.line()}"
+    assert verdict(r_slow) == "slower" and r_slow.low is not None and r_slow.low > 1.0, why
+    assert r_aa.contains(1.0), why
+    # On a busy machine the A/A interval is wider than the ±3 % tie band ("unsure"): honest, and the sentinel says so.
+    assert verdict(r_aa) == "tie" or (load.busy and verdict(r_aa) == "unsure"), why
+    for name, c in (("base", base), ("slow", slow), ("twin", twin)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(_doc(c.per_call(keep))))
+    assert compare_files(tmp_path / "base.json", tmp_path / "slow.json").failed, why
+    assert not compare_files(tmp_path / "base.json", tmp_path / "twin.json").failed, why
