@@ -313,3 +313,18 @@ def test_scratch_of_a_dead_process_is_swept(tmp_path: Path, monkeypatch: pytest.
         (folder / "result.json").write_text("{}")
     sweep_scratch()
     assert not gone.exists() and alive.exists()
+
+
+@needs_numpy
+def test_a_bug_in_a_cell_fails_that_cell_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any exception of a cell (a half-edited module, a bug) is its failed outcome, never the sweep's crash."""
+    from cvae_bench.sweep import execute
+
+    def broken(*args: object) -> tuple[str, str, bool]:
+        raise ImportError("cannot import name 'calibrate'")
+
+    monkeypatch.setattr(execute, "_run", broken)
+    cell = read_sweep_file(write(tmp_path, TINY)).cells[0]
+    outcome = execute.execute_cell(cell)
+    assert outcome.status == "failed" and outcome.error == "ImportError: cannot import name 'calibrate'"
+    assert outcome.machine is not None and outcome.files == {}

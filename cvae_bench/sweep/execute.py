@@ -92,8 +92,8 @@ def execute_cell(cell: Cell, data_path: str | None = None, idle_timeout: float =
         idle_timeout: seconds a silent worker is given before it counts as hung.
 
     Returns:
-        The outcome; a `CvaeBenchError` (worker died or hung, framework missing, data missing) is a
-        failed outcome, not an exception.
+        The outcome; an error (worker died or hung, framework missing, data missing, a bug) is a failed
+        outcome, not an exception.
     """
     started = time.perf_counter()
     threads = cell.threads or available_cores()
@@ -111,6 +111,9 @@ def execute_cell(cell: Cell, data_path: str | None = None, idle_timeout: float =
             status, summary, deviant = _run(cell, threads, data_path, idle_timeout, scratch)
         except CvaeBenchError as exc:
             return CellOutcome.failed(cell, str(exc), seconds=time.perf_counter() - started, **common)
+        except Exception as exc:  # a bug or a broken install fails this cell, never the sweep's other cells
+            error = f"{type(exc).__name__}: {exc}"
+            return CellOutcome.failed(cell, error, seconds=time.perf_counter() - started, **common)
         files = {p.name: p.read_bytes() for p in sorted(scratch.iterdir()) if p.is_file()}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
