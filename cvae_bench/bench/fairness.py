@@ -47,6 +47,9 @@ def _threads_cell(audit: Mapping[str, Any]) -> str:
     if "ort" in audit:
         o = audit["ort"]
         parts.append(f"ORT intra {o['intra_op_threads']}/inter {o['inter_op_threads']}")
+    wait = audit.get("env", {}).get("OMP_WAIT_POLICY")
+    if wait and parts:
+        parts.append(f"OpenMP wait {wait.lower()}")
     return "; ".join(parts) or "-"
 
 
