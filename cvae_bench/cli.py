@@ -252,8 +252,8 @@ class _RunDisplay:
 @click.option(
     "--backend",
     "backend_name",
-    required=True,
-    help="Backend name, a comma-separated list (NAME or NAME:MODE each), or 'all'.",
+    default=None,
+    help="Backend name, a comma-separated list (NAME or NAME:MODE each), or 'all'. Required unless --resume.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--mode", default=None, help="Backend mode, e.g. eager/compiled (torch); default: the backend's.")
@@ -302,8 +302,23 @@ class _RunDisplay:
 )
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
 @click.option("--export", "export_onnx", is_flag=True, help="Also export each run's verified decoder to decoder.onnx.")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Finish an interrupted run folder: keep the runs that finished, go on from the last checkpoint.",
+)
+@click.option("--no-report", is_flag=True, help="Do not write report.html into the run folder.")
+@click.option(
+    "--history",
+    "history_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also append the results to this history store (see `cvae-bench report --history`).",
+)
 def run(
-    backend_name: str,
+    backend_name: str | None,
     device: str,
     mode: str | None,
     target: float,
@@ -322,54 +337,63 @@ def run(
     threads: int | None,
     quiet: bool,
     export_onnx: bool,
+    resume_dir: str | None,
+    no_report: bool,
+    history_dir: str | None,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
     check_threads(threads)
     check_subsets(dataset, train_subset, val_subset)
     from cvae_bench.backends.selection import parse_selection
     from cvae_bench.data.loading import load_dataset
+    from cvae_bench.onnx.commands import export_lines, require_export
     from cvae_bench.training.compare import HEADERS, table_rows
     from cvae_bench.training.loop import TrainConfig
-    from cvae_bench.training.matched import default_folder, run_matched
+    from cvae_bench.training.matched import default_folder, resume_matched, run_matched
     from cvae_bench.training.run import RunOptions
 
-    selections = parse_selection(backend_name)
-    if mode is not None:
-        selections = [s if s.mode else replace(s, mode=mode) for s in selections]
-    if export_onnx:
-        _require_export([s.info for s in selections], device)
-    folder = Path(out_dir) if out_dir else default_folder(selections, repeats)
-    # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
-    ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-    base = RunOptions(
-        config=TrainConfig(target=target, max_epochs=max_epochs, epochs=epochs, eval_every=eval_every, seed=seed),
-        device=device,
-        dataset=dataset,
-        data_path=str(ds.path),
-        train_subset=train_subset,
-        val_subset=val_subset,
-        idle_timeout=worker_timeout,
-        threads=threads,
-    )
+    if (backend_name is None) == (resume_dir is None):
+        raise CvaeBenchError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
+    display = lambda label: _RunDisplay(label, quiet)  # noqa: E731 - a factory, named for the two calls below
+    warn = lambda line: click.echo(line, err=True)  # noqa: E731
 
     def export_after(selection: Any, result: Any, sub: Path) -> list[str]:
-        _export_lines(
-            selection.info, sub / "weights.safetensors", sub / "decoder.onnx", device, dataset, ds.path, val_subset
+        weights, onnx_path = sub / "weights.safetensors", sub / "decoder.onnx"
+        return export_lines(
+            selection.info, weights, onnx_path, result.device.split(":")[0], dataset, data_path, val_subset
         )
-        return []
 
-    outcome = run_matched(
-        selections,
-        base,
-        repeats,
-        folder,
-        command="cvae-bench " + " ".join(sys.argv[1:]),
-        display=lambda label: _RunDisplay(label, quiet),
-        say=click.echo,
-        warn=lambda line: click.echo(line, err=True),
-        after_run=export_after if export_onnx else None,
-        force=force,
-    )
+    after_run = export_after if export_onnx else None
+    if resume_dir is not None:
+        outcome = resume_matched(Path(resume_dir), display, click.echo, warn, after_run)
+        epochs = None
+        if outcome.results and outcome.results[0].outcome.target is not None:
+            target = outcome.results[0].outcome.target
+    else:
+        assert backend_name is not None
+        selections = parse_selection(backend_name)
+        if mode is not None:
+            selections = [s if s.mode else replace(s, mode=mode) for s in selections]
+        if export_onnx:
+            require_export([s.info for s in selections], device)
+        folder = Path(out_dir) if out_dir else default_folder(selections, repeats)
+        # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
+        ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+        data_path = str(ds.path)
+        config = TrainConfig(target=target, max_epochs=max_epochs, epochs=epochs, eval_every=eval_every, seed=seed)
+        base = RunOptions(
+            config=config,
+            device=device,
+            dataset=dataset,
+            data_path=data_path,
+            train_subset=train_subset,
+            val_subset=val_subset,
+            idle_timeout=worker_timeout,
+            threads=threads,
+        )
+        command = "cvae-bench " + " ".join(sys.argv[1:])
+        outcome = run_matched(selections, base, repeats, folder, command, display, click.echo, warn, after_run, force)
+    folder = outcome.folder
     if outcome.rows:
         table = Table(title=f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs")
         for header in HEADERS:
@@ -378,8 +402,27 @@ def run(
             table.add_row(*cells)
         out_console.print(table)
         click.echo(f"comparison written to {folder / 'comparison.md'} and comparison.json")
+    if outcome.results:
+        _report_and_history(folder, no_report, history_dir)
     if outcome.failures:
         raise CvaeBenchError(f"{len(outcome.failures)} run(s) failed; see the lines above")
+
+
+def _report_and_history(folder: Path, no_report: bool, history_dir: str | None) -> None:
+    """report.html into `folder` (a warning, not a failure, when it cannot be made) and the history entry."""
+    if not no_report:
+        from cvae_bench.report.api import write_report
+        from cvae_bench.report.inputs import ReportError
+
+        try:
+            click.echo(f"report written to {write_report(folder)}")
+        except ReportError as exc:
+            click.echo(f"warning: no report.html: {exc}", err=True)
+    if history_dir is not None:
+        from cvae_bench.report.history import append_history
+
+        append_history(folder, Path(history_dir))
+        click.echo(f"results appended to the history in {history_dir}")
 
 
 @main.command()
@@ -601,21 +644,6 @@ def bench(
 
 
 # -- export, sample ---------------------------------------------------------------------------------------
-def _require_export(infos: list[Any], device: str) -> None:
-    """`run --export`: see `onnx.commands.require_export`."""
-    from cvae_bench.onnx.commands import require_export
-
-    require_export(infos, device)
-
-
-def _export_lines(*args: Any, **kwargs: Any) -> None:
-    """`run --export`: print `onnx.commands.export_lines` (same arguments)."""
-    from cvae_bench.onnx.commands import export_lines
-
-    for line in export_lines(*args, **kwargs):
-        click.echo(line)
-
-
 @main.command()
 @click.option("--backend", "backend_name", required=True, help="Backend whose exporter writes the file.")
 @click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights.")

@@ -160,6 +160,21 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"backend {self.name!r} does not implement last_train_noise()")
 
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def get_train_state(self) -> dict[str, NDArray[Any]]:
+        """Everything besides the weights that the next `train_step` depends on, as NumPy arrays.
+
+        That is the optimiser's state (Adam's step count and both moments) and the state of the generator
+        that draws the training ε. With `set_weights(w)` then `set_train_state(state)`, training goes on
+        exactly as it would have from where the state was taken; `run --resume` relies on it, and the
+        conformance suite checks it. A backend without it trains fine but cannot be resumed.
+        """
+        raise NotImplementedError(f"backend {self.name!r} does not implement get_train_state()")
+
+    def set_train_state(self, state: Mapping[str, NDArray[Any]]) -> None:
+        """Restore what `get_train_state` returned (call after `set_weights`, which resets the optimiser)."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement set_train_state()")
+
     # -- optional -------------------------------------------------------------------------------------
     def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, str]:
         """Write `part` as ONNX with the framework's exporter; returns metadata (exporter, version).

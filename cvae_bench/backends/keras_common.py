@@ -341,6 +341,19 @@ class KerasBackend(Backend):
             self._logs = self._run_train_function(((self._t(x), self._t(y), self._t(eps)),))
         self._steps += 1
 
+    def get_train_state(self) -> dict[str, NDArray[Any]]:
+        self._sync_variables()
+        out = {f"optimizer/{i}": self._host(v.value).copy() for i, v in enumerate(self.model.optimizer.variables)}
+        out["noise_rng"] = self._host(self.model.seed_generator.state.value).copy()
+        return out
+
+    def set_train_state(self, state: Mapping[str, NDArray[Any]]) -> None:
+        self._sync_variables()
+        with self._scope():
+            for i, var in enumerate(self.model.optimizer.variables):
+                var.assign(np.asarray(state[f"optimizer/{i}"]))
+            self.model.seed_generator.state.assign(np.asarray(state["noise_rng"]))
+
     def take_loss(self) -> float:
         if self._steps == 0 or self._logs is None:
             return float("nan")

@@ -259,6 +259,29 @@ class TorchBackend(Backend):
     def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
         self._step(self._t(x), self._t(y), self._t(eps))
 
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def get_train_state(self) -> dict[str, NDArray[Any]]:
+        out: dict[str, NDArray[Any]] = {
+            "adam_t": np.array(self._adam_t, np.int64),
+            "noise_rng": self._gen.get_state().numpy().copy(),
+        }
+        for index, slots in self.optimizer.state_dict()["state"].items():
+            for key, value in slots.items():
+                out[f"adam/{index}/{key}"] = value.detach().to("cpu").numpy().copy()
+        return out
+
+    def set_train_state(self, state: Mapping[str, NDArray[Any]]) -> None:
+        self._adam_t = int(state["adam_t"])
+        self._gen.set_state(torch.as_tensor(np.asarray(state["noise_rng"], np.uint8)))
+        saved = self.optimizer.state_dict()
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in state.items():
+            if name.startswith("adam/"):
+                _, index, key = name.split("/")
+                slots.setdefault(int(index), {})[key] = torch.as_tensor(np.array(value))
+        saved["state"] = slots
+        self.optimizer.load_state_dict(saved)  # moves each slot to its parameter's device and dtype
+
     def take_loss(self) -> float:
         if self._loss_count == 0:
             return float("nan")

@@ -7,6 +7,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 from cvae_bench.backends.base import Backend
 from cvae_bench.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.models.evaluator import Evaluator
+from cvae_bench.training.checkpoint import Checkpoint, LoopState, Progress, save_checkpoint, write_progress
 from cvae_bench.training.records import Divergence, EvalPoint, FinalEval, TrainOutcome
 
 Event = dict[str, Any]
@@ -57,6 +59,8 @@ def train(
     evaluator: Evaluator,
     config: TrainConfig,
     on_event: EventSink = _noop,
+    checkpoint_to: Path | None = None,
+    resume: Checkpoint | None = None,
 ) -> TrainOutcome:
     """Train `backend` and return what was measured.
 
@@ -64,6 +68,10 @@ def train(
     on: the first step (which includes any compilation) is `first_step_s`, and evaluations are
     `eval_time_s`, both reported apart. A non-finite training loss or val −ELBO stops the run at once
     with status `diverged`: training on NaN for the remaining epochs would only waste the time.
+
+    With `checkpoint_to` (a run folder), a checkpoint is written after every evaluation; with `resume`,
+    training goes on from one, exactly where the interrupted run stood (weights, Adam state, noise and
+    order generators, history, times), so the history is the one an uninterrupted run would have made.
     """
     n = len(x_train)
     batch = backend.spec.batch_size
@@ -95,12 +103,24 @@ def train(
     reached_at: EvalPoint | None = None
     divergence: Divergence | None = None
     step = 0
+    order = np.arange(0)
+    if resume is not None:
+        loop = resume.loop
+        backend.set_weights(resume.weights)  # resets the optimiser state, which the next line restores
+        backend.set_train_state(resume.backend_state)
+        rng.bit_generator.state = loop.order_rng
+        history, chunk_ms = list(loop.history), list(loop.chunk_ms)
+        train_s, eval_s, first_step_s, load_s = loop.train_s, loop.eval_s, loop.first_step_s, loop.load_s
+        step, order = loop.step, resume.order
+        if step % steps_per_epoch:
+            backend.set_order(order)  # resumed in the middle of an epoch
     chunk_start = time.perf_counter()
     chunk_steps = 0
     while step < total_steps and reached_at is None and divergence is None:
         index = step % steps_per_epoch
         if index == 0:
-            backend.set_order(rng.permutation(n))
+            order = rng.permutation(n)
+            backend.set_order(order)
         backend.train_step(index)
         step += 1
         chunk_steps += 1
@@ -122,6 +142,8 @@ def train(
                     "steps_per_s": chunk_steps / elapsed if elapsed > 0 else float("nan"),
                 }
             )
+            if checkpoint_to is not None:
+                write_progress(checkpoint_to, Progress(step=step, train_s=train_s))
             if not math.isfinite(loss):
                 divergence = Divergence(step=step, what="training loss", value=str(loss))
                 at_eval = True  # evaluate once more, so that the history shows where it ended
@@ -148,6 +170,18 @@ def train(
                     on_event({"type": "diverged", **divergence.to_json()})
                 elif target is not None and ev.val_elbo <= target:
                     reached_at = point
+                elif checkpoint_to is not None and step < total_steps:
+                    state = LoopState(
+                        step=step,
+                        order_rng=dict(rng.bit_generator.state),
+                        history=history,
+                        chunk_ms=chunk_ms,
+                        train_s=train_s,
+                        eval_s=eval_s,
+                        first_step_s=first_step_s,
+                        load_s=load_s,
+                    )
+                    save_checkpoint(checkpoint_to, state, backend.get_weights(), backend.get_train_state(), order)
             chunk_start = time.perf_counter()
             chunk_steps = 0
 

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cvae_bench.backends import registry
 from cvae_bench.backends.selection import Selection
 from cvae_bench.errors import CvaeBenchError
-from cvae_bench.runtime.files import claim_output_folder
+from cvae_bench.records import Record
+from cvae_bench.runtime.files import claim_output_folder, file_sha256, write_json
 from cvae_bench.training.compare import write_comparison
 from cvae_bench.training.records import ComparisonRow, RunResult
-from cvae_bench.training.run import RunOptions, default_run_dir, run_backend, summary_line
+from cvae_bench.training.run import (
+    RunOptions,
+    default_run_dir,
+    options_from_json,
+    options_to_json,
+    run_backend,
+    summary_line,
+)
 
 #: Makes the progress display of one run, given its label; it receives the run's events.
 DisplayFactory = Callable[[str], AbstractContextManager[Callable[[dict[str, Any]], None]]]
@@ -29,6 +39,42 @@ class Cell:
     seed: int
     folder: Path
     label: str
+
+
+@dataclass(frozen=True)
+class RunPlan(Record):
+    """plan.json: what a `run` command set out to do, so that `run --resume FOLDER` can finish it."""
+
+    backends: list[list[str]]  # [name, mode or ""] per selection
+    repeats: int
+    options: dict[str, Any]
+    command: str
+
+    @classmethod
+    def make(cls, selections: Sequence[Selection], repeats: int, options: RunOptions, command: str) -> RunPlan:
+        """The plan of a command."""
+        pairs = [[s.info.name, s.mode or ""] for s in selections]
+        return cls(backends=pairs, repeats=repeats, options=options_to_json(options), command=command)
+
+    def selections(self) -> list[Selection]:
+        """The plan's backends, looked up in this machine's registry."""
+        return [Selection(registry.get(name), mode or None) for name, mode in self.backends]
+
+
+PLAN_FILE = "plan.json"
+
+
+def load_plan(folder: Path) -> RunPlan:
+    """The plan of the `run` command that wrote `folder`.
+
+    Raises:
+        CvaeBenchError: no readable plan.json (not a run folder of this version of cvae-bench).
+    """
+    path = folder / PLAN_FILE
+    try:
+        return RunPlan.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise CvaeBenchError(f"cannot resume {folder}: no readable {PLAN_FILE} ({exc})") from exc
 
 
 @dataclass
@@ -71,6 +117,7 @@ def run_matched(
     warn: Callable[[str], None],
     after_run: AfterRun | None = None,
     force: bool = False,
+    resume: bool = False,
 ) -> MatchedOutcome:
     """Run every cell in turn, each in a fresh worker; write comparison files when there are several.
 
@@ -79,11 +126,35 @@ def run_matched(
     the others; with a single run it is raised. `folder` is claimed for the whole comparison: refused when
     it holds anything (unless `force`) or another run is writing into it, and locked until the end.
 
+    The plan is written to plan.json first. With `resume` (see `resume_matched`), cells whose result.json
+    exists are read back instead of run, and the cell that was interrupted goes on from its checkpoint.
+
     Raises:
         CvaeBenchError: the single run failed, or the folder is refused.
     """
-    with claim_output_folder(folder, force):
-        return _run_cells(selections, base, repeats, folder, command, display, say, warn, after_run)
+    with claim_output_folder(folder, force or resume):
+        if not resume:
+            write_json(folder / PLAN_FILE, RunPlan.make(selections, repeats, base, command).to_json())
+        return _run_cells(selections, base, repeats, folder, command, display, say, warn, after_run, resume)
+
+
+def resume_matched(
+    folder: Path,
+    display: DisplayFactory,
+    say: Callable[[str], None],
+    warn: Callable[[str], None],
+    after_run: AfterRun | None = None,
+) -> MatchedOutcome:
+    """Finish the `run` command that wrote `folder`: skip the runs that finished, resume the one that did not.
+
+    Raises:
+        CvaeBenchError: `folder` has no plan, or another run is writing into it.
+    """
+    plan = load_plan(folder)
+    options = options_from_json(plan.options)
+    return run_matched(
+        plan.selections(), options, plan.repeats, folder, plan.command, display, say, warn, after_run, resume=True
+    )
 
 
 def _run_cells(
@@ -96,14 +167,20 @@ def _run_cells(
     say: Callable[[str], None],
     warn: Callable[[str], None],
     after_run: AfterRun | None,
+    resume: bool,
 ) -> MatchedOutcome:
     cells = plan_cells(selections, repeats, base.config.seed, folder)
     outcome = MatchedOutcome(folder=folder, single=len(cells) == 1)
     for cell in cells:
         options = replace(base, mode=cell.selection.mode, config=replace(base.config, seed=cell.seed))
+        finished = _finished(cell.folder) if resume else None
+        if finished is not None:
+            outcome.results.append(finished)
+            say(f"{cell.label}: finished before, kept -> {cell.folder}")
+            continue
         try:
             with display(cell.label) as on_event:
-                result = run_backend(cell.selection.info, options, cell.folder, on_event)
+                result = run_backend(cell.selection.info, options, cell.folder, on_event, resume=resume)
             outcome.results.append(result)
             say(summary_line(result, cell.folder))
             if after_run is not None:
@@ -117,3 +194,16 @@ def _run_cells(
     if not outcome.single and outcome.results:
         outcome.rows = write_comparison(folder, outcome.results, command)
     return outcome
+
+
+def _finished(folder: Path) -> RunResult | None:
+    """The result of a run that completed in `folder` (its weights matching the hash it names), else None."""
+    path = folder / "result.json"
+    try:
+        result = RunResult.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, CvaeBenchError):
+        return None
+    weights = result.weights
+    if weights is None or not (folder / weights.file).is_file():
+        return None
+    return result if file_sha256(folder / weights.file) == weights.sha256 else None

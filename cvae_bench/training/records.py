@@ -103,6 +103,14 @@ class ConvergenceVerdict(Record):
 
 
 @dataclass(frozen=True)
+class Resumption(Record):
+    """One resume of a run: from which step, and the training time the interruption cost (work redone)."""
+
+    from_step: int
+    lost_train_s: float
+
+
+@dataclass(frozen=True)
 class WeightsRef(Record):
     """The weights file a result names, with the SHA-256 of the bytes written."""
 
@@ -129,6 +137,7 @@ class RunResult(Record):
     outcome: TrainOutcome
     weights: WeightsRef | None = None
     convergence: ConvergenceVerdict | None = None
+    resumptions: list[Resumption] = field(default_factory=list)
     #: The load the contention sentinel saw on the machine while the worker trained (None: older files).
     load: LoadSeen | None = None
 
@@ -136,8 +145,8 @@ class RunResult(Record):
         """The flat result.json document: the outcome's fields sit beside the identity's."""
         doc = super().to_json()
         outcome = doc.pop("outcome")
-        weights, convergence = doc.pop("weights"), doc.pop("convergence")
-        return {**doc, **outcome, "convergence": convergence, "weights": weights}
+        weights, convergence, resumptions = doc.pop("weights"), doc.pop("convergence"), doc.pop("resumptions")
+        return {**doc, **outcome, "convergence": convergence, "resumptions": resumptions, "weights": weights}
 
     @classmethod
     def from_json(cls, data: Any) -> RunResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from cvae_bench.runtime.files import ensure_dir, fsync_dir, save_weights, write_
 from cvae_bench.runtime.sentinel import Sentinel, wait_quiet
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
+from cvae_bench.training.checkpoint import load_checkpoint, remove_checkpoint, time_lost
 from cvae_bench.training.convergence import assess_convergence
 from cvae_bench.training.jobs import train_job
 from cvae_bench.training.loop import TrainConfig
@@ -44,7 +46,7 @@ class RunOptions:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     #: Seconds to wait for an idle machine before training (0: do not wait).
     wait_quiet: float = 0.0
-    #: Threads for every framework in the worker (`harness.fairness.thread_env`); None: the framework's default.
+    #: Threads for every framework in the worker (`runtime.threads.thread_env`); None: the framework's default.
     threads: int | None = None
 
 
@@ -59,12 +61,17 @@ def run_backend(
     options: RunOptions,
     out_dir: str | Path,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Train `info` in a fresh worker; write weights.safetensors, then result.json naming it, into `out_dir`.
 
     The two files are one unit: result.json is written last, durably, and names the SHA-256 of the weight
     bytes written; a folder with weights but no result.json is a run that did not finish. The folder is
     not claimed here (see `runtime.files.claim_output_folder`): callers hold it for the whole command.
+
+    The run checkpoints into `out_dir/checkpoint/` at every evaluation (where the backend can); with
+    `resume`, it goes on from the checkpoint there (from the start when there is none), and the result
+    records the resume and the training time it cost. The checkpoint is removed once result.json is written.
 
     Returns:
         The result, as written to result.json.
@@ -77,6 +84,8 @@ def run_backend(
     if not info.available:
         raise BackendUnavailableError(info.unavailable_reason())
     out = ensure_dir(out_dir)
+    checkpoint = load_checkpoint(out, options.spec) if resume else None
+    resumptions = [time_lost(checkpoint)] if checkpoint is not None else []
     for name in DERIVED_FILES:
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
@@ -96,6 +105,8 @@ def run_backend(
             data_path=options.data_path,
             train_subset=options.train_subset,
             val_subset=options.val_subset,
+            checkpoint_to=str(out),
+            resume=checkpoint,
         )
     weights_path = out / "weights.safetensors"
     sha256 = save_weights(weights_path, job.weights, metadata={"backend": info.name, "seed": str(options.config.seed)})
@@ -115,12 +126,14 @@ def run_backend(
         outcome=job.outcome,
         weights=WeightsRef(file=weights_path.name, sha256=sha256),
         convergence=assess_convergence(job.outcome, options.spec, options.dataset),
+        resumptions=resumptions,
         load=sentinel.seen(),
     )
     try:
         write_json(out / "result.json", result.to_json())
     except CvaeBenchError as exc:
         raise CvaeBenchError(f"{exc}; the trained weights are kept in {weights_path} (sha256 {sha256})") from exc
+    remove_checkpoint(out)
     return result
 
 
@@ -144,10 +157,29 @@ def summary_line(result: RunResult, out_dir: str | Path) -> str:
     final = f"final val -ELBO {o.final.val_elbo:.2f}" if o.final else "no finite evaluation"
     verdict = result.convergence
     deviant = f"; DEVIANT: {'; '.join(verdict.reasons)}" if verdict is not None and verdict.deviant else ""
+    resumed = "".join(
+        f"; resumed from step {r.from_step} ({r.lost_train_s:.1f} s of training redone)" for r in result.resumptions
+    )
     load = result.load
     busy = (
         f"; the machine was BUSY ({load.line()}): this time-to-target is not comparable with a quiet run"
         if load is not None and load.busy
         else ""
     )
-    return f"{result.label}: {what}; {final}; {timing}{deviant}{busy} -> {out_dir}"
+    return f"{result.label}: {what}; {final}; {timing}{deviant}{resumed}{busy} -> {out_dir}"
+
+
+def options_to_json(options: RunOptions) -> dict[str, Any]:
+    """RunOptions as plain JSON (for a run folder's plan.json)."""
+    doc = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    doc["config"] = options.config.to_dict()
+    doc["spec"] = options.spec.to_dict()
+    return doc
+
+
+def options_from_json(doc: dict[str, Any]) -> RunOptions:
+    """Inverse of `options_to_json`."""
+    kw = dict(doc)
+    kw["config"] = TrainConfig(**kw["config"])
+    kw["spec"] = ModelSpec.from_dict(kw["spec"])
+    return RunOptions(**kw)

@@ -1,0 +1,124 @@
+"""Resume: every backend's training state round-trips, and a killed run finishes with the history it would have had."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cvae_bench.models import DEFAULT_SPEC, reference
+from cvae_bench.testing.support import WorkerPool, backend_params, load_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Generous: a busy 2-core machine may take minutes to start a worker; nothing here asserts a duration.
+WAIT_S = 300.0
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[WorkerPool]:
+    workers = WorkerPool()
+    yield workers
+    workers.close()
+
+
+def _train(backend: object, order: np.ndarray, steps: range) -> None:
+    for i in steps:
+        backend.train_step(i)  # type: ignore[attr-defined]
+    backend.take_loss()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", backend_params())
+def test_training_state_round_trips_exactly(name: str, pool: WorkerPool) -> None:
+    """Weights + train state taken after 3 steps, put into a fresh backend: the next 3 steps agree exactly."""
+    x, y = load_mnist()[0][:640], load_mnist()[1][:640]
+    order = np.random.default_rng(5).permutation(len(x))
+    first, second = pool.get(name, seed=11), pool.get(name, seed=12)
+    first.set_weights(reference.init_weights(3, DEFAULT_SPEC))
+    for b in (first, second):
+        b.load_train_data(x, y)
+        b.set_order(order)
+    _train(first, order, range(3))
+    weights, state = first.get_weights(), first.get_train_state()
+    _train(first, order, range(3, 6))
+    second.set_weights(weights)
+    second.set_train_state(state)
+    second.set_order(order)
+    _train(second, order, range(3, 6))
+    want, got = first.get_weights(), second.get_weights()
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+# -- end to end ------------------------------------------------------------------------------------------
+RUN = ("run", "--train-subset", "1280", "--val-subset", "200", "--epochs", "8", "--eval-every", "5", "--quiet")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cvae_bench", *args], capture_output=True, text=True, cwd=ROOT, timeout=1800
+    )
+
+
+def _history(folder: Path) -> list[tuple[int, float, float]]:
+    doc = json.loads((folder / "result.json").read_text())
+    return [(h["step"], h["val_elbo"], h["kl"]) for h in doc["history"]]
+
+
+def _kill_after_checkpoint(args: tuple[str, ...], checkpoint: Path) -> None:
+    """Start a run, wait until it has checkpointed at least twice, then kill -9 it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cvae_bench", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            meta = checkpoint / "checkpoint.json"
+            if meta.is_file() and json.loads(meta.read_text() or "{}").get("step", 0) >= 10:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+
+
+def test_a_killed_comparison_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """kill -9 during the second of two runs; --resume keeps the first as it was and finishes the second with
+    exactly the history an uninterrupted run of that seed makes."""
+    load_mnist()  # skip (or fail under CI) where MNIST is missing
+    whole = _cli(*RUN, "--backend", "torch", "--seed", "1", "--no-report", "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    folder = tmp_path / "cmp"
+    _kill_after_checkpoint(
+        (*RUN, "--backend", "torch", "--repeats", "2", "--out", str(folder)), folder / "torch-seed1" / "checkpoint"
+    )
+    first, second = folder / "torch-seed0", folder / "torch-seed1"
+    assert (first / "result.json").is_file() and not (second / "result.json").exists()
+    stamp = (first / "result.json").stat().st_mtime_ns
+
+    resumed = _cli("run", "--resume", str(folder), "--quiet", "--no-report")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "torch seed 0: finished before, kept" in resumed.stdout and "resumed from step" in resumed.stdout
+    assert (first / "result.json").stat().st_mtime_ns == stamp, "a finished run is never run again"
+    assert _history(second) == _history(tmp_path / "whole")  # bit for bit: same weights, noise and order
+    (resumption,) = json.loads((second / "result.json").read_text())["resumptions"]
+    assert resumption["from_step"] >= 10 and resumption["lost_train_s"] >= 0.0
+    assert not (second / "checkpoint").exists(), "a finished run keeps no checkpoint"
+    comparison = json.loads((folder / "comparison.json").read_text())
+    assert sorted(r["seed"] for r in comparison["runs"]) == [0, 1]
+
+
+def test_resume_of_a_folder_without_a_plan_is_one_line(tmp_path: Path) -> None:
+    proc = _cli("run", "--resume", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: cannot resume") and "plan.json" in proc.stderr
+    both = _cli("run", "--resume", str(tmp_path), "--backend", "torch")
+    assert both.returncode == 1 and "--backend NAME to start runs, or --resume" in both.stderr
