@@ -520,8 +520,10 @@ def test_torch_compiled_step_trains_like_eager(mnist: tuple) -> None:
                 b.train_step(i)
             out[mode] = (b.take_loss(), b.get_weights())
     assert out["compiled"][0] == pytest.approx(out["eager"][0], rel=1e-5)
+    # atol 1e-5 is 1 % of one Adam step (lr 1e-3): where √v is near ε the update is ill-conditioned, and
+    # eager's fused kernel and inductor's fused single-tensor Adam round differently there (measured 5.2e-6).
     for name, value in out["eager"][1].items():
-        np.testing.assert_allclose(out["compiled"][1][name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(out["compiled"][1][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 class CountingBackend:
