@@ -36,7 +36,7 @@ __all__ = [
     "default_providers",
 ]
 
-#: The interface every cvae-bench decoder has (DESIGN.md): names in this order, float32, batch axis dynamic.
+#: The interface every cvae-bench decoder has (docs/design.md): names in this order, float32, batch axis dynamic.
 INPUTS = ("z", "label")
 OUTPUT = "x_mean"
 _FLOAT = "tensor(float)"

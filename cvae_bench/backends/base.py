@@ -42,7 +42,7 @@ class Backend(ABC):
 
     Arrays cross this interface as NumPy: images float32 (B, 28, 28) in [0, 1], labels one-hot float32
     (B, 10), latent z float32 (B, 2), training ε float32 (kl_samples, B, 2). Weights cross it as the
-    canonical dict of DESIGN.md (float32, kernels (in, out)).
+    canonical dict of docs/design.md (float32, kernels (in, out)).
 
     Training data is loaded once (`load_train_data`) and kept in the backend's own memory/device;
     `set_order` permutes it for an epoch and `train_step(i)` trains on batch `i` of that order with ε drawn

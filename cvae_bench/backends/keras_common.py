@@ -1,7 +1,7 @@
 """What the three Keras 3 backends share: the tutorial's functional CVAE, its loss, weights and training.
 
 Keras fixes its backend when it is first imported, so this module is imported only in a process whose
-`KERAS_BACKEND` is already set (the harness's worker does that); `keras_backend.py` holds the small
+`KERAS_BACKEND` is already set (the worker, runtime/worker.py, does that); `keras_backend.py` holds the small
 per-framework subclasses.
 """
 
@@ -74,7 +74,7 @@ class CVAE(keras.Model):  # type: ignore[misc]
         self.seed_generator = keras.random.SeedGenerator(seed, name="eps_seed")
 
     def call(self, inputs: tuple[Tensor, ...], training: bool = False) -> Tensor:
-        """Per-example (KL, NLL) as a (B, 2) tensor; see DESIGN.md for the loss."""
+        """Per-example (KL, NLL) as a (B, 2) tensor; see docs/design.md for the loss."""
         s = self.spec
         x, y = inputs[0], inputs[1]
         z_mean, z_log_var = self.encoder([x, y], training=training)
@@ -128,7 +128,7 @@ class KerasBackend(Backend):
         if have != self.keras_backend:
             raise BackendUnavailableError(
                 f"{self.name} needs KERAS_BACKEND={self.keras_backend} in its process, this process has "
-                f"{have}; run it through the harness's worker (cvae_bench.runtime.worker)"
+                f"{have}; run it through cvae-bench's worker (cvae_bench.runtime.worker)"
             )
         kind = device.split(":")[0]
         if kind == "cuda" and not self._cuda_available():

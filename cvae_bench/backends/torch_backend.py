@@ -28,7 +28,7 @@ def _mlp(dims: list[int]) -> nn.Sequential:
 
 
 class CVAE(nn.Module):
-    """The tutorial's encoder and decoder as two MLPs, with the training loss of DESIGN.md."""
+    """The tutorial's encoder and decoder as two MLPs, with the training loss of the contract (docs/design.md)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()

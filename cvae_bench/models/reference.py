@@ -104,7 +104,7 @@ def loss_parts(
     eps: NDArray[np.floating],
     spec: ModelSpec = DEFAULT_SPEC,
 ) -> LossParts:
-    """The training loss of DESIGN.md with ε of shape (kl_samples, B, latent_dim) passed in."""
+    """The training loss of the contract (docs/design.md) with ε of shape (kl_samples, B, latent_dim) passed in."""
     z_mean, z_log_var = encode(w, x, y, spec)
     e = np.asarray(eps, np.float64)
     z = z_mean + np.exp(0.5 * z_log_var) * e  # (K, B, L)

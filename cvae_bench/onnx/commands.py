@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC
@@ -118,7 +119,7 @@ def export_command(
     precision: str = "fp32",
     opset: int | None = None,
     device: str = "cpu",
-    dataset: str = "mnist",
+    dataset: str = DEFAULT_DATASET,
     data_path: str | None = None,
     val_subset: int | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,

@@ -21,6 +21,7 @@ from cvae_bench.backends.base import F32, Backend
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.data.evaluation import evaluate_job
 from cvae_bench.data.loading import as_float, load_dataset
+from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.errors import OnnxExportError
 from cvae_bench.models.evaluator import Evaluator
@@ -96,7 +97,7 @@ def export_part(
     precision: str = "fp32",
     opset: int | None = DEFAULT_OPSET,
     device: str = "cpu",
-    dataset: str = "mnist",
+    dataset: str = DEFAULT_DATASET,
     data_path: str | None = None,
     val_subset: int | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
@@ -177,7 +178,7 @@ def export_verified(
     y_test: F32,
     val_elbo: float,
     weights_sha256: str | None,
-    dataset: str = "mnist",
+    dataset: str = DEFAULT_DATASET,
     val_subset: int | None = None,
     part: str = "decoder",
     precision: str = "fp32",
@@ -272,7 +273,7 @@ def export_verified(
 
 
 def export_decoder(
-    backend: Backend, path: str, *, dataset: str = "mnist", data_path: str | None = None
+    backend: Backend, path: str, *, dataset: str = DEFAULT_DATASET, data_path: str | None = None
 ) -> dict[str, str]:
     """In a worker, next to `backend`: its decoder with its current weights, exported and verified.
 

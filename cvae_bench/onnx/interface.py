@@ -1,4 +1,4 @@
-"""The one ONNX interface of DESIGN.md, and bringing any exporter's graph to it with onnx's own protos.
+"""The one ONNX interface (docs/design.md), and bringing any exporter's graph to it with onnx's own protos.
 
 The decoder has inputs `z` float32
 [batch, 2] and `label` float32 [batch, 10] and output `x_mean` float32 [batch, 28, 28]; the encoder `x`, `label`

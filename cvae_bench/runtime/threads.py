@@ -11,7 +11,7 @@ are in place before the framework's first import; `apply_process_threads` runs f
 - jax/XLA: the affinity mask; for one thread also `XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
   intra_op_parallelism_threads=1`, XLA's documented single-thread switch.
 - NumPy's BLAS (the matmul ceiling): `OPENBLAS_NUM_THREADS`/`MKL_NUM_THREADS`.
-- onnxruntime: `SessionOptions.intra_op_num_threads` (see `harness.ort_bench`).
+- onnxruntime: `SessionOptions.intra_op_num_threads` (see `onnx.sessions.session_options`).
 """
 
 from __future__ import annotations

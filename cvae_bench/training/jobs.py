@@ -1,4 +1,4 @@
-"""Jobs that run inside a backend's worker process, next to the backend (see harness.worker)."""
+"""Jobs that run inside a backend's worker process, next to the backend (see runtime.worker)."""
 
 from __future__ import annotations
 
