@@ -415,14 +415,14 @@ def _report_and_history(folder: Path, no_report: bool, history_dir: str | None) 
         from cvae_bench.report.inputs import ReportError
 
         try:
-            click.echo(f"report written to {write_report(folder)}")
+            click.echo(f"report written to {write_report(folder)}", err=True)
         except ReportError as exc:
             click.echo(f"warning: no report.html: {exc}", err=True)
     if history_dir is not None:
         from cvae_bench.report.history import append_history
 
         append_history(folder, Path(history_dir))
-        click.echo(f"results appended to the history in {history_dir}")
+        click.echo(f"results appended to the history in {history_dir}", err=True)
 
 
 @main.command()

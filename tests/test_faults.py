@@ -24,7 +24,7 @@ import pytest
 
 from cvae_bench.backends import registry
 from cvae_bench.errors import CvaeBenchError
-from cvae_bench.models import reference
+from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.runtime import files
 from cvae_bench.runtime.files import (
     LOCK_NAME,
@@ -35,6 +35,7 @@ from cvae_bench.runtime.files import (
     write_json,
     write_text,
 )
+from cvae_bench.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_MODULE = "cvae_bench.runtime.worker"
@@ -309,8 +310,13 @@ def test_a_run_onto_a_full_disk_is_one_error_line(tiny_disk: Path, tmp_env: dict
     out = tiny_disk / "run"
     proc = cli(*SHORT_RUN, "--out", str(out), env=tmp_env)
     line = one_error_line(proc.returncode, proc.stderr)
-    assert "No space left on device" in line and "weights.safetensors" in line
-    assert sorted(p.name for p in out.iterdir()) == []  # no temp file, no half file, no lock
+    assert "No space left on device" in line and ("weights.safetensors" in line or "checkpoint" in line)
+    # No temp file, no half file, no lock: the plan (to resume once there is room) and at most a whole,
+    # earlier checkpoint.
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert "plan.json" in left and not [name for name in left if name.endswith(".tmp") or "lock" in name]
+    if (out / "checkpoint" / "checkpoint.json").exists():
+        assert load_checkpoint(out, DEFAULT_SPEC) is not None  # whole: every file agrees with checkpoint.json
 
 
 def test_the_recorded_sha256_is_that_of_the_bytes_written(tmp_path: Path) -> None:

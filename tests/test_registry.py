@@ -85,7 +85,7 @@ def test_missing_framework_is_unavailable_with_reason_and_hint() -> None:
     assert info.unavailable_reason() == (
         "backend 'ghost' needs no_such_framework_xyz, which is not installed; install it with: pip install ghost"
     )
-    assert info.versions() == {"no_such_framework_xyz": "-"}
+    assert info.versions() == {"no_such_framework_xyz": "not installed"}
     with pytest.raises(BackendUnavailableError, match="no_such_framework_xyz"):
         info.load_class()
 

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from cvae_bench.data import sources
 from cvae_bench.data.specs import DEFAULT_DATASET, KEYS, DatasetSpec, dataset_spec
-from cvae_bench.errors import DataError
+from cvae_bench.errors import CvaeBenchError, DataError
 from cvae_bench.records import Record
 from cvae_bench.runtime.files import atomic_path
 
@@ -111,6 +111,8 @@ def save_cache(name: str, arrays: Arrays) -> Path:
         raise DataError(
             f"cannot write {path}: {exc.strerror or exc}; set $CVAE_BENCH_CACHE to a writable folder"
         ) from exc
+    except CvaeBenchError as exc:  # atomic_path's own line for a full disk or a forbidden folder
+        raise DataError(f"{exc}; set $CVAE_BENCH_CACHE to a writable folder") from exc
     return path
 
 
