@@ -485,7 +485,8 @@ def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
     assert doc["cvae_bench"]["noise"]["reference"] == "train-step[torch-eager]"
     assert doc["cvae_bench"]["rounds"]["schedule"] == "interleaved"
     assert entry["stats"]["sweeps"] == twin["stats"]["sweeps"]
-    assert entry["stats"]["rounds"] == 3 and len(entry["stats"]["data"]) == 3
+    # 3 sweeps, plus one re-measured when the sentinel saw foreign load (ceil(3 / 3) at most)
+    assert entry["stats"]["rounds"] in (3, 4) and len(entry["stats"]["data"]) == entry["stats"]["rounds"]
     assert entry["extra_info"]["batch_size"] == 64 and entry["extra_info"]["threads"] >= 1
     assert entry["extra_info"]["first_step_s"] > 0 and entry["extra_info"]["fraction_of_floor"] > 0
     cb = doc["cvae_bench"]
