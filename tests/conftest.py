@@ -1,8 +1,10 @@
-"""Shared fixtures: real MNIST when present, worker pools (the builders live in cvae_bench.testing.support)."""
+"""Shared fixtures: real MNIST when present, worker pools, a reference decoder file (the builders live in
+cvae_bench.testing: `support`, `onnx_models`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,3 +23,12 @@ def workers() -> Iterator[WorkerPool]:
     pool = WorkerPool()
     yield pool
     pool.close()
+
+
+@pytest.fixture(scope="module")
+def decoder_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference's decoder as an ONNX file with the interface and deploy.py's metadata, one per module."""
+    from cvae_bench.testing.onnx_models import write_reference_decoder
+
+    meta = {"part": "decoder", "latent_dim": "2", "num_classes": "10", "backend": "reference"}
+    return write_reference_decoder(tmp_path_factory.mktemp("deploy") / "decoder.onnx", meta)

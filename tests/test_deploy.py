@@ -1,6 +1,7 @@
 """Deployment: `cvae_bench/deploy.py` alone, with onnxruntime and NumPy, samples a decoder and refuses bad input.
 
-The decoders here are built with `onnx.helper` from the float64 reference's weights (tests.test_onnx), so
+The decoders here are built with `onnx.helper` from the float64 reference's weights (`decoder_file` in
+tests/conftest.py, `cvae_bench.testing.onnx_models`), so
 no framework is needed; the module itself is also run from a copy, in a process where importing any
 framework, onnx or cvae_bench fails.
 """
@@ -22,22 +23,17 @@ from cvae_bench import deploy
 from cvae_bench.deploy import DecoderError, OnnxDecoder, default_providers
 from cvae_bench.models import reference
 from cvae_bench.onnx.interface import normalize_interface, set_metadata
-from tests.test_onnx import dense_model, weights
+from cvae_bench.testing.onnx_models import dense_model
+from cvae_bench.testing.support import biased_weights
 
 DEPLOY = Path(__file__).resolve().parent.parent / "cvae_bench" / "deploy.py"
 FORBIDDEN = ("torch", "tensorflow", "jax", "keras", "onnx", "onnxscript", "cvae_bench", "matplotlib")
+weights = biased_weights
 
 
 def _write(model: onnx.ModelProto, path: Path) -> Path:
     path.write_bytes(model.SerializeToString())
     return path
-
-
-@pytest.fixture(scope="module")
-def decoder_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = normalize_interface(dense_model(weights()), "decoder")
-    set_metadata(model, {"part": "decoder", "latent_dim": "2", "num_classes": "10", "backend": "reference"})
-    return _write(model, tmp_path_factory.mktemp("deploy") / "decoder.onnx")
 
 
 @pytest.fixture(scope="module")

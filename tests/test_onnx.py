@@ -1,7 +1,8 @@
 """ONNX export: normalisation of odd exporter graphs, the check against the framework, variants, backends.
 
-The synthetic graphs are built with `onnx.helper` from the float64 reference's weights, named the way
-exporters name things (`53`, `Identity:0`, `unk__23`), so normalisation is tested without any framework.
+The synthetic graphs (`cvae_bench.testing.onnx_models`) are built with `onnx.helper` from the float64
+reference's weights, named the way exporters name things (`53`, `Identity:0`, `unk__23`), so normalisation is
+tested without any framework.
 Every backend that declares `onnx_export` gets the same export test (conformance style).
 """
 
@@ -29,6 +30,7 @@ from cvae_bench.onnx.check import TOLERANCES, _summary, check_structure, interfa
 from cvae_bench.onnx.interface import normalize_interface, rename_tensor, tensor_names
 from cvae_bench.onnx.sessions import make_session as session
 from cvae_bench.runtime.files import save_weights
+from cvae_bench.testing.onnx_models import SyntheticExporter, dense_model, export_synthetic
 from cvae_bench.testing.support import WorkerPool, backend_params, biased_weights
 
 SPEC = DEFAULT_SPEC
@@ -37,88 +39,6 @@ KERAS_ENGINES = {"keras-torch": "torch", "keras-tensorflow": "tensorflow", "kera
 
 
 weights = biased_weights
-
-
-# -- synthetic exporter graphs --------------------------------------------------------------------------
-def _dim(name: str | None, size: int | None = None) -> str | int | None:
-    return size if size is not None else name
-
-
-def dense_model(
-    w: dict[str, np.ndarray],
-    part: str = "decoder",
-    *,
-    inputs: tuple[str, str] = ("z", "label"),
-    reverse_inputs: bool = False,
-    outputs: tuple[str, ...] = ("x_mean",),
-    batch: tuple[str, ...] = ("batch", "batch", "batch", "batch"),
-    flat_image: bool = False,
-    concat_name: str = "concat_out",
-    opset: int = 18,
-    metadata: dict[str, str] | None = None,
-) -> onnx.ModelProto:
-    """The reference's decoder or encoder as an ONNX graph, with the names and layouts an exporter might use.
-
-    Decoder: Concat(z, label) → 3 × Gemm (ReLU between) → Sigmoid → Reshape to 28×28 unless `flat_image`.
-    Encoder: x (flattened if `flat_image`) → Concat with label → 3 × Gemm → one [b, 4] output when
-    `outputs` has one name, else Slice into z_mean and z_log_var.
-    """
-    nodes, inits = [], []
-
-    def const(name: str, arr: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(arr, name))
-        return name
-
-    first_shape: list[Any]
-    if part == "decoder":
-        first_shape = [batch[0], SPEC.latent_dim]
-        first = inputs[0]
-    else:
-        first_shape = [batch[0], SPEC.image_size] if flat_image else [batch[0], *SPEC.image_shape]
-        first = inputs[0]
-        if not flat_image:
-            nodes.append(helper.make_node("Reshape", [first, const("flat_shape", np.array([-1, 784]))], ["x_flat"]))
-            first = "x_flat"
-    nodes.append(helper.make_node("Concat", [first, inputs[1]], [concat_name], axis=1))
-    h = concat_name
-    for i in range(3):
-        k = const(f"{part}.dense_{i}.kernel", w[f"{part}.dense_{i}.kernel"])
-        b = const(f"{part}.dense_{i}.bias", w[f"{part}.dense_{i}.bias"])
-        nodes.append(helper.make_node("Gemm", [h, k, b], [f"gemm_{i}"]))
-        h = f"gemm_{i}"
-        if i < 2:
-            nodes.append(helper.make_node("Relu", [h], [f"relu_{i}"]))
-            h = f"relu_{i}"
-    out_vis = []
-    if part == "decoder":
-        if flat_image:
-            nodes.append(helper.make_node("Sigmoid", [h], [outputs[0]]))
-            out_vis.append(helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, [batch[2], 784]))
-        else:
-            nodes.append(helper.make_node("Sigmoid", [h], ["sig"]))
-            nodes.append(helper.make_node("Reshape", ["sig", const("img_shape", np.array([-1, 28, 28]))], [outputs[0]]))
-            out_vis.append(helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, [batch[2], 28, 28]))
-    elif len(outputs) == 1:
-        nodes.append(helper.make_node("Identity", [h], [outputs[0]]))
-        out_vis.append(helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, [batch[2], 4]))
-    else:
-        axes = const("axes", np.array([1]))
-        for name, (lo, hi) in zip(outputs, ((0, 2), (2, 4)), strict=True):
-            starts, ends = const(f"{name}_s", np.array([lo])), const(f"{name}_e", np.array([hi]))
-            nodes.append(helper.make_node("Slice", [h, starts, ends, axes], [name]))
-            out_vis.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch[2], 2]))
-    in_vis = [
-        helper.make_tensor_value_info(inputs[0], TensorProto.FLOAT, first_shape),
-        helper.make_tensor_value_info(inputs[1], TensorProto.FLOAT, [batch[1], SPEC.num_classes]),
-    ]
-    if reverse_inputs:
-        in_vis.reverse()
-    graph = helper.make_graph(nodes, "exported", in_vis, out_vis, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="synthetic")
-    model.ir_version = 8
-    if metadata:
-        helper.set_model_props(model, metadata)
-    return model
 
 
 def _z_label(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -328,54 +248,6 @@ def test_verify_passes_within_tolerance() -> None:
 
 
 # -- the export pipeline with a synthetic exporter (no framework) ---------------------------------------
-class _SyntheticExporter:
-    """What `export_verified` needs of a backend, from the float64 reference and a hand-built graph."""
-
-    def __init__(self, fail: bool = False, hold: bool = False) -> None:
-        self.w = weights()
-        self.fail, self.hold = fail, hold
-
-    def export_onnx(self, path: str, part: str = "decoder", opset: int | None = None) -> dict[str, str]:
-        Path(path).write_bytes(dense_model(self.w, part, outputs=("53",)).SerializeToString())
-        if self.hold:  # for the kill test: the raw file is written, the export still running
-            print("READY", flush=True)
-            import time
-
-            time.sleep(60)
-        if self.fail:
-            raise RuntimeError("the exporter crashed after writing its file")
-        return {"exporter": "synthetic", "exporter_version": "0", "note": "helper graph"}
-
-    def encode(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        m, v = reference.encode(self.w, x, y)
-        return m.astype(np.float32), v.astype(np.float32)
-
-    def decode(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return reference.decode(self.w, z, y).astype(np.float32)
-
-
-def _synthetic_data(n: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(5)
-    return rng.random((n, 28, 28), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
-
-
-def _export_synthetic(backend: Any, out: Path, **kwargs: Any) -> onnx_export.ExportResult:
-    x, y = _synthetic_data()
-    return onnx_export.export_verified(
-        backend,
-        out,
-        backend_name="synthetic",
-        versions={"numpy": np.__version__},
-        x_test=x,
-        y_test=y,
-        val_elbo=250.0,
-        weights_sha256="ab" * 32,
-        val_subset=200,
-        measure_speed=False,
-        **kwargs,
-    )
-
-
 @pytest.fixture
 def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The system temp folder, made private to this test, so that leftovers can be counted."""
@@ -391,7 +263,7 @@ def test_export_writes_typed_metadata_that_reads_back(tmp_path: Path, private_tm
     from cvae_bench.onnx.metadata import OnnxMetadata
 
     out = tmp_path / "decoder.onnx"
-    result = _export_synthetic(_SyntheticExporter(), out)
+    result = export_synthetic(SyntheticExporter(), out)
     props = {p.key: p.value for p in onnx.load(out).metadata_props}
     meta = OnnxMetadata.from_props(props)
     assert meta.to_props() == props and meta.verification == result.verdicts["fp32"]
@@ -411,7 +283,7 @@ def test_export_writes_typed_metadata_that_reads_back(tmp_path: Path, private_tm
 def test_a_failing_exporter_leaves_no_raw_file_nor_output(tmp_path: Path, private_tmp: Path) -> None:
     out = tmp_path / "out" / "decoder.onnx"
     with pytest.raises(RuntimeError, match="crashed after writing"):
-        _export_synthetic(_SyntheticExporter(fail=True), out)
+        export_synthetic(SyntheticExporter(fail=True), out)
     assert list(private_tmp.iterdir()) == []
     assert not out.exists()
 
@@ -422,8 +294,8 @@ sys.path.insert(0, {root!r})
 import tempfile
 tempfile.tempdir = {tmp!r}
 from pathlib import Path
-from tests.test_onnx import _SyntheticExporter, _export_synthetic
-_export_synthetic(_SyntheticExporter(hold=True), Path({out!r}))
+from cvae_bench.testing.onnx_models import SyntheticExporter, export_synthetic
+export_synthetic(SyntheticExporter(hold=True), Path({out!r}))
 """
 
 
@@ -441,7 +313,7 @@ def test_a_killed_exports_scratch_is_removed_by_the_next_export(tmp_path: Path, 
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
     with pytest.raises(RuntimeError, match="crashed after writing"):
-        _export_synthetic(_SyntheticExporter(fail=True), out)
+        export_synthetic(SyntheticExporter(fail=True), out)
     assert list(private_tmp.iterdir()) == []
     assert not out.exists()
 

@@ -13,13 +13,14 @@ import pytest
 from cvae_bench.errors import CvaeBenchError
 from cvae_bench.models import reference
 from cvae_bench.onnx import figures
-from cvae_bench.onnx.interface import normalize_interface, set_metadata
 from cvae_bench.runtime.files import save_weights
-from tests.test_onnx import dense_model, weights
+from cvae_bench.testing.onnx_models import write_reference_decoder
+from cvae_bench.testing.support import biased_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAMES = ["prior_samples.png", "fixed_z_labels_1-9.png", "latent_manifold_digit{d}.png"]
+weights = biased_weights
 
 
 def _decode(z: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -73,11 +74,9 @@ def test_write_figures_writes_three_pngs_atomically(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def decoder_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = normalize_interface(dense_model(weights()), "decoder")
-    set_metadata(model, {"part": "decoder", "backend": "reference", "precision": "fp32", "val_elbo_onnx": "234.5"})
-    path = tmp_path_factory.mktemp("sample") / "decoder.onnx"
-    path.write_bytes(model.SerializeToString())
-    return path
+    """Overrides tests/conftest.py's: the reference decoder with the metadata `sample` prints."""
+    meta = {"part": "decoder", "backend": "reference", "precision": "fp32", "val_elbo_onnx": "234.5"}
+    return write_reference_decoder(tmp_path_factory.mktemp("sample") / "decoder.onnx", meta)
 
 
 def test_cli_sample_from_onnx(decoder_file: Path, tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ from cvae_bench.serving.records import LoadtestReport, Threading
 from cvae_bench.serving.report import render_markdown
 from cvae_bench.serving.scheduler import BuiltinScheduler, WorkerPool, poisson_arrivals, queue_latencies
 from cvae_bench.serving.search import find_max_qps
-from tests.test_deploy import decoder_file  # noqa: F401 - the module fixture: a reference decoder file
 
 
 # -- statistics ---------------------------------------------------------------------------------------------
@@ -128,7 +127,7 @@ def test_threadings_and_scheduler_choice() -> None:
 
 # -- end to end, tiny -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("scheduler", ["builtin", "loadgen"])
-def test_loadtest_command_writes_records_and_table(decoder_file: Path, tmp_path: Path, scheduler: str) -> None:  # noqa: F811
+def test_loadtest_command_writes_records_and_table(decoder_file: Path, tmp_path: Path, scheduler: str) -> None:
     if scheduler == "loadgen" and import_loadgen() is None:
         pytest.skip("mlperf_loadgen is not installed (pip install mlcommons-loadgen)")
     from cvae_bench.cli import main

@@ -17,11 +17,10 @@ from cvae_bench.serving import ort_web
 from cvae_bench.serving.node_check import node_check, node_missing
 from cvae_bench.serving.web import PAGE_FILES, write_site
 from cvae_bench.testing.browser import browser_page
-from tests.test_deploy import decoder_file  # noqa: F401 - the module fixture: a reference decoder file
 
 
 @pytest.fixture(scope="module")
-def site(decoder_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def site(decoder_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if ort_web.find_dist() is None:
         pytest.skip(ort_web.HOW)
     out = tmp_path_factory.mktemp("site")
@@ -38,7 +37,7 @@ def test_site_holds_the_page_the_model_and_checked_runtime(site: Path) -> None:
 
 
 def test_missing_or_altered_runtime_is_refused_with_the_way_to_get_it(
-    decoder_file: Path,  # noqa: F811
+    decoder_file: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -54,7 +53,7 @@ def test_missing_or_altered_runtime_is_refused_with_the_way_to_get_it(
         write_site(str(decoder_file), str(tmp_path / "site"), webgpu=False)
 
 
-def test_web_command_says_where_the_page_is(decoder_file: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_web_command_says_where_the_page_is(decoder_file: Path, tmp_path: Path) -> None:
     if ort_web.find_dist() is None:
         pytest.skip(ort_web.HOW)
     from cvae_bench.cli import main
@@ -64,7 +63,7 @@ def test_web_command_says_where_the_page_is(decoder_file: Path, tmp_path: Path) 
     assert "index.html" in result.output and (tmp_path / "s" / "ort" / "ort.wasm.min.mjs").is_file()
 
 
-def test_page_pixels_equal_python_onnxruntime(site: Path, decoder_file: Path) -> None:  # noqa: F811
+def test_page_pixels_equal_python_onnxruntime(site: Path, decoder_file: Path) -> None:
     digit, z = 7, (0.8125, -1.375)
     expected = OnnxDecoder(str(decoder_file), ["CPUExecutionProvider"]).sample([digit], z=np.array([z], np.float32))[0]
     with browser_page(site, "index.html?ep=wasm&threads=1") as b:
@@ -85,7 +84,7 @@ def test_page_pixels_equal_python_onnxruntime(site: Path, decoder_file: Path) ->
         assert b.errors.all == []
 
 
-def test_node_runs_the_decoder_as_deploy_py_does(decoder_file: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_node_runs_the_decoder_as_deploy_py_does(decoder_file: Path, tmp_path: Path) -> None:
     missing = node_missing()
     if missing:
         pytest.skip(missing)

@@ -7,5 +7,6 @@ A plugin's own repository runs the whole suite with one class (see `cvae_bench.t
     class TestConformance(ConformanceSuite):
         backends = ("my-backend",)
 
-Importing this package does not import pytest; `conformance` and `support` do.
+Importing this package does not import pytest; `conformance` and `support` do. `onnx_models` (the ONNX
+builders: reference graphs, a reference decoder file, a synthetic exporter) is the only one that imports onnx.
 """
