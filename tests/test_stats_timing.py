@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,9 +17,20 @@ from cvae_bench.bench.rounds import Contestant, Plan, Schedule, unmet
 from cvae_bench.runtime.sentinel import Sentinel
 from cvae_bench.runtime.worker import Worker
 from cvae_bench.stats import paired_ratio, verdict
-from tests.test_sentinel import busy_setup
 
 pytestmark = pytest.mark.slow
+
+
+def busy_setup(backend: Any, emit: Any, *, cost_s: float) -> Any:
+    """Rounds-engine setup: one call burns `cost_s` of CPU time (not wall time) in the worker."""
+    from cvae_bench.bench.rounds import Timed
+
+    def burn() -> None:
+        end = time.thread_time() + cost_s
+        while time.thread_time() < end:
+            pass
+
+    return Timed(fn=burn), None
 
 
 def _doc(per_call: list[float]) -> dict[str, object]:
