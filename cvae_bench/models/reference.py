@@ -212,6 +212,19 @@ class KerasAdam:
             self.weights[k] = self.weights[k] - alpha * self._m[k] / (np.sqrt(self._v[k]) + s.adam_epsilon)
         return self.weights
 
+    def get_state(self) -> dict[str, NDArray[np.generic]]:
+        """The optimiser's state (step count and both moments), for checkpoints."""
+        state: dict[str, NDArray[np.generic]] = {"iterations": np.array(self.iterations, np.int64)}
+        state.update({f"m/{k}": v.copy() for k, v in self._m.items()})
+        state.update({f"v/{k}": v.copy() for k, v in self._v.items()})
+        return state
+
+    def set_state(self, state: Mapping[str, NDArray[np.generic]]) -> None:
+        """Restore what `get_state` returned."""
+        self.iterations = int(state["iterations"])
+        self._m = {k: np.array(state[f"m/{k}"], np.float64) for k in self._m}
+        self._v = {k: np.array(state[f"v/{k}"], np.float64) for k in self._v}
+
     def train_step(self, x: NDArray[np.floating], y: NDArray[np.floating], eps: NDArray[np.floating]) -> float:
         """One training step on a batch with ε given; returns the batch loss before the step."""
         loss = float(loss_parts(self.weights, x, y, eps, self.spec).total.mean())
@@ -224,3 +237,16 @@ def adam_first_step(
 ) -> dict[str, F64]:
     """Weights after one Keras Adam step from a fresh optimiser state (m = v = 0, t = 1)."""
     return KerasAdam(w, spec).apply(grads)
+
+
+def generator_state(rng: np.random.Generator) -> NDArray[np.str_]:
+    """A NumPy PCG64 generator's state as an array (its 128-bit integers as decimal strings), for checkpoints."""
+    bits = rng.bit_generator.state["state"]
+    return np.array([str(bits["state"]), str(bits["inc"])])
+
+
+def set_generator_state(rng: np.random.Generator, state: NDArray[np.generic]) -> None:
+    """Restore what `generator_state` returned."""
+    full = dict(rng.bit_generator.state)
+    full["state"] = {"state": int(state[0]), "inc": int(state[1])}
+    rng.bit_generator.state = full

@@ -166,6 +166,13 @@ class PortBackend(Backend):
             raise RuntimeError("no train_step has run yet")
         return self.last_eps
 
+    def get_train_state(self) -> dict[str, NDArray[np.generic]]:
+        return {**self.adam.get_state(), "noise_rng": reference.generator_state(self.noise_rng)}
+
+    def set_train_state(self, state: Mapping[str, NDArray[np.generic]]) -> None:
+        self.adam.set_state(state)
+        reference.set_generator_state(self.noise_rng, state["noise_rng"])
+
     def take_loss(self) -> float:
         value = float(np.mean(self.losses)) if self.losses else float("nan")
         self.losses = []

@@ -16,6 +16,7 @@ from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.runtime.machine import environment
 from cvae_bench.training.checkpoint import Checkpoint
 from cvae_bench.training.loop import EventSink, TrainConfig, train
+from cvae_bench.training.recipe import check_recipe
 from cvae_bench.training.records import DataUsed, TrainOutcome
 
 
@@ -52,7 +53,12 @@ def train_job(
     if resume is not None and not resumable:
         raise CvaeBenchError(f"backend {backend.name!r} cannot restore a training state, so it cannot be resumed")
     folder = Path(checkpoint_to) if checkpoint_to and resumable else None
+    recipe = None
+    if config.recipe_check:
+        emit({"type": "stage", "what": "recipe check"})
+        recipe = check_recipe(backend, x_train, y_train)
     outcome = train(backend, x_train, y_train, evaluator, config, emit, checkpoint_to=folder, resume=resume)
+    outcome = replace(outcome, recipe_check=recipe)
     used = DataUsed(dataset=dataset, train_examples=len(x_train), val_examples=len(x_val))
     return TrainJobResult(replace(outcome, data=used), backend.get_weights(), environment(), resumable)
 

@@ -34,6 +34,8 @@ class TrainConfig:
         eval_every: evaluate every this many steps; None means once per epoch.
         seed: the training seed (initial weights, ε, shuffling).
         log_every: steps between progress events (each one reads the loss, which syncs the device).
+        recipe_check: run the conformance suite's recipe checks on the backend before training
+            (`training.recipe`); a backend that fails them is marked deviant.
     """
 
     target: float | None = DEFAULT_TARGET
@@ -42,6 +44,7 @@ class TrainConfig:
     eval_every: int | None = None
     seed: int = 0
     log_every: int = 100
+    recipe_check: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""

@@ -57,6 +57,25 @@ class DataUsed(Record):
 
 
 @dataclass(frozen=True)
+class RecipeCheck(Record):
+    """The conformance suite's recipe checks, run on the backend in its worker before training.
+
+    `failed` holds one line per check that found the backend training unlike the recipe; `skipped` says why
+    none ran (too few training examples for the probe), in which case the run is not checked this way.
+    """
+
+    ran: list[str]
+    failed: list[str]
+    seconds: float
+    skipped: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every check that ran passed."""
+        return not self.failed
+
+
+@dataclass(frozen=True)
 class TrainOutcome(Record):
     """What the training loop measured (everything of result.json except identity and files).
 
@@ -83,6 +102,7 @@ class TrainOutcome(Record):
     history: list[EvalPoint]
     divergence: Divergence | None = None
     data: DataUsed | None = None
+    recipe_check: RecipeCheck | None = None
 
 
 @dataclass(frozen=True)

@@ -83,22 +83,11 @@ class NumpyBackend(Backend):
         self._losses.append(self._adam.train_step(x, y, eps))  # the reference's Keras Adam
 
     def get_train_state(self) -> dict[str, NDArray[np.generic]]:
-        adam = self._adam
-        state: dict[str, NDArray[np.generic]] = {"iterations": np.array(adam.iterations)}
-        state.update({f"m/{k}": v.copy() for k, v in adam._m.items()})
-        state.update({f"v/{k}": v.copy() for k, v in adam._v.items()})
-        bits = self._rng.bit_generator.state["state"]
-        state["noise_rng"] = np.array([bits["state"], bits["inc"]], dtype=object).astype(str)
-        return state
+        return {**self._adam.get_state(), "noise_rng": reference.generator_state(self._rng)}
 
     def set_train_state(self, state: Mapping[str, NDArray[np.generic]]) -> None:
-        adam = self._adam
-        adam.iterations = int(state["iterations"])
-        adam._m = {k: np.array(state[f"m/{k}"], np.float64) for k in adam._m}
-        adam._v = {k: np.array(state[f"v/{k}"], np.float64) for k in adam._v}
-        rng_state = self._rng.bit_generator.state
-        rng_state["state"] = {"state": int(state["noise_rng"][0]), "inc": int(state["noise_rng"][1])}
-        self._rng.bit_generator.state = rng_state
+        self._adam.set_state(state)
+        reference.set_generator_state(self._rng, state["noise_rng"])
 
     def take_loss(self) -> float:
         value = float(np.mean(self._losses)) if self._losses else float("nan")
