@@ -408,8 +408,9 @@ def run(
         raise CvaeBenchError(f"{len(outcome.failures)} run(s) failed; see the lines above")
 
 
-def _report_and_history(folder: Path, no_report: bool, history_dir: str | None) -> None:
-    """report.html into `folder` (a warning, not a failure, when it cannot be made) and the history entry."""
+def _report_and_history(folder: Path, no_report: bool, history_dir: str | None, result: Path | None = None) -> None:
+    """report.html into `folder` (a warning, not a failure, when it cannot be made) and the history entry of
+    `result` (default: the folder)."""
     if not no_report:
         from cvae_bench.report.api import write_report
         from cvae_bench.report.inputs import ReportError
@@ -421,7 +422,7 @@ def _report_and_history(folder: Path, no_report: bool, history_dir: str | None) 
     if history_dir is not None:
         from cvae_bench.report.history import append_history
 
-        append_history(folder, Path(history_dir))
+        append_history(result or folder, Path(history_dir))
         click.echo(f"results appended to the history in {history_dir}", err=True)
 
 
@@ -484,7 +485,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 )
 @click.option("--rounds", type=click.IntRange(min=1), default=15, show_default=True, help="Timed rounds each.")
 @click.option(
-    "--min-time", type=click.FloatRange(min=0), default=0.1, show_default=True, help="Seconds per round, at least."
+    "--min-time", type=FiniteFloat(min=0), default=0.1, show_default=True, help="Seconds per round, at least."
 )
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed training steps.")
 @click.option(
@@ -514,7 +515,16 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     default=None,
     help="Results folder [runs/bench-<timestamp>].",
 )
-@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option("--worker-timeout", type=FiniteFloat(min=1), default=600, show_default=True)
+@click.option("--force", is_flag=True, help="Write into an --out folder that already holds files.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html into the results folder.")
+@click.option(
+    "--history",
+    "history_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also append bench.json to this history store (see `cvae-bench report --history`).",
+)
 @click.option(
     "--anatomy",
     is_flag=True,
@@ -523,20 +533,20 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option(
     "--tie",
-    type=click.FloatRange(min=0, max=0.5),
+    type=FiniteFloat(min=0, max=0.5),
     default=0.03,
     show_default=True,
     help="Ratios within ±TIE are a tie.",
 )
 @click.option(
     "--rel-precision",
-    type=click.FloatRange(min=0.001, max=0.5),
+    type=FiniteFloat(min=0.001, max=0.5),
     default=None,
     help="Add interleaved sweeps until every ratio's 95 % CI half-width is within this (e.g. 0.02), or --max-time.",
 )
 @click.option(
     "--max-time",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1),
     default=300,
     show_default=True,
     help="Seconds of timed sweeps at most with --rel-precision.",
@@ -549,7 +559,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 )
 @click.option(
     "--wait-quiet",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0,
     show_default=True,
     help="Wait up to SECONDS for an idle machine before timing.",
@@ -571,6 +581,9 @@ def bench(
     train_subset: int | None,
     out_dir: str | None,
     worker_timeout: float,
+    force: bool,
+    no_report: bool,
+    history_dir: str | None,
     anatomy: bool,
     quiet: bool,
     tie: float,
@@ -610,6 +623,7 @@ def bench(
         out_dir=out_dir,
         runs_path=runs_path,
         with_runs=with_runs,
+        force=force,
     )
 
     def on_event(event: dict[str, Any]) -> None:
@@ -641,6 +655,7 @@ def bench(
     if outcome.aa_failed:
         click.echo("warning: the A/A self-check failed; read every verdict above with suspicion", err=True)
     click.echo(f"results written to {outcome.json_path} and {outcome.md_path}")
+    _report_and_history(outcome.json_path.parent, no_report, history_dir, outcome.json_path)
 
 
 # -- export, sample ---------------------------------------------------------------------------------------
@@ -661,7 +676,7 @@ def bench(
 @_dataset_opt
 @_data_opt
 @click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
-@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option("--worker-timeout", type=FiniteFloat(min=1), default=600, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
 def export(
     backend_name: str,
@@ -837,7 +852,7 @@ def loadtest(
 @click.option("--retry-failed", is_flag=True, help="Run again the cells an earlier sweep recorded as failed.")
 @click.option(
     "--worker-timeout",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1),
     default=600,
     show_default=True,
     help="Seconds of silence after which a worker is declared hung.",
@@ -916,12 +931,12 @@ def web(model: str, out_dir: str, no_webgpu: bool) -> None:
 @click.argument("new", type=click.Path(exists=True))
 @click.option(
     "--fail-above",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.05,
     show_default=True,
     help="Exit 1 when an entry is significantly slower by more than this (0.05: 5 %).",
 )
-@click.option("--tie", type=click.FloatRange(min=0, max=0.5), default=0.03, show_default=True)
+@click.option("--tie", type=FiniteFloat(min=0, max=0.5), default=0.03, show_default=True)
 def compare(base: str, new: str, fail_above: float, tie: float) -> None:
     """The regression gate: each entry's change from BASE to NEW with its 95 % CI and verdict.
 

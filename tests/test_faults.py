@@ -361,3 +361,13 @@ def test_numeric_options_must_be_finite_and_in_range(args: tuple[str, ...], opti
     assert proc.returncode == 2, proc.stderr
     assert f"Invalid value for '{option}'" in proc.stderr and says in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bench_refuses_a_folder_that_holds_files_unless_forced(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "bench.json").write_text("{}")
+    proc = cli("bench", "--backend", "torch", "--groups", "train-step", "--out", str(out))
+    line = one_error_line(proc.returncode, proc.stderr)
+    assert "is not empty (bench.json)" in line and "--force" in line
+    assert (out / "bench.json").read_text() == "{}"  # untouched

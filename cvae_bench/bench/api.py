@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from cvae_bench.backends.selection import parse_selection
+from cvae_bench.backends.selection import Selection, parse_selection
 from cvae_bench.bench.document import build_document
 from cvae_bench.bench.groups import select
-from cvae_bench.bench.groups.base import Event, ignore
+from cvae_bench.bench.groups.base import BenchGroup, Event, ignore
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.report import (
     ReportTable,
@@ -20,7 +21,7 @@ from cvae_bench.bench.report import (
     write_results,
 )
 from cvae_bench.bench.runner import run_bench, with_runs
-from cvae_bench.runtime.files import ensure_dir
+from cvae_bench.runtime.files import claim_output_folder
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class BenchCommand:
         out_dir: the results folder (None: runs/bench-<timestamp>).
         runs_path: time-to-target from `cvae-bench run` output, shown beside the benchmark.
         with_runs: also train every benchmarked backend/mode this many times to the target.
+        force: write into an `out_dir` that already holds files.
     """
 
     backends: str
@@ -42,6 +44,7 @@ class BenchCommand:
     out_dir: str | None = None
     runs_path: str | None = None
     with_runs: int | None = None
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,26 @@ def run_bench_command(
     Raises:
         CvaeBenchError: an unknown backend or group, a missing data set, a failed worker.
     """
-    from cvae_bench.data.loading import load_dataset
-    from cvae_bench.training.compare import load_comparison_rows
     from cvae_bench.training.run import default_run_dir
 
     selections = parse_selection(cmd.backends, all_modes=True)
     groups = select(cmd.options.groups)
-    folder = ensure_dir(Path(cmd.out_dir) if cmd.out_dir else default_run_dir("runs", "bench"))
+    folder = Path(cmd.out_dir) if cmd.out_dir else default_run_dir("runs", "bench")
+    with claim_output_folder(folder, cmd.force):
+        return _bench_into(folder, selections, groups, cmd, on_event, progress)
+
+
+def _bench_into(
+    folder: Path,
+    selections: list[Selection],
+    groups: list[BenchGroup[Any]],
+    cmd: BenchCommand,
+    on_event: Event,
+    progress: Callable[[str], None] | None,
+) -> BenchOutcome:
+    from cvae_bench.data.loading import load_dataset
+    from cvae_bench.training.compare import load_comparison_rows
+
     options = cmd.options
     if any(g.needs_data for g in groups) or cmd.with_runs:
         ds = load_dataset(options.dataset, options.data_path, progress=progress)
