@@ -258,9 +258,14 @@ def with_runs(
     on_event: Event,
     command: str,
 ) -> list[ComparisonRow]:
-    """Train every (backend, mode) `repeats` times to the default target, in sequence; returns the rows."""
+    """Train every (backend, mode) `repeats` times to the default target, in sequence; returns the rows.
+
+    Like `run --resume`, a run whose result is already in `folder` (a bench repeated with `--force` into
+    the same `--out`) is kept, not run again, and one that was interrupted goes on from its checkpoint.
+    """
     from cvae_bench.training.compare import write_comparison
     from cvae_bench.training.loop import TrainConfig
+    from cvae_bench.training.matched import finished_result
     from cvae_bench.training.run import RunOptions, run_backend
 
     base = RunOptions(
@@ -273,10 +278,18 @@ def with_runs(
     results = []
     for name, mode in pairs:
         for seed in range(repeats):
-            on_event({"type": "stage", "what": f"train to target: {name}:{mode} seed {seed}"})
+            cell = folder / f"{name}-{mode}-seed{seed}"
+            done = finished_result(cell)
+            if done is not None:
+                on_event(
+                    {"type": "stage", "what": f"train to target: {name}:{mode} seed {seed}: finished before, kept"}
+                )
+                results.append(done)
+                continue
+            on_event({"type": "stage", "what": what})
             run_opts = replace(base, mode=mode, config=TrainConfig(seed=seed))
             try:
-                results.append(run_backend(registry.get(name), run_opts, folder / f"{name}-{mode}-seed{seed}"))
+                results.append(run_backend(registry.get(name), run_opts, cell, resume=True))
             except WorkerError as exc:  # a run that crashes is reported; the others go on
                 on_event({"type": "stage", "what": f"error: {name}:{mode} seed {seed} failed: {exc}"})
     return write_comparison(folder, results, command) if results else []

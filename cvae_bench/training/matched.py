@@ -173,7 +173,7 @@ def _run_cells(
     outcome = MatchedOutcome(folder=folder, single=len(cells) == 1)
     for cell in cells:
         options = replace(base, mode=cell.selection.mode, config=replace(base.config, seed=cell.seed))
-        finished = _finished(cell.folder) if resume else None
+        finished = finished_result(cell.folder) if resume else None
         if finished is not None:
             outcome.results.append(finished)
             say(f"{cell.label}: finished before, kept -> {cell.folder}")
@@ -196,7 +196,7 @@ def _run_cells(
     return outcome
 
 
-def _finished(folder: Path) -> RunResult | None:
+def finished_result(folder: Path) -> RunResult | None:
     """The result of a run that completed in `folder` (its weights matching the hash it names), else None."""
     path = folder / "result.json"
     try:
