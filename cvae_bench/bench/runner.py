@@ -279,11 +279,10 @@ def with_runs(
     for name, mode in pairs:
         for seed in range(repeats):
             cell = folder / f"{name}-{mode}-seed{seed}"
+            what = f"train to target: {name}:{mode} seed {seed}"
             done = finished_result(cell)
             if done is not None:
-                on_event(
-                    {"type": "stage", "what": f"train to target: {name}:{mode} seed {seed}: finished before, kept"}
-                )
+                on_event({"type": "stage", "what": f"{what}: finished before, kept"})
                 results.append(done)
                 continue
             on_event({"type": "stage", "what": what})
