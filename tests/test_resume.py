@@ -122,3 +122,33 @@ def test_resume_of_a_folder_without_a_plan_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().startswith("error: cannot resume") and "plan.json" in proc.stderr
     both = _cli("run", "--resume", str(tmp_path), "--backend", "torch")
     assert both.returncode == 1 and "--backend NAME to start runs, or --resume" in both.stderr
+
+
+def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cvae_bench.training import checkpoint as ckpt
+
+    weights = reference.init_weights(0)
+    order = np.arange(10)
+
+    def loop(step: int) -> ckpt.LoopState:
+        return ckpt.LoopState(step, {"s": 1}, [], [], 1.0, 0.5, 0.1, 0.0)
+
+    ckpt.save_checkpoint(tmp_path, loop(5), weights, {"adam_t": np.array(5)}, order)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # killed after the new files, before the new checkpoint.json
+
+    monkeypatch.setattr(ckpt, "write_json", crash)
+    newer = {k: v + 1 for k, v in weights.items()}
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path, loop(10), newer, {"adam_t": np.array(10)}, order)
+    got = ckpt.load_checkpoint(tmp_path, DEFAULT_SPEC)
+    assert got is not None and got.loop.step == 5 and int(got.backend_state["adam_t"]) == 5
+    for key in weights:
+        np.testing.assert_array_equal(got.weights[key], weights[key])
+    monkeypatch.undo()
+    ckpt.save_checkpoint(tmp_path, loop(10), newer, {"adam_t": np.array(10)}, order)
+    names = sorted(p.name for p in (tmp_path / "checkpoint").iterdir())
+    assert names == ["checkpoint.json", "state-000000010.npz", "weights-000000010.safetensors"]

@@ -2,14 +2,15 @@
 
 A checkpoint is a folder `checkpoint/` inside the run folder:
 
-- `weights.safetensors`: the canonical weights;
-- `state.npz`: the backend's training state (Adam moments and step, the state of its noise generator) and
-  the current epoch's order;
+- `weights-<step>.safetensors`: the canonical weights;
+- `state-<step>.npz`: the backend's training state (Adam moments and step, the state of its noise
+  generator) and the current epoch's order;
 - `checkpoint.json`: the loop's own state (step, the order generator's state, history, times), written
-  last and naming the SHA-256 of the two files above: a checkpoint is whole only when all three agree.
+  last, naming the two files above and their SHA-256: a checkpoint is whole only when all three agree.
 
-Each file is written atomically and durably, so a kill at any point leaves the previous checkpoint or the
-new one. `progress.json` beside them is rewritten at every progress report (not fsynced: it only says how
+Each file is written atomically and durably, and the files of the previous checkpoint are removed only
+after the new checkpoint.json is in place, so a kill at any point leaves the previous checkpoint or the new
+one, whole. `progress.json` beside them is rewritten at every progress report (not fsynced: it only says how
 much work after the last checkpoint a crash cost).
 """
 
@@ -28,7 +29,7 @@ from numpy.typing import NDArray
 from cvae_bench.errors import CvaeBenchError
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.records import Record
-from cvae_bench.runtime.files import atomic_path, ensure_dir, file_sha256, load_weights, save_weights, write_json
+from cvae_bench.runtime.files import ensure_dir, file_sha256, load_weights, save_weights, write_bytes, write_json
 from cvae_bench.training.records import EvalPoint, Resumption
 
 CHECKPOINT_DIR = "checkpoint"
@@ -48,7 +49,9 @@ class LoopState(Record):
     eval_s: float
     first_step_s: float
     load_s: float
+    weights_file: str = ""
     weights_sha256: str = ""
+    state_file: str = ""
     state_sha256: str = ""
 
 
@@ -78,23 +81,29 @@ def save_checkpoint(
     backend_state: dict[str, NDArray[Any]],
     order: NDArray[np.int64],
 ) -> None:
-    """Write a checkpoint into `run_folder/checkpoint/` (weights and state first, checkpoint.json last)."""
+    """Write a checkpoint into `run_folder/checkpoint/`: its files first, checkpoint.json naming them last,
+    then remove the previous checkpoint's files."""
     folder = ensure_dir(Path(run_folder) / CHECKPOINT_DIR)
-    save_weights(folder / "weights.safetensors", weights)
+    weights_file, state_file = f"weights-{loop.step:09d}.safetensors", f"state-{loop.step:09d}.npz"
+    weights_sha = save_weights(folder / weights_file, weights)
     arrays = {_STATE_PREFIX + k: np.asarray(v) for k, v in backend_state.items()}
     arrays[_ORDER] = np.asarray(order, np.int64)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    with atomic_path(folder / "state.npz") as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    state_sha = write_bytes(folder / state_file, buffer.getvalue())
     done = LoopState(
         **{
             **loop.__dict__,
-            "weights_sha256": file_sha256(folder / "weights.safetensors"),
-            "state_sha256": file_sha256(folder / "state.npz"),
+            "weights_file": weights_file,
+            "weights_sha256": weights_sha,
+            "state_file": state_file,
+            "state_sha256": state_sha,
         }
     )
     write_json(folder / "checkpoint.json", done.to_json())
+    for old in (*folder.glob("weights-*.safetensors"), *folder.glob("state-*.npz")):
+        if old.name not in (weights_file, state_file):
+            old.unlink(missing_ok=True)
 
 
 def write_progress(run_folder: str | Path, progress: Progress) -> None:
@@ -123,11 +132,11 @@ def load_checkpoint(run_folder: str | Path, spec: ModelSpec) -> Checkpoint | Non
         loop = LoopState.from_json(json.loads(meta.read_text()))
     except (OSError, ValueError) as exc:
         raise CvaeBenchError(f"cannot read checkpoint {meta}: {exc}") from exc
-    for name, want in (("weights.safetensors", loop.weights_sha256), ("state.npz", loop.state_sha256)):
+    for name, want in ((loop.weights_file, loop.weights_sha256), (loop.state_file, loop.state_sha256)):
         path = folder / name
-        if not path.is_file() or file_sha256(path) != want:
-            raise CvaeBenchError(f"checkpoint {folder} is not whole: {name} does not match checkpoint.json")
-    with np.load(folder / "state.npz") as npz:
+        if not name or not path.is_file() or file_sha256(path) != want:
+            raise CvaeBenchError(f"checkpoint {folder} is not whole: {name or '?'} does not match checkpoint.json")
+    with np.load(folder / loop.state_file) as npz:
         arrays = {k: npz[k] for k in npz.files}
     order = arrays.pop(_ORDER).astype(np.int64)
     state = {k.removeprefix(_STATE_PREFIX): v for k, v in arrays.items()}
@@ -137,14 +146,15 @@ def load_checkpoint(run_folder: str | Path, spec: ModelSpec) -> Checkpoint | Non
             progress = Progress.from_json(json.loads((folder / "progress.json").read_text()))
         except (OSError, ValueError, CvaeBenchError):
             progress = None
-    return Checkpoint(loop, load_weights(folder / "weights.safetensors", spec), state, order, progress)
+    return Checkpoint(loop, load_weights(folder / loop.weights_file, spec), state, order, progress)
 
 
 def remove_checkpoint(run_folder: str | Path) -> None:
     """Remove a finished run's checkpoint (its result.json and weights now say everything)."""
     folder = Path(run_folder) / CHECKPOINT_DIR
-    for name in ("checkpoint.json", "weights.safetensors", "state.npz", "progress.json"):
-        (folder / name).unlink(missing_ok=True)
+    (folder / "checkpoint.json").unlink(missing_ok=True)  # first: without it, nothing else is a checkpoint
+    for leftover in (*folder.glob("weights-*"), *folder.glob("state-*"), *folder.glob("*progress.json*")):
+        leftover.unlink(missing_ok=True)
     for leftover in folder.glob(".*.tmp"):
         leftover.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
