@@ -69,19 +69,3 @@ def _can_checkpoint(backend: Backend) -> bool:
     except NotImplementedError:
         return False
     return True
-
-
-def evaluate_job(
-    backend: Backend,
-    emit: EventSink,
-    *,
-    weights: dict[str, np.ndarray] | None = None,
-    dataset: str = DEFAULT_DATASET,
-    data_path: str | None = None,
-    val_subset: int | None = None,
-) -> dict[str, float]:
-    """The shared evaluator on `weights` (or the backend's current ones)."""
-    if weights is not None:
-        backend.set_weights(weights)
-    _, _, x_val, y_val = load_arrays(dataset, data_path, 0, val_subset, model=backend.spec)
-    return Evaluator(x_val, y_val, backend.spec)(backend).to_dict()
