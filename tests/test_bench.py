@@ -470,6 +470,7 @@ def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
             "--out",
             str(out),
             "--quiet",
+            "--no-report",  # the report has tests of its own
         ],
         capture_output=True,
         text=True,
