@@ -1,10 +1,10 @@
 .PHONY: install test test-all lint format typecheck bench
 
 install:
-	pip install torch==2.13.0 && pip install -e ".[all]" -e examples/numpy_plugin
+	pip install torch==2.13.0 && pip install -e ".[all,ray]" -e examples/numpy_plugin
 
 test:
-	pytest
+	pytest -n 2 --dist loadfile
 
 test-all:
 	pytest -m "slow or not slow"

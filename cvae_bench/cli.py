@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cvae_bench import __version__
+from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
-from cvae_bench.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
-from cvae_bench.errors import CvaeBenchError
 
 err_console = Console(stderr=True)
 # Pipes and files get wide, unwrapped tables rather than rich's 80-column default.

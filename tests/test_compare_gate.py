@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cvae_bench.bench.compare import compare_files, gate_rows, gate_summary, read_samples
 from cvae_bench.cli import main
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 
 
 def bench_doc(per_call: dict[str, list[float]], cpu: str = "AMD EPYC", floor_s: float = 0.004) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cvae_bench.core.errors import DataError
 from cvae_bench.data import loading as data
 from cvae_bench.data import sources, specs
-from cvae_bench.errors import DataError
 
 SMALL = {"x_train": (6, 28, 28), "y_train": (6,), "x_test": (4, 28, 28), "y_test": (4,)}
 Arrays = dict[str, np.ndarray]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cvae_bench.core.errors import DataError
 from cvae_bench.data import loading, sources, specs
-from cvae_bench.errors import DataError
 from cvae_bench.models.spec import DEFAULT_SPEC
 
 

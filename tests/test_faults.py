@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from cvae_bench.backends import registry
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.runtime import files
 from cvae_bench.runtime.files import (

@@ -100,7 +100,7 @@ def _full_checks(cls: Any, name: str) -> dict[str, Any]:
     import keras
 
     from cvae_bench.backends import keras_backend
-    from cvae_bench.errors import BackendUnavailableError
+    from cvae_bench.core.errors import BackendUnavailableError
 
     out: dict[str, Any] = {"keras_backend": keras.backend.backend()}
     errors = {}

@@ -23,7 +23,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cvae_bench.errors import OnnxCheckError, OnnxExportError
+from cvae_bench.core.errors import OnnxCheckError, OnnxExportError
 from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.onnx import export as onnx_export
 from cvae_bench.onnx.check import TOLERANCES, _summary, check_structure, interface_problems, verify

@@ -12,7 +12,7 @@ import pytest
 
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
-from cvae_bench.errors import BackendUnavailableError, PluginError, UnknownBackendError
+from cvae_bench.core.errors import BackendUnavailableError, PluginError, UnknownBackendError
 
 BUILTINS = {"torch", "keras-torch", "keras-tensorflow", "keras-jax"}
 

@@ -6,7 +6,7 @@ import pytest
 
 from cvae_bench.backends import registry
 from cvae_bench.backends.selection import EVERY_MODE, Selection, parse_selection
-from cvae_bench.errors import BackendUnavailableError, UnknownBackendError
+from cvae_bench.core.errors import BackendUnavailableError, UnknownBackendError
 from cvae_bench.models import DEFAULT_SPEC
 
 AVAILABLE = [n for n, info in registry.all_backends().items() if info.available]

@@ -117,7 +117,7 @@ def test_loadgen_verdict_is_read_from_its_detail_log(tmp_path: Path) -> None:
 def test_threadings_and_scheduler_choice() -> None:
     assert parse_threadings("1x2, 2x1,1x2") == [Threading(1, 2), Threading(2, 1)]
     assert parse_threadings(None)[0] == Threading(1, 1)
-    from cvae_bench.errors import CvaeBenchError
+    from cvae_bench.core.errors import CvaeBenchError
 
     with pytest.raises(CvaeBenchError, match="SESSIONSxTHREADS"):
         parse_threadings("two")

@@ -11,7 +11,7 @@ from cvae_bench.bench.records import Entry, MeasuredInfo
 from cvae_bench.bench.rounds import unmet
 from cvae_bench.bench.timing import Timing
 from cvae_bench.bench.verdicts import AA_TWIN, entry_verdicts, noise_check
-from cvae_bench.stats import (
+from cvae_bench.core.stats import (
     Interval,
     median_interval,
     notch_ratio,

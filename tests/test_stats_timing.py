@@ -14,9 +14,9 @@ import pytest
 from cvae_bench.bench.compare import compare_files
 from cvae_bench.bench.groups.base import BARE_WORKER
 from cvae_bench.bench.rounds import Contestant, Plan, Schedule, unmet
+from cvae_bench.core.stats import paired_ratio, verdict
 from cvae_bench.runtime.sentinel import Sentinel
 from cvae_bench.runtime.worker import Worker
-from cvae_bench.stats import paired_ratio, verdict
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from cvae_bench.backends import registry
 from cvae_bench.cli import main
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.sweep.api import SweepCommand, sweep_command
 from cvae_bench.sweep.cells import Cell, RunParams
 from cvae_bench.sweep.config import SweepFileError, read_sweep_file

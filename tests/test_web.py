@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.deploy import OnnxDecoder
-from cvae_bench.errors import CvaeBenchError
 from cvae_bench.serving import ort_web
 from cvae_bench.serving.node_check import node_check, node_missing
 from cvae_bench.serving.web import PAGE_FILES, write_site

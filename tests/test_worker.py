@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cvae_bench.backends import registry
-from cvae_bench.errors import BackendUnavailableError, DataError, WorkerError
+from cvae_bench.core.errors import BackendUnavailableError, DataError, WorkerError
 from cvae_bench.models import DEFAULT_SPEC
 from cvae_bench.runtime.protocol import ProtocolError, check_answer, write_frame
 from cvae_bench.runtime.worker import RemoteBackend, Worker

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from cvae_bench.errors import DataError
+from cvae_bench.core.errors import DataError
 
 
 def chatty(backend: Any, emit: Any, n: int) -> int:

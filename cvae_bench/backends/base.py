@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from cvae_bench.errors import BackendUnavailableError
+from cvae_bench.core.errors import BackendUnavailableError
 from cvae_bench.models.spec import ModelSpec
 
 F32 = NDArray[np.float32]

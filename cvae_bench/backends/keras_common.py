@@ -18,7 +18,7 @@ from keras import layers, ops
 from numpy.typing import NDArray
 
 from cvae_bench.backends.base import F32, Backend, WeightDict
-from cvae_bench.errors import BackendUnavailableError
+from cvae_bench.core.errors import BackendUnavailableError
 from cvae_bench.models.spec import ModelSpec
 
 Tensor = Any  # a backend tensor (torch.Tensor, tf.Tensor, jax.Array)

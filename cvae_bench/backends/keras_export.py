@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cvae_bench.versions import NOT_INSTALLED, dist_version
+from cvae_bench.core.versions import NOT_INSTALLED, dist_version
 
 #: Which Python package does the converting, per Keras backend.
 _CONVERTER = {"torch": "torch", "tensorflow": "tf2onnx", "jax": "jax2onnx"}

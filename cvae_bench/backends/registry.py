@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from cvae_bench.backends.base import Backend
-from cvae_bench.errors import BackendUnavailableError, PluginError, UnknownBackendError
-from cvae_bench.versions import versions as installed_versions
+from cvae_bench.core.errors import BackendUnavailableError, PluginError, UnknownBackendError
+from cvae_bench.core.versions import versions as installed_versions
 
 ENTRY_POINT_GROUP = "cvae_bench.backends"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
-from cvae_bench.errors import BackendUnavailableError, UnknownBackendError
+from cvae_bench.core.errors import BackendUnavailableError, UnknownBackendError
 
 #: The mode that stands for every mode a backend declares. Modes live in the backend class's Capabilities,
 #: which the parent process does not import (that would import the framework): the worker resolves it.

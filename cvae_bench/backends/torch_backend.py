@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from cvae_bench.backends.base import F32, Backend, Capabilities, WeightDict
-from cvae_bench.errors import BackendUnavailableError
+from cvae_bench.core.errors import BackendUnavailableError
 from cvae_bench.models.spec import ModelSpec
 
 

@@ -2,7 +2,7 @@
 
 Reads bench.json (ours, or any pytest-benchmark JSON: `--benchmark-json` output and the saved runs under
 `.benchmarks/`), result.json, comparison.json, or folders of them, as small typed samples — never a runner.
-Each entry present in both gets NEW / BASE with its 95 % interval (`cvae_bench.stats`: a bootstrap of the
+Each entry present in both gets NEW / BASE with its 95 % interval (`cvae_bench.core.stats`: a bootstrap of the
 two samples' medians, or the box-plot notch when a file kept only summaries) and a verdict. When the two
 files come from different machines, each ratio is divided by the ratio of the roofline floors the runs
 measured for the same arithmetic (`extra_info.floor_s`, the roofline's record of each entry), so that a
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.errors import CvaeBenchError
-from cvae_bench.records import Record
-from cvae_bench.stats import DEFAULT_TIE, Interval, notch_ratio, unpaired_ratio, verdict
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.records import Record
+from cvae_bench.core.stats import DEFAULT_TIE, Interval, notch_ratio, unpaired_ratio, verdict
 
 #: Default `--fail-above`: a significant regression larger than 5 % fails the gate.
 DEFAULT_FAIL_ABOVE = 0.05

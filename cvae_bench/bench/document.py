@@ -38,11 +38,11 @@ from cvae_bench.bench.records import BackendRun, BenchRun, Entry
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.rounds import RoundsSummary
 from cvae_bench.bench.verdicts import AA_TWIN, NoiseCheck, Verdict, entry_verdicts, noise_check
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
+from cvae_bench.core.stats import DEFAULT_TIE
+from cvae_bench.core.versions import NOT_INSTALLED, dist_version
 from cvae_bench.runtime.machine import LoadWindow
-from cvae_bench.stats import DEFAULT_TIE
 from cvae_bench.training.records import ComparisonRow
-from cvae_bench.versions import NOT_INSTALLED, dist_version
 
 #: The pytest-benchmark version whose layout bench.json follows, when pytest-benchmark is not installed.
 PYTEST_BENCHMARK_LAYOUT = "5.2.3"

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 
 @dataclass(frozen=True)

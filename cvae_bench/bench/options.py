@@ -5,16 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cvae_bench.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, PRECISIONS
+from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, PRECISIONS
+from cvae_bench.core.stats import DEFAULT_TIE
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.threads import available_cores
-from cvae_bench.stats import DEFAULT_TIE
-
-
-def _every_group() -> tuple[str, ...]:
-    from cvae_bench.bench.groups import GROUPS  # the registry imports this module
-
-    return tuple(GROUPS)
 
 
 @dataclass(frozen=True)
@@ -22,7 +16,7 @@ class BenchOptions:
     """What `cvae-bench bench` measures and how long.
 
     Attributes:
-        groups: names of the benchmark groups to run (default: every registered group).
+        groups: names of the benchmark groups to run; empty (the default): every registered group.
         device: "cpu" or "cuda" for the backends (onnxruntime always tries CPU, and CUDA where present).
         threads: threads for every framework (default: the cores this process may use).
         rounds: timed rounds per measurement.
@@ -43,7 +37,7 @@ class BenchOptions:
         seed: the seed of the sweeps' shuffled order.
     """
 
-    groups: tuple[str, ...] = field(default_factory=_every_group)
+    groups: tuple[str, ...] = ()
     device: str = "cpu"
     threads: int = field(default_factory=available_cores)
     rounds: int = 15

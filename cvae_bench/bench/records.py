@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.rounds import RoundsSummary
 from cvae_bench.bench.timing import Timing, summarize
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
+from cvae_bench.core.stats import median_interval
 from cvae_bench.runtime.machine import LoadWindow
-from cvae_bench.stats import median_interval
 
 if TYPE_CHECKING:
     from cvae_bench.runtime.worker import RemoteBackend

@@ -19,10 +19,10 @@ from cvae_bench.bench.groups.train_step import TrainStep
 from cvae_bench.bench.records import Entry
 from cvae_bench.bench.roofline import CEILING_COLUMNS, Roofline
 from cvae_bench.bench.verdicts import Verdict, is_twin
+from cvae_bench.core.stats import verdict_cell
+from cvae_bench.core.tables import markdown_table
 from cvae_bench.runtime.files import write_json, write_text
 from cvae_bench.runtime.machine import LoadSample, LoadWindow
-from cvae_bench.stats import verdict_cell
-from cvae_bench.tables import markdown_table
 from cvae_bench.training.records import ComparisonRow
 
 

@@ -47,8 +47,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cvae_bench.core.records import Record
 from cvae_bench.models.spec import ModelSpec
-from cvae_bench.records import Record
 
 
 @dataclass(frozen=True)

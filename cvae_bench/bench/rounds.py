@@ -9,7 +9,7 @@ its pipe: an idle worker uses no CPU (the tests measure it).
 
 Parent side. A `Contestant` is one timed call in one worker. `Schedule.sweep` runs one round of every
 contestant in a shuffled order, one worker active at a time: drift and bursts of foreign load then hit
-every entry alike, and the rounds of one sweep pair for ratios (`cvae_bench.stats.paired_ratio`). Each
+every entry alike, and the rounds of one sweep pair for ratios (`cvae_bench.core.stats.paired_ratio`). Each
 round's window is checked against the contention sentinel; `Schedule.timing` gives a contestant's `Timing`
 over the sweeps kept. `measure_alone` is the same engine with every round of one call in a row (the pytest
 suite's per-test layout).
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvae_bench.bench.timing import Timing, calibrate, time_round
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
+from cvae_bench.core.stats import Interval, paired_ratio
 from cvae_bench.runtime.sentinel import LoadSeen, Sentinel
-from cvae_bench.stats import Interval, paired_ratio
 
 
 def _noop() -> None:

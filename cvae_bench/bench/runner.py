@@ -42,7 +42,7 @@ from cvae_bench.bench.rounds import (
     unmet,
     unmet_reasons,
 )
-from cvae_bench.errors import WorkerError
+from cvae_bench.core.errors import WorkerError
 from cvae_bench.runtime.machine import LoadWindow, machine_info, machine_load
 from cvae_bench.runtime.sentinel import Sentinel, summarize_ticks, wait_quiet
 from cvae_bench.runtime.threads import audit_job

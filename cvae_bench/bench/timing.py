@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 #: Statistics reported per measurement; the names and definitions are pytest-benchmark's, so that a
 #: `cvae-bench bench` JSON file is read by `pytest-benchmark compare` like one of its own.

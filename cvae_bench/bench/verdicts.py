@@ -2,7 +2,7 @@
 
 Read from entries alone (bench.json), so a report made years later gives the same verdicts. Two entries
 whose rounds share their sweeps (`stats.sweeps`, the interleaved schedule) pair round by round
-(`cvae_bench.stats.paired_ratio`); others (standalone groups, files without sweeps) compare unpaired
+(`cvae_bench.core.stats.paired_ratio`); others (standalone groups, files without sweeps) compare unpaired
 (`unpaired_ratio`, a seeded bootstrap).
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cvae_bench.bench.records import Entry
-from cvae_bench.records import Record
-from cvae_bench.stats import DEFAULT_TIE, Interval, paired_ratio, unpaired_ratio, verdict
+from cvae_bench.core.records import Record
+from cvae_bench.core.stats import DEFAULT_TIE, Interval, paired_ratio, unpaired_ratio, verdict
 
 #: params key marking the A/A twin's entries.
 AA_TWIN = "aa_twin"

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from cvae_bench.core.records import Record
 from cvae_bench.models import reference
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
-from cvae_bench.records import Record
 
 Array = NDArray[Any]
 WeightMap = Mapping[str, Array]

@@ -9,10 +9,10 @@ import numpy as np
 
 from cvae_bench.backends.base import Backend
 from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
+from cvae_bench.core.errors import BackendUnavailableError
 from cvae_bench.data.loading import load_arrays, load_dataset
 from cvae_bench.data.specs import DEFAULT_DATASET
-from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
-from cvae_bench.errors import BackendUnavailableError
 from cvae_bench.models.evaluator import Evaluation, Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.files import load_weights

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cvae_bench.core.errors import CvaeBenchError, DataError
+from cvae_bench.core.records import Record
 from cvae_bench.data import sources
 from cvae_bench.data.specs import DEFAULT_DATASET, KEYS, DatasetSpec, dataset_spec
-from cvae_bench.errors import CvaeBenchError, DataError
-from cvae_bench.records import Record
 from cvae_bench.runtime.files import atomic_path
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cvae_bench.core.errors import DataError
 from cvae_bench.data.specs import KEYS, DatasetSpec, IdxFolder, IdxUrls, NpzUrl, PerArray, PipWheel, Source
-from cvae_bench.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 10.0
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cvae_bench.errors import DataError
+from cvae_bench.core.errors import DataError
 
 if TYPE_CHECKING:
     from cvae_bench.models.spec import ModelSpec

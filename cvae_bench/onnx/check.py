@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 
-from cvae_bench.errors import OnnxCheckError, OnnxExportError
+from cvae_bench.core.errors import OnnxCheckError, OnnxExportError
+from cvae_bench.core.records import Record
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.onnx.interface import describe_value, interface
-from cvae_bench.records import Record
 
 #: Batch sizes every check runs at: one example, an odd size, and a large one.
 CHECK_BATCHES: tuple[int, ...] = (1, 7, 1024)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.data.specs import DEFAULT_DATASET
-from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
-from cvae_bench.errors import CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC
 
 if TYPE_CHECKING:

@@ -19,11 +19,12 @@ import onnx
 from cvae_bench import __version__
 from cvae_bench.backends.base import F32, Backend
 from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
+from cvae_bench.core.errors import OnnxExportError
+from cvae_bench.core.records import Record
 from cvae_bench.data.evaluation import evaluate_job
 from cvae_bench.data.loading import as_float, load_dataset
 from cvae_bench.data.specs import DEFAULT_DATASET
-from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
-from cvae_bench.errors import OnnxExportError
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.onnx.check import Verdict, check_inputs, check_structure, verify
@@ -32,7 +33,6 @@ from cvae_bench.onnx.metadata import OnnxMetadata
 from cvae_bench.onnx.scratch import scratch_dir
 from cvae_bench.onnx.sessions import make_session
 from cvae_bench.onnx.variants import SPEED_BATCH, compare_speed, make_variant, onnx_evaluation, speed_feeds
-from cvae_bench.records import Record
 from cvae_bench.runtime.files import atomic_path, ensure_dir, file_sha256, load_weights
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 

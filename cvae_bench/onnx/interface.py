@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from cvae_bench.errors import OnnxExportError
+from cvae_bench.core.errors import OnnxExportError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
 PARTS: tuple[str, ...] = ("decoder", "encoder")

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvae_bench.errors import OnnxExportError
+from cvae_bench.core.errors import OnnxExportError
+from cvae_bench.core.records import Record
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.onnx.check import Verdict
-from cvae_bench.records import Record
 
 
 def _json(value: Any) -> str:

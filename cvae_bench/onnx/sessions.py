@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import onnxruntime as ort
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 if TYPE_CHECKING:
     import onnx

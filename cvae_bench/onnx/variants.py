@@ -16,8 +16,8 @@ from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
 from cvae_bench.backends.base import Backend
-from cvae_bench.defaults import PRECISIONS
-from cvae_bench.errors import OnnxExportError
+from cvae_bench.core.defaults import PRECISIONS
+from cvae_bench.core.errors import OnnxExportError
 from cvae_bench.models.evaluator import Evaluation, Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.onnx.interface import fresh_name, interface

@@ -14,16 +14,23 @@ every run; the kernel and Python versions go into the versions key instead).
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import re
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.records import Record
-from cvae_bench.report.inputs import BenchFile, ComparisonFile, Loaded, ReportError, kind_of, read_json
+from cvae_bench.core.records import Record
+from cvae_bench.report.inputs import (
+    BenchFile,
+    ComparisonFile,
+    HistoryEntry,
+    Loaded,
+    Metric,
+    ReportError,
+    kind_of,
+    read_json,
+    short_digest,
+)
 from cvae_bench.runtime.files import ensure_dir, write_json
 from cvae_bench.training.records import RunResult
 
@@ -38,67 +45,9 @@ def default_history_dir() -> Path:
     return cache_dir() / "history"
 
 
-@dataclass(frozen=True)
-class Metric(Record):
-    """One figure of a result whose trend is drawn; seconds, lower is better.
-
-    Attributes:
-        family: the chart it belongs to (a benchmark group, "time-to-target", "ms/step of training runs").
-        name: the series, e.g. "train-step[torch-eager]".
-        value: the figure (a median).
-        sigma: its own spread as a normal σ (IQR / 1.349 of the rounds), None when unknown.
-        low, high: the spread drawn around it (q1–q3, or min–max over repeats), None when unknown.
-    """
-
-    family: str
-    name: str
-    value: float
-    sigma: float | None = None
-    low: float | None = None
-    high: float | None = None
-    unit: str = "s"
-
-
-@dataclass(frozen=True)
-class HistoryEntry(Record):
-    """One history file: a result, who made it, and its metrics."""
-
-    history_entry: int
-    kind: str
-    commit: str
-    dirty: bool
-    machine: str
-    machine_name: str
-    versions: dict[str, str]
-    versions_key: str
-    recorded: str
-    source: str
-    metrics: list[Metric]
-    document: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        """The file name's stem."""
-        commit = (self.commit[:12] or "nocommit") + ("-dirty" if self.dirty else "")
-        return f"{commit}_{self.machine}_{self.versions_key}_{self.kind}-{_subject(self)}"
-
-    @property
-    def short_commit(self) -> str:
-        """The commit's first 8 characters, '+' when the tree had changes."""
-        return (self.commit[:8] or "?") + ("+" if self.dirty else "")
-
-
-def _digest(obj: Any, n: int = 8) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
-
-
-def _subject(entry: HistoryEntry) -> str:
-    return _digest(sorted(m.name for m in entry.metrics) or entry.source)
-
-
 def machine_fingerprint(cpu: str, cores: Any) -> tuple[str, str]:
     """(fingerprint, name) of a machine from its CPU model and core count."""
-    return _digest([cpu, cores], 12), f"{cpu}, {cores} cores"
+    return short_digest([cpu, cores], 12), f"{cpu}, {cores} cores"
 
 
 def _git_commit(root: Path) -> tuple[str, bool]:
@@ -205,7 +154,7 @@ def make_entry(doc: dict[str, Any], source: str, commit: str | None = None, dirt
         machine=fingerprint[0],
         machine_name=fingerprint[1],
         versions=versions,
-        versions_key=_digest(versions),
+        versions_key=short_digest(versions),
         recorded=recorded,
         source=source,
         metrics=metrics,

@@ -7,6 +7,7 @@ of this module that give every field a default, so a pytest-benchmark JSON of `p
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cvae_bench.bench.fairness import AuditEntry
-from cvae_bench.errors import CvaeBenchError
-from cvae_bench.records import Record, RecordError
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.records import Record, RecordError
 from cvae_bench.runtime.machine import LoadWindow
 from cvae_bench.training.records import ComparisonRow, ConvergenceVerdict, FinalEval, RunResult
 
@@ -240,8 +241,6 @@ def _add(inputs: Inputs, path: Path, seen: set[Path]) -> None:
     doc = read_json(path)
     kind = kind_of(doc)
     if kind == "history":
-        from cvae_bench.report.history import HistoryEntry
-
         inputs.history.append(Loaded(path, _parse(HistoryEntry, doc, path)))
     elif kind is None:
         raise ReportError(
@@ -297,3 +296,62 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
         else:
             raise ReportError(f"{p}: no such file or folder")
     return inputs
+
+
+# -- history files -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metric(Record):
+    """One figure of a result whose trend is drawn; seconds, lower is better.
+
+    Attributes:
+        family: the chart it belongs to (a benchmark group, "time-to-target", "ms/step of training runs").
+        name: the series, e.g. "train-step[torch-eager]".
+        value: the figure (a median).
+        sigma: its own spread as a normal σ (IQR / 1.349 of the rounds), None when unknown.
+        low, high: the spread drawn around it (q1–q3, or min–max over repeats), None when unknown.
+    """
+
+    family: str
+    name: str
+    value: float
+    sigma: float | None = None
+    low: float | None = None
+    high: float | None = None
+    unit: str = "s"
+
+
+@dataclass(frozen=True)
+class HistoryEntry(Record):
+    """One history file: a result, who made it, and its metrics."""
+
+    history_entry: int
+    kind: str
+    commit: str
+    dirty: bool
+    machine: str
+    machine_name: str
+    versions: dict[str, str]
+    versions_key: str
+    recorded: str
+    source: str
+    metrics: list[Metric]
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The file name's stem."""
+        commit = (self.commit[:12] or "nocommit") + ("-dirty" if self.dirty else "")
+        return f"{commit}_{self.machine}_{self.versions_key}_{self.kind}-{_subject(self)}"
+
+    @property
+    def short_commit(self) -> str:
+        """The commit's first 8 characters, '+' when the tree had changes."""
+        return (self.commit[:8] or "?") + ("+" if self.dirty else "")
+
+
+def short_digest(obj: Any, n: int = 8) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
+
+
+def _subject(entry: HistoryEntry) -> str:
+    return short_digest(sorted(m.name for m in entry.metrics) or entry.source)

@@ -26,7 +26,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 #: Smallest relative change reported as a step.
 MIN_CHANGE = 0.05

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cvae_bench.report.history import HistoryEntry
-from cvae_bench.report.inputs import Loaded
+from cvae_bench.report.inputs import HistoryEntry, Loaded
 from cvae_bench.report.steps import Step, detect_steps
 
 

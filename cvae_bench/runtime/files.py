@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
 #: The errors of writing that are the machine's, not ours: a full disk or quota, a read-only or forbidden place.

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cvae_bench import __version__
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 
 def _cpu_model() -> str:
@@ -204,7 +204,7 @@ def _gpus() -> tuple[list[str], str]:
 
 def machine_fingerprint() -> MachineFingerprint:
     """The fingerprint of the machine this process runs on."""
-    from cvae_bench.versions import NOT_INSTALLED, dist_version
+    from cvae_bench.core.versions import NOT_INSTALLED, dist_version
 
     gpus, driver = _gpus()
     versions = {m: v for m in FINGERPRINT_VERSIONS if (v := dist_version(m)) != NOT_INSTALLED}

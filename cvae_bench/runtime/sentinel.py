@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 from cvae_bench.runtime.machine import BusyProcess
 
 #: Foreign CPU (cores) above which a sample counts as contended: a third of a core, well above the few

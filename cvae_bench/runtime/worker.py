@@ -49,10 +49,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
 
-from cvae_bench import errors
 from cvae_bench.backends.registry import BackendInfo
-from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
-from cvae_bench.errors import WorkerError
+from cvae_bench.core import errors
+from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
+from cvae_bench.core.errors import WorkerError
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime.protocol import EOF, ProtocolError, check_answer, read_frame, write_frame
 

@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 from cvae_bench.serving.browser import open_page
 from cvae_bench.serving.ort_web import ORT_WEB_VERSION
 from cvae_bench.serving.web import write_site

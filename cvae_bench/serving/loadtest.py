@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.deploy import OnnxDecoder
-from cvae_bench.errors import CvaeBenchError
 from cvae_bench.onnx.sessions import make_session
 from cvae_bench.runtime.files import ensure_dir, file_sha256, write_json, write_text
 from cvae_bench.runtime.machine import LoadWindow, environment, machine_load
@@ -311,7 +311,7 @@ def loadtest_command(
     Raises:
         CvaeBenchError: a bad option, a file that is not a decoder, or an unwritable `out_dir`.
     """
-    from cvae_bench.defaults import PRECISIONS
+    from cvae_bench.core.defaults import PRECISIONS
 
     unknown = [p for p in precisions if p not in PRECISIONS] + [d for d in devices if d not in PROVIDERS]
     if unknown:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.records import Record
 from cvae_bench.deploy import OnnxDecoder
-from cvae_bench.errors import CvaeBenchError
-from cvae_bench.records import Record
 from cvae_bench.serving.ort_web import HOW, package_dir
 
 #: Largest |onnxruntime-web − onnxruntime| accepted for an fp32 decoder (measured: 1.8e-7 over the four

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.runtime.files import file_sha256
 
 #: The pinned version (web/package.json).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 from cvae_bench.runtime.machine import LoadSample, LoadWindow
 from cvae_bench.serving.stats import LatencyStats
 

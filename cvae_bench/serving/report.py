@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from cvae_bench.core.tables import markdown_table
 from cvae_bench.runtime.machine import LoadSample
 from cvae_bench.serving.records import ConfigResult, LoadtestReport
 from cvae_bench.serving.stats import LatencyStats, Percentile, queries_needed
-from cvae_bench.tables import markdown_table
 
 HEADERS = (
     "precision",

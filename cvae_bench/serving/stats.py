@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 #: The percentiles every latency figure reports.
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)

@@ -7,8 +7,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.deploy import DecoderError, OnnxDecoder
-from cvae_bench.errors import CvaeBenchError
 from cvae_bench.runtime.files import ensure_dir, write_bytes, write_text
 from cvae_bench.serving.ort_web import ORT_WEB_VERSION, SITE_FILES, WASM_FILES, checked_files
 

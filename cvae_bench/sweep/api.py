@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.sweep.cells import Cell
 from cvae_bench.sweep.config import SweepFile, read_sweep_file
 from cvae_bench.sweep.executors import Executor, ExecutorSettings, make_executor
@@ -197,7 +197,7 @@ def _report(folder: Path, say: Callable[[str], None]) -> Path | None:
 
 def plan_lines(sweep: SweepFile, store: SweepStore, executor: Executor, retry_failed: bool = False) -> list[str]:
     """The dry run: every cell with its key, whether it will run, and the resources it asks for."""
-    from cvae_bench.tables import markdown_table
+    from cvae_bench.core.tables import markdown_table
 
     rows = []
     todo = 0

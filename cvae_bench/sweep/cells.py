@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 #: The commands a cell can run.
 COMMANDS = ("run", "bench")

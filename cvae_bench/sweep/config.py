@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, DEVICES, PRECISIONS
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, DEVICES, PRECISIONS
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.sweep.cells import COMMANDS, BenchParams, Cell, RunParams
 
 if sys.version_info >= (3, 11):

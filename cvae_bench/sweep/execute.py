@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.runtime.machine import MachineFingerprint, machine_fingerprint
 from cvae_bench.runtime.threads import THREAD_VARS, available_cores, thread_env
 from cvae_bench.sweep.cells import Cell, ThreadSettings

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvae_bench.records import Record, RecordError
+from cvae_bench.core.records import Record, RecordError
 from cvae_bench.runtime.files import FolderLock, ensure_dir, fsync_dir, write_bytes, write_json, write_text
 from cvae_bench.runtime.machine import MachineFingerprint
 from cvae_bench.sweep.cells import Cell, ThreadSettings

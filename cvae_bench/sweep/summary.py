@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
+from cvae_bench.core.tables import markdown_table
 from cvae_bench.runtime.files import write_json, write_text
 from cvae_bench.runtime.machine import MachineFingerprint
 from cvae_bench.sweep.cells import RunParams
 from cvae_bench.sweep.store import CellRecord
-from cvae_bench.tables import markdown_table
 from cvae_bench.training.compare import HEADERS as RUN_HEADERS
 from cvae_bench.training.compare import summarize, table_rows
 from cvae_bench.training.records import ComparisonRow, RunResult

@@ -21,8 +21,8 @@ import pytest
 
 from cvae_bench.conformance import checks
 from cvae_bench.conformance.checks import BackendLike, CheckResult, Probe
+from cvae_bench.core.errors import WorkerError
 from cvae_bench.data.evaluation import evaluate_job
-from cvae_bench.errors import WorkerError
 from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.runtime.worker import RemoteBackend, Worker

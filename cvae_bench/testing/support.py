@@ -11,7 +11,7 @@ import pytest
 
 from cvae_bench.backends import registry
 from cvae_bench.conformance.checks import Probe, probe_weights
-from cvae_bench.errors import DataError
+from cvae_bench.core.errors import DataError
 from cvae_bench.models import DEFAULT_SPEC
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 

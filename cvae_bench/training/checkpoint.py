@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.records import Record
 from cvae_bench.models.spec import ModelSpec
-from cvae_bench.records import Record
 from cvae_bench.runtime.files import ensure_dir, file_sha256, load_weights, save_weights, write_bytes, write_json
 from cvae_bench.training.records import EvalPoint, Resumption
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.stats import DEFAULT_TIE, unpaired_ratio, verdict
+from cvae_bench.core.tables import markdown_table
 from cvae_bench.runtime.files import write_json, write_text
-from cvae_bench.stats import DEFAULT_TIE, unpaired_ratio, verdict
-from cvae_bench.tables import markdown_table
 from cvae_bench.training.convergence import TUTORIAL_VAL_LOSS
 from cvae_bench.training.records import ComparisonRow, RunResult
 

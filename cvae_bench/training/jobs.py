@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from cvae_bench.backends.base import Backend
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.data.loading import load_arrays
 from cvae_bench.data.specs import DEFAULT_DATASET
-from cvae_bench.errors import CvaeBenchError
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.runtime.machine import environment
 from cvae_bench.training.checkpoint import Checkpoint

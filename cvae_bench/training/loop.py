@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvae_bench.backends.base import Backend
-from cvae_bench.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
+from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.training.checkpoint import Checkpoint, LoopState, Progress, save_checkpoint, write_progress
 from cvae_bench.training.records import Divergence, EvalPoint, FinalEval, TrainOutcome

@@ -11,8 +11,8 @@ from typing import Any
 
 from cvae_bench.backends import registry
 from cvae_bench.backends.selection import Selection
-from cvae_bench.errors import CvaeBenchError
-from cvae_bench.records import Record
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.records import Record
 from cvae_bench.runtime.files import claim_output_folder, file_sha256, write_json
 from cvae_bench.training.compare import write_comparison
 from cvae_bench.training.records import ComparisonRow, RunResult

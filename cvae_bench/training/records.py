@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 from cvae_bench.runtime.sentinel import LoadSeen
 
 #: How a run ended. `diverged` (a non-finite loss or val −ELBO) counts like `not-reached` in comparisons.
@@ -214,7 +214,7 @@ class ComparisonRow(Record):
     ratio_to_fastest: float | None = None
     #: The 95 % interval of `ratio_to_fastest` (a bootstrap over the repeats; None below 3 converged runs).
     ratio_ci: list[float] | None = None
-    #: faster / slower / tie / unsure against the fastest (`cvae_bench.stats.verdict`; None for the fastest).
+    #: faster / slower / tie / unsure against the fastest (`cvae_bench.core.stats.verdict`; None for the fastest).
     verdict: str | None = None
     #: Runs during which the contention sentinel saw the machine busy.
     busy_runs: int = 0

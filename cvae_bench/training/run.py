@@ -12,9 +12,9 @@ from typing import Any
 
 from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
+from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
+from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.data.specs import DEFAULT_DATASET
-from cvae_bench.defaults import DEFAULT_IDLE_TIMEOUT
-from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.files import ensure_dir, fsync_dir, save_weights, write_json
 from cvae_bench.runtime.sentinel import Sentinel, wait_quiet

@@ -13,7 +13,7 @@ import numpy as np
 from cvae_bench.bench.anatomy.records import Anatomy, Profiled, build_anatomy
 from cvae_bench.bench.roofline import DECODE, TRAIN_STEP
 from cvae_bench.bench.timing import time_rounds
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 #: Which adapter profiles which backend (a backend not listed is reported as not profiled).
 ADAPTERS = {"torch": "torch", "keras-torch": "torch", "keras-jax": "jax", "keras-tensorflow": "tensorflow"}
@@ -80,7 +80,7 @@ def anatomy_job(
     train_subset: int | None = None,
 ) -> AnatomyResult:
     """Worker job, next to the backend: the anatomy of its training step and of its decoder at each batch."""
-    from cvae_bench.bench.groups.sample_native import decoder_inputs
+    from cvae_bench.bench.groups.base import decoder_inputs
     from cvae_bench.data.loading import as_float, load_dataset
 
     adapter = ADAPTERS.get(backend.name)
@@ -122,7 +122,7 @@ def ort_anatomy_job(
 ) -> AnatomyResult:
     """Worker job (no backend): the anatomy of the fp32 decoder in onnxruntime (CPU, IO binding) at each batch."""
     from cvae_bench.bench.anatomy import onnxruntime as ort_adapter
-    from cvae_bench.bench.groups.sample_native import decoder_inputs
+    from cvae_bench.bench.groups.base import decoder_inputs
     from cvae_bench.models.spec import DEFAULT_SPEC
 
     spec = backend.spec if backend is not None else DEFAULT_SPEC

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from cvae_bench.bench.anatomy.categories import CATEGORIES, OVERHEAD, categorize
 from cvae_bench.bench.timing import Timing
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 
 @dataclass(frozen=True)

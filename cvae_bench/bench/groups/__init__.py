@@ -14,7 +14,7 @@ from cvae_bench.bench.groups.sample_native import SampleNative
 from cvae_bench.bench.groups.sample_onnxruntime import SampleOnnxruntime
 from cvae_bench.bench.groups.sample_onnxruntime_web import SampleOnnxruntimeWeb
 from cvae_bench.bench.groups.train_step import TrainStep
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 
 GROUPS: dict[str, BenchGroup[Any]] = {
     group.name: group
@@ -29,11 +29,13 @@ GROUPS: dict[str, BenchGroup[Any]] = {
 
 
 def select(names: tuple[str, ...] | list[str]) -> list[BenchGroup[Any]]:
-    """The registered groups named in `names`, in registry order.
+    """The registered groups named in `names`, in registry order (every registered group when `names` is empty).
 
     Raises:
         CvaeBenchError: a name that is not registered (the message lists the known ones).
     """
+    if not names:
+        return list(GROUPS.values())
     unknown = sorted(set(names) - set(GROUPS))
     if unknown:
         raise CvaeBenchError(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")

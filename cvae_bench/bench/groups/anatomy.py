@@ -34,8 +34,8 @@ from cvae_bench.bench.roofline import (
     train_step_workload,
 )
 from cvae_bench.bench.timing import Timing
-from cvae_bench.errors import BackendUnavailableError, WorkerError
-from cvae_bench.records import Record
+from cvae_bench.core.errors import BackendUnavailableError, WorkerError
+from cvae_bench.core.records import Record
 from cvae_bench.runtime.worker import RemoteBackend
 
 #: Decoder batch sizes of the anatomy.

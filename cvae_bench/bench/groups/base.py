@@ -22,6 +22,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+import numpy as np
+
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.bench.options import BenchOptions
@@ -29,6 +31,7 @@ from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo
 from cvae_bench.bench.roofline import Roofline, Workload
 from cvae_bench.bench.rounds import Plan, measure_alone
 from cvae_bench.bench.timing import Timing
+from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
@@ -174,3 +177,11 @@ class StandaloneGroup(BenchGroup[R]):
     def audit_entries(self, result: R, threads: int) -> list[AuditEntry]:
         """The fairness-audit entries of the processes this group measured in."""
         return []
+
+
+def decoder_inputs(spec: ModelSpec, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Latent codes and one-hot labels for one decoder call at `batch`."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((batch, spec.latent_dim)).astype(np.float32)
+    y = np.eye(spec.num_classes, dtype=np.float32)[rng.integers(0, spec.num_classes, batch)]
+    return z, y

@@ -11,23 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from cvae_bench.bench.groups.base import BackendGroup, Measured, fmt_time, rate_cells
+from cvae_bench.bench.groups.base import BackendGroup, Measured, decoder_inputs, fmt_time, rate_cells
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
 from cvae_bench.bench.roofline import DECODE, Roofline, Workload, decode_workload, fraction_of_floor
 from cvae_bench.bench.rounds import Plan, Timed, run_alone
-from cvae_bench.models.spec import ModelSpec
-from cvae_bench.records import Record
-
-
-def decoder_inputs(spec: ModelSpec, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Latent codes and one-hot labels for one decoder call at `batch`."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((batch, spec.latent_dim)).astype(np.float32)
-    y = np.eye(spec.num_classes, dtype=np.float32)[rng.integers(0, spec.num_classes, batch)]
-    return z, y
+from cvae_bench.core.records import Record
 
 
 def decode_workloads(options: BenchOptions) -> list[Workload]:

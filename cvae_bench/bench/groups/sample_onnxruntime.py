@@ -26,19 +26,20 @@ from cvae_bench.bench.groups.base import (
     BARE_WORKER,
     Event,
     StandaloneGroup,
+    decoder_inputs,
     fmt_time,
     ignore,
     rate_cells,
     start_worker,
 )
-from cvae_bench.bench.groups.sample_native import decode_workloads, decoder_inputs
+from cvae_bench.bench.groups.sample_native import decode_workloads
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
 from cvae_bench.bench.roofline import DECODE, Roofline, Workload, fraction_of_floor
 from cvae_bench.bench.timing import time_rounds
-from cvae_bench.defaults import PRECISIONS
-from cvae_bench.errors import BackendUnavailableError
-from cvae_bench.records import Record
+from cvae_bench.core.defaults import PRECISIONS
+from cvae_bench.core.errors import BackendUnavailableError
+from cvae_bench.core.records import Record
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 #: Which onnxruntime providers map to which device kind.

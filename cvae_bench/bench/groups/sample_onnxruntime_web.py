@@ -30,7 +30,7 @@ from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
 from cvae_bench.bench.roofline import DECODE, Roofline, Workload, fraction_of_floor
 from cvae_bench.bench.timing import Timing
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 from cvae_bench.runtime.worker import RemoteBackend
 from cvae_bench.serving.browser import browser_missing
 from cvae_bench.serving.browser_bench import BrowserSamples, browser_sample

@@ -22,7 +22,7 @@ from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measu
 from cvae_bench.bench.roofline import TRAIN_STEP, Roofline, Workload, fraction_of_floor, train_step_workload
 from cvae_bench.bench.rounds import Plan, Timed, run_alone
 from cvae_bench.bench.timing import Timing
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 
 @dataclass(frozen=True)

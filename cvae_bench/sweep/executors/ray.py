@@ -19,7 +19,7 @@ import importlib
 import os
 from typing import Any
 
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.runtime.threads import available_cores
 from cvae_bench.sweep.cells import Cell, Resources, resources
 from cvae_bench.sweep.execute import CellOutcome, execute_cell

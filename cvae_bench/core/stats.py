@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cvae_bench.records import Record
+from cvae_bench.core.records import Record
 
 #: The confidence level of every interval.
 LEVEL = 0.95

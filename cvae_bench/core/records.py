@@ -15,7 +15,7 @@ import typing
 from functools import cache
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from cvae_bench.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError
 
 R = TypeVar("R", bound="Record")
 

@@ -1,0 +1,1 @@
+"""What every wing shares: the exception tree, shared defaults, typed records, statistics, versions, tables."""
