@@ -38,8 +38,8 @@ from cvae_bench.bench.records import BackendIdentity, Entry
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.runner import measure_ceiling
 from cvae_bench.bench.timing import Timing
-from cvae_bench.defaults import DEFAULT_BATCH_SIZES
-from cvae_bench.errors import BackendUnavailableError, CvaeBenchError
+from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES
+from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC
 from cvae_bench.runtime.machine import machine_info as bench_machine_info
 from cvae_bench.runtime.threads import available_cores, thread_env

@@ -18,7 +18,7 @@ from cvae_bench.backends import registry
 from cvae_bench.bench.groups.base import BARE_WORKER
 from cvae_bench.bench.groups.sample_onnxruntime import ORT_PROVIDERS, OrtModels, OrtRun, SampleOnnxruntime
 from cvae_bench.bench.roofline import Roofline
-from cvae_bench.defaults import PRECISIONS
+from cvae_bench.core.defaults import PRECISIONS
 from cvae_bench.models.spec import DEFAULT_SPEC
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
