@@ -44,16 +44,28 @@ def _profile(adapter: str, call: Callable[[], None], calls: int, sync: Callable[
         return tf_adapter.profile(call, calls, sync, workdir)
 
 
-def _one(
-    adapter: str, workload: str, batch: int, call: Callable[[], None], sync: Callable[[], None], calls: int
+def _noop() -> None:
+    pass
+
+
+def _measure_and_profile(
+    workload: str,
+    batch: int,
+    call: Callable[[], None],
+    profile: Callable[[int], Profiled],
+    *,
+    calls: int,
+    warmup: int,
+    sync: Callable[[], None] = _noop,
 ) -> Anatomy:
-    for _ in range(3):
+    """Time `call` unprofiled, then profile enough calls to fill PROFILE_SECONDS, and build its anatomy."""
+    for _ in range(warmup):
         call()
     sync()
     timing = time_rounds(call, rounds=5, min_time=0.05, warmup=2, sync=sync)
     measured = timing.median_call()
     n = max(calls, min(5000, int(PROFILE_SECONDS / max(measured, 1e-9))))
-    p = _profile(adapter, call, n, sync)
+    p = profile(n)
     return build_anatomy(
         workload=workload,
         batch=batch,
@@ -69,6 +81,14 @@ def _one(
     )
 
 
+def _one(
+    adapter: str, workload: str, batch: int, call: Callable[[], None], sync: Callable[[], None], calls: int
+) -> Anatomy:
+    return _measure_and_profile(
+        workload, batch, call, lambda n: _profile(adapter, call, n, sync), calls=calls, warmup=3, sync=sync
+    )
+
+
 def anatomy_job(
     backend: Any,
     emit: Any,
@@ -81,7 +101,7 @@ def anatomy_job(
 ) -> AnatomyResult:
     """Worker job, next to the backend: the anatomy of its training step and of its decoder at each batch."""
     from cvae_bench.bench.groups.base import decoder_inputs
-    from cvae_bench.data.loading import as_float, load_dataset
+    from cvae_bench.data.loading import load_arrays
 
     adapter = ADAPTERS.get(backend.name)
     if adapter is None:
@@ -89,8 +109,7 @@ def anatomy_job(
         return AnatomyResult(unsupported={TRAIN_STEP: why, DECODE: why})
     out: list[Anatomy] = []
     batch = backend.spec.batch_size
-    x, y, _, _ = as_float(load_dataset(dataset, data_path, download=False))
-    x, y = x[:train_subset], y[:train_subset]
+    x, y, _, _ = load_arrays(dataset, data_path, train_subset, 0, model=backend.spec)
     backend.load_train_data(x, y)
     backend.set_order(np.random.default_rng(0).permutation(len(x)))
     backend.synchronize()
@@ -137,26 +156,7 @@ def ort_anatomy_job(
             io.bind_cpu_input("label", labels)
             io.bind_output("x_mean", "cpu", 0, np.float32, list(result.shape), result.ctypes.data)
             run = functools.partial(sess.run_with_iobinding, io)
-            for _ in range(10):
-                run()
-            timing = time_rounds(run, rounds=5, min_time=0.05, warmup=2)
-            measured = timing.median_call()
-            n = max(calls, min(5000, int(PROFILE_SECONDS / max(measured, 1e-9))))
-            p = ort_adapter.profile(run, n, sess)
-            out.append(
-                build_anatomy(
-                    workload=DECODE,
-                    batch=b,
-                    framework=p.framework,
-                    profiler=p.profiler,
-                    calls=n,
-                    measured_s=measured,
-                    profiled_s=p.wall_s,
-                    ops=p.ops,
-                    extra=p.extra,
-                    note=p.note,
-                    timing=timing,
-                )
-            )
-            emit({"type": "bench", "what": f"anatomy onnxruntime batch {b}", "median_s": measured})
+            profile = functools.partial(ort_adapter.profile, run, session=sess)  # profile(n): n profiled runs
+            out.append(_measure_and_profile(DECODE, b, run, profile, calls=calls, warmup=10))
+            emit({"type": "bench", "what": f"anatomy onnxruntime batch {b}", "median_s": out[-1].measured_s})
     return AnatomyResult(anatomies=out)
