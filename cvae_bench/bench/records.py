@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cvae_bench.bench.roofline import Roofline
+from cvae_bench.bench.roofline import Roofline, WorkloadFloor, fraction_of_floor
 from cvae_bench.bench.rounds import RoundsSummary
 from cvae_bench.bench.timing import Timing, summarize
 from cvae_bench.core.records import Record
@@ -136,13 +136,19 @@ class MeasuredInfo(Record):
     warmup_calls: int | None
 
 
-def measured(timing: Timing, batch: int, flops: int, floor_s: float | None) -> dict[str, Any]:
-    """The derived `MeasuredInfo` fields of a timing: median, GFLOP/s, images/s, fraction of the floor."""
+def measured(timing: Timing, batch: int, floor: WorkloadFloor | None) -> dict[str, Any]:
+    """The derived fields of a timing against its workload's floor (None: no roofline for it): median, GFLOP/s,
+    images/s, and the fraction of the GEMM-only and of the full floor."""
     median = timing.median_call()
+    flops = floor.spec_flops if floor else 0
+    floor_s = floor.floor_s if floor else None
+    full_floor_s = floor.full_floor_s if floor else None
     return {
         "batch_size": batch,
         "flops_per_call": flops,
         "floor_s": floor_s,
+        "full_floor_s": full_floor_s,
+        "fraction_of_full_floor": fraction_of_floor(full_floor_s, median),
         "median_s": median,
         "gflops": flops / median / 1e9,
         "images_per_s": batch / median,

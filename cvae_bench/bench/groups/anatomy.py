@@ -30,7 +30,6 @@ from cvae_bench.bench.roofline import (
     Roofline,
     Workload,
     decode_workload,
-    fraction_of_floor,
     train_step_workload,
 )
 from cvae_bench.bench.timing import Timing
@@ -65,8 +64,7 @@ def _entry(
 ) -> Entry:
     floor = roofline.floor(a.workload, a.batch)
     timing = a.timing or Timing(round_s=[a.measured_s], iterations=1, warmup=0, warmup_s=0.0)
-    derived = measured(timing, a.batch, floor.spec_flops if floor else 0, floor.floor_s if floor else None)
-    full = floor.full_floor_s if floor else None
+    derived = measured(timing, a.batch, floor)
     info = AnatomyInfo(
         **info_base,
         workload=a.workload,
@@ -77,8 +75,6 @@ def _entry(
         categories=a.categories,
         remainder_s=a.remainder_s,
         category_floor_s=dict(floor.category_floor_s) if floor else {},
-        full_floor_s=full,
-        fraction_of_full_floor=fraction_of_floor(full, derived["median_s"]),
         top=a.top,
         note=a.note,
         **derived,

@@ -14,7 +14,7 @@ from typing import Any
 from cvae_bench.bench.groups.base import BackendGroup, Measured, decoder_inputs, fmt_time, rate_cells
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import DECODE, Roofline, Workload, decode_workload, fraction_of_floor
+from cvae_bench.bench.roofline import DECODE, Roofline, Workload, decode_workload
 from cvae_bench.bench.rounds import Plan, Timed, run_alone
 from cvae_bench.core.records import Record
 
@@ -116,7 +116,7 @@ class SampleNative(BackendGroup[SampleNativeResult]):
         out = []
         for b, call in sorted(result.batches.items()):
             floor = roofline.floor(DECODE, b)
-            derived = measured(call.timing, b, floor.spec_flops if floor else 0, floor.floor_s if floor else None)
+            derived = measured(call.timing, b, floor)
             info = SampleNativeInfo(
                 backend=identity.backend,
                 mode=identity.mode,
@@ -126,8 +126,6 @@ class SampleNative(BackendGroup[SampleNativeResult]):
                 build_s=identity.build_s,
                 first_call_s=call.first_call_s,
                 **derived,
-                full_floor_s=floor.full_floor_s if floor else None,
-                fraction_of_full_floor=fraction_of_floor(floor.full_floor_s if floor else None, derived["median_s"]),
             )
             params = {"backend": identity.backend, "mode": identity.mode, "batch": b}
             out.append(Entry.make(self.name, f"{identity.backend}-{identity.mode}-b{b}", params, call.timing, info))

@@ -35,7 +35,7 @@ from cvae_bench.bench.groups.base import (
 from cvae_bench.bench.groups.sample_native import decode_workloads
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import DECODE, Roofline, Workload, fraction_of_floor
+from cvae_bench.bench.roofline import DECODE, Roofline, Workload
 from cvae_bench.bench.timing import time_rounds
 from cvae_bench.core.defaults import PRECISIONS
 from cvae_bench.core.errors import BackendUnavailableError
@@ -356,7 +356,6 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
             for precision, session in per_precision.items():
                 for b, call in sorted(session.batches.items()):
                     floor = roofline.floor(DECODE, b)
-                    flops = floor.spec_flops if floor else 0
                     info = SampleOrtInfo(
                         backend="onnxruntime",
                         mode=precision,
@@ -368,11 +367,7 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
                         exporter=result.exporter,
                         session_s=session.session_s,
                         first_call_s=call.first_call_s,
-                        **measured(call.timing, b, flops, floor.floor_s if floor else None),
-                        full_floor_s=floor.full_floor_s if floor else None,
-                        fraction_of_full_floor=fraction_of_floor(
-                            floor.full_floor_s if floor else None, call.timing.median_call()
-                        ),
+                        **measured(call.timing, b, floor),
                     )
                     params = {"provider": short, "precision": precision, "batch": b}
                     out.append(Entry.make(self.name, f"{short}-{precision}-b{b}", params, call.timing, info))

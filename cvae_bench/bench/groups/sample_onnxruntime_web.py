@@ -28,7 +28,7 @@ from cvae_bench.bench.groups.sample_native import decode_workloads
 from cvae_bench.bench.groups.sample_onnxruntime import exporter_for
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import DECODE, Roofline, Workload, fraction_of_floor
+from cvae_bench.bench.roofline import DECODE, Roofline, Workload
 from cvae_bench.bench.timing import Timing
 from cvae_bench.core.records import Record
 from cvae_bench.runtime.worker import RemoteBackend
@@ -137,9 +137,7 @@ class SampleOnnxruntimeWeb(StandaloneGroup[WebRun]):
                 cross_origin_isolated=s.cross_origin_isolated,
                 exporter=result.exporter,
                 first_call_s=b.first_call_s,
-                **measured(timing, b.batch, floor.spec_flops if floor else 0, floor.floor_s if floor else None),
-                full_floor_s=floor.full_floor_s if floor else None,
-                fraction_of_full_floor=fraction_of_floor(floor.full_floor_s if floor else None, timing.median_call()),
+                **measured(timing, b.batch, floor),
             )
             params = {"provider": s.ep, "batch": b.batch}
             out.append(Entry.make(self.name, f"{s.ep}-b{b.batch}", params, timing, info))

@@ -19,7 +19,7 @@ from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.bench.groups.base import BackendGroup, Measured, fmt_time, rate_cells
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
-from cvae_bench.bench.roofline import TRAIN_STEP, Roofline, Workload, fraction_of_floor, train_step_workload
+from cvae_bench.bench.roofline import TRAIN_STEP, Roofline, Workload, train_step_workload
 from cvae_bench.bench.rounds import Plan, Timed, run_alone
 from cvae_bench.bench.timing import Timing
 from cvae_bench.core.records import Record
@@ -206,8 +206,7 @@ class TrainStep(BackendGroup[TrainStepResult]):
         self, identity: BackendIdentity, result: TrainStepResult, roofline: Roofline, threads: int
     ) -> list[Entry]:
         floor = roofline.floor(TRAIN_STEP, result.batch)
-        flops = floor.spec_flops if floor else 0
-        derived = measured(result.timing, result.batch, flops, floor.floor_s if floor else None)
+        derived = measured(result.timing, result.batch, floor)
         info = TrainStepInfo(
             backend=identity.backend,
             mode=identity.mode,
@@ -220,8 +219,6 @@ class TrainStep(BackendGroup[TrainStepResult]):
             loss=result.loss,
             ms_per_step=derived["median_s"] * 1e3,
             **derived,
-            full_floor_s=floor.full_floor_s if floor else None,
-            fraction_of_full_floor=fraction_of_floor(floor.full_floor_s if floor else None, derived["median_s"]),
         )
         params = {"backend": identity.backend, "mode": identity.mode, "batch": result.batch}
         return [Entry.make(self.name, f"{identity.backend}-{identity.mode}", params, result.timing, info)]
