@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cvae_bench.bench.anatomy import hlo
 from cvae_bench.bench.anatomy import jax as jax_adapter
 from cvae_bench.bench.anatomy import onnxruntime as ort_adapter
 from cvae_bench.bench.anatomy import tensorflow as tf_adapter
@@ -39,6 +40,12 @@ DATA_DIR = Path(__file__).parent / "data" / "anatomy"
         ("xla", "multiply_add_fusion", ELEMENTWISE),
         ("xla", "rng-bit-generator", DATA),
         ("xla", "while", OVERHEAD),
+        # names seen in a keras-tensorflow jit step: TF's XLA names a dot after its TF op
+        ("xla", "MatMul.24", GEMM),
+        ("xla", "MatMul_1.18", GEMM),
+        ("xla", "wrapped_dynamic-slice", DATA),  # keras-jax jit: XLA:CPU's fusion of one dynamic-slice
+        ("xla", "wrapped_reduce-window.3", ELEMENTWISE),
+        ("xla", "copy.11", ELEMENTWISE),
         ("tensorflow", "MatMul", GEMM),
         ("tensorflow", "_MklMatMul", GEMM),
         ("tensorflow", "ResourceApplyAdam", OPTIMIZER),
@@ -214,3 +221,159 @@ def test_a_real_torch_anatomy_adds_up(tmp_path: Path) -> None:
     assert a.explained_s + a.remainder_s == pytest.approx(a.profiled_s)
     assert a.categories[GEMM] > 0 and a.categories[OPTIMIZER] > 0
     assert a.remainder_s > -0.1 * a.profiled_s  # the profiler's self times never exceed the wall time much
+
+
+# -- XLA thunks by what their HLO computes ---------------------------------------------------------------
+# (opcode, metadata.op_name) of the instructions of real thunks, recorded from the HloProtos that the
+# profilers stored in a keras-tensorflow jit step ("adam/…", TF op names) and a keras-jax jit step
+# ("jit(train_step)/…"); parameters are left out, one CSE'd constant kept (it carries an RNG op's name).
+_TF = "gradient_tape/cvae_1"
+_JAX = "jit(train_step)"
+RECORDED_THUNKS = [
+    ("MatMul.36", "dot", [("dot", f"{_TF}/decoder_1/dense_2_1/MatMul/MatMul")], GEMM),
+    (
+        "divide_subtract_fusion.11",
+        "fusion",
+        [
+            ("multiply", "adam/Mul_3"),
+            ("multiply", "adam/Mul_3"),
+            ("sqrt", "adam/Sqrt_1"),
+            ("constant", "cvae_1/stateless_random_normal/StatelessRandomNormalV2"),
+            ("add", "adam/Add_1"),
+            ("add", "adam/Add_1"),
+            ("divide", "adam/truediv_1"),
+            ("subtract", "adam/AssignSubVariableOp"),
+        ],
+        OPTIMIZER,
+    ),
+    ("wrapped_add.1", "fusion", [("add", "adam/Add")], OPTIMIZER),  # the iteration count
+    ("ynn_fusion.1", "fusion", [("reduce", f"{_TF}/encoder_1/dense_0_1/BiasAdd/BiasAddGrad")] * 4, ELEMENTWISE),
+    (
+        "add_divide_fusion",
+        "fusion",
+        [
+            ("subtract", "adam/sub_1"),
+            ("reshape", "cvae_1/decoder_1/reshape_1/Reshape"),
+            ("add", "cvae_1/decoder_1/dense_2_1/BiasAdd"),
+            ("add", "cvae_1/decoder_1/dense_2_1/BiasAdd"),
+            ("logistic", "cvae_1/decoder_1/x_mean_1/Sigmoid"),
+        ],
+        ELEMENTWISE,
+    ),
+    (
+        "bitcast_concatenate_fusion.1",
+        "fusion",
+        [("multiply", "cvae_1/stateless_random_normal/StatelessRandomNormalV2")] * 3
+        + [("xor", "cvae_1/stateless_random_normal/StatelessRandomGetKeyCounter")] * 2,
+        DATA,
+    ),
+    ("ynn_fusion.7", "fusion", [("dot", f"{_JAX}/transpose(jvp(decoder))/dense_2/dot_general")], GEMM),
+    (
+        "ynn_fusion.8",
+        "fusion",
+        [("divide", f"{_JAX}/jvp()/div"), ("multiply", f"{_JAX}/jvp()/square"), ("reduce", "reduce_sum")],
+        ELEMENTWISE,
+    ),
+    (
+        "multiply_add_fusion.22",
+        "fusion",
+        [
+            ("multiply", f"{_JAX}/adam/square"),
+            ("subtract", f"{_JAX}/adam/sub"),
+            ("multiply", f"{_JAX}/adam/mul"),
+            ("multiply", f"{_JAX}/adam/mul"),
+            ("add", f"{_JAX}/adam/add"),
+        ],
+        OPTIMIZER,
+    ),
+    ("copy.34", "copy", [("copy", "")], None),  # no HLO verdict: its name decides
+    ("while.28", "while", [("while", f"{_JAX}/jvp(jit(_normal))/jit(_normal_real)/jit(_uniform)")], None),
+]
+
+
+@pytest.mark.parametrize(("name", "opcode", "inner", "category"), RECORDED_THUNKS)
+def test_recorded_xla_thunks_are_filed_by_their_hlo(
+    name: str, opcode: str, inner: list[tuple[str, str]], category: str | None
+) -> None:
+    assert hlo.category(hlo.Instruction(name, opcode, tuple(inner))) == category
+
+
+def _field(number: int, value: bytes | int | str) -> bytes:
+    """One protobuf field: a varint, or length-delimited bytes/text."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def _instruction(name: str, opcode: str, op_name: str = "", called: tuple[int, ...] = ()) -> bytes:
+    packed = b"".join(_field(0, c)[1:] for c in called)  # the varints alone: a packed repeated field
+    return (
+        _field(1, name)
+        + _field(2, opcode)
+        + (_field(7, _field(2, op_name)) if op_name else b"")
+        + (_field(38, packed) if called else b"")
+    )
+
+
+def _hlo_proto(*computations: tuple[int, list[bytes]]) -> bytes:
+    comps = b"".join(_field(3, b"".join(_field(2, i) for i in instrs) + _field(5, cid)) for cid, instrs in computations)
+    return _field(1, _field(1, "jit_train_step") + comps)
+
+
+def _xspace(*protos: bytes) -> bytes:
+    stat_meta = _field(5, _field(1, 7) + _field(2, _field(1, 7) + _field(2, "Hlo Proto")))
+    events = b"".join(
+        _field(4, _field(1, i) + _field(2, _field(1, i) + _field(2, f"m{i}") + _field(5, _field(1, 7) + _field(6, p))))
+        for i, p in enumerate(protos, 1)
+    )
+    metadata = _field(2, "/host:metadata") + stat_meta + events
+    return _field(1, _field(2, "/host:CPU")) + _field(1, metadata)
+
+
+def test_categories_read_from_an_xspace() -> None:
+    """The wire-format reader finds each module's HLO and files its thunks (field numbers of xplane/hlo.proto)."""
+    adam = [_instruction(f"m{i}", "multiply", f"{_JAX}/adam/mul") for i in range(3)]
+    step = _hlo_proto(
+        (
+            1,
+            [
+                _instruction("dot", "dot", f"{_JAX}/dense_0/dot_general"),
+                _instruction("multiply_add_fusion.2", "fusion", called=(2,)),
+                _instruction("copy", "copy"),
+            ],
+        ),
+        (2, [_instruction("p0", "parameter"), *adam, _instruction("c", "constant", "cvae/random")]),
+    )
+    helper = _hlo_proto((1, [_instruction("dot", "dot")]), (3, []))
+    other = _hlo_proto(
+        (1, [_instruction("multiply_add_fusion.2", "fusion", called=(4,))]), (4, [_instruction("a", "add")])
+    )
+    xspace = _xspace(step, helper)
+    assert len(hlo.hlo_protos(xspace)) == 2
+    # the plain instructions inside the fusion, parameters and copies have no verdict of their own
+    assert hlo.categories_from_xspace(xspace) == {"dot": GEMM, "multiply_add_fusion.2": OPTIMIZER}
+    # one name, two modules, two verdicts: neither is trusted, the name decides
+    assert "multiply_add_fusion.2" not in hlo.categories_from_xspace(_xspace(step, other))
+
+
+def test_known_categories_override_names() -> None:
+    ops, _ = from_spans(
+        "xla",
+        [("multiply_add_fusion.2", 0.0, 1.0), ("ynn_fusion.8", 1.0, 2.0)],
+        [],
+        calls=1,
+        known={"multiply_add_fusion.2": OPTIMIZER, "ynn_fusion.8": ELEMENTWISE},
+    )
+    assert {o.name: o.category for o in ops} == {"multiply_add_fusion.2": OPTIMIZER, "ynn_fusion.8": ELEMENTWISE}
+    ops, _ = from_spans("xla", [("multiply_add_fusion.2", 0.0, 1.0)], [], calls=1)
+    assert ops[0].category == ELEMENTWISE  # without the HLO, Adam's fusion is element-wise by its name

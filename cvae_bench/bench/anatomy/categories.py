@@ -48,9 +48,15 @@ PATTERNS: tuple[tuple[str, str, str], ...] = (
         OVERHEAD,
     ),
     ("torch", r"(cpp_fused_|triton_|aten::)", ELEMENTWISE),
-    # XLA (jax, and TensorFlow's jit mode): HLO instruction names of the thunks
-    ("xla", r"(dot|convolution|ynn_fusion|.*_dot_fusion|.*gemm|.*matmul)", GEMM),
-    ("xla", r"(rng|.*random|.*threefry|.*philox|dynamic-slice|dynamic_slice|gather|.*dynamic_slice_fusion)", DATA),
+    # XLA (jax, and TensorFlow's jit mode): HLO instruction names of the thunks, for the thunks whose HLO
+    # was not read (hlo.py files those by what they compute). TF's XLA names a dot after its TF op
+    # ("MatMul.24", "MatMul_1.18"); XLA:CPU wraps a lone op in a fusion named "wrapped_<opcode>".
+    ("xla", r"(dot|convolution|ynn_fusion|.*_dot_fusion|.*gemm|.*matmul|(Batch)?MatMul(V\d)?(_\d+)?(\.\d+)?$)", GEMM),
+    (
+        "xla",
+        r"(wrapped_)?(rng|.*random|.*threefry|.*philox|dynamic-slice|dynamic_slice|gather|.*dynamic_slice_fusion)",
+        DATA,
+    ),
     ("xla", r"(while|conditional|call|copy-start|copy-done|after-all|partition-id|tuple|get-tuple-element)", OVERHEAD),
     ("xla", r".", ELEMENTWISE),
     # TensorFlow ops (graph and eager modes: the op type after the colon of "name:Type")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cvae_bench.bench.anatomy.categories import CATEGORIES, OVERHEAD, categorize
@@ -55,12 +55,19 @@ class Anatomy(Record):
         return sum(self.categories.values())
 
 
-def op_times(framework: str, events: Iterable[tuple[str, float]], calls: int) -> list[OpTime]:
-    """(op name, seconds) pairs summed per name, per call, categorised, costliest first."""
+def op_times(
+    framework: str, events: Iterable[tuple[str, float]], calls: int, known: Mapping[str, str] | None = None
+) -> list[OpTime]:
+    """(op name, seconds) pairs summed per name, per call, categorised, costliest first.
+
+    `known` gives the category of ops whose compiled code says what they compute (XLA's HLO); the rest
+    are categorised by name.
+    """
     totals: dict[str, float] = {}
     for name, seconds in events:
         totals[name] = totals.get(name, 0.0) + seconds
-    ops = [OpTime(n, categorize(framework, n), s / calls) for n, s in totals.items()]
+    known = known or {}
+    ops = [OpTime(n, known.get(n) or categorize(framework, n), s / calls) for n, s in totals.items()]
     return sorted(ops, key=lambda o: -o.seconds)
 
 
@@ -133,6 +140,7 @@ def from_spans(
     kernels: list[tuple[str, float, float]],
     runtime: list[tuple[float, float]],
     calls: int,
+    known: Mapping[str, str] | None = None,
 ) -> tuple[list[OpTime], dict[str, float]]:
     """Ops and runtime overhead from timed spans that may overlap (kernels on several threads).
 
@@ -140,6 +148,7 @@ def from_spans(
         kernels: (op name, start s, end s) of each kernel or thunk.
         runtime: (start, end) of the runtime's own spans (dispatch, executor, session run).
         calls: calls the spans cover.
+        known: categories of ops by what they compute, over their names' patterns (see `op_times`).
 
     Returns:
         The ops, each scaled so that together they fill the time when any kernel ran (kernels that ran
@@ -148,6 +157,6 @@ def from_spans(
     busy = union_length((s, e) for _, s, e in kernels)
     total = sum(e - s for _, s, e in kernels)
     scale = busy / total if total > busy > 0 else 1.0
-    ops = op_times(framework, ((n, (e - s) * scale) for n, s, e in kernels), calls)
+    ops = op_times(framework, ((n, (e - s) * scale) for n, s, e in kernels), calls, known)
     everything = union_length([*((s, e) for _, s, e in kernels), *runtime])
     return ops, {OVERHEAD: (everything - busy) / calls}

@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cvae_bench.bench.anatomy import hlo
 from cvae_bench.bench.anatomy.records import Profiled, from_spans
 
 NOTE = (
     "TensorFlow profiler (tf.profiler.experimental, XSpace read with TF's xplane proto): in jit mode XLA:CPU's "
-    "per-thunk (HLO op) times, as for jax (Adam fused into element-wise fusions); in graph/eager modes each "
-    "TF op kernel's time by op type. Overhead: executor and runtime spans with no kernel running; the "
-    "remainder: Python and the profiler."
+    "per-thunk (HLO op) times, as for jax, each filed by what its HLO computes (dots, named after the TF op "
+    "as MatMul.N, are GEMMs; fusions of Adam's ops, traced under the optimizer's name scope, are the "
+    "optimizer); in graph/eager modes each TF op kernel's time by op type. Overhead: executor and runtime "
+    "spans with no kernel running; the remainder: Python and the profiler."
 )
 
 
@@ -83,8 +85,10 @@ def profile(call: Callable[[], None], calls: int, sync: Callable[[], None], work
     if not paths:
         return Profiled("tf.profiler", "tensorflow", wall / calls, [], note="the TF profiler wrote no xplane.pb")
     with open(paths[0], "rb") as f:
-        framework, kernels, runtime = split_events(read_xspace(f.read()))
-    ops, extra = from_spans(framework, kernels, runtime, calls)
+        data = f.read()
+    framework, kernels, runtime = split_events(read_xspace(data))
+    known = hlo.categories_from_xspace(data) if framework == "xla" else {}
+    ops, extra = from_spans(framework, kernels, runtime, calls, known)
     if not kernels:
         note = "the TensorFlow profiler gave no per-op events on this CPU; the whole step is the remainder"
         return Profiled("tf.profiler", "tensorflow", wall / calls, [], {}, note)
