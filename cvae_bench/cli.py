@@ -473,7 +473,9 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     "backend_name",
     default="all",
     show_default=True,
-    help="NAME (its default mode), NAME:MODE, NAME:all (every mode), a comma-separated list, or 'all'.",
+    help="NAME (its default mode), NAME:MODE, NAME:all (every mode), a comma-separated list, or 'all'; "
+    "each item may end in +KNOB=VALUE... to time a tuned worker beside the untuned one (knobs: threads, "
+    "flush-denormal, mkldnn, torch-compile-mode, onednn, env:VAR; docs/design.md, 'Tuning knobs').",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the backends.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every framework [cores].")

@@ -39,3 +39,16 @@ def raise_ours(backend: Any, emit: Any) -> None:
 def raise_other(backend: Any, emit: Any) -> None:
     """Raises a foreign error."""
     raise ValueError("bad value")
+
+
+def tuned_state(backend: Any, emit: Any, names: list[str]) -> dict[str, Any]:
+    """What the tuning knobs did in this worker: the environment variables asked about, torch's oneDNN switch,
+    whether a denormal survives a multiplication (it does not under flush-to-zero), and the cores it may use."""
+    import torch
+
+    return {
+        "env": {n: os.environ.get(n) for n in names},
+        "mkldnn": bool(torch.backends.mkldnn.enabled),
+        "denormal_survives": (torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() != 0.0,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }

@@ -1,4 +1,5 @@
-"""The one parser of backend selections: `NAME`, `NAME:MODE`, `NAME:all`, comma-separated lists, `all`."""
+"""The one parser of backend selections: `NAME`, `NAME:MODE`, `NAME:all`, comma-separated lists, `all`, each item
+optionally tuned with `+KNOB=VALUE` (`core.tuning`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from dataclasses import dataclass
 
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
-from cvae_bench.core.errors import BackendUnavailableError, UnknownBackendError
+from cvae_bench.core.errors import BackendUnavailableError, TuningError, UnknownBackendError
+from cvae_bench.core.tuning import UNTUNED, Tuning
 
 #: The mode that stands for every mode a backend declares. Modes live in the backend class's Capabilities,
 #: which the parent process does not import (that would import the framework): the worker resolves it.
@@ -15,18 +17,20 @@ EVERY_MODE = "all"
 
 @dataclass(frozen=True)
 class Selection:
-    """One backend in one mode: None is its default mode, `EVERY_MODE` every mode it declares."""
+    """One backend in one mode (None: its default mode, `EVERY_MODE`: every mode it declares), with its tuning."""
 
     info: BackendInfo
     mode: str | None = None
+    tuning: Tuning = UNTUNED
 
     @property
     def label(self) -> str:
-        """`name` or `name:mode`, as the user wrote it."""
-        return f"{self.info.name}:{self.mode}" if self.mode else self.info.name
+        """`name`, `name:mode`, then `+knob=value...`, as the user wrote it."""
+        base = f"{self.info.name}:{self.mode}" if self.mode else self.info.name
+        return base + self.tuning.label
 
 
-def parse_selection(text: str, *, all_modes: bool = False) -> list[Selection]:
+def parse_selection(text: str, *, all_modes: bool = False, tunable: bool = False) -> list[Selection]:
     """The backends (and modes) that `text` names, in order, without duplicates.
 
     Args:
@@ -34,9 +38,12 @@ def parse_selection(text: str, *, all_modes: bool = False) -> list[Selection]:
             backend).
         all_modes: what `all` means: every mode of every available backend (benchmarks) or each one's
             default mode (training runs).
+        tunable: whether items may carry `+KNOB=VALUE` tuning (benchmarks, whose verdicts say whether a knob
+            is worth turning); elsewhere a tuned item is refused rather than run untuned.
 
     Raises:
         UnknownBackendError: an unknown name, or nothing named; the message lists the known ones.
+        TuningError: an unknown knob or value, or tuning where `tunable` is False.
         BackendUnavailableError: a named backend whose framework is missing (the message says how to
             install it).
     """
@@ -47,13 +54,17 @@ def parse_selection(text: str, *, all_modes: bool = False) -> list[Selection]:
     for item in (p.strip() for p in text.split(",")):
         if not item:
             continue
+        item, plus, knobs = item.partition("+")
+        if plus and not tunable:
+            raise TuningError(f"{item + plus + knobs!r}: tuning knobs (+KNOB=VALUE) are for `cvae-bench bench` only")
+        tuning = Tuning.parse(knobs)
         name, sep, mode = item.partition(":")
         if sep and not mode.strip():
             raise UnknownBackendError(f"{item!r} names no mode; write NAME, NAME:MODE or NAME:{EVERY_MODE}")
         info = registry.get(name.strip())
         if not info.available:
             raise BackendUnavailableError(info.unavailable_reason())
-        selection = Selection(info, mode.strip() or None)
+        selection = Selection(info, mode.strip() or None, tuning)
         if selection not in out:
             out.append(selection)
     if not out:

@@ -76,7 +76,7 @@ def run_bench_command(
     """
     from cvae_bench.training.run import default_run_dir
 
-    selections = parse_selection(cmd.backends, all_modes=True)
+    selections = parse_selection(cmd.backends, all_modes=True, tunable=True)
     groups = select(cmd.options.groups)
     folder = Path(cmd.out_dir) if cmd.out_dir else default_run_dir("runs", "bench")
     with claim_output_folder(folder, cmd.force):
@@ -103,7 +103,8 @@ def _bench_into(
     if cmd.runs_path:
         runs, source = load_comparison_rows(cmd.runs_path), cmd.runs_path
     elif cmd.with_runs:
-        pairs = [(b.identity.backend, b.identity.mode) for b in run.backends]
+        # Training runs take no tuning knobs: a tuned entry is trained as it ships, once, beside its untuned twin.
+        pairs = list(dict.fromkeys((b.identity.backend, b.identity.mode) for b in run.backends if not b.twin))
         runs = with_runs(pairs, cmd.with_runs, options, folder / "runs", on_event, cmd.command)
         source = str(folder / "runs" / "comparison.json")
     doc = build_document(run, cmd.command, runs, source)

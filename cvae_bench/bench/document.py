@@ -42,6 +42,7 @@ from cvae_bench.core.records import Record
 from cvae_bench.core.stats import DEFAULT_TIE
 from cvae_bench.core.versions import NOT_INSTALLED, dist_version
 from cvae_bench.runtime.machine import LoadWindow
+from cvae_bench.runtime.threads import THREADS_ENV
 from cvae_bench.training.records import ComparisonRow
 
 #: The pytest-benchmark version whose layout bench.json follows, when pytest-benchmark is not installed.
@@ -130,11 +131,13 @@ def _as_twin(entry: Entry) -> Entry:
 def _backend_audit(backend: BackendRun, threads: int, warmup: int) -> AuditEntry:
     ident = backend.identity
     note = ident.notes.get(ident.mode, "")
+    # A `threads` knob gives this worker its own count: what its environment said is what it was asked.
+    asked = backend.audit.get("env", {}).get(THREADS_ENV)
     entry = AuditEntry(
         label=f"{ident.label} ({ident.device})",
-        threads=threads,
+        threads=int(asked) if asked else threads,
         audit=backend.audit,
-        compile=ident.mode + (f" ({note})" if note else ""),
+        compile=ident.mode + (f" ({note})" if note else "") + (f"; tuned {ident.tuning}" if ident.tuning else ""),
         sync="Backend.synchronize() ends every round; take_loss() only after the clock stops",
         data_on_device="—",
         warmup=f"{warmup} steps + calibration rounds excluded",

@@ -40,6 +40,10 @@ class BackendIdentity(Record):
     build_s: float
     notes: dict[str, str] = field(default_factory=dict)
     onnx_export: bool = False
+    #: The worker's tuning knobs as a selection writes them ('+flush-denormal=on'), '' as the backend ships.
+    tuning: str = ""
+    #: The A/A self-check's second worker of the same backend, mode and tuning.
+    aa_twin: bool = False
 
     @classmethod
     def of(cls, backend: RemoteBackend) -> BackendIdentity:
@@ -53,12 +57,19 @@ class BackendIdentity(Record):
             build_s=backend.info["build_s"],
             notes=dict(caps.get("notes", {})),
             onnx_export=bool(caps.get("onnx_export", False)),
+            tuning=backend.info.get("tuning", ""),
         )
 
     @property
+    def variant(self) -> str:
+        """The mode with its tuning ('eager+threads=1'), and ' (A/A)' for the twin: what tells two entries of one
+        backend apart."""
+        return self.mode + self.tuning + (" (A/A)" if self.aa_twin else "")
+
+    @property
     def label(self) -> str:
-        """'name:mode'."""
-        return f"{self.backend}:{self.mode}"
+        """'name:mode', then the tuning's '+knob=value...'."""
+        return f"{self.backend}:{self.variant}"
 
 
 @dataclass(frozen=True)

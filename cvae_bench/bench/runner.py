@@ -43,6 +43,7 @@ from cvae_bench.bench.rounds import (
     unmet_reasons,
 )
 from cvae_bench.core.errors import WorkerError
+from cvae_bench.core.tuning import Tuning
 from cvae_bench.runtime.machine import LoadWindow, machine_info, machine_load
 from cvae_bench.runtime.sentinel import Sentinel, summarize_ticks, wait_quiet
 from cvae_bench.runtime.threads import audit_job
@@ -88,16 +89,17 @@ def _open_member(
     stack: ExitStack,
     info: BackendInfo,
     mode: str | None,
+    tuning: Tuning,
     plans: Sequence[Plan],
     options: BenchOptions,
     on_event: Event,
     twin: bool = False,
 ) -> _Member:
-    worker = stack.enter_context(start_worker(info, options))
+    worker = stack.enter_context(start_worker(info, options, tuning))
     backend = RemoteBackend(worker, options.spec, 0, options.device, mode)
     identity = BackendIdentity.of(backend)
     if twin:
-        identity = replace(identity, mode=f"{identity.mode} (A/A)")
+        identity = replace(identity, aa_twin=True)
     on_event({"type": "stage", "what": f"open {identity.label}"})
     contestants = [Contestant(label=f"{identity.label} {p.key}", host=backend, plan=p) for p in plans]
     for c in contestants:
@@ -125,16 +127,26 @@ def measure_backends(
         members: list[_Member] = []
         for selection in selections:
             every = selection.mode == EVERY_MODE
-            first = _open_member(stack, selection.info, None if every else selection.mode, plans, options, on_event)
+            mode, tuning = (None if every else selection.mode), selection.tuning
+            first = _open_member(stack, selection.info, mode, tuning, plans, options, on_event)
             members.append(first)
             if every:
-                for mode in first.modes:
-                    if mode != first.identity.mode:
-                        members.append(_open_member(stack, selection.info, mode, plans, options, on_event))
+                for other in first.modes:
+                    if other != first.identity.mode:
+                        members.append(_open_member(stack, selection.info, other, tuning, plans, options, on_event))
         if options.self_check and members and plans:
             original = members[0]
-            info = selections[0].info
-            twin = _open_member(stack, info, original.identity.mode, plans[:1], options, on_event, twin=True)
+            first_selection = selections[0]
+            twin = _open_member(
+                stack,
+                first_selection.info,
+                original.identity.mode,
+                first_selection.tuning,
+                plans[:1],
+                options,
+                on_event,
+                twin=True,
+            )
             twin.contestants[0].partner = original.contestants[0]
             members.append(twin)
         schedule = Schedule([c for m in members for c in m.contestants], sentinel, options.seed)

@@ -31,3 +31,7 @@ class OnnxExportError(CvaeBenchError):
 
 class OnnxCheckError(ValueError, CvaeBenchError):
     """An ONNX file whose outputs in onnxruntime differ from the framework's beyond the tolerance."""
+
+
+class TuningError(CvaeBenchError):
+    """A tuning knob that does not exist, a value it does not take, or a knob that cannot act on the backend."""

@@ -53,6 +53,7 @@ from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core import errors
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import WorkerError
+from cvae_bench.core.tuning import apply_in_process
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime.protocol import EOF, ProtocolError, check_answer, read_frame, write_frame
 
@@ -327,7 +328,9 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
                 t0 = time.perf_counter()
                 cls = registry.get(req["name"]).load_class()
                 backend = cls(ModelSpec.from_dict(req["spec"]), req["seed"], req["device"], req["mode"])
-                value: Any = {**backend.describe(), "build_s": time.perf_counter() - t0}
+                # Knobs that are calls into the framework: it is loaded now, and no step has run yet.
+                tuning = apply_in_process()
+                value: Any = {**backend.describe(), "build_s": time.perf_counter() - t0, "tuning": tuning.label}
             elif op == "run":
                 value = req["job"](backend, emit, **req["kwargs"])
             elif backend is None:

@@ -35,6 +35,7 @@ from cvae_bench.bench.roofline import (
 from cvae_bench.bench.timing import Timing
 from cvae_bench.core.errors import BackendUnavailableError, WorkerError
 from cvae_bench.core.records import Record
+from cvae_bench.core.tuning import Tuning
 from cvae_bench.runtime.worker import RemoteBackend
 
 #: Decoder batch sizes of the anatomy.
@@ -174,7 +175,8 @@ class AnatomyGroup(StandaloneGroup[AnatomyRun]):
         for identity in backends:
             on_event({"type": "stage", "what": f"anatomy {identity.label}"})
             try:
-                with start_worker(registry.get(identity.backend), options) as w:
+                tuning = Tuning.parse(identity.tuning)
+                with start_worker(registry.get(identity.backend), options, tuning) as w:
                     backend = RemoteBackend(w, options.spec, 0, identity.device, identity.mode)
                     result: AnatomyResult = backend.run_job(
                         anatomy_job,
@@ -212,14 +214,14 @@ class AnatomyGroup(StandaloneGroup[AnatomyRun]):
             ident = run.identity
             base = {
                 "backend": ident.backend,
-                "mode": ident.mode,
+                "mode": ident.variant,
                 "device": ident.device,
                 "versions": ident.versions,
                 "threads": threads,
             }
-            params = {"backend": ident.backend, "mode": ident.mode}
+            params = {"backend": ident.backend, "mode": ident.variant}
             for a in run.result.anatomies:
-                key = f"{ident.backend}-{ident.mode}-{a.workload}-b{a.batch}"
+                key = f"{ident.backend}-{ident.variant}-{a.workload}-b{a.batch}"
                 out.append(_entry(self.name, key, params, base, a, roofline))
         if result.onnxruntime is not None:
             base = {"backend": "onnxruntime", "mode": "fp32", "device": "cpu", "versions": {}, "threads": threads}

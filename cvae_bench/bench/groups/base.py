@@ -18,6 +18,7 @@ bench.json alone re-renders the report).
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
@@ -31,6 +32,7 @@ from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo
 from cvae_bench.bench.roofline import Roofline, Workload
 from cvae_bench.bench.rounds import Plan, measure_alone
 from cvae_bench.bench.timing import Timing
+from cvae_bench.core.tuning import UNTUNED, Tuning
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
@@ -45,9 +47,12 @@ Event = Callable[[dict[str, Any]], None]
 BARE_WORKER = BackendInfo(name="bench", target="", requires=())
 
 
-def start_worker(info: BackendInfo, options: BenchOptions) -> Worker:
-    """A worker for `info` with the benchmark's thread count and idle timeout."""
-    return Worker(info, idle_timeout=options.idle_timeout, extra_env=thread_env(options.threads))
+def start_worker(info: BackendInfo, options: BenchOptions, tuning: Tuning = UNTUNED) -> Worker:
+    """A worker for `info` with the benchmark's thread count (or the tuning's) and idle timeout, and the tuning's
+    environment."""
+    env = thread_env(tuning.threads or options.threads)
+    env.update(tuning.environment({**os.environ, **env}))
+    return Worker(info, idle_timeout=options.idle_timeout, extra_env=env)
 
 
 def ignore(event: dict[str, Any]) -> None:

@@ -119,7 +119,7 @@ class SampleNative(BackendGroup[SampleNativeResult]):
             derived = measured(call.timing, b, floor)
             info = SampleNativeInfo(
                 backend=identity.backend,
-                mode=identity.mode,
+                mode=identity.variant,
                 device=identity.device,
                 versions=identity.versions,
                 threads=threads,
@@ -127,8 +127,8 @@ class SampleNative(BackendGroup[SampleNativeResult]):
                 first_call_s=call.first_call_s,
                 **derived,
             )
-            params = {"backend": identity.backend, "mode": identity.mode, "batch": b}
-            out.append(Entry.make(self.name, f"{identity.backend}-{identity.mode}-b{b}", params, call.timing, info))
+            params = {"backend": identity.backend, "mode": identity.variant, "batch": b}
+            out.append(Entry.make(self.name, f"{identity.backend}-{identity.variant}-b{b}", params, call.timing, info))
         return out
 
     def row(self, entry: Entry, ratio: float) -> list[str]:

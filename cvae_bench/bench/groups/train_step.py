@@ -209,7 +209,7 @@ class TrainStep(BackendGroup[TrainStepResult]):
         derived = measured(result.timing, result.batch, floor)
         info = TrainStepInfo(
             backend=identity.backend,
-            mode=identity.mode,
+            mode=identity.variant,
             device=identity.device,
             versions=identity.versions,
             threads=threads,
@@ -220,8 +220,8 @@ class TrainStep(BackendGroup[TrainStepResult]):
             ms_per_step=derived["median_s"] * 1e3,
             **derived,
         )
-        params = {"backend": identity.backend, "mode": identity.mode, "batch": result.batch}
-        return [Entry.make(self.name, f"{identity.backend}-{identity.mode}", params, result.timing, info)]
+        params = {"backend": identity.backend, "mode": identity.variant, "batch": result.batch}
+        return [Entry.make(self.name, f"{identity.backend}-{identity.variant}", params, result.timing, info)]
 
     def row(self, entry: Entry, ratio: float) -> list[str]:
         x: TrainStepInfo = self.info(entry)
