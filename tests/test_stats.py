@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from cvae_bench.bench.records import Entry, MeasuredInfo
 from cvae_bench.bench.rounds import unmet
 from cvae_bench.bench.timing import Timing
-from cvae_bench.bench.verdicts import AA_TWIN, entry_verdicts, noise_check
+from cvae_bench.bench.verdicts import AA_TWIN, TUNING, entry_verdicts, noise_check, tuning_verdicts
 from cvae_bench.core.stats import (
     Interval,
     median_interval,
@@ -152,3 +153,43 @@ def test_a_failed_a_a_check_warns() -> None:
     entries = [_entry("fast", a, sweeps), _entry("fast", b, sweeps, twin=True)]
     check = noise_check(entry_verdicts(entries), entries)
     assert check is not None and not check.passed and "FAILED" in check.line()
+
+
+def _tuned(entry: Entry, knobs: str) -> Entry:
+    params = {**entry.params, "mode": f"{entry.params['mode']}{knobs}", TUNING: knobs}
+    return dataclasses.replace(entry, params=params, name=entry.name.removesuffix("]") + f"{knobs}]")
+
+
+@pytest.mark.parametrize(
+    ("factor", "twin_factor", "verdict_word", "worth"),
+    [
+        (0.80, 1.0, "faster", True),  # a clear win, the A/A pair agrees: worth turning
+        (0.96, 0.96, "faster", False),  # a 4 % win, but two workers of one configuration differ by as much
+        (1.10, 1.0, "slower", False),
+        (1.00, 1.0, "tie", False),
+    ],
+)
+def test_a_knob_is_worth_turning_only_beyond_the_tie_band_and_the_a_a_bound(
+    factor: float, twin_factor: float, verdict_word: str, worth: bool
+) -> None:
+    base, tuned = _drifting(40, factor, seed=7)
+    _, twin = _drifting(40, twin_factor, seed=7, noise=0.012)  # the same drift as the pair, its own noise
+    sweeps = list(range(40))
+    plain = _entry("torch", base, sweeps)
+    entries = [
+        plain,
+        _tuned(_entry("torch", tuned, sweeps), "+mkldnn=off"),
+        _entry("torch", twin, sweeps, twin=True),
+        _entry("other", tuned, sweeps),  # an untuned entry of another backend: never anyone's reference
+    ]
+    verdicts = entry_verdicts(entries)
+    (tv,) = tuning_verdicts(entries, noise_check(verdicts, entries))
+    assert tv.reference == plain.name and tv.tuning == "+mkldnn=off" and tv.paired
+    assert tv.verdict == verdict_word and tv.worth_it is worth
+    assert tv.noise_bound is not None and tv.line().endswith(": worth turning") is worth
+
+
+def test_a_tuned_entry_without_its_untuned_sibling_gets_no_tuning_verdict() -> None:
+    a, b = _drifting(15, 0.8, seed=9)
+    entries = [_entry("other", a, list(range(15))), _tuned(_entry("torch", b, list(range(15))), "+threads=1")]
+    assert tuning_verdicts(entries, None) == []

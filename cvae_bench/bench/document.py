@@ -37,7 +37,15 @@ from cvae_bench.bench.groups import GROUPS, BackendGroup, StandaloneGroup
 from cvae_bench.bench.records import BackendRun, BenchRun, Entry
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.rounds import RoundsSummary
-from cvae_bench.bench.verdicts import AA_TWIN, NoiseCheck, Verdict, entry_verdicts, noise_check
+from cvae_bench.bench.verdicts import (
+    AA_TWIN,
+    NoiseCheck,
+    TuningVerdict,
+    Verdict,
+    entry_verdicts,
+    noise_check,
+    tuning_verdicts,
+)
 from cvae_bench.core.records import Record
 from cvae_bench.core.stats import DEFAULT_TIE
 from cvae_bench.core.versions import NOT_INSTALLED, dist_version
@@ -75,6 +83,7 @@ class BenchSummary(Record):
     rounds: RoundsSummary | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     noise: NoiseCheck | None = None
+    tuning: list[TuningVerdict] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The record with `sections` spread beside the fields, before `time_to_target`."""
@@ -198,6 +207,7 @@ def build_document(
     made = entries(run)
     tie = float(run.options.get("tie", DEFAULT_TIE))
     verdicts = entry_verdicts(made, tie)
+    noise = noise_check(verdicts, made)
     return BenchDocument(
         machine_info=run.machine_info,
         commit_info=_commit_info(Path(__file__).resolve().parents[2]),
@@ -217,6 +227,7 @@ def build_document(
             tie=tie,
             rounds=run.rounds,
             verdicts=verdicts,
-            noise=noise_check(verdicts, made),
+            noise=noise,
+            tuning=tuning_verdicts(made, noise, tie),
         ),
     )

@@ -67,6 +67,13 @@ class BackendIdentity(Record):
         return self.mode + self.tuning + (" (A/A)" if self.aa_twin else "")
 
     @property
+    def params(self) -> dict[str, str]:
+        """What names this backend in an entry's params: backend, mode (the variant), and the tuning if any
+        (`bench.verdicts` pairs a tuned entry with its untuned sibling by them)."""
+        out = {"backend": self.backend, "mode": self.variant}
+        return {**out, "tuning": self.tuning} if self.tuning else out
+
+    @property
     def label(self) -> str:
         """'name:mode', then the tuning's '+knob=value...'."""
         return f"{self.backend}:{self.variant}"

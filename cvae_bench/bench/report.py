@@ -86,6 +86,10 @@ def noise_lines(doc: BenchDocument) -> list[str]:
     out = []
     if cb.noise is not None:
         out.append(cb.noise.line())
+    if cb.tuning:
+        out.append("Tuning: each tuned entry against the same backend/mode untuned (worth turning: faster, with the")
+        out.append("whole interval beyond the tie band and the A/A bound):")
+        out += [f"  {t.line()}" for t in cb.tuning]
     r = cb.rounds
     if r is not None:
         line = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cvae_bench.bench.records import Entry
 from cvae_bench.core.records import Record
-from cvae_bench.core.stats import DEFAULT_TIE, Interval, paired_ratio, unpaired_ratio, verdict
+from cvae_bench.core.stats import DEFAULT_TIE, Interval, paired_ratio, unpaired_ratio, verdict, verdict_cell
 
 #: params key marking the A/A twin's entries.
 AA_TWIN = "aa_twin"
@@ -111,3 +111,70 @@ def noise_check(verdicts: Sequence[Verdict], entries: Sequence[Entry]) -> NoiseC
         if v.name in twins:
             return NoiseCheck(v.name, v.reference, v.ratio, v.ratio.rel_half_width, v.ratio.contains(1.0))
     return None
+
+
+#: params key of a tuned entry: its knobs as a selection writes them ('+mkldnn=off').
+TUNING = "tuning"
+
+
+@dataclass(frozen=True)
+class TuningVerdict(Record):
+    """A tuned entry against the same backend, mode, group and batch untuned: is the knob worth turning?
+
+    Attributes:
+        name, reference: the tuned entry and its untuned sibling; group, batch: where they sit; tuning: the knobs.
+        ratio: tuned / untuned with its 95 % interval (below 1: the knob makes it faster); verdict: as for
+            every verdict, against the tie band `tie`; paired: whether the rounds paired by sweep.
+        noise_bound: the largest difference between two workers of one configuration that the A/A check
+            allows (the farther bound of its interval from 1.0); None without an A/A twin.
+        worth_it: faster, with the whole interval below both 1 − tie and 1 − noise_bound: the only case in
+            which a default should change (a win inside the A/A band may be which worker ran it, not the knob).
+    """
+
+    name: str
+    reference: str
+    group: str
+    batch: int
+    tuning: str
+    ratio: Interval
+    verdict: str
+    tie: float
+    paired: bool
+    noise_bound: float | None
+    worth_it: bool
+
+    def line(self) -> str:
+        """One line for the console and bench.md."""
+        bound = f"A/A bound ±{self.noise_bound:.1%}" if self.noise_bound is not None else "no A/A bound"
+        call = "worth turning" if self.worth_it else "not shown to be worth turning"
+        return f"{self.name} vs untuned: {verdict_cell(self.ratio, self.tie)}; {bound}: {call}"
+
+
+def noise_bound(noise: NoiseCheck | None) -> float | None:
+    """The largest worker-to-worker difference the A/A interval allows (None: no twin, or no interval)."""
+    if noise is None or noise.ratio.low is None or noise.ratio.high is None:
+        return None
+    return max(abs(noise.ratio.low - 1), abs(noise.ratio.high - 1))
+
+
+def tuning_verdicts(
+    entries: Sequence[Entry], noise: NoiseCheck | None, tie: float = DEFAULT_TIE
+) -> list[TuningVerdict]:
+    """Every tuned entry against its untuned sibling, where the run measured one."""
+    bound = noise_bound(noise)
+    out: list[TuningVerdict] = []
+    for e in entries:
+        knobs = str(e.params.get(TUNING) or "")
+        if not knobs or is_twin(e):
+            continue
+        base = {**{k: v for k, v in e.params.items() if k != TUNING}, "mode": str(e.params["mode"]).removesuffix(knobs)}
+        ref = next((r for r in entries if r.group == e.group and r.params == base and not is_twin(r)), None)
+        if ref is None:
+            continue
+        ratio, paired = ratio_of(ref, e)
+        word = verdict(ratio, tie)
+        clear = 1 - max(tie, bound if bound is not None else tie)
+        worth = word == "faster" and ratio.high is not None and ratio.high < clear
+        verdict_ = TuningVerdict(e.name, ref.name, e.group, e.batch or 0, knobs, ratio, word, tie, paired, bound, worth)
+        out.append(verdict_)
+    return out

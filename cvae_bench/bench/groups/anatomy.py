@@ -219,7 +219,7 @@ class AnatomyGroup(StandaloneGroup[AnatomyRun]):
                 "versions": ident.versions,
                 "threads": threads,
             }
-            params = {"backend": ident.backend, "mode": ident.variant}
+            params = ident.params
             for a in run.result.anatomies:
                 key = f"{ident.backend}-{ident.variant}-{a.workload}-b{a.batch}"
                 out.append(_entry(self.name, key, params, base, a, roofline))

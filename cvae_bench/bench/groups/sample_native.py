@@ -127,7 +127,7 @@ class SampleNative(BackendGroup[SampleNativeResult]):
                 first_call_s=call.first_call_s,
                 **derived,
             )
-            params = {"backend": identity.backend, "mode": identity.variant, "batch": b}
+            params = {**identity.params, "batch": b}
             out.append(Entry.make(self.name, f"{identity.backend}-{identity.variant}-b{b}", params, call.timing, info))
         return out
 

@@ -220,7 +220,7 @@ class TrainStep(BackendGroup[TrainStepResult]):
             ms_per_step=derived["median_s"] * 1e3,
             **derived,
         )
-        params = {"backend": identity.backend, "mode": identity.variant, "batch": result.batch}
+        params = {**identity.params, "batch": result.batch}
         return [Entry.make(self.name, f"{identity.backend}-{identity.variant}", params, result.timing, info)]
 
     def row(self, entry: Entry, ratio: float) -> list[str]:
