@@ -89,9 +89,12 @@ def test_an_in_process_knob_on_a_framework_the_backend_does_not_load_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The NumPy example backend never imports torch: torch's flush-to-zero would act on nothing.
-    with start_worker(registry.get("numpy"), BenchOptions(threads=1), Tuning.parse("flush-denormal=on")) as worker:
-        with pytest.raises(TuningError, match="acts on torch, which this backend does not load"):
-            RemoteBackend(worker, DEFAULT_SPEC, 0)
+    tuning = Tuning.parse("flush-denormal=on")
+    with (
+        start_worker(registry.get("numpy"), BenchOptions(threads=1), tuning) as worker,
+        pytest.raises(TuningError, match="acts on torch, which this backend does not load"),
+    ):
+        RemoteBackend(worker, DEFAULT_SPEC, 0)
 
 
 @needs_torch

@@ -114,7 +114,7 @@ def _bench_into(
         fairness=fairness_blocks(doc),
         load=load_line(doc.cvae_bench.load),
         noise=noise_lines(doc),
-        aa_failed=doc.cvae_bench.noise is not None and not doc.cvae_bench.noise.passed,
+        aa_failed=doc.cvae_bench.noise is not None and doc.cvae_bench.noise.passed is False,
         json_path=json_path,
         md_path=md_path,
     )

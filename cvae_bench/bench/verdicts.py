@@ -47,19 +47,22 @@ class NoiseCheck(Record):
     Attributes:
         name, reference: the twin and its original; ratio: twin / original with its interval.
         noise_floor: the interval's relative half-width: differences smaller than this are below what this
-            machine can resolve now. passed: whether the interval contains 1.0.
+            machine can resolve now. passed: whether the interval contains 1.0 (None: too few rounds for an
+            interval, so no check was made: neither passed nor failed).
     """
 
     name: str
     reference: str
     ratio: Interval
     noise_floor: float | None
-    passed: bool
+    passed: bool | None
 
     def line(self) -> str:
         """One line for the console and bench.md."""
         floor = f"±{self.noise_floor:.1%}" if self.noise_floor is not None else "unknown (too few rounds)"
         head = f"A/A self-check ({self.name} vs {self.reference}): ratio {self.ratio.cell('.3f')}; noise floor {floor}"
+        if self.passed is None:
+            return head + " — not checked: too few rounds for an interval"
         if self.passed:
             return head + " — passed (contains 1.0)"
         return head + " — FAILED: the interval excludes 1.0, so something other than the backends is moving the figures"
@@ -109,7 +112,8 @@ def noise_check(verdicts: Sequence[Verdict], entries: Sequence[Entry]) -> NoiseC
     twins = {e.name for e in entries if is_twin(e)}
     for v in verdicts:
         if v.name in twins:
-            return NoiseCheck(v.name, v.reference, v.ratio, v.ratio.rel_half_width, v.ratio.contains(1.0))
+            passed = v.ratio.contains(1.0) if v.ratio.known else None
+            return NoiseCheck(v.name, v.reference, v.ratio, v.ratio.rel_half_width, passed)
     return None
 
 

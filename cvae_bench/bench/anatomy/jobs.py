@@ -17,6 +17,7 @@ from cvae_bench.core.records import Record
 
 #: Which adapter profiles which backend (a backend not listed is reported as not profiled).
 ADAPTERS = {"torch": "torch", "keras-torch": "torch", "keras-jax": "jax", "keras-tensorflow": "tensorflow"}
+MEASURE_ROUNDS = 9
 #: Seconds of calls profiled per anatomy, at least (small calls are repeated up to this).
 PROFILE_SECONDS = 0.3
 
@@ -62,7 +63,8 @@ def _measure_and_profile(
     for _ in range(warmup):
         call()
     sync()
-    timing = time_rounds(call, rounds=5, min_time=0.05, warmup=2, sync=sync)
+    # Nine rounds: the fewest that give the median a 95 % interval (`core.stats`), so the figure says how sure it is.
+    timing = time_rounds(call, rounds=MEASURE_ROUNDS, min_time=0.05, warmup=2, sync=sync)
     measured = timing.median_call()
     n = max(calls, min(5000, int(PROFILE_SECONDS / max(measured, 1e-9))))
     p = profile(n)
