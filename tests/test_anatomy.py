@@ -34,7 +34,9 @@ DATA_DIR = Path(__file__).parent / "data" / "anatomy"
         ("torch", "aten::view", OVERHEAD),
         ("torch", "autograd::engine::evaluate_function: AddmmBackward0", OVERHEAD),
         ("torch", "cpp_fused_add_mul_0", ELEMENTWISE),
-        ("torch", "## Call CompiledFxGraph abc ##", OVERHEAD),
+        ("torch", "## Call CompiledFxGraph abc ##", ELEMENTWISE),  # the self time of inductor's C++ kernels
+        ("torch", "Torch-Compiled Region: 0/0", OVERHEAD),
+        ("torch", "TorchDynamo Cache Lookup", OVERHEAD),
         ("xla", "dot", GEMM),
         ("xla", "ynn_fusion.1", GEMM),
         ("xla", "multiply_add_fusion", ELEMENTWISE),

@@ -43,11 +43,13 @@ PATTERNS: tuple[tuple[str, str, str], ...] = (
         r"|expand|detach|detach_|_unsafe_view|unsqueeze|squeeze|select|slice|alias|permute|contiguous|result_type"
         r"|_to_copy|to|lift_fresh|item|_local_scalar_dense|resize_|ones_like|zeros_like|numpy_T|split|chunk"
         r"|_reshape_alias|unbind|narrow|flatten|set_|is_nonzero|linear|matmul)$"
-        r"|CompiledFunction|## Call CompiledFxGraph|Torch-Compiled Region|TorchDynamo|ProfilerStep"
+        r"|CompiledFunction|Torch-Compiled Region|TorchDynamo|ProfilerStep"
         r"|## Guard|Lazy compilation)",
         OVERHEAD,
     ),
-    ("torch", r"(cpp_fused_|triton_|aten::)", ELEMENTWISE),
+    # On the CPU the profiler does not see inductor's fused C++ kernels: they run inside the compiled graph's
+    # call, whose self time is theirs (element-wise, loss and, in a compiled step, Adam's arithmetic together).
+    ("torch", r"(cpp_fused_|triton_|aten::|## Call CompiledFxGraph)", ELEMENTWISE),
     # XLA (jax, and TensorFlow's jit mode): HLO instruction names of the thunks, for the thunks whose HLO
     # was not read (hlo.py files those by what they compute). TF's XLA names a dot after its TF op
     # ("MatMul.24", "MatMul_1.18"); XLA:CPU wraps a lone op in a fusion named "wrapped_<opcode>".
