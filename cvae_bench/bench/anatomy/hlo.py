@@ -15,7 +15,6 @@ that neither adapter needs the other framework's proto classes (jax ships no xpl
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -191,8 +190,3 @@ def categories_from_xspace(xspace: bytes) -> dict[str, str]:
                 cat = None
             found[instr.name] = cat
     return {name: cat for name, cat in found.items() if cat is not None}
-
-
-def scope_counts(instr: Instruction) -> Counter[str]:
-    """How many of a thunk's computing instructions come from each name scope (for reading an HLO by hand)."""
-    return Counter(name for opcode, name in instr.inner if opcode not in _PLUMBING and name)
