@@ -161,3 +161,16 @@ def test_full_mnist_run_reaches_235(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "full" / "result.json").read_text())
     assert result["reached"] and result["final"]["val_elbo"] <= 235.0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["bench", "--backend", "torch+turbo=1", "--groups", "train-step"], "no tuning knob 'turbo'; known: threads"),
+        (["bench", "--backend", "torch:eager+flush-denormal=maybe"], "knob 'flush-denormal' takes on|off"),
+        (["run", "--backend", "torch+threads=1"], "are for `cvae-bench bench` only"),
+    ],
+)
+def test_bad_tuning_is_one_line(args: list[str], says: str, tmp_path: Path) -> None:
+    assert says in one_error_line(cli(*args, cwd=tmp_path))
+    assert not any(tmp_path.iterdir()), "nothing is written for a selection that is refused"
