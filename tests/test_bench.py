@@ -5,6 +5,8 @@ No test here asserts on a measured time: timings only have their structure check
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cvae_bench.backends import registry
+from cvae_bench.backends.selection import parse_selection
 from cvae_bench.bench import fairness as audit_table
 from cvae_bench.bench import roofline
 from cvae_bench.bench.document import BenchDocument, build_document
@@ -355,6 +359,7 @@ def test_document_entries_are_pytest_benchmark_shaped() -> None:
         "rounds",
         "verdicts",
         "noise",
+        "tuning",
     ]
     assert keys[: len(fixed)] == fixed and keys[-1] == "time_to_target"
     sections = {g.section for g in GROUPS.values() if g.section}
@@ -574,3 +579,38 @@ def test_sample_native_job_times_each_batch_size() -> None:
     assert sorted(out.batches) == [1, 64]
     for call in out.batches.values():
         assert len(call.timing.round_s) == 3 and call.first_call_s > 0
+
+
+@pytest.mark.skipif(
+    not (registry.get("torch").available and importlib.util.find_spec("onnxruntime")), reason="needs torch, onnxruntime"
+)
+def test_onnxruntime_joins_sample_native_as_a_paired_reference_row(mnist: tuple) -> None:
+    from cvae_bench.bench.runner import measure_backends
+
+    options = BenchOptions(batch_sizes=(1,), rounds=3, min_time=0.01, self_check=False, precisions=("fp32",))
+    (torch_eager,) = parse_selection("torch:eager", tunable=True)
+    runs, rounds = measure_backends(
+        [torch_eager], [GROUPS["sample-native"]], options, None, standalone=[GROUPS["sample-onnxruntime"]]
+    )
+    native, reference = runs
+    assert not native.reference and reference.reference and reference.identity.label == "onnxruntime:fp32"
+    assert rounds.contestants == 2
+    torch_call = native.results["sample-native"].batches[1]
+    ort_call = reference.results["sample-native"].batches[1]
+    assert ort_call.timing.sweeps == torch_call.timing.sweeps  # the same sweeps: every ratio pairs
+    run = dataclasses.replace(fake_run(), options=options.to_dict(), backends=runs, standalone={})
+    doc = build_document(run, "cvae-bench bench")
+    (verdict,) = [v for v in doc.cvae_bench.verdicts if v.group == "sample-native"]
+    assert verdict.paired and "onnxruntime-fp32" in verdict.name + verdict.reference
+    # and never anyone's backend: no time-to-target, no anatomy, no standalone measurement of its own
+    rows = {tuple(r) for r in audit_table.audit_rows(doc.cvae_bench.fairness)}
+    assert any(r[0] == "onnxruntime:fp32 (cpu)" and "host memory" in r[6] for r in rows)
+
+
+def test_no_reference_row_without_sample_native_or_off_the_cpu() -> None:
+    from contextlib import ExitStack
+
+    group = GROUPS["sample-onnxruntime"]
+    with ExitStack() as stack:
+        assert group.references(BenchOptions(), {"train-step"}, stack) == []
+        assert group.references(BenchOptions(device="cuda"), {"sample-native"}, stack) == []

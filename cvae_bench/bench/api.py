@@ -104,7 +104,9 @@ def _bench_into(
         runs, source = load_comparison_rows(cmd.runs_path), cmd.runs_path
     elif cmd.with_runs:
         # Training runs take no tuning knobs: a tuned entry is trained as it ships, once, beside its untuned twin.
-        pairs = list(dict.fromkeys((b.identity.backend, b.identity.mode) for b in run.backends if not b.twin))
+        pairs = list(
+            dict.fromkeys((b.identity.backend, b.identity.mode) for b in run.backends if not b.twin and not b.reference)
+        )
         runs = with_runs(pairs, cmd.with_runs, options, folder / "runs", on_event, cmd.command)
         source = str(folder / "runs" / "comparison.json")
     doc = build_document(run, cmd.command, runs, source)

@@ -147,9 +147,13 @@ def _backend_audit(backend: BackendRun, threads: int, warmup: int) -> AuditEntry
         threads=int(asked) if asked else threads,
         audit=backend.audit,
         compile=ident.mode + (f" ({note})" if note else "") + (f"; tuned {ident.tuning}" if ident.tuning else ""),
-        sync="Backend.synchronize() ends every round; take_loss() only after the clock stops",
+        sync="run_with_iobinding returns with the output in host memory"
+        if backend.reference
+        else "Backend.synchronize() ends every round; take_loss() only after the clock stops",
         data_on_device="—",
-        warmup=f"{warmup} steps + calibration rounds excluded",
+        warmup="warm-up calls + calibration rounds excluded"
+        if backend.reference
+        else f"{warmup} steps + calibration rounds excluded",
     )
     for name, result in backend.results.items():
         group = GROUPS[name]

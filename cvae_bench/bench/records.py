@@ -220,12 +220,14 @@ class BackendRun:
         audit: `runtime.threads.process_audit()` of its worker.
         results: each backend group's typed result, by group name.
         twin: True for the A/A twin (a second worker of the same backend/mode; its entries are marked).
+        reference: True for a row a standalone group added (`groups.base.Reference`), not a backend.
     """
 
     identity: BackendIdentity
     audit: dict[str, Any]
     results: dict[str, Any]
     twin: bool = False
+    reference: bool = False
 
 
 @dataclass(frozen=True)

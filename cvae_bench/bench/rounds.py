@@ -45,6 +45,7 @@ class Timed:
         warmup: untimed calls before calibration.
         max_iterations: a cap on calls per round.
         finish: called once after the last round; its value goes back to the parent (e.g. the final loss).
+        keep: what the call needs alive without naming it (a host buffer onnxruntime writes its output into).
     """
 
     fn: Callable[[], object]
@@ -52,6 +53,7 @@ class Timed:
     warmup: int = 0
     max_iterations: int | None = None
     finish: Callable[[], Any] | None = None
+    keep: object = None
 
 
 #: A setup: `setup(backend, emit, **kwargs) -> (Timed, what it measured apart)`.

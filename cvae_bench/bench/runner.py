@@ -20,7 +20,7 @@ from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.backends.selection import EVERY_MODE, Selection
 from cvae_bench.bench.groups import BackendGroup, BenchGroup, StandaloneGroup, select
-from cvae_bench.bench.groups.base import BARE_WORKER, Event, ignore, start_worker
+from cvae_bench.bench.groups.base import BARE_WORKER, Event, Reference, ignore, start_worker
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, BackendRun, BenchRun
 from cvae_bench.bench.roofline import (
@@ -42,12 +42,12 @@ from cvae_bench.bench.rounds import (
     unmet,
     unmet_reasons,
 )
-from cvae_bench.core.errors import WorkerError
+from cvae_bench.core.errors import CvaeBenchError, WorkerError
 from cvae_bench.core.tuning import Tuning
 from cvae_bench.runtime.machine import LoadWindow, machine_info, machine_load
 from cvae_bench.runtime.sentinel import Sentinel, summarize_ticks, wait_quiet
 from cvae_bench.runtime.threads import audit_job
-from cvae_bench.runtime.worker import RemoteBackend
+from cvae_bench.runtime.worker import RemoteBackend, Worker
 from cvae_bench.training.records import ComparisonRow
 
 
@@ -79,10 +79,11 @@ class _Member:
     """One live backend worker in the interleaved schedule."""
 
     identity: BackendIdentity
-    backend: RemoteBackend
+    backend: RemoteBackend | Worker  # a reference row's host is a bare worker
     contestants: list[Contestant]
     modes: list[str]
     twin: bool = False
+    reference: bool = False
 
 
 def _open_member(
@@ -108,6 +109,14 @@ def _open_member(
     return _Member(identity, backend, contestants, modes, twin)
 
 
+def _open_reference(ref: Reference, on_event: Event) -> _Member:
+    on_event({"type": "stage", "what": f"open {ref.identity.label} (reference)"})
+    contestants = [Contestant(label=f"{ref.identity.label} {p.key}", host=ref.host, plan=p) for p in ref.plans]
+    for c in contestants:
+        c.open(on_event)
+    return _Member(ref.identity, ref.host, contestants, [], reference=True)
+
+
 def measure_backends(
     selections: Sequence[Selection],
     groups: Sequence[BackendGroup[Any]],
@@ -115,12 +124,15 @@ def measure_backends(
     sentinel: Sentinel | None,
     on_event: Event = ignore,
     waited: WaitedQuiet | None = None,
+    standalone: Sequence[StandaloneGroup[Any]] = (),
 ) -> tuple[list[BackendRun], RoundsSummary]:
     """Every backend group of every backend/mode, each in a live worker, timed in interleaved sweeps.
 
     One worker per backend and mode stays open (plus the A/A twin with `self_check`); each sweep runs one
     round of every call in a shuffled order; sweeps that overlapped foreign load are replaced (up to a third
     more); with `rel_precision`, sweeps are added until every ratio is that precise or `max_time` passes.
+    Rows that the `standalone` groups add to these groups (`StandaloneGroup.references`, e.g. onnxruntime's
+    decoder in sample-native) are timed in the same sweeps; one that cannot be opened is reported, left out.
     """
     plans = [p for g in groups for p in g.plans(options)]
     with ExitStack() as stack:
@@ -149,6 +161,13 @@ def measure_backends(
             )
             twin.contestants[0].partner = original.contestants[0]
             members.append(twin)
+        names = {g.name for g in groups}
+        for group in standalone:
+            try:
+                for ref in group.references(options, names, stack, on_event):
+                    members.append(_open_reference(ref, on_event))
+            except CvaeBenchError as exc:  # a reference row is a comparison, not the measurement: report, go on
+                on_event({"type": "stage", "what": f"no reference row from {group.name}: {str(exc).splitlines()[0]}"})
         schedule = Schedule([c for m in members for c in m.contestants], sentinel, options.seed)
         t0 = time.monotonic()
         on_event({"type": "stage", "what": f"{len(schedule.contestants)} entries, {options.rounds} interleaved sweeps"})
@@ -205,10 +224,12 @@ def measure_backends(
                 part = {k: v for k, v in measured.items() if k in mine}
                 if part:
                     results[g.name] = g.assemble(part)
-                elif not mine and not m.twin:  # a group that is not a timing (a profiler): after the sweeps
-                    results[g.name] = g.measure(m.backend, options, on_event)
+                elif not mine and isinstance(m.backend, RemoteBackend) and not m.twin:
+                    results[g.name] = g.measure(m.backend, options, on_event)  # not a timing (a profiler)
             audit = m.backend.run_job(audit_job)
-            runs.append(BackendRun(identity=m.identity, audit=audit, results=results, twin=m.twin))
+            runs.append(
+                BackendRun(identity=m.identity, audit=audit, results=results, twin=m.twin, reference=m.reference)
+            )
     return runs, summary
 
 
@@ -246,8 +267,10 @@ def run_bench(selections: Sequence[Selection], options: BenchOptions, on_event: 
         rounds = None
         per_backend = _backend_groups(groups)
         if per_backend and selections:
-            backends, rounds = measure_backends(selections, per_backend, options, sentinel, on_event, waited)
-        identities = [b.identity for b in backends if not b.twin]
+            backends, rounds = measure_backends(
+                selections, per_backend, options, sentinel, on_event, waited, _standalone_groups(groups)
+            )
+        identities = [b.identity for b in backends if not b.twin and not b.reference]
         standalone = {g.name: g.measure(options, identities, on_event) for g in _standalone_groups(groups)}
     return BenchRun(
         started=started,

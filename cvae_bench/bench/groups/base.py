@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -168,8 +170,28 @@ class BackendGroup(BenchGroup[R]):
         return entry
 
 
+@dataclass
+class Reference:
+    """A row that a standalone group adds to a backend group's table, timed in the backends' own sweeps.
+
+    Its plans use that backend group's keys, so the group's `assemble` and `entries` treat it as one more
+    backend, and every ratio against it is paired by sweep. The host (a worker the group opened on the
+    runner's stack) runs the plans' setups.
+    """
+
+    identity: BackendIdentity
+    host: Worker
+    plans: list[Plan]
+
+
 class StandaloneGroup(BenchGroup[R]):
     """A group measured once, after the backends, in workers of its own."""
+
+    def references(
+        self, options: BenchOptions, group_names: set[str], stack: ExitStack, on_event: Event = ignore
+    ) -> list[Reference]:
+        """Rows this group adds to the backend groups in `group_names`, opened on `stack` (none by default)."""
+        return []
 
     @abstractmethod
     def measure(self, options: BenchOptions, backends: Sequence[BackendIdentity], on_event: Event = ignore) -> R:

@@ -70,7 +70,8 @@ def sample_native_job(
     return SampleNativeResult(batches=out)
 
 
-def _key(batch: int) -> str:
+def plan_key(batch: int) -> str:
+    """The rounds-engine key of the decoder call at `batch` (a reference row times its own call under it)."""
     return f"sample-native/b{batch}"
 
 
@@ -99,7 +100,7 @@ class SampleNative(BackendGroup[SampleNativeResult]):
 
     def plans(self, options: BenchOptions) -> list[Plan]:
         return [
-            Plan(_key(b), self.name, b, sample_native_setup, {"batch": b}, options.min_time)
+            Plan(plan_key(b), self.name, b, sample_native_setup, {"batch": b}, options.min_time)
             for b in options.batch_sizes
         ]
 

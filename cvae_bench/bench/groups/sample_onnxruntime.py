@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.bench.groups.base import (
     BARE_WORKER,
     Event,
+    Reference,
     StandaloneGroup,
     decoder_inputs,
     fmt_time,
@@ -32,14 +34,16 @@ from cvae_bench.bench.groups.base import (
     rate_cells,
     start_worker,
 )
-from cvae_bench.bench.groups.sample_native import decode_workloads
+from cvae_bench.bench.groups.sample_native import SampleNative, decode_workloads, plan_key
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
 from cvae_bench.bench.roofline import DECODE, Roofline, Workload
+from cvae_bench.bench.rounds import Plan, Timed
 from cvae_bench.bench.timing import time_rounds
 from cvae_bench.core.defaults import PRECISIONS
 from cvae_bench.core.errors import BackendUnavailableError
 from cvae_bench.core.records import Record
+from cvae_bench.core.versions import dist_version
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
 #: Which onnxruntime providers map to which device kind.
@@ -197,6 +201,40 @@ def ort_audit_job(backend: Any, emit: Any) -> dict[str, Any]:
     return process_audit()
 
 
+def bound_call(
+    sess: Any, spec: Any, batch: int, provider: str
+) -> tuple[Callable[[], Any], Callable[[], Any], float, np.ndarray]:
+    """One decoder call of `sess` at `batch`, IO-bound to host buffers: (call, sync, first call's seconds, the
+    output buffer, which the caller keeps alive while it calls).
+
+    Inputs are bound once and the output goes into a pre-allocated host array, so a call is
+    `run_with_iobinding` alone: no per-call allocation or name lookup, which matters at batch 1.
+    """
+    z, y = decoder_inputs(spec, batch)
+    out = np.empty((batch, *spec.image_shape), np.float32)
+    io = sess.io_binding()
+    io.bind_cpu_input("z", z)
+    io.bind_cpu_input("label", y)
+    io.bind_output("x_mean", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+    t0 = time.perf_counter()
+    sess.run_with_iobinding(io)
+    first = time.perf_counter() - t0
+    sync = io.synchronize_outputs if provider == ORT_PROVIDERS["cuda"] else (lambda: None)
+    return functools.partial(sess.run_with_iobinding, io), sync, first, out
+
+
+def reference_setup(backend: Any, emit: Any, *, path: str, batch: int, threads: int) -> tuple[Timed, float]:
+    """Rounds-engine setup in a bare worker: the fp32 decoder on onnxruntime's CPU provider at `batch`, bound
+    as the group binds it, for the sweeps of sample-native (its first call timed apart)."""
+    from cvae_bench.models.spec import DEFAULT_SPEC
+    from cvae_bench.onnx.sessions import make_session
+
+    sess = make_session(path, [ORT_PROVIDERS["cpu"]], threads)
+    spec = DEFAULT_SPEC if backend is None else backend.spec
+    run, sync, first, out = bound_call(sess, spec, batch, ORT_PROVIDERS["cpu"])
+    return Timed(fn=run, warmup=ORT_WARMUP, sync=sync, keep=out), first
+
+
 def sample_onnxruntime_job(
     backend: Any,
     emit: Any,
@@ -235,17 +273,7 @@ def sample_onnxruntime_job(
             session_s = time.perf_counter() - t0
             batches: dict[int, CallTiming] = {}
             for b in batch_sizes:
-                z, y = decoder_inputs(spec, b)
-                out = np.empty((b, *spec.image_shape), np.float32)
-                io = sess.io_binding()
-                io.bind_cpu_input("z", z)
-                io.bind_cpu_input("label", y)
-                io.bind_output("x_mean", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-                t0 = time.perf_counter()
-                sess.run_with_iobinding(io)
-                first = time.perf_counter() - t0
-                sync = io.synchronize_outputs if provider == ORT_PROVIDERS["cuda"] else (lambda: None)
-                run = functools.partial(sess.run_with_iobinding, io)
+                run, sync, first, _out = bound_call(sess, spec, b, provider)  # _out: alive while it is timed
                 timing = time_rounds(run, rounds=rounds, min_time=min_time, warmup=warmup, sync=sync)
                 batches[b] = CallTiming(timing=timing, first_call_s=first)
                 emit(
@@ -305,6 +333,50 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
 
     def workloads(self, options: BenchOptions) -> list[Workload]:
         return decode_workloads(options)
+
+    def references(
+        self, options: BenchOptions, group_names: set[str], stack: ExitStack, on_event: Event = ignore
+    ) -> list[Reference]:
+        """onnxruntime's fp32 CPU decoder as a row of sample-native, timed in the native decoders' sweeps.
+
+        This group's own table times every precision and provider in a worker of its own, after the backends'
+        sweeps, so a native decoder against it is an unpaired ratio, which on a drifting machine moves by tens
+        of percent from run to run. The reference row gives sample-native a paired verdict against the
+        deployed decoder. Only on the CPU (a GPU-resident native decoder against a CPU session would compare
+        devices) and only with torch to export it (exported here once, as `measure` exports it).
+        """
+        if SampleNative.name not in group_names or options.device != "cpu":
+            return []
+        torch = registry.all_backends().get("torch")
+        if torch is None or not torch.available:
+            return []
+        on_event({"type": "stage", "what": "onnxruntime reference for sample-native (export)"})
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cvae-bench-reference-"))
+        path = str(Path(workdir) / "decoder.fp32.onnx")
+        t0 = time.perf_counter()
+        with start_worker(torch, options) as w:
+            exported = self.export(RemoteBackend(w, options.spec, 0, "cpu", None), path, options)
+        host = stack.enter_context(start_worker(BARE_WORKER, options))
+        identity = BackendIdentity(
+            backend="onnxruntime",
+            mode="fp32",
+            device="cpu",
+            versions={"onnxruntime": dist_version("onnxruntime")},
+            build_s=time.perf_counter() - t0,
+            notes={"fp32": f"reference: the {exported['backend']} decoder exported to ONNX, CPU provider, IO binding"},
+        )
+        plans = [
+            Plan(
+                plan_key(b),
+                SampleNative.name,
+                b,
+                reference_setup,
+                {"path": path, "batch": b, "threads": options.threads},
+                options.min_time,
+            )
+            for b in options.batch_sizes
+        ]
+        return [Reference(identity, host, plans)]
 
     # The steps of `measure`, which the pytest suite also runs one by one.
     def export(self, backend: RemoteBackend, path: str, options: BenchOptions) -> dict[str, str]:
