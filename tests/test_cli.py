@@ -129,6 +129,7 @@ def test_reported_val_elbo_is_recomputed_from_the_weights(small_run: tuple[Path,
     assert abs(float(ref.total.mean()) - result["final"]["val_elbo"]) < 1e-3
 
 
+@pytest.mark.slow  # a second whole run; the default suite's resume tests already need identical histories
 def test_same_seed_gives_the_same_history(small_run: tuple[Path, dict, str], tmp_path: Path) -> None:
     _, first, _ = small_run
     proc = cli(*SMALL_RUN, "--out", str(tmp_path / "again"), "--quiet")

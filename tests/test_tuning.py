@@ -98,21 +98,19 @@ def test_an_in_process_knob_on_a_framework_the_backend_does_not_load_is_refused(
 
 
 @needs_torch
-def test_a_tuned_worker_runs_with_its_knobs_and_an_untuned_one_without(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tuned_worker_runs_with_its_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     options = BenchOptions(threads=2)
     names = ["CVAE_BENCH_THREADS", "TF_ENABLE_ONEDNN_OPTS", "CVAE_BENCH_EXAMPLE"]
     tuning = Tuning.parse("threads=1+mkldnn=off+flush-denormal=on+onednn=off+env:CVAE_BENCH_EXAMPLE=42")
-    states = {}
-    for label, t in {"tuned": tuning, "untuned": UNTUNED}.items():
-        with start_worker(registry.get("torch"), options, t) as worker:
-            remote = RemoteBackend(worker, DEFAULT_SPEC, 0)
-            assert remote.info["tuning"] == t.label
-            states[label] = remote.run_job(tuned_state, names=names)
-    tuned, untuned = states["tuned"], states["untuned"]
+    with start_worker(registry.get("torch"), options, tuning) as worker:
+        remote = RemoteBackend(worker, DEFAULT_SPEC, 0)
+        assert remote.info["tuning"] == tuning.label
+        tuned = remote.run_job(tuned_state, names=names)
     assert tuned["env"] == {"CVAE_BENCH_THREADS": "1", "TF_ENABLE_ONEDNN_OPTS": "0", "CVAE_BENCH_EXAMPLE": "42"}
     assert tuned["mkldnn"] is False and tuned["denormal_survives"] is False
-    assert untuned["env"]["CVAE_BENCH_THREADS"] == "2" and untuned["env"]["CVAE_BENCH_EXAMPLE"] is None
+    # Untuned, torch keeps both as it ships (asked here, in this process, which no knob has touched).
+    untuned = tuned_state(None, None, names=names)
     assert untuned["mkldnn"] is True and untuned["denormal_survives"] is True
     if tuned["cores"] is not None and untuned["cores"] > 1:
         assert tuned["cores"] == 1, "threads=1 pins the worker to one core"
