@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cvae_bench"
 
 #: Floors of docs/design.md's table: a module may import its own floor's and lower floors' modules only.
 FLOORS: dict[str, int] = {
-    "core": 0,  # errors, defaults, records, statistics, versions, tables: what every wing shares
+    "core": 0,  # errors, defaults, records, statistics, versions, tables, tuning: what every wing shares
     "__version__": 0,  # `from cvae_bench import __version__`: the package's face
     "models": 1,
     "backends": 2,

@@ -1,1 +1,2 @@
-"""What every wing shares: the exception tree, shared defaults, typed records, statistics, versions, tables."""
+"""What every wing shares: the exception tree, shared defaults, typed records, statistics, versions, tables,
+tuning knobs."""
