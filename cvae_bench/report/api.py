@@ -116,7 +116,8 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             "sampling",
             fig,
             "Native backends (solid) decode NumPy in and out; onnxruntime (dashed) runs "
-            "the exported decoder per provider and precision. The red line is the roofline ceiling: "
+            "the exported decoder per provider and precision ('onnxruntime:fp32': the same CPU decoder timed in "
+            "the native decoders' own sweeps, so that their ratios to it pair). The red line is the roofline ceiling: "
             "batch ÷ the floor of the decoder's GEMMs at that batch.",
         )
     page.heading("Roofline", "roofline")
