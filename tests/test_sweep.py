@@ -123,6 +123,7 @@ def test_keys_are_stable_and_change_with_every_parameter(tmp_path: Path) -> None
         ),
         ('[sweep]\nbackends = ["tf"]\n[run]\n', ":2: [sweep] backends: unknown backend 'tf'; known: "),
         ('[sweep]\nbackends = ["torch:all"]\n[run]\n', "name one mode per entry"),
+        ('[sweep]\nbackends = ["torch:eager+threads=1"]\n[bench]\n', "tuning knobs (+KNOB=VALUE) are for"),
         ('[sweep]\nbackends = ["numpy"]\n[run]\nbatch_sizes = [32]\n', "the training recipe fixes batch 64"),
         (
             '[sweep]\nbackends = ["numpy"]\nthreads = [0]\n[run]\n',
@@ -138,6 +139,7 @@ def test_keys_are_stable_and_change_with_every_parameter(tmp_path: Path) -> None
         "wrong-type",
         "unknown-backend",
         "every-mode",
+        "tuned",
         "misplaced",
         "threads",
         "group",

@@ -344,6 +344,10 @@ def _backends(reader: _Reader, table: str, names: list[str] | None) -> list[tupl
     known = registry.all_backends()
     out: list[tuple[str, str | None]] = []
     for item in names:
+        if "+" in item:  # a cell's label and key name its backend and mode only: a knob would go unrecorded
+            raise reader.error(
+                table, "backends", f"{item!r}: tuning knobs (+KNOB=VALUE) are for `cvae-bench bench` only"
+            )
         if item == "all":
             pairs: list[tuple[str, str | None]] = [(info.name, None) for info in registry.resolve("all")]
         else:
