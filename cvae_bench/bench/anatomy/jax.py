@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import glob
-import time
 from collections.abc import Callable
 from typing import Any
 
 from cvae_bench.bench.anatomy import hlo
-from cvae_bench.bench.anatomy.records import Profiled, from_spans
+from cvae_bench.bench.anatomy.records import Profiled, from_spans, timed_calls
 from cvae_bench.bench.anatomy.trace import TraceEvent, read_chrome_trace
 
 NOTE = (
@@ -44,11 +43,7 @@ def profile(call: Callable[[], None], calls: int, sync: Callable[[], None], work
 
     jax.profiler.start_trace(workdir, create_perfetto_trace=True)
     try:
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            call()
-        sync()
-        wall = time.perf_counter() - t0
+        wall = timed_calls(call, calls, sync)
     finally:
         stop: Any = jax.profiler.stop_trace  # untyped in jax's stubs
         stop()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-from cvae_bench.bench.anatomy.records import Profiled, from_spans
+from cvae_bench.bench.anatomy.records import Profiled, from_spans, timed_calls
 from cvae_bench.bench.anatomy.trace import TraceEvent, read_chrome_trace
 
 NOTE = (
@@ -41,10 +40,7 @@ def profiled_session(path: str, providers: list[str], threads: int | None, prefi
 
 def profile(call: Callable[[], None], calls: int, session: Any) -> Profiled:
     """`calls` calls of `call` (runs of `session`, whose profiler is on); its profile read back per call."""
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        call()
-    wall = time.perf_counter() - t0
+    wall = timed_calls(call, calls)  # run_with_iobinding returns with the output in host memory: no sync
     path = session.end_profiling()
     kernels, runtime = split_events(read_chrome_trace(path))
     # The profile began with the session: keep the last `calls` runs (the warm-up ran before them).

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cvae_bench.bench.anatomy.categories import CATEGORIES, OVERHEAD, categorize
@@ -53,6 +54,16 @@ class Anatomy(Record):
     def explained_s(self) -> float:
         """Seconds per call the profiler's events account for."""
         return sum(self.categories.values())
+
+
+def timed_calls(call: Callable[[], None], calls: int, sync: Callable[[], None] | None = None) -> float:
+    """Seconds for `calls` calls of `call` and the `sync` that waits for them: the wall time a profile covers."""
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        call()
+    if sync is not None:
+        sync()
+    return time.perf_counter() - t0
 
 
 def op_times(

@@ -8,12 +8,11 @@ stat, "name:Type").
 from __future__ import annotations
 
 import glob
-import time
 from collections.abc import Callable
 from typing import Any
 
 from cvae_bench.bench.anatomy import hlo
-from cvae_bench.bench.anatomy.records import Profiled, from_spans
+from cvae_bench.bench.anatomy.records import Profiled, from_spans, timed_calls
 
 NOTE = (
     "TensorFlow profiler (tf.profiler.experimental, XSpace read with TF's xplane proto): in jit mode XLA:CPU's "
@@ -74,11 +73,7 @@ def profile(call: Callable[[], None], calls: int, sync: Callable[[], None], work
 
     tf.profiler.experimental.start(workdir)
     try:
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            call()
-        sync()
-        wall = time.perf_counter() - t0
+        wall = timed_calls(call, calls, sync)
     finally:
         tf.profiler.experimental.stop()
     paths = glob.glob(f"{workdir}/**/*.xplane.pb", recursive=True)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from cvae_bench.bench.anatomy.records import Profiled, op_times
+from cvae_bench.bench.anatomy.records import Profiled, op_times, timed_calls
 
 NOTE = (
     "torch.profiler (CPU activity): each op's self time on the calling thread (intra-op threads work inside "
@@ -22,10 +21,6 @@ def profile(call: Callable[[], None], calls: int, sync: Callable[[], None], work
     from torch.profiler import profile as torch_profile
 
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            call()
-        sync()
-        wall = time.perf_counter() - t0
+        wall = timed_calls(call, calls, sync)
     events = [(e.name, e.self_cpu_time_total * 1e-6) for e in prof.events()]
     return Profiled("torch.profiler", "torch", wall / calls, op_times("torch", events, calls), note=NOTE)
