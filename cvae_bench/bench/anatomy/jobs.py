@@ -143,21 +143,16 @@ def ort_anatomy_job(
 ) -> AnatomyResult:
     """Worker job (no backend): the anatomy of the fp32 decoder in onnxruntime (CPU, IO binding) at each batch."""
     from cvae_bench.bench.anatomy import onnxruntime as ort_adapter
-    from cvae_bench.bench.groups.base import decoder_inputs
+    from cvae_bench.bench.groups.sample_onnxruntime import ORT_PROVIDERS, bound_call
     from cvae_bench.models.spec import DEFAULT_SPEC
 
     spec = backend.spec if backend is not None else DEFAULT_SPEC
     out = []
     with tempfile.TemporaryDirectory(prefix="cvae-bench-anatomy-ort-") as workdir:
         for b in decode_batches:
-            z, labels = decoder_inputs(spec, b)
-            result = np.empty((b, *spec.image_shape), np.float32)
-            sess = ort_adapter.profiled_session(path, ["CPUExecutionProvider"], threads, f"{workdir}/b{b}")
-            io = sess.io_binding()
-            io.bind_cpu_input("z", z)
-            io.bind_cpu_input("label", labels)
-            io.bind_output("x_mean", "cpu", 0, np.float32, list(result.shape), result.ctypes.data)
-            run = functools.partial(sess.run_with_iobinding, io)
+            cpu = ORT_PROVIDERS["cpu"]
+            sess = ort_adapter.profiled_session(path, [cpu], threads, f"{workdir}/b{b}")
+            run, _, _, _output = bound_call(sess, spec, b, cpu)  # bound as the timed group binds it; _output alive
             profile = functools.partial(ort_adapter.profile, run, session=sess)  # profile(n): n profiled runs
             out.append(_measure_and_profile(DECODE, b, run, profile, calls=calls, warmup=10))
             emit({"type": "bench", "what": f"anatomy onnxruntime batch {b}", "median_s": out[-1].measured_s})
