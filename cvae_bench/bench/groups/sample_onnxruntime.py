@@ -343,18 +343,20 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
         sweeps, so a native decoder against it is an unpaired ratio, which on a drifting machine moves by tens
         of percent from run to run. The reference row gives sample-native a paired verdict against the
         deployed decoder. Only on the CPU (a GPU-resident native decoder against a CPU session would compare
-        devices) and only with torch to export it (exported here once, as `measure` exports it).
+        devices) and only with an exporter that needs no measured backend (torch; exported here as `measure`
+        exports it).
         """
         if SampleNative.name not in group_names or options.device != "cpu":
             return []
-        torch = registry.all_backends().get("torch")
-        if torch is None or not torch.available:
+        try:
+            exporter = exporter_for(())
+        except BackendUnavailableError:
             return []
         on_event({"type": "stage", "what": "onnxruntime reference for sample-native (export)"})
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cvae-bench-reference-"))
         path = str(Path(workdir) / "decoder.fp32.onnx")
         t0 = time.perf_counter()
-        with start_worker(torch, options) as w:
+        with start_worker(exporter, options) as w:
             exported = self.export(RemoteBackend(w, options.spec, 0, "cpu", None), path, options)
         host = stack.enter_context(start_worker(BARE_WORKER, options))
         identity = BackendIdentity(
