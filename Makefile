@@ -1,7 +1,19 @@
-.PHONY: install test test-all lint format typecheck bench
+.PHONY: install lock test test-all lint format typecheck bench
 
+# Everything, from the lock (what .ci/run and the README's test command install).
 install:
-	pip install torch==2.13.0 && pip install -e ".[all,ray]" -e examples/numpy_plugin
+	pip install torch==2.13.0 && pip install --require-hashes -r requirements/all.txt && pip install --no-deps -e ".[all,ray]" -e examples/numpy_plugin
+
+# Regenerate the locks from pyproject.toml's ranges (uv, pinned): every extra, then the quick start's subset
+# constrained to the same versions. Where torch's CPU index cannot be reached, point TORCH_CPU at a folder
+# holding the wheel: make lock TORCH_CPU="--find-links /opt/wheels".
+UV ?= uvx uv@0.13.9
+TORCH_CPU ?= --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match
+LOCK = $(UV) pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--generate-hashes --custom-compile-command "make lock" --override requirements/torch-cpu.txt $(TORCH_CPU) --quiet
+lock:
+	$(LOCK) --extra all --extra ray -o requirements/all.txt
+	$(LOCK) --extra torch --extra report -c requirements/all.txt -o requirements/quickstart.txt
 
 test:
 	pytest -n 2 --dist loadfile

@@ -62,20 +62,25 @@ class ConformanceSuite:
         if "other" in metafunc.fixturenames:
             metafunc.parametrize("other", available_names(self.backends))
 
+    # Class-scoped fixtures are classmethods: pytest 9 deprecates them as instance methods (each test gets
+    # a new instance, so an attribute set on `self` here would be invisible), and pytest 8 accepts both.
     @pytest.fixture(scope="class")
-    def workers(self) -> Iterator[WorkerPool]:
+    @classmethod
+    def workers(cls) -> Iterator[WorkerPool]:
         """One worker per backend (and seed) for the whole class."""
         pool = WorkerPool()
         yield pool
         pool.close()
 
     @pytest.fixture(scope="class")
-    def mnist(self) -> tuple[np.ndarray, ...]:
+    @classmethod
+    def mnist(cls) -> tuple[np.ndarray, ...]:
         """Real MNIST (x_train, y_train one-hot, x_test, y_test one-hot)."""
         return load_mnist()
 
     @pytest.fixture(scope="class")
-    def probe(self) -> Probe:
+    @classmethod
+    def probe(cls) -> Probe:
         """The recipe checks' inputs on real MNIST, with the reference's answers cached."""
         return mnist_probe()
 
