@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cvae_bench import __version__
+from cvae_bench.bench.options import BenchOptions
 from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
@@ -156,6 +157,9 @@ def backends() -> None:
 
 
 # -- data -----------------------------------------------------------------------------------------------
+#: bench's defaults, declared once in `BenchOptions`.
+_BENCH_DEFAULTS = BenchOptions()
+
 _dataset_opt = click.option(
     "--dataset",
     type=click.Choice(DATASETS),
@@ -485,7 +489,20 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     show_default=True,
     help="Comma-separated: train-step, sample-native, sample-onnxruntime.",
 )
-@click.option("--rounds", type=click.IntRange(min=1), default=15, show_default=True, help="Timed rounds each.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1, max=100),
+    default=_BENCH_DEFAULTS.epochs,
+    show_default=True,
+    help="Epochs of fresh worker processes per contestant; every interval is taken across them.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=_BENCH_DEFAULTS.rounds,
+    show_default=True,
+    help="Interleaved timed rounds per epoch.",
+)
 @click.option(
     "--min-time", type=FiniteFloat(min=0), default=0.1, show_default=True, help="Seconds per round, at least."
 )
@@ -566,11 +583,17 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     show_default=True,
     help="Wait up to SECONDS for an idle machine before timing.",
 )
+@click.option(
+    "--under-load",
+    is_flag=True,
+    help="Judge even when foreign load overlapped too many sweeps (BUSY runs otherwise get no verdict).",
+)
 def bench(
     backend_name: str,
     device: str,
     threads: int | None,
     groups: str,
+    epochs: int,
     rounds: int,
     min_time: float,
     warmup: int,
@@ -593,16 +616,17 @@ def bench(
     max_time: float,
     self_check: bool,
     wait_quiet: float,
+    under_load: bool,
 ) -> None:
     """Benchmark training steps and sampling in interleaved rounds, with verdicts, roofline and fairness audit."""
     from cvae_bench.bench.api import BenchCommand, run_bench_command
-    from cvae_bench.bench.options import BenchOptions
     from cvae_bench.runtime.threads import available_cores
 
     options = BenchOptions(
         groups=tuple(g.strip() for g in groups.split(",") if g.strip()) + (("anatomy",) if anatomy else ()),
         device=device,
-        threads=threads or available_cores(),
+        threads=threads,
+        epochs=epochs,
         rounds=rounds,
         min_time=min_time,
         warmup=warmup,
@@ -617,6 +641,7 @@ def bench(
         max_time=max_time,
         self_check=self_check,
         wait_quiet=wait_quiet,
+        under_load=under_load,
     )
     command = BenchCommand(
         backends=backend_name,

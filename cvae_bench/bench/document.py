@@ -42,6 +42,7 @@ from cvae_bench.bench.verdicts import (
     NoiseCheck,
     TuningVerdict,
     Verdict,
+    BUSY,
     entry_verdicts,
     noise_check,
     tuning_verdicts,
@@ -210,7 +211,8 @@ def build_document(
     }
     made = entries(run)
     tie = float(run.options.get("tie", DEFAULT_TIE))
-    verdicts = entry_verdicts(made, tie)
+    busy = run.rounds is not None and run.rounds.busy and not run.options.get("under_load", False)
+    verdicts = entry_verdicts(made, tie, BUSY if busy else None)
     noise = noise_check(verdicts, made)
     return BenchDocument(
         machine_info=run.machine_info,

@@ -15,14 +15,14 @@ class AuditEntry(Record):
 
     Attributes:
         label: the process, e.g. "torch:eager (cpu)".
-        threads: the thread count asked for.
+        threads: the thread count asked for (None: none was; the frameworks' own defaults).
         audit: `runtime.threads.process_audit()` of the process (what its frameworks report; their keys),
             plus "ort" for onnxruntime sessions.
         compile, sync, data_on_device, warmup: what the group did about each, in words.
     """
 
     label: str
-    threads: int
+    threads: int | None
     audit: dict[str, Any] = field(default_factory=dict)
     compile: str = "-"
     sync: str = "-"
@@ -86,7 +86,7 @@ def audit_rows(entries: Sequence[AuditEntry]) -> list[list[str]]:
     return [
         [
             e.label,
-            str(e.threads),
+            str(e.threads) if e.threads else "framework default",
             str(e.audit.get("affinity_cores", "-")),
             _threads_cell(e.audit),
             e.compile,

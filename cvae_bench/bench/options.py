@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, PRECISIONS
 from cvae_bench.core.stats import DEFAULT_TIE
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
-from cvae_bench.runtime.threads import available_cores
 
 
 @dataclass(frozen=True)
@@ -18,8 +17,11 @@ class BenchOptions:
     Attributes:
         groups: names of the benchmark groups to run; empty (the default): every registered group.
         device: "cpu" or "cuda" for the backends (onnxruntime always tries CPU, and CUDA where present).
-        threads: threads for every framework (default: the cores this process may use).
-        rounds: timed rounds per measurement.
+        threads: threads for every framework; None (the default): each framework's own default, as its users
+            run it (no thread variable is set).
+        epochs: epochs of fresh worker processes per contestant; every interval is taken across them (the level
+            where timings vary most: `core.replication`).
+        rounds: timed rounds (interleaved sweeps) per epoch.
         min_time: seconds a round lasts at least (sets the calls per round).
         warmup: untimed training steps before calibration (decoders get 3, onnxruntime 10).
         batch_sizes: sampling batch sizes.
@@ -34,13 +36,15 @@ class BenchOptions:
         max_time: seconds of timed sweeps at most when `rel_precision` is set.
         self_check: add the A/A pair (the first backend/mode in a second worker) for the noise floor.
         wait_quiet: seconds to wait for an idle machine before timing (0: do not wait).
+        under_load: judge a run that the machine's load made BUSY anyway (its verdicts are withheld otherwise).
         seed: the seed of the sweeps' shuffled order.
     """
 
     groups: tuple[str, ...] = ()
     device: str = "cpu"
-    threads: int = field(default_factory=available_cores)
-    rounds: int = 15
+    threads: int | None = None
+    epochs: int = 5
+    rounds: int = 10
     min_time: float = 0.1
     warmup: int = 20
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
@@ -58,6 +62,7 @@ class BenchOptions:
     max_time: float = 300.0
     self_check: bool = True
     wait_quiet: float = 0.0
+    under_load: bool = False
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ reads back with `info_type.from_json(entry.extra_info)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,8 @@ from cvae_bench.bench.roofline import Roofline, WorkloadFloor, fraction_of_floor
 from cvae_bench.bench.rounds import RoundsSummary
 from cvae_bench.bench.timing import Timing, summarize
 from cvae_bench.core.records import Record
-from cvae_bench.core.stats import median_interval
+from cvae_bench.core.replication import replicated_median
+from cvae_bench.core.stats import Interval, median_interval
 from cvae_bench.runtime.machine import LoadWindow
 
 if TYPE_CHECKING:
@@ -83,9 +85,12 @@ class BackendIdentity(Record):
 class Stats(Record):
     """pytest-benchmark's statistics of the seconds per call, with the per-call data and calls per round.
 
-    Added to pytest-benchmark's fields: `median_ci` (the median's 95 % order-statistic interval, None below
-    6 rounds), `sweeps` (the interleaved sweep of each round of `data`; two entries pair round by round
-    where their sweeps agree) and `contended_rounds` (rounds the contention sentinel flagged).
+    Added to pytest-benchmark's fields: `median_ci` (the typical call's 95 % interval: across worker processes
+    when the rounds span two or more epochs, `ci_method` says which; else the median's order-statistic interval,
+    None below 6 rounds), `sweeps` (the interleaved sweep of each round of `data`; two entries pair round by
+    round where their sweeps agree), `epochs` (the epoch — fresh workers — of each round), `contended_rounds`
+    (rounds the contention sentinel flagged), and `idle_cpu_s`/`worked_while_idle` (the CPU its workers used
+    while stopped between rounds; an entry that worked while idle gets no verdict).
     """
 
     min: float
@@ -109,21 +114,36 @@ class Stats(Record):
     median_ci: list[float] | None = None
     ci_method: str = "order-statistic"
     sweeps: list[int] | None = None
+    epochs: list[int] | None = None
     contended_rounds: int = 0
+    idle_cpu_s: float | None = None
+    worked_while_idle: bool = False
 
     @classmethod
     def of(cls, timing: Timing) -> Stats:
-        """The statistics of one timing, per call, with the median's 95 % order-statistic interval."""
+        """The statistics of one timing, per call, with the typical call's 95 % interval."""
         data = timing.per_call()
-        ci = median_interval(data)
+        ci = typical_call(data, timing.epochs)
         return cls(
             **summarize(data),
             data=data,
             iterations=timing.iterations,
             median_ci=[ci.low, ci.high] if ci.low is not None and ci.high is not None else None,
+            ci_method=ci.method,
             sweeps=timing.sweeps,
+            epochs=timing.epochs,
             contended_rounds=sum(timing.contended or []),
+            idle_cpu_s=timing.idle.cpu_s if timing.idle is not None else None,
+            worked_while_idle=bool(timing.idle and timing.idle.worked),
         )
+
+
+def typical_call(data: Sequence[float], epochs: Sequence[int] | None) -> Interval:
+    """Seconds per call with its 95 % interval: across epochs (worker processes) when there are two or more,
+    else the median's order-statistic interval over the rounds."""
+    if epochs is not None and len(set(epochs)) >= 2:
+        return replicated_median(data, epochs)
+    return median_interval(data)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,7 +162,7 @@ class MeasuredInfo(Record):
     mode: str
     device: str
     versions: dict[str, str]
-    threads: int
+    threads: int | None
     batch_size: int
     flops_per_call: int
     floor_s: float | None

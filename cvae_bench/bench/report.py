@@ -72,7 +72,7 @@ def group_tables(entries: Sequence[Entry], verdicts: Sequence[Verdict] = ()) -> 
                 v = by_name.get(e.name)
                 if col is not None and verdicts:
                     if v is not None:
-                        row[col] = verdict_cell(v.ratio, v.tie) + (" (A/A twin)" if is_twin(e) else "")
+                        row[col] = v.cell() + (" (A/A twin)" if is_twin(e) else "")
                     elif e is same[0]:
                         row[col] = "1.00× fastest"
                 rows.append([*row, ci_cell(e)])
@@ -114,10 +114,16 @@ def noise_lines(doc: BenchDocument) -> list[str]:
             w = r.waited_quiet
             state = "became quiet" if w.quiet else "stayed BUSY"
             out.append(f"--wait-quiet {w.allowed_s:.0f}: the machine {state} after {w.waited_s:.0f} s.")
-        if r.load.busy:
+        if r.busy:
             out.append(
-                "WARNING: the machine was busy during the timed rounds; ratios between entries of this run "
-                "stay paired, but absolute times are not comparable with a quiet run."
+                "BUSY: no verdict. Foreign load overlapped too many sweeps in every epoch for the figures to be the "
+                "backends' own (frameworks degrade differently under load, so pairing does not cancel it); the "
+                "timings are kept for the record. Re-run on a quiet machine, or pass --under-load to judge anyway."
+            )
+        elif r.load.busy:
+            out.append(
+                "WARNING: the machine was busy during the run; the sweeps that overlapped foreign load were "
+                "dropped or re-run, and absolute times are not comparable with a quiet run."
             )
     return out
 
@@ -290,7 +296,7 @@ def to_markdown(doc: BenchDocument) -> str:
         "# cvae-bench benchmarks",
         "",
         f"Command: `{cb.command}`  ",
-        f"Machine: {mi['cpu']['brand_raw']}, {mi['cpu']['count']} cores; threads per framework: {mi['threads']}  ",
+        f"Machine: {mi['cpu']['brand_raw']}, {mi['cpu']['count']} cores; threads per framework: {mi['threads'] or 'each framework default'}  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(mi["versions"].items())) + "  ",
         f"Started: {cb.started}; {load_line(cb.load)}",
         "",

@@ -26,7 +26,9 @@ from typing import Any
 
 from cvae_bench.bench.timing import Timing, calibrate, time_round
 from cvae_bench.core.records import Record
+from cvae_bench.core.replication import ONE_PROCESS, VarianceComponents, replicated_paired_ratio
 from cvae_bench.core.stats import Interval, paired_ratio
+from cvae_bench.runtime.pause import IdleRecord, worked_while_idle
 from cvae_bench.runtime.sentinel import LoadSeen, Sentinel
 
 
@@ -76,13 +78,29 @@ _OPEN: dict[str, tuple[Timed, int]] = {}
 
 
 def open_job(
-    backend: Any, emit: Any, *, key: str, setup: Setup, min_time: float, setup_kwargs: dict[str, Any]
+    backend: Any,
+    emit: Any,
+    *,
+    key: str,
+    setup: Setup,
+    min_time: float,
+    setup_kwargs: dict[str, Any],
+    iterations: int | None = None,
 ) -> Opened:
-    """Worker job: run `setup`, warm up and calibrate, and keep the call open under `key`."""
+    """Worker job: run `setup`, warm up and calibrate (or, given `iterations`, only warm up: later epochs keep
+    the first epoch's calls per round, so that every round of an entry times the same work), and keep the call
+    open under `key`."""
     timed, info = setup(backend, emit, **setup_kwargs)
-    iterations, warmup_s = calibrate(
-        timed.fn, min_time=min_time, warmup=timed.warmup, sync=timed.sync, max_iterations=timed.max_iterations
-    )
+    if iterations is None:
+        iterations, warmup_s = calibrate(
+            timed.fn, min_time=min_time, warmup=timed.warmup, sync=timed.sync, max_iterations=timed.max_iterations
+        )
+    else:
+        t0 = time.perf_counter()
+        for _ in range(timed.warmup):
+            timed.fn()
+        timed.sync()
+        warmup_s = time.perf_counter() - t0
     _OPEN[key] = (timed, iterations)
     return Opened(key=key, iterations=iterations, warmup=timed.warmup, warmup_s=warmup_s, info=info)
 
@@ -139,15 +157,17 @@ class Plan:
 
 @dataclass
 class Contestant:
-    """One timed call in one live worker, and the rounds it has had.
+    """One timed call, and the rounds it has had across epochs (a fresh worker each epoch).
 
     Attributes:
         label: who it is (e.g. "torch:eager train-step").
-        host: the worker or remote backend that runs its jobs.
-        plan: what it times; opened: its calibration (after `open`).
+        host: the worker or remote backend that runs its jobs in the current epoch.
+        plan: what it times; opened: its calibration (the first epoch's; later epochs keep its calls per round).
         partner: for the A/A twin (the same backend/mode in a second worker), the contestant it mirrors.
-        round_s, sweeps, contended: each round's seconds, sweep and contention flag.
-        end: what the setup's `finish` returned (after `close`).
+        round_s, sweeps, epochs, windows, contended: each round's seconds, sweep, epoch, clock window and
+            contention flag.
+        idle: what its workers did while stopped between their rounds, added up over the epochs.
+        end: what the setup's `finish` returned (after `close`, the last epoch's).
     """
 
     label: str
@@ -157,17 +177,30 @@ class Contestant:
     opened: Opened | None = None
     round_s: list[float] = field(default_factory=list)
     sweeps: list[int] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
     windows: list[tuple[float, float]] = field(default_factory=list)
     contended: list[bool] = field(default_factory=list)
+    idle_s: float = 0.0
+    idle_cpu_s: float = 0.0
+    pauses: int = 0
     end: Any = None
 
     def open(self, on_event: Callable[[dict[str, Any]], None] | None = None) -> Opened:
-        """Run the setup and calibrate in the worker."""
+        """Run the setup in the current host, and calibrate (first epoch) or warm up (later ones)."""
         p = self.plan
-        self.opened = self.host.run_job(
-            open_job, on_event, key=p.key, setup=p.setup, min_time=p.min_time, setup_kwargs=p.setup_kwargs
+        fixed = self.opened.iterations if self.opened is not None else None
+        opened: Opened = self.host.run_job(
+            open_job,
+            on_event,
+            key=p.key,
+            setup=p.setup,
+            min_time=p.min_time,
+            setup_kwargs=p.setup_kwargs,
+            iterations=fixed,
         )
-        return self.opened
+        if self.opened is None:
+            self.opened = opened
+        return opened
 
     def close(self) -> Any:
         """Finish the call in the worker; returns (and keeps) what its `finish` returned."""
@@ -180,12 +213,35 @@ class Contestant:
         n = self.opened.iterations
         return [s / n for s, w in zip(self.round_s, self.sweeps, strict=True) if keep is None or w in keep]
 
+    def kept_epochs(self, keep: set[int]) -> list[int]:
+        """The epoch of each round in the sweeps of `keep`, aligned with `per_call(keep)`."""
+        return [e for e, w in zip(self.epochs, self.sweeps, strict=True) if w in keep]
+
+    def idle_record(self) -> IdleRecord:
+        """What its workers did while stopped, over every epoch so far."""
+        return IdleRecord(
+            idle_s=round(self.idle_s, 3),
+            cpu_s=round(self.idle_cpu_s, 3),
+            pauses=self.pauses,
+            worked=worked_while_idle(self.idle_cpu_s, self.idle_s),
+        )
+
+
+def worker_of(host: Any) -> Any:
+    """The `Worker` behind a host (a `RemoteBackend`'s, or the host itself)."""
+    return getattr(host, "worker", host)
+
 
 class Schedule:
-    """Interleaved sweeps over contestants, watched by a sentinel.
+    """Interleaved sweeps over contestants, in epochs of fresh workers, watched by a sentinel.
+
+    Within an epoch every sweep runs one round of every contestant in a fresh shuffled order, one worker
+    active at a time: every other worker is stopped (`Worker.pause`, SIGSTOP of its process tree) and the CPU
+    its tree used meanwhile is read around the round, so an idle worker can neither slow the timed one nor
+    hide work of its own. `begin_epoch` binds the contestants to the next epoch's workers.
 
     Args:
-        contestants: every open contestant.
+        contestants: every contestant (bound to its first epoch's host).
         sentinel: the contention sentinel (None: rounds are not checked).
         seed: the shuffle's seed (recorded in bench.json's options, so an order can be replayed).
     """
@@ -195,7 +251,17 @@ class Schedule:
         self.sentinel = sentinel
         self.rng = random.Random(seed)
         self.sweeps_run = 0
+        self.epoch = 0
+        self.sweep_epoch: dict[int, int] = {}
         self.started = time.monotonic()
+
+    def begin_epoch(self, epoch: int, hosts: dict[str, Any]) -> None:
+        """Bind each contestant to its host of `epoch` (by label) and stop every host until its rounds."""
+        self.epoch = epoch
+        for c in self.contestants:
+            c.host = hosts[c.label]
+        for w in {id(worker_of(c.host)): worker_of(c.host) for c in self.contestants}.values():
+            w.pause()
 
     def sweep(self) -> None:
         """One round of every contestant, in a fresh shuffled order; then each round's contention flag."""
@@ -203,45 +269,88 @@ class Schedule:
         order = list(self.contestants)
         self.rng.shuffle(order)
         for c in order:
-            t0 = time.monotonic()
+            mine = worker_of(c.host)
+            mine.resume()
             (seconds,) = c.host.run_job(rounds_job, None, key=c.plan.key, rounds=1)
             t1 = time.monotonic()
+            mine.pause()
             c.round_s.append(seconds)
             c.sweeps.append(index)
+            c.epochs.append(self.epoch)
             c.windows.append((t1 - seconds, t1))
         if self.sentinel is not None:
             self.sentinel.flush()
         for c in order:
             t0, t1 = c.windows[-1]
             c.contended.append(self.sentinel.contended(t0, t1) if self.sentinel is not None else False)
+        self.sweep_epoch[index] = self.epoch
         self.sweeps_run += 1
+
+    def end_epoch(self) -> None:
+        """Continue every worker of the epoch (to be closed) and add what each did while stopped to its
+        contestants' records."""
+        workers = {id(worker_of(c.host)): worker_of(c.host) for c in self.contestants}
+        for w in workers.values():
+            w.resume()
+        for c in self.contestants:
+            idle = worker_of(c.host).idle
+            c.idle_s += idle.idle_s
+            c.idle_cpu_s += idle.cpu_s
+            c.pauses += idle.pauses
 
     def contended_sweeps(self) -> set[int]:
         """Sweeps in which any contestant's round overlapped foreign load."""
         return {w for c in self.contestants for w, hot in zip(c.sweeps, c.contended, strict=True) if hot}
 
-    def kept(self, wanted: int) -> set[int]:
-        """The sweeps the statistics use: the clean ones when there are at least `wanted`, else all."""
+    def clean_in_epoch(self, epoch: int) -> int:
+        """Sweeps of `epoch` that no foreign load overlapped."""
+        hot = self.contended_sweeps()
+        return sum(1 for w, e in self.sweep_epoch.items() if e == epoch and w not in hot)
+
+    def kept(self, wanted: int, under_load: bool = False) -> set[int]:
+        """The sweeps the statistics use: the clean sweeps of every epoch with at least half of `wanted` clean
+        ones (`busy_epochs` are dropped whole: their workers' figures are the load's, not the backends');
+        every sweep with `under_load`, or when no epoch qualifies (the run is then BUSY: `busy`)."""
         every = set(range(self.sweeps_run))
-        clean = every - self.contended_sweeps()
-        return clean if len(clean) >= wanted else every
+        if under_load:
+            return every
+        hot = self.contended_sweeps()
+        good = set(self.epochs_run()) - self.busy_epochs(wanted)
+        clean = {w for w in every - hot if self.sweep_epoch[w] in good}
+        return clean or every
+
+    def epochs_run(self) -> list[int]:
+        """Every epoch that timed a sweep, in order."""
+        return sorted(set(self.sweep_epoch.values()))
+
+    def busy_epochs(self, wanted: int) -> set[int]:
+        """Epochs with fewer than half of `wanted` clean sweeps."""
+        need = max(1, math.ceil(wanted / 2))
+        return {e for e in self.epochs_run() if self.clean_in_epoch(e) < need}
 
     def timing(self, c: Contestant, keep: set[int]) -> Timing:
         """`c`'s rounds over the sweeps in `keep`, as a `Timing`."""
         assert c.opened is not None
-        rows = [(s, w, hot) for s, w, hot in zip(c.round_s, c.sweeps, c.contended, strict=True) if w in keep]
+        rows = [
+            (s, w, e, hot)
+            for s, w, e, hot in zip(c.round_s, c.sweeps, c.epochs, c.contended, strict=True)
+            if w in keep
+        ]
         return Timing(
-            round_s=[s for s, _, _ in rows],
+            round_s=[s for s, _, _, _ in rows],
             iterations=c.opened.iterations,
             warmup=c.opened.warmup,
             warmup_s=c.opened.warmup_s,
-            sweeps=[w for _, w, _ in rows],
-            contended=[hot for _, _, hot in rows],
+            sweeps=[w for _, w, _, _ in rows],
+            contended=[hot for _, _, _, hot in rows],
+            epochs=[e for _, _, e, _ in rows],
+            idle=c.idle_record(),
         )
 
     def ratios(self, keep: set[int]) -> dict[str, Interval]:
         """Each contestant's paired ratio to the fastest of its group and batch (twins compared to their
-        original instead), by label; the fastest itself is absent."""
+        original instead), by label; the fastest itself is absent. Across epochs when there are two or more
+        (`core.replication`), else from one epoch's rounds."""
         out: dict[str, Interval] = {}
         classes: dict[tuple[str, int], list[Contestant]] = {}
         for c in self.contestants:
@@ -255,8 +364,21 @@ class Schedule:
                 ref = c.partner or best
                 if c is ref:
                     continue
-                out[c.label] = paired_ratio(ref.per_call(keep), c.per_call(keep))
+                out[c.label] = epoch_paired_ratio(
+                    ref.per_call(keep), c.per_call(keep), [w for w in c.sweeps if w in keep], c.kept_epochs(keep)
+                )
         return out
+
+
+def epoch_paired_ratio(
+    base: Sequence[float], other: Sequence[float], sweeps: Sequence[int], epochs: Sequence[int]
+) -> Interval:
+    """other / base from paired rounds: across epochs (`replicated_paired_ratio`) when they span two or more,
+    else the one epoch's order-statistic interval, marked as blind to process-to-process variation."""
+    if len(set(epochs)) >= 2:
+        return replicated_paired_ratio(base, other, sweeps, epochs)
+    ci = paired_ratio(base, other)
+    return Interval(ci.estimate, ci.low, ci.high, ONE_PROCESS, ci.n, ci.level)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -328,18 +450,56 @@ class WaitedQuiet(Record):
 
 
 @dataclass(frozen=True)
+class Phases(Record):
+    """Wall seconds of each phase of the backend groups' measurement, over every epoch.
+
+    Attributes:
+        start_s: starting the workers and building the backends (frameworks imported, several at once);
+        open_s: each call's setup, warm-up and calibration (one worker at a time); sweeps_s: the timed sweeps;
+        close_s: finishing the calls, the audits and stopping the workers; total_s: all of it.
+    """
+
+    start_s: float
+    open_s: float
+    sweeps_s: float
+    close_s: float
+    total_s: float
+
+
+@dataclass(frozen=True)
+class Components(Record):
+    """One ratio's variance components (log scale) and what they ask of the next bench.
+
+    Attributes:
+        label: the entry; variance: the two levels' variances and costs (`core.replication`).
+        epochs_for_3pct: epochs for a ±3 % interval at the rounds per epoch used (None without a between-epoch
+            variance estimate).
+    """
+
+    label: str
+    variance: VarianceComponents
+    epochs_for_3pct: int | None
+
+
+@dataclass(frozen=True)
 class RoundsSummary(Record):
     """How the backend groups' rounds were run (bench.json's `cvae_bench.rounds`).
 
     Attributes:
-        schedule: "interleaved" (one round of every entry per sweep, shuffled).
+        schedule: "interleaved epochs" (each epoch fresh workers, one round of every entry per sweep, shuffled).
         contestants: entries in the schedule; order_seed: the shuffle's seed.
-        sweeps_run, sweeps_kept: sweeps timed, and kept for the statistics (the clean ones when enough).
+        sweeps_run, sweeps_kept: sweeps timed, and kept for the statistics (the clean ones of the clean epochs).
         contended_sweeps: sweeps in which a round overlapped foreign load; remeasured: sweeps added for them.
         seconds: wall time of the sweeps (the time to a verdict).
-        rel_precision: the precision asked for (None: fixed rounds); reached: whether every ratio got there.
+        rel_precision: the precision asked for (None: fixed epochs); reached: whether every ratio got there.
         unmet: the entries that did not, and why.
         load: the load the sentinel saw during the sweeps; waited_quiet: `--wait-quiet`, if asked.
+        epochs: epochs asked for; epochs_run: epochs timed (busy ones are re-run, up to as many again);
+            busy_epochs: epochs dropped because foreign load overlapped more than half of their sweeps.
+        rounds_per_epoch: sweeps each epoch aims for.
+        busy: True when fewer than `epochs` clean epochs could be had: verdicts are then withheld (BUSY) unless
+            `under_load`, which judges every sweep anyway.
+        phases: wall time of each phase; components: each ratio's variance components.
     """
 
     schedule: str
@@ -355,6 +515,14 @@ class RoundsSummary(Record):
     unmet: list[Unmet]
     load: LoadSeen
     waited_quiet: WaitedQuiet | None = None
+    epochs: int = 1
+    epochs_run: int = 1
+    busy_epochs: int = 0
+    rounds_per_epoch: int = 0
+    busy: bool = False
+    under_load: bool = False
+    phases: Phases | None = None
+    components: list[Components] = field(default_factory=list)
 
 
 def unmet_reasons(schedule: Schedule, keep: set[int], missing: dict[str, float | None]) -> list[Unmet]:

@@ -9,7 +9,10 @@ rounds engine (`bench.rounds`) under the contention sentinel, then each standalo
 from __future__ import annotations
 
 import datetime as _dt
+import random
+import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -32,7 +35,9 @@ from cvae_bench.bench.roofline import (
     summarize_roofline,
 )
 from cvae_bench.bench.rounds import (
+    Components,
     Contestant,
+    Phases,
     Plan,
     RoundsSummary,
     Schedule,
@@ -41,9 +46,11 @@ from cvae_bench.bench.rounds import (
     remeasure_budget,
     unmet,
     unmet_reasons,
+    worker_of,
 )
 from cvae_bench.core.errors import CvaeBenchError, WorkerError
-from cvae_bench.core.tuning import Tuning
+from cvae_bench.core.replication import variance_components
+from cvae_bench.core.tuning import UNTUNED, Tuning
 from cvae_bench.runtime.machine import LoadWindow, machine_info, machine_load
 from cvae_bench.runtime.sentinel import Sentinel, summarize_ticks, wait_quiet
 from cvae_bench.runtime.threads import audit_job
@@ -76,7 +83,7 @@ def measure_ceiling(options: BenchOptions, on_event: Event = ignore) -> Roofline
 
 @dataclass
 class _Member:
-    """One live backend worker in the interleaved schedule."""
+    """One live worker of an epoch in the interleaved schedule: a backend/mode, the A/A twin or a reference row."""
 
     identity: BackendIdentity
     backend: RemoteBackend | Worker  # a reference row's host is a bare worker
@@ -86,35 +93,100 @@ class _Member:
     reference: bool = False
 
 
-def _open_member(
+@dataclass(frozen=True)
+class _Slot:
+    """What one worker of every epoch runs: which backend, mode and tuning, and which plans."""
+
+    info: BackendInfo
+    mode: str | None
+    tuning: Tuning
+    plans: tuple[Plan, ...]
+    twin: bool = False
+    reference: Reference | None = None
+
+
+def _build(slot: _Slot, worker: Worker, options: BenchOptions) -> RemoteBackend | Worker:
+    """The slot's backend built in `worker` (a reference row's host is the bare worker itself)."""
+    if slot.reference is not None:
+        return worker
+    return RemoteBackend(worker, options.spec, 0, options.device, slot.mode)
+
+
+def _start_all(slots: Sequence[_Slot], options: BenchOptions, stack: ExitStack) -> list[RemoteBackend | Worker]:
+    """Start every slot's worker, then build their backends at once: framework imports overlap on the machine's
+    cores (nothing is timed yet), which is most of an epoch's start-up. The processes are started from this
+    thread: a worker asks the kernel to kill it when the thread that started it ends (PR_SET_PDEATHSIG)."""
+    workers = [stack.enter_context(start_worker(slot.info, options, slot.tuning)) for slot in slots]
+    with ThreadPoolExecutor(max_workers=max(1, len(slots))) as pool:
+        futures = [pool.submit(_build, slot, w, options) for slot, w in zip(slots, workers, strict=True)]
+        return [f.result() for f in futures]
+
+
+def _identity(slot: _Slot, host: RemoteBackend | Worker) -> BackendIdentity:
+    if slot.reference is not None:
+        return slot.reference.identity
+    assert isinstance(host, RemoteBackend)
+    identity = BackendIdentity.of(host)
+    return replace(identity, aa_twin=True) if slot.twin else identity
+
+
+def _contestant(by_label: dict[str, Contestant], label: str, host: Any, plan: Plan) -> Contestant:
+    c = by_label.get(label)
+    if c is None:
+        c = by_label[label] = Contestant(label=label, host=host, plan=plan)
+    c.host = host
+    return c
+
+
+def _open_epoch(
     stack: ExitStack,
-    info: BackendInfo,
-    mode: str | None,
-    tuning: Tuning,
-    plans: Sequence[Plan],
+    slots: list[_Slot],
     options: BenchOptions,
     on_event: Event,
-    twin: bool = False,
-) -> _Member:
-    worker = stack.enter_context(start_worker(info, options, tuning))
-    backend = RemoteBackend(worker, options.spec, 0, options.device, mode)
-    identity = BackendIdentity.of(backend)
-    if twin:
-        identity = replace(identity, aa_twin=True)
-    on_event({"type": "stage", "what": f"open {identity.label}"})
-    contestants = [Contestant(label=f"{identity.label} {p.key}", host=backend, plan=p) for p in plans]
-    for c in contestants:
-        c.open(on_event)
-    modes = list(backend.info["capabilities"]["modes"])
-    return _Member(identity, backend, contestants, modes, twin)
+    rng: random.Random,
+    by_label: dict[str, Contestant],
+    first_hosts: dict[int, Worker],
+) -> list[_Member]:
+    """Start one fresh worker per slot (in a random order, imports overlapping), then open every call one worker
+    at a time with the others stopped; returns the epoch's members."""
+    order = list(range(len(slots)))
+    rng.shuffle(order)
+    started = _start_all([slots[i] for i in order if i not in first_hosts], options, stack)
+    hosts: dict[int, RemoteBackend | Worker] = dict(first_hosts)
+    hosts.update(zip([i for i in order if i not in first_hosts], started, strict=True))
+    for host in hosts.values():
+        worker_of(host).pause()
+    members = []
+    for i in order:
+        slot, host = slots[i], hosts[i]
+        identity = _identity(slot, host)
+        contestants = [_contestant(by_label, f"{identity.label} {p.key}", host, p) for p in slot.plans]
+        for c in contestants:
+            c.open(on_event)
+        worker_of(host).pause()
+        modes = list(host.info["capabilities"]["modes"]) if isinstance(host, RemoteBackend) else []
+        members.append(_Member(identity, host, contestants, modes, slot.twin, slot.reference is not None))
+    return members
 
 
-def _open_reference(ref: Reference, on_event: Event) -> _Member:
-    on_event({"type": "stage", "what": f"open {ref.identity.label} (reference)"})
-    contestants = [Contestant(label=f"{ref.identity.label} {p.key}", host=ref.host, plan=p) for p in ref.plans]
-    for c in contestants:
-        c.open(on_event)
-    return _Member(ref.identity, ref.host, contestants, [], reference=True)
+def _slots(selections: Sequence[Selection], plans: Sequence[Plan], options: BenchOptions) -> list[_Slot]:
+    """Every worker an epoch runs (a `NAME:all` selection's modes are learnt from a probe worker)."""
+    slots: list[_Slot] = []
+    for selection in selections:
+        every = selection.mode == EVERY_MODE
+        slot = _Slot(selection.info, None if every else selection.mode, selection.tuning, tuple(plans))
+        if not every:
+            slots.append(slot)
+            continue
+        # NAME:all: its modes are known once a backend is built; the probe worker ends at once.
+        with start_worker(slot.info, options, slot.tuning) as probe:
+            host = _build(slot, probe, options)
+            assert isinstance(host, RemoteBackend)
+            modes = list(host.info["capabilities"]["modes"])
+        slots += [replace(slot, mode=m) for m in modes]
+    if options.self_check and slots and plans:
+        slots.append(replace(slots[0], plans=tuple(plans[:1]), twin=True))
+    return slots
 
 
 def measure_backends(
@@ -126,115 +198,179 @@ def measure_backends(
     waited: WaitedQuiet | None = None,
     standalone: Sequence[StandaloneGroup[Any]] = (),
 ) -> tuple[list[BackendRun], RoundsSummary]:
-    """Every backend group of every backend/mode, each in a live worker, timed in interleaved sweeps.
+    """Every backend group of every backend/mode, timed in interleaved sweeps, in epochs of fresh workers.
 
-    One worker per backend and mode stays open (plus the A/A twin with `self_check`); each sweep runs one
-    round of every call in a shuffled order; sweeps that overlapped foreign load are replaced (up to a third
-    more); with `rel_precision`, sweeps are added until every ratio is that precise or `max_time` passes.
-    Rows that the `standalone` groups add to these groups (`StandaloneGroup.references`, e.g. onnxruntime's
-    decoder in sample-native) are timed in the same sweeps; one that cannot be opened is reported, left out.
+    Each epoch starts one fresh worker per backend and mode (plus the A/A twin with `self_check`, and the rows
+    that `standalone` groups add, e.g. onnxruntime's decoder in sample-native), opens every call, runs
+    `options.rounds` interleaved sweeps (sweeps that overlapped foreign load are re-run, up to a third more)
+    and ends its workers. An epoch with fewer than half its sweeps clean is dropped and run again (up to
+    `options.epochs` more); when `options.epochs` clean epochs cannot be had the run is BUSY and its verdicts
+    are withheld (unless `under_load`). With `rel_precision`, epochs are added until every ratio is that
+    precise or `max_time` passes. Intervals are taken across epochs (`core.replication`).
     """
     plans = [p for g in groups for p in g.plans(options)]
-    with ExitStack() as stack:
-        members: list[_Member] = []
-        for selection in selections:
-            every = selection.mode == EVERY_MODE
-            mode, tuning = (None if every else selection.mode), selection.tuning
-            first = _open_member(stack, selection.info, mode, tuning, plans, options, on_event)
-            members.append(first)
-            if every:
-                for other in first.modes:
-                    if other != first.identity.mode:
-                        members.append(_open_member(stack, selection.info, other, tuning, plans, options, on_event))
-        if options.self_check and members and plans:
-            original = members[0]
-            first_selection = selections[0]
-            twin = _open_member(
-                stack,
-                first_selection.info,
-                original.identity.mode,
-                first_selection.tuning,
-                plans[:1],
-                options,
-                on_event,
-                twin=True,
-            )
-            twin.contestants[0].partner = original.contestants[0]
-            members.append(twin)
+    rng = random.Random(options.seed)
+    by_label: dict[str, Contestant] = {}
+    t_start = t_open = t_sweeps = t_close = 0.0
+    t_all = time.monotonic()
+    with ExitStack() as outer:
+        t0 = time.monotonic()
+        slots = _slots(selections, plans, options)
+        first_hosts: dict[int, Worker] = {}
         names = {g.name for g in groups}
         for group in standalone:
             try:
-                for ref in group.references(options, names, stack, on_event):
-                    members.append(_open_reference(ref, on_event))
+                for ref in group.references(options, names, outer, on_event):
+                    first_hosts[len(slots)] = ref.host
+                    slots.append(_Slot(ref.info, None, UNTUNED, tuple(ref.plans), reference=ref))
             except CvaeBenchError as exc:  # a reference row is a comparison, not the measurement: report, go on
                 on_event({"type": "stage", "what": f"no reference row from {group.name}: {str(exc).splitlines()[0]}"})
-        schedule = Schedule([c for m in members for c in m.contestants], sentinel, options.seed)
-        t0 = time.monotonic()
-        on_event({"type": "stage", "what": f"{len(schedule.contestants)} entries, {options.rounds} interleaved sweeps"})
-        for _ in range(options.rounds):
-            schedule.sweep()
+        t_start += time.monotonic() - t0
+        schedule: Schedule | None = None
         remeasured = 0
-        budget = min(len(schedule.contended_sweeps()), remeasure_budget(options.rounds))
-        while remeasured < budget and _clean(schedule) < options.rounds:
-            on_event({"type": "stage", "what": f"re-measuring a contended sweep ({remeasured + 1}/{budget})"})
-            schedule.sweep()
-            remeasured += 1
+        members: list[_Member] = []
+        last: dict[str, tuple[_Member, dict[str, Any]]] = {}  # the last epoch's member and audit, by label
+        profiled: dict[str, dict[str, Any]] = {}  # groups that are not timings (a profiler), first epoch
+        epoch = 0
         reached: bool | None = None
         unmet_list: list[Unmet] = []
-        if options.rel_precision is not None:
-            while True:
-                keep = schedule.kept(options.rounds)
-                missing = unmet(schedule.ratios(keep), options.rel_precision)
-                if not missing:
-                    reached = True
-                    break
-                if time.monotonic() - t0 >= options.max_time:
-                    reached = False
-                    unmet_list = unmet_reasons(schedule, keep, missing)
-                    break
-                schedule.sweep()
-                if schedule.sweeps_run % 5 == 0:
-                    on_event({"type": "stage", "what": f"sweep {schedule.sweeps_run}: {len(missing)} ratio(s) short"})
-        seconds = time.monotonic() - t0
-        keep = schedule.kept(options.rounds)
+        while True:
+            if schedule is not None:
+                clean = len(schedule.epochs_run()) - len(schedule.busy_epochs(options.rounds))
+                if clean >= options.epochs:
+                    if options.rel_precision is None:
+                        break
+                    keep = schedule.kept(options.rounds, options.under_load)
+                    missing = unmet(schedule.ratios(keep), options.rel_precision)
+                    if not missing:
+                        reached = True
+                        break
+                    if time.monotonic() - t_all >= options.max_time:
+                        reached, unmet_list = False, unmet_reasons(schedule, keep, missing)
+                        break
+                elif epoch >= 2 * options.epochs:
+                    break  # busy: verdicts withheld below
+            with ExitStack() as stack:
+                t0 = time.monotonic()
+                on_event({"type": "stage", "what": f"epoch {epoch + 1}: starting {len(slots)} workers"})
+                members = _open_epoch(stack, slots, options, on_event, rng, by_label, first_hosts if epoch == 0 else {})
+                t_open += time.monotonic() - t0
+                if schedule is None:
+                    schedule = Schedule(list(by_label.values()), sentinel, options.seed)
+                schedule.begin_epoch(epoch, {c.label: c.host for m in members for c in m.contestants})
+                t0 = time.monotonic()
+                on_event(
+                    {
+                        "type": "stage",
+                        "what": f"epoch {epoch + 1}: {len(schedule.contestants)} entries, {options.rounds} sweeps",
+                    }
+                )
+                for _ in range(options.rounds):
+                    schedule.sweep()
+                budget = remeasure_budget(options.rounds)
+                extra = 0
+                while extra < budget and schedule.clean_in_epoch(epoch) < options.rounds:
+                    if not schedule.contended_sweeps():
+                        break
+                    on_event({"type": "stage", "what": f"re-measuring a contended sweep ({extra + 1}/{budget})"})
+                    schedule.sweep()
+                    extra += 1
+                remeasured += extra
+                t_sweeps += time.monotonic() - t0
+                t0 = time.monotonic()
+                schedule.end_epoch()
+                for m in members:
+                    for c in m.contestants:
+                        c.close()
+                    last[m.identity.label] = (m, m.backend.run_job(audit_job))
+                    if epoch == 0 and isinstance(m.backend, RemoteBackend) and not m.twin:
+                        profiled[m.identity.label] = {
+                            g.name: g.measure(m.backend, options, on_event)
+                            for g in groups
+                            if not g.plans(options)
+                        }
+                if epoch == 0:
+                    for host in first_hosts.values():
+                        host.close()  # its successors are fresh workers from the reference's `info`
+                if epoch in schedule.busy_epochs(options.rounds):
+                    on_event({"type": "stage", "what": f"epoch {epoch + 1} overlapped foreign load: run again"})
+                t_close += time.monotonic() - t0
+            epoch += 1
+        assert schedule is not None
+        keep = schedule.kept(options.rounds, options.under_load)
+        busy_epochs = schedule.busy_epochs(options.rounds)
+        clean_epochs = len(schedule.epochs_run()) - len(busy_epochs)
         summary = RoundsSummary(
-            schedule="interleaved",
+            schedule="interleaved epochs",
             contestants=len(schedule.contestants),
             order_seed=options.seed,
             sweeps_run=schedule.sweeps_run,
             sweeps_kept=len(keep),
             contended_sweeps=len(schedule.contended_sweeps()),
             remeasured=remeasured,
-            seconds=round(seconds, 3),
+            seconds=round(t_sweeps, 3),
             rel_precision=options.rel_precision,
             reached=reached,
             unmet=unmet_list,
             load=sentinel.seen(schedule.started, time.monotonic()) if sentinel is not None else summarize_ticks([], 0),
             waited_quiet=waited,
+            epochs=options.epochs,
+            epochs_run=len(schedule.epochs_run()),
+            busy_epochs=len(busy_epochs),
+            rounds_per_epoch=options.rounds,
+            busy=clean_epochs < options.epochs,
+            under_load=options.under_load,
+            phases=Phases(
+                start_s=round(t_start, 3),
+                open_s=round(t_open, 3),
+                sweeps_s=round(t_sweeps, 3),
+                close_s=round(t_close, 3),
+                total_s=round(time.monotonic() - t_all, 3),
+            ),
+            components=_components(schedule, keep, t_sweeps, t_open + t_close, epoch),
         )
         runs = []
-        for m in members:
+        for label, (m, audit) in last.items():
             measured = {
-                c.plan.key: (schedule.timing(c, keep), c.opened.info if c.opened else None, c.close())
+                c.plan.key: (schedule.timing(c, keep), c.opened.info if c.opened else None, c.end)
                 for c in m.contestants
             }
-            results = {}
+            results: dict[str, Any] = dict(profiled.get(label, {}))
             for g in groups:
                 mine = {p.key for p in g.plans(options)}
                 part = {k: v for k, v in measured.items() if k in mine}
                 if part:
                     results[g.name] = g.assemble(part)
-                elif not mine and isinstance(m.backend, RemoteBackend) and not m.twin:
-                    results[g.name] = g.measure(m.backend, options, on_event)  # not a timing (a profiler)
-            audit = m.backend.run_job(audit_job)
             runs.append(
                 BackendRun(identity=m.identity, audit=audit, results=results, twin=m.twin, reference=m.reference)
             )
     return runs, summary
 
 
-def _clean(schedule: Schedule) -> int:
-    return schedule.sweeps_run - len(schedule.contended_sweeps())
+def _components(
+    schedule: Schedule, keep: set[int], sweeps_s: float, epochs_s: float, epochs: int
+) -> list[Components]:
+    """Each paired ratio's variance components (log per-sweep ratios by epoch), with the costs of this run."""
+    out = []
+    ratios = schedule.ratios(keep)
+    by_label = {c.label: c for c in schedule.contestants}
+    round_s = sweeps_s / max(1, schedule.sweeps_run)
+    epoch_s = epochs_s / max(1, epochs)
+    classes: dict[tuple[str, int], list[Contestant]] = {}
+    for c in schedule.contestants:
+        classes.setdefault((c.plan.group, c.plan.batch), []).append(c)
+    for label in ratios:
+        c = by_label[label]
+        members = classes[(c.plan.group, c.plan.batch)]
+        real = [m for m in members if m.partner is None]
+        ref = c.partner or min(real, key=lambda m: statistics.median(m.per_call(keep)))
+        base, other = ref.per_call(keep), c.per_call(keep)
+        logs = [b / a for a, b in zip(base, other, strict=True)]
+        vc = variance_components(logs, c.kept_epochs(keep), round_s, epoch_s)
+        if vc is not None:
+            need = vc.epochs_for(0.03) if vc.between > 0 else None
+            out.append(Components(label, vc, need))
+    return out
 
 
 def _backend_groups(groups: Sequence[BenchGroup[Any]]) -> list[BackendGroup[Any]]:

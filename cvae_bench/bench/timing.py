@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cvae_bench.core.records import Record
+from cvae_bench.runtime.pause import IdleRecord
 
 #: Statistics reported per measurement; the names and definitions are pytest-benchmark's, so that a
 #: `cvae-bench bench` JSON file is read by `pytest-benchmark compare` like one of its own.
@@ -107,6 +108,9 @@ class Timing(Record):
             sweep ran one after the other, and pair for ratios); None when timed alone.
         contended: for each round, whether the contention sentinel saw foreign load during it (None: not
             watched).
+        epochs: for interleaved rounds, the epoch (set of fresh worker processes) each round ran in; intervals
+            are taken across epochs (`core.replication`). None when timed alone.
+        idle: what the entry's workers did while stopped between their rounds (None: not watched).
     """
 
     round_s: list[float]
@@ -115,6 +119,8 @@ class Timing(Record):
     warmup_s: float | None = None
     sweeps: list[int] | None = None
     contended: list[bool] | None = None
+    epochs: list[int] | None = None
+    idle: IdleRecord | None = None
 
     def per_call(self) -> list[float]:
         """Seconds per call of each round."""

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cvae_bench.bench.records import Entry
+from cvae_bench.bench.rounds import epoch_paired_ratio
 from cvae_bench.core.records import Record
+from cvae_bench.core.replication import replicated_unpaired_ratio
 from cvae_bench.core.stats import DEFAULT_TIE, Interval, paired_ratio, unpaired_ratio, verdict, verdict_cell
 
 #: params key marking the A/A twin's entries.
@@ -26,8 +28,10 @@ class Verdict(Record):
     Attributes:
         name: the entry; reference: the entry it is compared with (the fastest of its group and batch, or for
             the A/A twin its original); group, batch: where it sits.
-        ratio: the ratio with its 95 % interval; verdict: faster / slower / tie / unsure; tie: the band.
-        paired: whether the rounds were paired by sweep.
+        ratio: the ratio with its 95 % interval; verdict: faster / slower / tie / unsure, or "withheld";
+        tie: the band. paired: whether the rounds were paired by sweep.
+        withheld: why no verdict is given although the ratio is kept for the record (BUSY: the machine never got
+            quiet enough; IDLE-WORK: a worker used CPU while it was stopped); None when the verdict stands.
     """
 
     name: str
@@ -38,6 +42,13 @@ class Verdict(Record):
     verdict: str
     tie: float
     paired: bool
+    withheld: str | None = None
+
+    def cell(self) -> str:
+        """'1.12× [1.08, 1.15] slower', or the ratio and 'no verdict (BUSY…)'."""
+        if self.withheld is None:
+            return verdict_cell(self.ratio, self.tie)
+        return f"{self.ratio.cell('.2f')}× no verdict ({self.withheld.split(':')[0]})"
 
 
 @dataclass(frozen=True)
@@ -74,10 +85,15 @@ def is_twin(entry: Entry) -> bool:
 
 
 def ratio_of(reference: Entry, entry: Entry) -> tuple[Interval, bool]:
-    """entry / reference with its interval; paired when both were timed in the same sweeps."""
+    """entry / reference with its interval; paired when both were timed in the same sweeps, and across worker
+    processes when their rounds span two or more epochs (`core.replication`)."""
     a, b = reference.stats, entry.stats
     if a.sweeps is not None and a.sweeps == b.sweeps:
+        if a.epochs is not None and a.epochs == b.epochs:
+            return epoch_paired_ratio(a.data, b.data, a.sweeps, a.epochs), True
         return paired_ratio(a.data, b.data), True
+    if a.epochs is not None and b.epochs is not None and min(len(set(a.epochs)), len(set(b.epochs))) >= 2:
+        return replicated_unpaired_ratio(a.data, a.epochs, b.data, b.epochs), False
     return unpaired_ratio(a.data, b.data), False
 
 
@@ -86,9 +102,24 @@ def _twin_of(twin: Entry, entries: Sequence[Entry]) -> Entry | None:
     return next((e for e in entries if not is_twin(e) and e.group == twin.group and e.params == key), None)
 
 
-def entry_verdicts(entries: Sequence[Entry], tie: float = DEFAULT_TIE) -> list[Verdict]:
+#: Verdict word of a ratio kept for the record but not judged.
+WITHHELD = "withheld"
+#: Why: the machine never got quiet enough (see `RoundsSummary.busy`).
+BUSY = "BUSY: the machine never got quiet enough for a verdict (timings kept for the record; --under-load to judge anyway)"
+
+
+def idle_work(entry: Entry, reference: Entry) -> str | None:
+    """IDLE-WORK when either entry's workers used CPU while they were stopped between rounds."""
+    culprits = [e.name for e in (entry, reference) if e.stats.worked_while_idle]
+    if not culprits:
+        return None
+    return f"IDLE-WORK: {', '.join(culprits)} used CPU while stopped between its rounds"
+
+
+def entry_verdicts(entries: Sequence[Entry], tie: float = DEFAULT_TIE, withheld: str | None = None) -> list[Verdict]:
     """Every entry but the fastest of each group and batch against that fastest; the A/A twin against its
-    original."""
+    original. With `withheld` (e.g. `BUSY`), or where a worker worked while idle, the ratio is kept and the
+    verdict is `WITHHELD`."""
     out: list[Verdict] = []
     classes: dict[tuple[str, int], list[Entry]] = {}
     for e in entries:
@@ -103,7 +134,9 @@ def entry_verdicts(entries: Sequence[Entry], tie: float = DEFAULT_TIE) -> list[V
             if ref is None or e is ref:
                 continue
             ratio, paired = ratio_of(ref, e)
-            out.append(Verdict(e.name, ref.name, group, batch, ratio, verdict(ratio, tie), tie, paired))
+            reason = withheld or idle_work(e, ref)
+            word = WITHHELD if reason else verdict(ratio, tie)
+            out.append(Verdict(e.name, ref.name, group, batch, ratio, word, tie, paired, reason))
     return out
 
 

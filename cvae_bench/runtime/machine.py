@@ -105,7 +105,7 @@ def machine_load(interval: float = 0.5) -> LoadSample:
     return LoadSample(loadavg=load, cores=os.cpu_count(), busy=sorted(busy, key=lambda b: -b.cpu))
 
 
-def machine_info(threads: int) -> dict[str, Any]:
+def machine_info(threads: int | None) -> dict[str, Any]:
     """The machine and versions, in pytest-benchmark's `machine_info` shape plus our own keys.
 
     A plain dict on purpose: pytest-benchmark owns this object's layout and adds its own keys to it.

@@ -12,6 +12,13 @@ are in place before the framework's first import; `apply_process_threads` runs f
   intra_op_parallelism_threads=1`, XLA's documented single-thread switch.
 - NumPy's BLAS (the matmul ceiling): `OPENBLAS_NUM_THREADS`/`MKL_NUM_THREADS`.
 - onnxruntime: `SessionOptions.intra_op_num_threads` (see `onnx.sessions.session_options`).
+
+Nothing else. A thread count is set only when one is asked for (`--threads`); without it every framework runs
+with its own defaults, as its users run it. In particular no OpenMP wait policy is set: `OMP_WAIT_POLICY=PASSIVE`
+(once set here for every worker) is read by torch's OpenMP pool alone and made a plain torch loop 1.3–1.9×
+slower on a 2-vCPU VM; that an idle worker's spinning threads cost the timed one nothing is the rounds
+engine's business (it stops idle workers: `bench.rounds`), and `+env:OMP_WAIT_POLICY=PASSIVE` is a tuning knob
+for whoever wants it.
 """
 
 from __future__ import annotations
@@ -36,15 +43,6 @@ THREAD_VARS = (
     "OMP_WAIT_POLICY",
     "KMP_BLOCKTIME",
 )
-
-#: How idle OpenMP threads wait (torch's intra-op pool; MKL's Intel OpenMP reads KMP_BLOCKTIME). Measured on
-#: the shared 2-core machine with a torch eager train step, default (spinning) vs passive, interleaved: under
-#: ~1.2 cores of foreign load 45.2 ms vs 19.4 ms median (spinning threads turned mild contention into a 2.3×
-#: collapse); on a quiet machine passive costs ~7 % (11.0 vs 10.3 ms, issue 10). Passive keeps a figure taken
-#: beside other work within reach of the quiet one, and the sentinel flags the contention: honest both ways.
-#: TensorFlow's and XLA's Eigen pools spin only briefly before blocking and have no switch; they are left as is.
-WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
-
 
 def available_cores() -> int:
     """Cores this process may run on (its affinity mask), else the machine's count."""
@@ -77,7 +75,6 @@ def thread_env(threads: int, base: Mapping[str, str] | None = None) -> dict[str,
         "OPENBLAS_NUM_THREADS": n,
         "TF_NUM_INTRAOP_THREADS": n,
         "TF_NUM_INTEROP_THREADS": n,
-        **WAIT_POLICY,
     }
     if threads == 1:
         xla = (base if base is not None else os.environ).get("XLA_FLAGS", "")

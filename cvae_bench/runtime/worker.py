@@ -55,6 +55,7 @@ from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import WorkerError
 from cvae_bench.core.tuning import apply_in_process
 from cvae_bench.models.spec import ModelSpec
+from cvae_bench.runtime.pause import IdleWatch
 from cvae_bench.runtime.protocol import EOF, ProtocolError, check_answer, read_frame, write_frame
 
 T = TypeVar("T")
@@ -118,6 +119,8 @@ class Worker:
             stderr=self._stderr,
             env=env,
         )
+        #: Stops the worker between its timed rounds (`pause`/`resume`) and counts what it did meanwhile.
+        self.idle = IdleWatch(self.proc.pid)
         self._frames: queue.Queue[Any] = queue.Queue()
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
@@ -169,6 +172,7 @@ class Worker:
         """
         if self.proc.poll() is not None:
             raise self._died("is not running")
+        self.idle.resume()  # a stopped worker would never answer
         assert self.proc.stdin is not None
         try:
             write_frame(self.proc.stdin, req)
@@ -219,14 +223,26 @@ class Worker:
         value: T = self.request({"op": "run", "job": job, "kwargs": kwargs}, on_event)
         return value
 
+    def pause(self) -> None:
+        """Stop the worker's process tree (SIGSTOP) until `resume` or its next request: see `runtime.pause`."""
+        if self.proc.poll() is None:
+            self.idle.pause()
+
+    def resume(self) -> None:
+        """Continue a worker that `pause` stopped."""
+        self.idle.resume()
+
     def kill(self) -> None:
         """Kill the worker at once."""
+        # Continued first: a stopped child of the worker would otherwise outlive it, stopped for ever.
+        self.idle.resume()
         with contextlib.suppress(OSError):
             self.proc.kill()
 
     def close(self) -> None:
         """Ask the worker to exit, then make sure it has; remove its log unless an error named it."""
         _live.discard(self)
+        self.idle.resume()
         if self.proc.poll() is None:
             with contextlib.suppress(OSError, ValueError):
                 assert self.proc.stdin is not None

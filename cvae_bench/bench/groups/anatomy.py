@@ -208,7 +208,7 @@ class AnatomyGroup(StandaloneGroup[AnatomyRun]):
                     )
         return AnatomyRun(backends=runs, onnxruntime=ort, errors=errors)
 
-    def entries(self, result: AnatomyRun, roofline: Roofline, threads: int) -> list[Entry]:
+    def entries(self, result: AnatomyRun, roofline: Roofline, threads: int | None) -> list[Entry]:
         out = []
         for run in result.backends:
             ident = run.identity

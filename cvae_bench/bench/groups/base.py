@@ -50,9 +50,10 @@ BARE_WORKER = BackendInfo(name="bench", target="", requires=())
 
 
 def start_worker(info: BackendInfo, options: BenchOptions, tuning: Tuning = UNTUNED) -> Worker:
-    """A worker for `info` with the benchmark's thread count (or the tuning's) and idle timeout, and the tuning's
-    environment."""
-    env = thread_env(tuning.threads or options.threads)
+    """A worker for `info` with the benchmark's idle timeout, the thread count asked for (the tuning's, else
+    `--threads`; none: the frameworks' own defaults) and the tuning's environment."""
+    threads = tuning.threads or options.threads
+    env = thread_env(threads) if threads else {}
     env.update(tuning.environment({**os.environ, **env}))
     return Worker(info, idle_timeout=options.idle_timeout, extra_env=env)
 
@@ -162,7 +163,7 @@ class BackendGroup(BenchGroup[R]):
         return self.assemble(measure_alone(backend, self.plans(options), options.rounds, on_event))
 
     @abstractmethod
-    def entries(self, identity: BackendIdentity, result: R, roofline: Roofline, threads: int) -> list[Entry]:
+    def entries(self, identity: BackendIdentity, result: R, roofline: Roofline, threads: int | None) -> list[Entry]:
         """One pytest-benchmark entry per timed call of `result`."""
 
     def refine_audit(self, entry: AuditEntry, result: R) -> AuditEntry:
@@ -176,12 +177,14 @@ class Reference:
 
     Its plans use that backend group's keys, so the group's `assemble` and `entries` treat it as one more
     backend, and every ratio against it is paired by sweep. The host (a worker the group opened on the
-    runner's stack) runs the plans' setups.
+    runner's stack) runs the plans' setups in the first epoch; each later epoch starts a fresh worker from
+    `info` (what the host was started from: its environment), as it does for every backend.
     """
 
     identity: BackendIdentity
     host: Worker
     plans: list[Plan]
+    info: BackendInfo = BARE_WORKER
 
 
 class StandaloneGroup(BenchGroup[R]):
@@ -198,10 +201,10 @@ class StandaloneGroup(BenchGroup[R]):
         """Measure (`backends`: the backends measured before, e.g. to pick an exporter)."""
 
     @abstractmethod
-    def entries(self, result: R, roofline: Roofline, threads: int) -> list[Entry]:
+    def entries(self, result: R, roofline: Roofline, threads: int | None) -> list[Entry]:
         """One pytest-benchmark entry per timed call of `result`."""
 
-    def audit_entries(self, result: R, threads: int) -> list[AuditEntry]:
+    def audit_entries(self, result: R, threads: int | None) -> list[AuditEntry]:
         """The fairness-audit entries of the processes this group measured in."""
         return []
 

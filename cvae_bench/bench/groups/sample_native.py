@@ -112,7 +112,7 @@ class SampleNative(BackendGroup[SampleNativeResult]):
         return SampleNativeResult(batches=dict(sorted(out.items())))
 
     def entries(
-        self, identity: BackendIdentity, result: SampleNativeResult, roofline: Roofline, threads: int
+        self, identity: BackendIdentity, result: SampleNativeResult, roofline: Roofline, threads: int | None
     ) -> list[Entry]:
         out = []
         for b, call in sorted(result.batches.items()):

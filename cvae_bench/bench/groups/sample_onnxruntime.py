@@ -223,7 +223,7 @@ def bound_call(
     return functools.partial(sess.run_with_iobinding, io), sync, first, out
 
 
-def reference_setup(backend: Any, emit: Any, *, path: str, batch: int, threads: int) -> tuple[Timed, float]:
+def reference_setup(backend: Any, emit: Any, *, path: str, batch: int, threads: int | None) -> tuple[Timed, float]:
     """Rounds-engine setup in a bare worker: the fp32 decoder on onnxruntime's CPU provider at `batch`, bound
     as the group binds it, for the sweeps of sample-native (its first call timed apart)."""
     from cvae_bench.models.spec import DEFAULT_SPEC
@@ -242,7 +242,7 @@ def sample_onnxruntime_job(
     models: dict[str, str],
     providers: list[str],
     batch_sizes: list[int],
-    threads: int,
+    threads: int | None,
     rounds: int = 15,
     min_time: float = 0.1,
     warmup: int = ORT_WARMUP,
@@ -422,7 +422,7 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
         skipped = {p: "not available in this onnxruntime build" for p in wanted if p not in prepared.providers}
         return OrtRun(samples=samples, audit=audit, skipped_providers=skipped, exporter=exported)
 
-    def entries(self, result: OrtRun, roofline: Roofline, threads: int) -> list[Entry]:
+    def entries(self, result: OrtRun, roofline: Roofline, threads: int | None) -> list[Entry]:
         out = []
         samples = result.samples
         for provider, per_precision in samples.results.items():
@@ -460,7 +460,7 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
             fmt_time(x.session_s),
         ]
 
-    def audit_entries(self, result: OrtRun, threads: int) -> list[AuditEntry]:
+    def audit_entries(self, result: OrtRun, threads: int | None) -> list[AuditEntry]:
         so = result.samples.session_options
         audit = {
             **result.audit,

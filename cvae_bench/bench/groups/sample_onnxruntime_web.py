@@ -118,7 +118,7 @@ class SampleOnnxruntimeWeb(StandaloneGroup[WebRun]):
             )
         return WebRun(samples=samples, exporter={"backend": exporter.name, **meta})
 
-    def entries(self, result: WebRun, roofline: Roofline, threads: int) -> list[Entry]:
+    def entries(self, result: WebRun, roofline: Roofline, threads: int | None) -> list[Entry]:
         s = result.samples
         if s is None:
             return []

@@ -203,7 +203,7 @@ class TrainStep(BackendGroup[TrainStepResult]):
         return _result(*measured[self.name])
 
     def entries(
-        self, identity: BackendIdentity, result: TrainStepResult, roofline: Roofline, threads: int
+        self, identity: BackendIdentity, result: TrainStepResult, roofline: Roofline, threads: int | None
     ) -> list[Entry]:
         floor = roofline.floor(TRAIN_STEP, result.batch)
         derived = measured(result.timing, result.batch, floor)
