@@ -584,6 +584,14 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     help="Wait up to SECONDS for an idle machine before timing.",
 )
 @click.option(
+    "--replicate",
+    type=click.IntRange(min=1, max=100),
+    default=1,
+    show_default=True,
+    help="Run the bench N times, independently, and write calibration.md: how often each interval holds the "
+    "pooled estimate, and how often the A/A check fails.",
+)
+@click.option(
     "--under-load",
     is_flag=True,
     help="Judge even when foreign load overlapped too many sweeps (BUSY runs otherwise get no verdict).",
@@ -616,11 +624,11 @@ def bench(
     max_time: float,
     self_check: bool,
     wait_quiet: float,
+    replicate: int,
     under_load: bool,
 ) -> None:
     """Benchmark training steps and sampling in interleaved rounds, with verdicts, roofline and fairness audit."""
     from cvae_bench.bench.api import BenchCommand, run_bench_command
-    from cvae_bench.runtime.threads import available_cores
 
     options = BenchOptions(
         groups=tuple(g.strip() for g in groups.split(",") if g.strip()) + (("anatomy",) if anatomy else ()),
@@ -651,6 +659,7 @@ def bench(
         runs_path=runs_path,
         with_runs=with_runs,
         force=force,
+        replicate=replicate,
     )
 
     def on_event(event: dict[str, Any]) -> None:
@@ -681,6 +690,8 @@ def bench(
         click.echo(line)
     if outcome.aa_failed:
         click.echo("warning: the A/A self-check failed; read every verdict above with suspicion", err=True)
+    for line in outcome.calibration or []:
+        click.echo(line)
     click.echo(f"results written to {outcome.json_path} and {outcome.md_path}")
     _report_and_history(outcome.json_path.parent, no_report, history_dir, outcome.json_path)
 

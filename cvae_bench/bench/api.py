@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cvae_bench.backends.selection import Selection, parse_selection
-from cvae_bench.bench.document import build_document
+from cvae_bench.bench.calibration import calibrate, markdown
+from cvae_bench.bench.document import BenchDocument, build_document
 from cvae_bench.bench.groups import select
 from cvae_bench.bench.groups.base import BenchGroup, Event, ignore
 from cvae_bench.bench.options import BenchOptions
@@ -21,7 +23,7 @@ from cvae_bench.bench.report import (
     write_results,
 )
 from cvae_bench.bench.runner import run_bench, with_runs
-from cvae_bench.runtime.files import claim_output_folder
+from cvae_bench.runtime.files import claim_output_folder, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class BenchCommand:
         runs_path: time-to-target from `cvae-bench run` output, shown beside the benchmark.
         with_runs: also train every benchmarked backend/mode this many times to the target.
         force: write into an `out_dir` that already holds files.
+        replicate: run the bench this many times, independently and back to back, into `rep-01`, `rep-02`…
+            of the results folder, and write calibration.json/.md beside them (`bench.calibration`).
     """
 
     backends: str
@@ -45,6 +49,7 @@ class BenchCommand:
     runs_path: str | None = None
     with_runs: int | None = None
     force: bool = False
+    replicate: int = 1
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class BenchOutcome:
     aa_failed: bool
     json_path: Path
     md_path: Path
+    calibration: list[str] | None = None
 
 
 def run_bench_command(
@@ -80,7 +86,21 @@ def run_bench_command(
     groups = select(cmd.options.groups)
     folder = Path(cmd.out_dir) if cmd.out_dir else default_run_dir("runs", "bench")
     with claim_output_folder(folder, cmd.force):
-        return _bench_into(folder, selections, groups, cmd, on_event, progress)
+        if cmd.replicate <= 1:
+            return _bench_into(folder, selections, groups, cmd, on_event, progress)
+        outcomes = []
+        for k in range(1, cmd.replicate + 1):
+            on_event({"type": "stage", "what": f"replicate {k}/{cmd.replicate}"})
+            rep = folder / f"rep-{k:02d}"
+            rep.mkdir(exist_ok=True)
+            # Each replicate shuffles its own order: the same order every time would sample one schedule only.
+            one = replace(cmd, options=replace(cmd.options, seed=cmd.options.seed + k - 1))
+            outcomes.append(_bench_into(rep, selections, groups, one, on_event, progress))
+        docs = [BenchDocument.from_json(json.loads(o.json_path.read_text())) for o in outcomes]
+        cal = calibrate(docs)
+        write_json(folder / "calibration.json", cal.to_json())
+        write_text(folder / "calibration.md", markdown(cal, cmd.command))
+        return replace(outcomes[-1], calibration=cal.lines())
 
 
 def _bench_into(

@@ -19,7 +19,6 @@ from cvae_bench.bench.groups.train_step import TrainStep
 from cvae_bench.bench.records import Entry
 from cvae_bench.bench.roofline import CEILING_COLUMNS, Roofline
 from cvae_bench.bench.verdicts import Verdict, is_twin
-from cvae_bench.core.stats import verdict_cell
 from cvae_bench.core.tables import markdown_table
 from cvae_bench.runtime.files import write_json, write_text
 from cvae_bench.runtime.machine import LoadSample, LoadWindow
@@ -296,7 +295,8 @@ def to_markdown(doc: BenchDocument) -> str:
         "# cvae-bench benchmarks",
         "",
         f"Command: `{cb.command}`  ",
-        f"Machine: {mi['cpu']['brand_raw']}, {mi['cpu']['count']} cores; threads per framework: {mi['threads'] or 'each framework default'}  ",
+        f"Machine: {mi['cpu']['brand_raw']}, {mi['cpu']['count']} cores; "
+        f"threads per framework: {mi['threads'] or 'default'}  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(mi["versions"].items())) + "  ",
         f"Started: {cb.started}; {load_line(cb.load)}",
         "",

@@ -105,7 +105,9 @@ def _twin_of(twin: Entry, entries: Sequence[Entry]) -> Entry | None:
 #: Verdict word of a ratio kept for the record but not judged.
 WITHHELD = "withheld"
 #: Why: the machine never got quiet enough (see `RoundsSummary.busy`).
-BUSY = "BUSY: the machine never got quiet enough for a verdict (timings kept for the record; --under-load to judge anyway)"
+BUSY = (
+    "BUSY: the machine never got quiet enough for a verdict (timings kept for the record; --under-load to judge anyway)"
+)
 
 
 def idle_work(entry: Entry, reference: Entry) -> str | None:
