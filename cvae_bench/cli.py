@@ -592,6 +592,12 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     "pooled estimate, and how often the A/A check fails.",
 )
 @click.option(
+    "--plain-loops",
+    is_flag=True,
+    help="Also time each selected framework's own plain training loop beside train-step (torch: nn.Module + "
+    "torch.optim.Adam; Keras: the tutorial's fit), to show the harness does not slow a framework down.",
+)
+@click.option(
     "--under-load",
     is_flag=True,
     help="Judge even when foreign load overlapped too many sweeps (BUSY runs otherwise get no verdict).",
@@ -625,6 +631,7 @@ def bench(
     self_check: bool,
     wait_quiet: float,
     replicate: int,
+    plain_loops: bool,
     under_load: bool,
 ) -> None:
     """Benchmark training steps and sampling in interleaved rounds, with verdicts, roofline and fairness audit."""
@@ -650,6 +657,7 @@ def bench(
         self_check=self_check,
         wait_quiet=wait_quiet,
         under_load=under_load,
+        plain_loops=plain_loops,
     )
     command = BenchCommand(
         backends=backend_name,

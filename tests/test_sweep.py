@@ -55,6 +55,7 @@ max_epochs = 3
 [bench]
 backends = ["numpy"]
 groups = ["train-step"]
+epochs = 2
 rounds = 3
 batch_sizes = [1, 64]
 repeats = 1

@@ -192,3 +192,15 @@ def test_a_worker_dies_with_its_parent_even_mid_job(tmp_path: Path) -> None:
         worker.kill()
         raise AssertionError("the worker outlived its parent") from None
     del status
+
+
+def test_every_worker_environment_is_padded_to_one_size() -> None:
+    """Workers of different backends (their own variables, a knob's) start with environments of one size, so
+    the stack's alignment does not differ between contestants."""
+    from cvae_bench.runtime.worker import ENV_PAD, _env_bytes, padded_environment
+
+    plain = padded_environment(dict(os.environ))
+    keras = padded_environment({**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_cpu_use_onednn=true"})
+    assert _env_bytes(plain) == _env_bytes(keras)
+    assert keras["KERAS_BACKEND"] == "jax" and len(plain[ENV_PAD]) > len(keras[ENV_PAD])
+    assert padded_environment(plain) == plain  # idempotent: an old pad is replaced, not stacked

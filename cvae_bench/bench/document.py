@@ -39,12 +39,14 @@ from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.rounds import RoundsSummary
 from cvae_bench.bench.verdicts import (
     AA_TWIN,
+    BUSY,
     NoiseCheck,
+    PlainVerdict,
     TuningVerdict,
     Verdict,
-    BUSY,
     entry_verdicts,
     noise_check,
+    plain_verdicts,
     tuning_verdicts,
 )
 from cvae_bench.core.records import Record
@@ -85,6 +87,7 @@ class BenchSummary(Record):
     verdicts: list[Verdict] = field(default_factory=list)
     noise: NoiseCheck | None = None
     tuning: list[TuningVerdict] = field(default_factory=list)
+    plain: list[PlainVerdict] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The record with `sections` spread beside the fields, before `time_to_target`."""
@@ -148,9 +151,9 @@ def _backend_audit(backend: BackendRun, threads: int, warmup: int) -> AuditEntry
         threads=int(asked) if asked else threads,
         audit=backend.audit,
         compile=ident.mode + (f" ({note})" if note else "") + (f"; tuned {ident.tuning}" if ident.tuning else ""),
-        sync="run_with_iobinding returns with the output in host memory"
+        sync=_reference_sync(ident.backend)
         if backend.reference
-        else "Backend.synchronize() ends every round; take_loss() only after the clock stops",
+        else "every round ends on its result: synchronize(), then take_loss() (the round's mean loss) on the host",
         data_on_device="—",
         warmup="warm-up calls + calibration rounds excluded"
         if backend.reference
@@ -161,6 +164,14 @@ def _backend_audit(backend: BackendRun, threads: int, warmup: int) -> AuditEntry
         assert isinstance(group, BackendGroup)
         entry = group.refine_audit(entry, result)
     return entry
+
+
+def _reference_sync(row: str) -> str:
+    if row == "plain:torch":
+        return "every round ends on its result: the last step's loss.item() on the host"
+    if row.startswith("plain:"):
+        return "every round ends on its result: fit() returns its History of host floats"
+    return "every round ends on its result: one value of the output buffer read on the host"
 
 
 def audit_entries(run: BenchRun) -> list[AuditEntry]:
@@ -235,5 +246,6 @@ def build_document(
             verdicts=verdicts,
             noise=noise,
             tuning=tuning_verdicts(made, noise, tie),
+            plain=plain_verdicts(made, noise, tie),
         ),
     )

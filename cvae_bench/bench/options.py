@@ -36,6 +36,8 @@ class BenchOptions:
         max_time: seconds of timed sweeps at most when `rel_precision` is set.
         self_check: add the A/A pair (the first backend/mode in a second worker) for the noise floor.
         wait_quiet: seconds to wait for an idle machine before timing (0: do not wait).
+        plain_loops: time a plain loop per selected framework beside train-step (torch: nn.Module and
+            torch.optim.Adam; Keras: the tutorial's `fit`), as reference rows: the harness must not be slower.
         under_load: judge a run that the machine's load made BUSY anyway (its verdicts are withheld otherwise).
         seed: the seed of the sweeps' shuffled order.
     """
@@ -62,6 +64,7 @@ class BenchOptions:
     max_time: float = 300.0
     self_check: bool = True
     wait_quiet: float = 0.0
+    plain_loops: bool = False
     under_load: bool = False
     seed: int = 0
 

@@ -89,6 +89,9 @@ def noise_lines(doc: BenchDocument) -> list[str]:
         out.append("Tuning: each tuned entry against the same backend/mode untuned (worth turning: faster, with the")
         out.append("whole interval beyond the tie band and the A/A bound):")
         out += [f"  {t.line()}" for t in cb.tuning]
+    if cb.plain:
+        out.append("Plain loops: each harness entry against its framework's own loop, timed in the same sweeps:")
+        out += [f"  {p.line()}" for p in cb.plain]
     r = cb.rounds
     if r is not None:
         line = (
@@ -98,6 +101,27 @@ def noise_lines(doc: BenchDocument) -> list[str]:
             + f". Load during the sweeps: {r.load.line()}"
         )
         out.append(line)
+        if r.epochs_run > 1 or r.epochs > 1:
+            out.append(
+                f"Epochs: {r.epochs_run - r.busy_epochs} clean of {r.epochs_run} run ({r.epochs} asked, "
+                f"{r.rounds_per_epoch} sweeps each); each epoch fresh worker processes, every interval across epochs."
+            )
+        if r.phases is not None:
+            p = r.phases
+            out.append(
+                f"Wall time: {p.total_s:.0f} s — starting workers {p.start_s:.0f} s, opening calls {p.open_s:.0f} s, "
+                f"timed sweeps {p.sweeps_s:.0f} s, closing {p.close_s:.0f} s."
+            )
+        for comp in r.components:
+            v = comp.variance
+            need = (
+                f"{comp.epochs_for_3pct} epochs for ±3 %" if comp.epochs_for_3pct else "no between-epoch variance seen"
+            )
+            best = f"{v.optimal_rounds:.0f}" if v.optimal_rounds is not None else "more"
+            out.append(
+                f"  variance of {comp.label}: within an epoch ±{v.within**0.5:.1%} a round, between epochs "
+                f"±{v.between**0.5:.1%}; Kalibera–Jones rounds per epoch {best}; {need}"
+            )
         if r.rel_precision is not None:
             if r.reached:
                 out.append(f"Precision ±{r.rel_precision:.1%} reached by every ratio in {r.seconds:.1f} s.")
@@ -300,10 +324,11 @@ def to_markdown(doc: BenchDocument) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(mi["versions"].items())) + "  ",
         f"Started: {cb.started}; {load_line(cb.load)}",
         "",
-        "Per-call statistics over timed rounds (median, IQR = Q3 − Q1, the median's 95 % order-statistic interval);"
+        "Per-call statistics over timed rounds (median, IQR = Q3 − Q1, and the typical call's 95 % interval: across"
+        " epochs of fresh worker processes, Student's t on the epochs' medians, where there are two or more);"
         " 'of floor' = the bare fp32 matmul time of the same arithmetic on this machine ÷ the measured time;"
-        " 'vs fastest' within the table (and batch): the ratio, its 95 % interval (paired by interleaved sweep where"
-        f" the rounds were interleaved) and the verdict, a tie within ±{cb.tie:.0%}.",
+        " 'vs fastest' within the table (and batch): the ratio, its 95 % interval (each epoch's ratio paired by"
+        f" interleaved sweep, then t across epochs) and the verdict, a tie within ±{cb.tie:.0%}.",
         *(["", *noise_lines(doc)] if noise_lines(doc) else []),
     ]
     for table in report_tables(doc):

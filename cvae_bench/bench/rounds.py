@@ -48,6 +48,8 @@ class Timed:
         max_iterations: a cap on calls per round.
         finish: called once after the last round; its value goes back to the parent (e.g. the final loss).
         keep: what the call needs alive without naming it (a host buffer onnxruntime writes its output into).
+        units: what one call counts as in the figures (a Keras `fit` call of 100 steps is 100 steps): per-call
+            times are divided by it.
     """
 
     fn: Callable[[], object]
@@ -56,6 +58,7 @@ class Timed:
     max_iterations: int | None = None
     finish: Callable[[], Any] | None = None
     keep: object = None
+    units: int = 1
 
 
 #: A setup: `setup(backend, emit, **kwargs) -> (Timed, what it measured apart)`.
@@ -71,6 +74,7 @@ class Opened:
     warmup: int
     warmup_s: float
     info: Any
+    units: int = 1
 
 
 #: The calls open in this worker, by key (module state of the worker process).
@@ -102,7 +106,7 @@ def open_job(
         timed.sync()
         warmup_s = time.perf_counter() - t0
     _OPEN[key] = (timed, iterations)
-    return Opened(key=key, iterations=iterations, warmup=timed.warmup, warmup_s=warmup_s, info=info)
+    return Opened(key=key, iterations=iterations, warmup=timed.warmup, warmup_s=warmup_s, info=info, units=timed.units)
 
 
 def rounds_job(backend: Any, emit: Any, *, key: str, rounds: int = 1) -> list[float]:
@@ -208,9 +212,9 @@ class Contestant:
         return self.end
 
     def per_call(self, keep: set[int] | None = None) -> list[float]:
-        """Seconds per call of each round (of the sweeps in `keep`, default all)."""
+        """Seconds per call (per unit: `Timed.units`) of each round (of the sweeps in `keep`, default all)."""
         assert self.opened is not None
-        n = self.opened.iterations
+        n = self.opened.iterations * self.opened.units
         return [s / n for s, w in zip(self.round_s, self.sweeps, strict=True) if keep is None or w in keep]
 
     def kept_epochs(self, keep: set[int]) -> list[int]:
@@ -332,13 +336,11 @@ class Schedule:
         """`c`'s rounds over the sweeps in `keep`, as a `Timing`."""
         assert c.opened is not None
         rows = [
-            (s, w, e, hot)
-            for s, w, e, hot in zip(c.round_s, c.sweeps, c.epochs, c.contended, strict=True)
-            if w in keep
+            (s, w, e, hot) for s, w, e, hot in zip(c.round_s, c.sweeps, c.epochs, c.contended, strict=True) if w in keep
         ]
         return Timing(
             round_s=[s for s, _, _, _ in rows],
-            iterations=c.opened.iterations,
+            iterations=c.opened.iterations * c.opened.units,
             warmup=c.opened.warmup,
             warmup_s=c.opened.warmup_s,
             sweeps=[w for _, w, _, _ in rows],

@@ -12,8 +12,8 @@ import datetime as _dt
 import random
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +23,8 @@ from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.backends.selection import EVERY_MODE, Selection
 from cvae_bench.bench.groups import BackendGroup, BenchGroup, StandaloneGroup, select
-from cvae_bench.bench.groups.base import BARE_WORKER, Event, Reference, ignore, start_worker
+from cvae_bench.bench.groups.base import BARE_WORKER, Event, ignore, start_worker
+from cvae_bench.bench.groups.train_step import TrainStep, plain_loop_setup
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, BackendRun, BenchRun
 from cvae_bench.bench.roofline import (
@@ -51,6 +52,7 @@ from cvae_bench.bench.rounds import (
 from cvae_bench.core.errors import CvaeBenchError, WorkerError
 from cvae_bench.core.replication import variance_components
 from cvae_bench.core.tuning import UNTUNED, Tuning
+from cvae_bench.core.versions import dist_version
 from cvae_bench.runtime.machine import LoadWindow, machine_info, machine_load
 from cvae_bench.runtime.sentinel import Sentinel, summarize_ticks, wait_quiet
 from cvae_bench.runtime.threads import audit_job
@@ -102,7 +104,7 @@ class _Slot:
     tuning: Tuning
     plans: tuple[Plan, ...]
     twin: bool = False
-    reference: Reference | None = None
+    reference: BackendIdentity | None = None  # a reference row's identity (its host is a bare worker)
 
 
 def _build(slot: _Slot, worker: Worker, options: BenchOptions) -> RemoteBackend | Worker:
@@ -124,7 +126,7 @@ def _start_all(slots: Sequence[_Slot], options: BenchOptions, stack: ExitStack) 
 
 def _identity(slot: _Slot, host: RemoteBackend | Worker) -> BackendIdentity:
     if slot.reference is not None:
-        return slot.reference.identity
+        return slot.reference
     assert isinstance(host, RemoteBackend)
     identity = BackendIdentity.of(host)
     return replace(identity, aa_twin=True) if slot.twin else identity
@@ -146,12 +148,14 @@ def _open_epoch(
     rng: random.Random,
     by_label: dict[str, Contestant],
     first_hosts: dict[int, Worker],
-) -> list[_Member]:
+) -> tuple[list[_Member], float]:
     """Start one fresh worker per slot (in a random order, imports overlapping), then open every call one worker
-    at a time with the others stopped; returns the epoch's members."""
+    at a time with the others stopped; returns the epoch's members and the seconds the start took."""
     order = list(range(len(slots)))
     rng.shuffle(order)
+    t0 = time.monotonic()
     started = _start_all([slots[i] for i in order if i not in first_hosts], options, stack)
+    start_s = time.monotonic() - t0
     hosts: dict[int, RemoteBackend | Worker] = dict(first_hosts)
     hosts.update(zip([i for i in order if i not in first_hosts], started, strict=True))
     for host in hosts.values():
@@ -166,7 +170,7 @@ def _open_epoch(
         worker_of(host).pause()
         modes = list(host.info["capabilities"]["modes"]) if isinstance(host, RemoteBackend) else []
         members.append(_Member(identity, host, contestants, modes, slot.twin, slot.reference is not None))
-    return members
+    return members, start_s
 
 
 def _slots(selections: Sequence[Selection], plans: Sequence[Plan], options: BenchOptions) -> list[_Slot]:
@@ -186,7 +190,44 @@ def _slots(selections: Sequence[Selection], plans: Sequence[Plan], options: Benc
         slots += [replace(slot, mode=m) for m in modes]
     if options.self_check and slots and plans:
         slots.append(replace(slots[0], plans=tuple(plans[:1]), twin=True))
+    if options.plain_loops and any(p.group == TrainStep.name for p in plans):
+        slots += _plain_slots(selections, options)
     return slots
+
+
+#: Optimiser steps in one timed `fit` call of a Keras plain-loop row: enough that `fit`'s per-call set-up (its
+#: data adapter, callbacks) is spread over a good part of an epoch, few enough that a round stays ~1 s.
+PLAIN_FIT_STEPS = 100
+
+
+def _plain_slots(selections: Sequence[Selection], options: BenchOptions) -> list[_Slot]:
+    """A plain-loop reference row (`bench.plain`) beside train-step for each framework selected, untuned."""
+    from cvae_bench.bench.plain import PLAIN_LOOPS
+
+    out = []
+    shadowed = dict.fromkeys(s.info.name for s in selections)
+    for loop in PLAIN_LOOPS.values():
+        if loop.shadows not in shadowed or options.device != "cpu":
+            continue
+        keras = loop.name != "plain:torch"
+        kwargs: dict[str, Any] = {
+            "loop": loop.name,
+            "dataset": options.dataset,
+            "data_path": options.data_path,
+            "train_subset": options.train_subset,
+            **({"steps_per_call": PLAIN_FIT_STEPS} if keras else {"warmup": options.warmup}),
+        }
+        plan = Plan(TrainStep.name, TrainStep.name, options.spec.batch_size, plain_loop_setup, kwargs, options.min_time)
+        identity = BackendIdentity(
+            backend=loop.name,
+            mode="fit" if keras else "loop",
+            device="cpu",
+            versions={m: dist_version(m) for m in loop.requires},
+            build_s=0.0,
+            notes={"loop": "the framework's own loop as its users write it (bench.plain); a reference, not a backend"},
+        )
+        out.append(_Slot(loop.worker_info(), None, UNTUNED, (plan,), reference=identity))
+    return out
 
 
 def measure_backends(
@@ -222,7 +263,7 @@ def measure_backends(
             try:
                 for ref in group.references(options, names, outer, on_event):
                     first_hosts[len(slots)] = ref.host
-                    slots.append(_Slot(ref.info, None, UNTUNED, tuple(ref.plans), reference=ref))
+                    slots.append(_Slot(ref.info, None, UNTUNED, tuple(ref.plans), reference=ref.identity))
             except CvaeBenchError as exc:  # a reference row is a comparison, not the measurement: report, go on
                 on_event({"type": "stage", "what": f"no reference row from {group.name}: {str(exc).splitlines()[0]}"})
         t_start += time.monotonic() - t0
@@ -236,7 +277,8 @@ def measure_backends(
         unmet_list: list[Unmet] = []
         while True:
             if schedule is not None:
-                clean = len(schedule.epochs_run()) - len(schedule.busy_epochs(options.rounds))
+                busy = set() if options.under_load else schedule.busy_epochs(options.rounds)
+                clean = len(schedule.epochs_run()) - len(busy)
                 if clean >= options.epochs:
                     if options.rel_precision is None:
                         break
@@ -253,8 +295,11 @@ def measure_backends(
             with ExitStack() as stack:
                 t0 = time.monotonic()
                 on_event({"type": "stage", "what": f"epoch {epoch + 1}: starting {len(slots)} workers"})
-                members = _open_epoch(stack, slots, options, on_event, rng, by_label, first_hosts if epoch == 0 else {})
-                t_open += time.monotonic() - t0
+                members, start_s = _open_epoch(
+                    stack, slots, options, on_event, rng, by_label, first_hosts if epoch == 0 else {}
+                )
+                t_start += start_s
+                t_open += time.monotonic() - t0 - start_s
                 if schedule is None:
                     schedule = Schedule(list(by_label.values()), sentinel, options.seed)
                 schedule.begin_epoch(epoch, {c.label: c.host for m in members for c in m.contestants})
@@ -285,20 +330,18 @@ def measure_backends(
                     last[m.identity.label] = (m, m.backend.run_job(audit_job))
                     if epoch == 0 and isinstance(m.backend, RemoteBackend) and not m.twin:
                         profiled[m.identity.label] = {
-                            g.name: g.measure(m.backend, options, on_event)
-                            for g in groups
-                            if not g.plans(options)
+                            g.name: g.measure(m.backend, options, on_event) for g in groups if not g.plans(options)
                         }
                 if epoch == 0:
                     for host in first_hosts.values():
                         host.close()  # its successors are fresh workers from the reference's `info`
-                if epoch in schedule.busy_epochs(options.rounds):
+                if not options.under_load and epoch in schedule.busy_epochs(options.rounds):
                     on_event({"type": "stage", "what": f"epoch {epoch + 1} overlapped foreign load: run again"})
                 t_close += time.monotonic() - t0
             epoch += 1
         assert schedule is not None
         keep = schedule.kept(options.rounds, options.under_load)
-        busy_epochs = schedule.busy_epochs(options.rounds)
+        busy_epochs = set() if options.under_load else schedule.busy_epochs(options.rounds)
         clean_epochs = len(schedule.epochs_run()) - len(busy_epochs)
         summary = RoundsSummary(
             schedule="interleaved epochs",
@@ -347,9 +390,7 @@ def measure_backends(
     return runs, summary
 
 
-def _components(
-    schedule: Schedule, keep: set[int], sweeps_s: float, epochs_s: float, epochs: int
-) -> list[Components]:
+def _components(schedule: Schedule, keep: set[int], sweeps_s: float, epochs_s: float, epochs: int) -> list[Components]:
     """Each paired ratio's variance components (log per-sweep ratios by epoch), with the costs of this run."""
     out = []
     ratios = schedule.ratios(keep)

@@ -217,3 +217,64 @@ def tuning_verdicts(
         verdict_ = TuningVerdict(e.name, ref.name, e.group, e.batch or 0, knobs, ratio, word, tie, paired, bound, worth)
         out.append(verdict_)
     return out
+
+
+#: The backend name prefix of a plain-loop reference row (`bench.plain`).
+PLAIN_PREFIX = "plain:"
+
+
+@dataclass(frozen=True)
+class PlainVerdict(Record):
+    """A harness entry against its framework's plain loop (`--plain-loops`): does the harness slow it down?
+
+    Attributes:
+        name, reference: the harness's entry and the plain loop's; ratio: harness / plain with its interval.
+        verdict: as every verdict (slower: the harness is slower than the framework's own loop).
+        noise_bound: the A/A check's worker-to-worker bound (None without one).
+        finding: "within" (the estimate is at most 1 + the bound: the harness within what two workers of one
+            configuration differ by), "beyond" (the whole interval lies above 1 + the bound: the harness is
+            slower than the framework's own loop), "unsure" (neither), or "no bound" (no A/A check).
+    """
+
+    name: str
+    reference: str
+    ratio: Interval
+    verdict: str
+    noise_bound: float | None
+    finding: str
+
+    def line(self) -> str:
+        """One line for the console and bench.md."""
+        bound = f"±{self.noise_bound:.1%}" if self.noise_bound is not None else ""
+        call = {
+            "within": f"within the A/A bound {bound}: the harness does not slow it down",
+            "beyond": f"beyond the A/A bound {bound}: the harness is slower than the framework's own loop",
+            "unsure": f"the interval is too wide to say against the A/A bound {bound}",
+        }.get(self.finding, "no A/A bound to read it against")
+        return f"{self.name} vs its plain loop {self.reference}: {verdict_cell(self.ratio)}; {call}"
+
+
+def plain_verdicts(entries: Sequence[Entry], noise: NoiseCheck | None, tie: float = DEFAULT_TIE) -> list[PlainVerdict]:
+    """Every untuned harness entry of a group with a plain-loop row against that row (same framework)."""
+    bound = noise_bound(noise)
+    out = []
+    for plain in entries:
+        row = str(plain.params.get("backend", ""))
+        if not row.startswith(PLAIN_PREFIX):
+            continue
+        for e in entries:
+            if e.group != plain.group or is_twin(e) or e.params.get(TUNING):
+                continue
+            if e.params.get("backend") != row.removeprefix(PLAIN_PREFIX):
+                continue
+            ratio, _ = ratio_of(plain, e)
+            if bound is None:
+                finding = "no bound"
+            elif ratio.low is not None and ratio.low > 1 + bound:
+                finding = "beyond"
+            elif ratio.estimate <= 1 + bound and ratio.known:
+                finding = "within"
+            else:
+                finding = "unsure"
+            out.append(PlainVerdict(e.name, plain.name, ratio, verdict(ratio, tie), bound, finding))
+    return out

@@ -44,6 +44,7 @@ THREAD_VARS = (
     "KMP_BLOCKTIME",
 )
 
+
 def available_cores() -> int:
     """Cores this process may run on (its affinity mask), else the machine's count."""
     if hasattr(os, "sched_getaffinity"):

@@ -37,6 +37,7 @@ class BenchParams(Record):
     batch_sizes: list[int]
     precisions: list[str]
     train_subset: int | None = None
+    epochs: int = 1
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cvae_bench.bench.options import BenchOptions
 from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, DEVICES, PRECISIONS
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.sweep.cells import COMMANDS, BenchParams, Cell, RunParams
@@ -29,13 +30,15 @@ class SweepFileError(CvaeBenchError):
 
 #: The axes of the grid: they may be set in [sweep] for every command, or in [run]/[bench] for one.
 AXES = ("backends", "devices", "threads", "seeds", "repeats")
-#: The bench's own defaults when the file does not say (those of `cvae-bench bench`, shorter rounds aside).
+#: The bench's own defaults when the file does not say: those of `cvae-bench bench` (`BenchOptions`).
+_BENCH = BenchOptions()
 BENCH_DEFAULTS: dict[str, Any] = {
-    "rounds": 15,
-    "min_time": 0.1,
-    "warmup": 20,
-    "batch_sizes": [1, 64, 1024, 8192],
-    "precisions": list(PRECISIONS),
+    "epochs": _BENCH.epochs,
+    "rounds": _BENCH.rounds,
+    "min_time": _BENCH.min_time,
+    "warmup": _BENCH.warmup,
+    "batch_sizes": list(_BENCH.batch_sizes),
+    "precisions": list(_BENCH.precisions),
 }
 
 
@@ -180,6 +183,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "bench": {
         "groups": _list(_text()),
+        "epochs": _int(1),
         "rounds": _int(1),
         "min_time": _number(0.0),
         "warmup": _int(0),
@@ -307,6 +311,7 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None) -> SweepFil
                 raise reader.error("bench", "groups", f"unknown group {unknown_groups[0]!r}; known: {known}")
             bench = BenchParams(
                 groups=groups,
+                epochs=own.get("epochs", BENCH_DEFAULTS["epochs"]),
                 rounds=own.get("rounds", BENCH_DEFAULTS["rounds"]),
                 min_time=own.get("min_time", BENCH_DEFAULTS["min_time"]),
                 warmup=own.get("warmup", BENCH_DEFAULTS["warmup"]),

@@ -177,6 +177,7 @@ def _run_bench(cell: Cell, threads: int, data_path: str, idle_timeout: float, ou
         groups=tuple(p.groups),
         device=cell.device,
         threads=threads,
+        epochs=p.epochs,
         rounds=p.rounds,
         min_time=p.min_time,
         warmup=p.warmup,

@@ -134,6 +134,24 @@ def train_step_setup(
     return timed, TrainStepSetup(first_step_s=first_step_s, data_load_s=data_load_s, batch=batch)
 
 
+def plain_loop_setup(backend: Any, emit: Any, *, loop: str, **kwargs: Any) -> tuple[Timed, TrainStepSetup]:
+    """Rounds-engine setup of a plain-loop reference row (`bench.plain`), in the shape of train-step's own: the
+    row's call counts as its optimiser steps, its first call is the first step, its end the last loss."""
+    from cvae_bench.bench.plain import PLAIN_LOOPS, PlainLoopEnd, PlainLoopInfo
+
+    timed, info = PLAIN_LOOPS[loop].setup(backend, emit, **kwargs)
+    assert isinstance(info, PlainLoopInfo)
+    own_finish = timed.finish
+
+    def finish() -> TrainStepEnd:
+        end = own_finish() if own_finish is not None else None
+        assert isinstance(end, PlainLoopEnd)
+        return TrainStepEnd(loss=end.loss, steps=end.steps)
+
+    timed.finish, timed.units = finish, info.steps_per_call
+    return timed, TrainStepSetup(first_step_s=info.first_call_s, data_load_s=0.0, batch=info.batch)
+
+
 def train_step_job(
     backend: Any,
     emit: Any,
@@ -250,5 +268,7 @@ class TrainStep(BackendGroup[TrainStepResult]):
         return dataclasses.replace(
             entry,
             compile=f"{entry.compile}; first step {fmt_time(result.first_step_s)} reported apart",
-            data_on_device=f"yes: load_train_data before timing ({fmt_time(result.data_load_s)})",
+            data_on_device=f"yes: load_train_data before timing ({fmt_time(result.data_load_s)})"
+            if result.data_load_s
+            else "as the loop's users hold it (torch: one tensor; fit: NumPy arrays)",
         )
