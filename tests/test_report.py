@@ -422,3 +422,21 @@ def test_every_chart_renders_in_chromium(report_html: Path) -> None:
     for c in charts:
         assert c["width"] > 100 and c["height"] > 100 and c["traces"] > 0, c
     assert all(images)
+
+
+def test_a_busy_bench_and_an_idle_worker_are_said_without_a_verdict(tmp_path: Path) -> None:
+    doc = bench_doc()
+    doc["cvae_bench"]["rounds"] = {"busy": True, "epochs_run": 10}
+    doc["cvae_bench"]["verdicts"] = [
+        {
+            "name": "train-step[keras-jax-jit]",
+            "reference": "train-step[torch-eager]",
+            "verdict": "withheld",
+            "withheld": "IDLE-WORK: train-step[keras-jax-jit] used CPU while stopped between its rounds",
+        }
+    ]
+    write_json(tmp_path / "bench.json", doc)
+    make_report([tmp_path / "bench.json"], tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "BUSY — no verdict" in html
+    assert "no verdict — IDLE-WORK: train-step[keras-jax-jit] used CPU while stopped" in html

@@ -95,6 +95,19 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
         page.note(
             "Several bench files: [n] before a name is the n-th of: " + ", ".join(str(b.path) for b in inputs.benches)
         )
+    for b in inputs.benches:
+        summary = b.record.cvae_bench
+        if summary is None:
+            continue
+        if summary.rounds is not None and summary.rounds.busy:
+            page.note(
+                f"{b.path}: BUSY — no verdict. Foreign load overlapped too many sweeps in every epoch; its timings "
+                "are kept for the record, not judged.",
+                True,
+            )
+        for v in summary.verdicts:
+            if v.withheld and v.withheld.startswith("IDLE-WORK"):
+                page.note(f"{b.path}: {v.name} vs {v.reference}: no verdict — {v.withheld}.", True)
     page.heading("Training step", "train-step")
     fig = charts.train_step(inputs.benches, colours)
     if fig is None:
@@ -104,7 +117,8 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             "train-step",
             fig,
             "Median ms per Adam step at batch 64; whiskers: the 95 % confidence interval "
-            "of the median from the rounds (order statistics), or the IQR with fewer than 6 rounds. "
+            "of the typical step (Student's t across epochs of fresh workers; from one epoch's rounds, order "
+            "statistics, when there was one), or the IQR with fewer than 6 rounds. "
             "'of floor': the roofline floor ÷ the median (1.0 = as fast as the bare matmuls).",
         )
     page.heading("Sampling", "sampling")

@@ -99,6 +99,24 @@ class TimeToTargetFile(Record):
 
 
 @dataclass(frozen=True)
+class VerdictFile(Record):
+    """One of bench.json's `cvae_bench.verdicts`, as far as a report reads it."""
+
+    name: str
+    reference: str
+    verdict: str
+    withheld: str | None = None
+
+
+@dataclass(frozen=True)
+class RoundsFile(Record):
+    """bench.json's `cvae_bench.rounds`, as far as a report reads it."""
+
+    busy: bool = False
+    epochs_run: int = 1
+
+
+@dataclass(frozen=True)
 class BenchSummaryFile(Record):
     """bench.json's `cvae_bench` key, as far as a report reads it."""
 
@@ -109,6 +127,8 @@ class BenchSummaryFile(Record):
     roofline: RooflineFile | None = None
     fairness: list[AuditEntry] = field(default_factory=list)
     time_to_target: TimeToTargetFile | None = None
+    verdicts: list[VerdictFile] = field(default_factory=list)
+    rounds: RoundsFile | None = None
 
 
 @dataclass(frozen=True)
