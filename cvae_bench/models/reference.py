@@ -135,13 +135,21 @@ def evaluator_parts(
     return LossParts(kl=analytic_kl(z_mean, z_log_var), nll=gaussian_nll(x, decode(w, z, y, spec), spec))
 
 
-def _backprop(w: Weights, part: str, inp: F64, pre: list[F64], grad_out: F64, grads: dict[str, F64]) -> F64:
-    """Backpropagate `grad_out` (w.r.t. the last pre-activation) through `part`; returns d/d input."""
+def _backprop(
+    w: Weights, part: str, inp: F64, pre: list[F64], grad_out: F64, grads: dict[str, F64], input_grad: bool = True
+) -> F64 | None:
+    """Backpropagate `grad_out` (w.r.t. the last pre-activation) through `part`; returns d/d input.
+
+    With `input_grad=False` the gradient w.r.t. the network's input is not computed (None is returned): the
+    encoder's input is data, and that product is one of the step's largest.
+    """
     ins = _relu_inputs(inp, pre)
     g = grad_out
     for i in reversed(range(len(pre))):
         grads[f"{part}.dense_{i}.kernel"] = ins[i].T @ g
         grads[f"{part}.dense_{i}.bias"] = g.sum(0)
+        if i == 0 and not input_grad:
+            return None
         g = g @ np.asarray(w[f"{part}.dense_{i}.kernel"], np.float64).T
         if i > 0:
             g = g * (pre[i - 1] > 0)
@@ -156,6 +164,20 @@ def gradients(
     spec: ModelSpec = DEFAULT_SPEC,
 ) -> dict[str, F64]:
     """Exact gradients of the batch-mean training loss w.r.t. every canonical weight."""
+    return loss_and_gradients(w, x, y, eps, spec)[1]
+
+
+def loss_and_gradients(
+    w: Weights,
+    x: NDArray[np.floating],
+    y: NDArray[np.floating],
+    eps: NDArray[np.floating],
+    spec: ModelSpec = DEFAULT_SPEC,
+) -> tuple[LossParts, dict[str, F64]]:
+    """The training loss's parts (as `loss_parts` gives them) and its exact gradients, from one forward pass.
+
+    The run-time audit replays training steps with it: one forward instead of two.
+    """
     xf, yf = _inputs(x, y, spec)
     n, lat = len(xf), spec.latent_dim
     e = np.asarray(eps, np.float64)
@@ -167,17 +189,21 @@ def gradients(
     dec_in = np.concatenate([z[0], yf], 1)
     dec_pre = _mlp(w, "decoder", dec_in, len(spec.decoder_dims) - 1)
     x_hat = _sigmoid(dec_pre[-1])
+    # The same operations as `loss_parts`, on the same intermediates, so the same numbers.
+    kl: F64 = np.mean(np.sum(_log_normal(z, m, lv) - _log_normal(z, 0.0, 0.0), axis=2), axis=0)
+    parts = LossParts(kl=kl, nll=gaussian_nll(x, x_hat, spec))
 
     grads: dict[str, F64] = {}
     # NLL through the decoder; the batch loss is a mean, hence the 1/n.
     g_a = -(xf - x_hat) / spec.sigma_x**2 * x_hat * (1.0 - x_hat) / n
     g_dec_in = _backprop(w, "decoder", dec_in, dec_pre, g_a, grads)
+    assert g_dec_in is not None
     g_z1 = g_dec_in[:, :lat]
     # KL: log N(z; m, σ) is −½ε² − ½ log σ² − c along the reparameterised path, −log N(z; 0, 1) is ½z² + c.
     g_m = z.mean(0) / n + g_z1
     g_lv = (-0.5 + np.mean(z * e * s / 2.0, axis=0)) / n + g_z1 * e[0] * s / 2.0
-    _backprop(w, "encoder", enc_in, enc_pre, np.concatenate([g_m, g_lv], 1), grads)
-    return grads
+    _backprop(w, "encoder", enc_in, enc_pre, np.concatenate([g_m, g_lv], 1), grads, input_grad=False)
+    return parts, grads
 
 
 class KerasAdam:
@@ -189,27 +215,35 @@ class KerasAdam:
     Args:
         weights: the starting weights (copied to float64); read the current ones from `weights`.
         spec: learning rate, β1, β2 and ε.
+        state: the optimiser's state to start from (what `get_state` returns); None: a fresh one.
     """
 
-    def __init__(self, weights: Mapping[str, NDArray[np.floating]], spec: ModelSpec = DEFAULT_SPEC) -> None:
+    def __init__(
+        self,
+        weights: Mapping[str, NDArray[np.floating]],
+        spec: ModelSpec = DEFAULT_SPEC,
+        state: Mapping[str, NDArray[np.generic]] | None = None,
+    ) -> None:
         self.spec = spec
         self.weights: dict[str, F64] = {k: np.array(v, np.float64) for k, v in weights.items()}
-        self._m = {k: np.zeros_like(v) for k, v in self.weights.items()}
-        self._v = {k: np.zeros_like(v) for k, v in self.weights.items()}
-        self.iterations = 0
+        if state is None:
+            self._m = {k: np.zeros_like(v) for k, v in self.weights.items()}
+            self._v = {k: np.zeros_like(v) for k, v in self.weights.items()}
+            self.iterations = 0
+        else:
+            self._m, self._v = {}, {}
+            self.set_state(state)
 
     def apply(self, grads: Mapping[str, NDArray[np.floating]]) -> dict[str, F64]:
-        """One step with `grads` (every weight's); returns the new weights."""
-        s = self.spec
-        b1, b2 = s.adam_beta_1, s.adam_beta_2
+        """One step with `grads` (every weight's); returns the new weights.
+
+        The arrays are replaced, not changed in place: callers may hold the previous weights and moments.
+        """
         self.iterations += 1
-        t = self.iterations
-        alpha = s.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
         for k, g in grads.items():
-            g64 = np.asarray(g, np.float64)
-            self._m[k] = b1 * self._m[k] + (1 - b1) * g64
-            self._v[k] = b2 * self._v[k] + (1 - b2) * g64 * g64
-            self.weights[k] = self.weights[k] - alpha * self._m[k] / (np.sqrt(self._v[k]) + s.adam_epsilon)
+            self.weights[k], self._m[k], self._v[k] = adam_update(
+                self.weights[k], self._m[k], self._v[k], g, self.iterations, self.spec
+            )
         return self.weights
 
     def get_state(self) -> dict[str, NDArray[np.generic]]:
@@ -222,14 +256,60 @@ class KerasAdam:
     def set_state(self, state: Mapping[str, NDArray[np.generic]]) -> None:
         """Restore what `get_state` returned."""
         self.iterations = int(state["iterations"])
-        self._m = {k: np.array(state[f"m/{k}"], np.float64) for k in self._m}
-        self._v = {k: np.array(state[f"v/{k}"], np.float64) for k in self._v}
+        self._m = {k: np.array(state[f"m/{k}"], np.float64) for k in self.weights}
+        self._v = {k: np.array(state[f"v/{k}"], np.float64) for k in self.weights}
+
+    def moments(self) -> tuple[dict[str, F64], dict[str, F64]]:
+        """The current first and second moments, by weight name (the optimiser's own arrays: read only)."""
+        return self._m, self._v
 
     def train_step(self, x: NDArray[np.floating], y: NDArray[np.floating], eps: NDArray[np.floating]) -> float:
         """One training step on a batch with ε given; returns the batch loss before the step."""
         loss = float(loss_parts(self.weights, x, y, eps, self.spec).total.mean())
         self.apply(gradients(self.weights, x, y, eps, self.spec))
         return loss
+
+
+def adam_update(
+    w: NDArray[np.floating],
+    m: NDArray[np.floating],
+    v: NDArray[np.floating],
+    g: NDArray[np.floating],
+    t: int,
+    spec: ModelSpec = DEFAULT_SPEC,
+    out: tuple[F64, F64, F64, F64] | None = None,
+) -> tuple[F64, F64, F64]:
+    """Keras Adam's step `t` (1-based) of one tensor, in float64: returns the new (w, m, v); the inputs stay.
+
+    m = β1·m + (1−β1)·g, v = β2·v + (1−β2)·g·g, w −= α_t·m/(√v + ε), α_t = lr·√(1−β2^t)/(1−β1^t), with the
+    operations in that order (so the same numbers as written out), into fresh arrays or `out`.
+
+    Args:
+        w, m, v: the tensor, its first and second moments before the step.
+        g: its gradient.
+        t: the step's number (the optimiser's step count after it).
+        spec: learning rate, β1, β2 and ε.
+        out: float64 buffers of the tensor's shape for the new w, m, v and one scratch: the run-time audit
+            replays steps tensor by tensor with this, and fresh multi-megabyte arrays at every step cost it
+            more (in page faults) than the arithmetic.
+    """
+    b1, b2 = spec.adam_beta_1, spec.adam_beta_2
+    alpha = spec.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
+    w_new, m_new, v_new, scratch = out if out is not None else tuple(np.empty(np.shape(w)) for _ in range(4))
+    g64 = np.asarray(g, np.float64)
+    np.multiply(g64, 1 - b1, out=scratch)
+    np.multiply(np.asarray(m, np.float64), b1, out=m_new)
+    m_new += scratch
+    np.multiply(g64, 1 - b2, out=scratch)
+    scratch *= g64
+    np.multiply(np.asarray(v, np.float64), b2, out=v_new)
+    v_new += scratch
+    np.sqrt(v_new, out=scratch)
+    scratch += spec.adam_epsilon
+    np.multiply(m_new, alpha, out=w_new)
+    w_new /= scratch  # the step α·m/(√v + ε), then w − step:
+    np.subtract(np.asarray(w, np.float64), w_new, out=w_new)
+    return w_new, m_new, v_new
 
 
 def adam_first_step(
