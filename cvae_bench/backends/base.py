@@ -160,6 +160,19 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"backend {self.name!r} does not implement last_train_noise()")
 
+    def adam_state(self) -> dict[str, NDArray[Any]]:
+        """Adam's state in the reference's terms, as float32 or float64 NumPy.
+
+        The keys of `reference.KerasAdam.get_state`: "iterations" (the step count t, 0-d), and "m/<weight>"
+        and "v/<weight>" (the uncorrected first and second moments) for every canonical weight, in the
+        canonical layout (kernels (in, out)), zeros before the first step. A test hook, like
+        `last_train_noise`: the run-time audit (`training.audit`) reads it before and after the training
+        steps it audits and replays them with the float64 reference from it; read only when asked (it may
+        sync the device). A backend without it still trains, but its runs fail the audit: their steps
+        cannot be replayed.
+        """
+        raise NotImplementedError(f"backend {self.name!r} does not implement adam_state()")
+
     # -- checkpoints ------------------------------------------------------------------------------------
     def get_train_state(self) -> dict[str, NDArray[Any]]:
         """Everything besides the weights that the next `train_step` depends on, as NumPy arrays.

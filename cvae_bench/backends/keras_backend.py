@@ -129,14 +129,15 @@ class KerasTensorflowBackend(KerasBackend):
         logs: dict[str, Tensor] = self.model.train_function(iter((data,)))
         return logs
 
-    def _compiled_like_training(self, fn: Callable[[], Tensor]) -> Tensor:
+    def _compiled_like_training(self, fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
         # tf.random.stateless_normal picks its algorithm per compilation: under XLA it draws other numbers
         # from the same seed than eagerly, so the replay of a "jit" step's ε must be compiled by XLA too.
         if not COMPILE_ARGS[self.mode]["jit_compile"]:
-            return fn()
+            return fn
         import tensorflow as tf
 
-        return tf.function(fn, jit_compile=True)()
+        compiled: Callable[[], Tensor] = tf.function(fn, jit_compile=True)
+        return compiled
 
     def _grad_list(self, inputs: tuple[Tensor, Tensor, Tensor]) -> list[Tensor]:
         import tensorflow as tf

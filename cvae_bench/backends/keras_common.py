@@ -176,6 +176,8 @@ class KerasBackend(Backend):
         self._steps = 0
         self._n_train = 0
         self._last_noise_batch: int | None = None  # the batch size of the last train_step (last_train_noise)
+        #: last_train_noise's replay generator and draw, per ε shape.
+        self._noise_replays: dict[tuple[int, ...], tuple[Any, Callable[[], Tensor]]] = {}
 
     # -- per-framework hooks ----------------------------------------------------------------------------
     @abstractmethod
@@ -318,23 +320,28 @@ class KerasBackend(Backend):
         The step draws once from `model.seed_generator`, whose `next()` returns its state and then adds
         [0, 1] to it (Keras 3's SeedGenerator); drawing again from (current state − [0, 1]) with the same
         shape repeats the draw. The conformance suite replays the step with this ε, so a Keras whose
-        generator works otherwise fails there rather than passing silently.
+        generator works otherwise fails there rather than passing silently. The draw is built (and, where
+        training is, compiled) once per batch shape: the run-time audit asks for it a few times per epoch.
         """
         if self._last_noise_batch is None:
             raise RuntimeError("no train_step has run yet")
         self._sync_variables()
         state = self._host(self.model.seed_generator.state.value)
         s = self.spec
+        shape = (s.kl_samples, self._last_noise_batch, s.latent_dim)
         with self._scope():
-            replay = keras.random.SeedGenerator(0, name="eps_replay")
+            if shape not in self._noise_replays:
+                replay = keras.random.SeedGenerator(0, name="eps_replay")
+                draw = self._compiled_like_training(lambda: keras.random.normal(shape, seed=replay))
+                self._noise_replays[shape] = (replay, draw)
+            replay, draw = self._noise_replays[shape]
             replay.state.assign(state - np.array([0, 1], state.dtype))
-            shape = (s.kl_samples, self._last_noise_batch, s.latent_dim)
-            eps = self._compiled_like_training(lambda: keras.random.normal(shape, seed=replay))
+            eps = draw()
         return self._np(eps)
 
-    def _compiled_like_training(self, fn: Callable[[], Tensor]) -> Tensor:
-        """Run `fn` compiled as the train function is, where that changes what a random draw gives."""
-        return fn()
+    def _compiled_like_training(self, fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
+        """`fn`, compiled as the train function is where that changes what a random draw gives."""
+        return fn
 
     def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
         with self._scope():
@@ -353,6 +360,17 @@ class KerasBackend(Backend):
             for i, var in enumerate(self.model.optimizer.variables):
                 var.assign(np.asarray(state[f"optimizer/{i}"]))
             self.model.seed_generator.state.assign(np.asarray(state["noise_rng"]))
+
+    def adam_state(self) -> dict[str, NDArray[Any]]:
+        self._sync_variables()
+        opt = self.model.optimizer
+        out: dict[str, NDArray[Any]] = {"iterations": np.array(self._host(opt.iterations.value), np.int64)}
+        for name, var in zip(self._trainable_names, self.model.trainable_variables, strict=True):
+            # Keras 3's Adam keeps one momentum and one velocity per variable, found by the variable's index.
+            index = opt._get_variable_index(var)
+            out[f"m/{name}"] = self._np(opt._momentums[index].value).copy()
+            out[f"v/{name}"] = self._np(opt._velocities[index].value).copy()
+        return out
 
     def take_loss(self) -> float:
         if self._steps == 0 or self._logs is None:

@@ -273,6 +273,19 @@ class TorchBackend(Backend):
     def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
         self._step(self._t(x), self._t(y), self._t(eps))
 
+    def adam_state(self) -> dict[str, NDArray[Any]]:
+        # torch's exp_avg and exp_avg_sq are Keras's m and v (ε's placement differs, not the moments);
+        # kernels are stored (out, in), so their moments are transposed like the weights.
+        out: dict[str, NDArray[Any]] = {"iterations": np.array(self._adam_t, np.int64)}
+        for prefix, lin in self._linears().items():
+            for attr, param in (("kernel", lin.weight), ("bias", lin.bias)):
+                slots = self.optimizer.state.get(param, {})
+                for key, slot in (("m", "exp_avg"), ("v", "exp_avg_sq")):
+                    value = slots.get(slot)
+                    moment = np.zeros(tuple(param.shape), np.float32) if value is None else self._np(value).copy()
+                    out[f"{key}/{prefix}.{attr}"] = moment.T.copy() if attr == "kernel" else moment
+        return out
+
     # -- checkpoints ----------------------------------------------------------------------------------
     def get_train_state(self) -> dict[str, NDArray[Any]]:
         out: dict[str, NDArray[Any]] = {

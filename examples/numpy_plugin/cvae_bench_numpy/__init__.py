@@ -82,6 +82,9 @@ class NumpyBackend(Backend):
     def _step(self, x: NDArray[np.floating], y: NDArray[np.floating], eps: NDArray[np.floating]) -> None:
         self._losses.append(self._adam.train_step(x, y, eps))  # the reference's Keras Adam
 
+    def adam_state(self) -> dict[str, NDArray[np.generic]]:
+        return self._adam.get_state()  # the reference's own Adam: already in its terms
+
     def get_train_state(self) -> dict[str, NDArray[np.generic]]:
         return {**self._adam.get_state(), "noise_rng": reference.generator_state(self._rng)}
 
