@@ -13,6 +13,7 @@ boundary. They change the backend's weights, optimiser state and training data.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class BackendLike(Protocol):
     def train_step(self, index: int) -> None: ...
     def train_step_with_eps(self, x: Array, y: Array, eps: Array) -> None: ...
     def take_loss(self) -> float: ...
+    def synchronize(self) -> None: ...
     def last_train_noise(self) -> Array: ...
 
 
@@ -61,6 +63,7 @@ class Tolerances:
         first_step_move_lr: the largest weight change of one step against the reference's, in units of the
             learning rate (Adam's first step is ≈ lr·sign(g): a float32 sign flip moves a weight by 2·lr).
         trajectory_steps: Adam steps of the trajectory check, one real batch and one ε draw per step.
+        clock_steps: steps the clock check queues before each read (of the trajectory's first batches).
         trajectory_rel_base, trajectory_rel_per_step: after t steps every weight tensor's distance from the
             reference's, relative to the distance the reference travelled from the start, must stay below
             base + per_step·t.
@@ -82,6 +85,7 @@ class Tolerances:
     first_step_loss_rel: float = 0.01
     first_step_move_lr: float = 2.1
     trajectory_steps: int = 30
+    clock_steps: int = 5
     trajectory_rel_base: float = 1e-3
     trajectory_rel_per_step: float = 2e-4
     trajectory_loss_rel_base: float = 1e-5
@@ -287,6 +291,20 @@ class Probe:
                 weights[t] = {k: v.copy() for k, v in adam.weights.items()}
         return ReferenceTrajectory(weights, losses)
 
+    @cached_property
+    def clock_reference(self) -> ReferenceTrajectory:
+        """The reference over the first 2·`clock_steps` trajectory steps: every loss, and the weights after
+        `clock_steps` and 2·`clock_steps` steps (the clock check's answers)."""
+        n = self.tolerances.clock_steps
+        adam = reference.KerasAdam(self.weights, self.spec)
+        weights: dict[int, dict[str, NDArray[np.float64]]] = {}
+        losses = []
+        for t, (x, y, eps) in enumerate(itertools.islice(self.trajectory_batches(), 2 * n), 1):
+            losses.append(adam.train_step(x, y, eps))
+            if t % n == 0:
+                weights[t] = {k: v.copy() for k, v in adam.weights.items()}
+        return ReferenceTrajectory(weights, losses)
+
     def train_orders(self) -> list[NDArray[np.int64]]:
         """One permutation of the training-path examples per epoch."""
         rng = np.random.default_rng(self.seed + 200)
@@ -419,6 +437,51 @@ def check_trajectory(backend: BackendLike, probe: Probe, tol: Tolerances = TOLER
     return f.result()
 
 
+# -- the clock: take_loss and synchronize wait ---------------------------------------------------------------
+def check_clock(backend: BackendLike, probe: Probe, tol: Tolerances = TOLERANCES) -> CheckResult:
+    """`take_loss()` and `synchronize()` wait for the steps before them: timings end on them, so they must.
+
+    Checked through values, never through time, so that a correct backend passes however fast or slow it is:
+    after `Tolerances.clock_steps` steps queued with nothing read in between, `take_loss()` must be the mean of the
+    reference's losses of exactly those steps (a take_loss that returns before the last step has finished
+    averages fewer, or none); after `Tolerances.clock_steps` more steps and `synchronize()`, the weights must be the
+    reference's after all of them (a synchronize that returns at once leaves them behind where the weights are
+    read without waiting). The steps go through `train_step_with_eps` with ε given, so that nothing has to be
+    read between them: reading `last_train_noise` after each `train_step` would itself wait for the device.
+    """
+    f = _Findings("clock", _name(backend))
+    n, ref = tol.clock_steps, probe.clock_reference
+    backend.set_weights(probe.weights)
+    backend.take_loss()
+    batches = list(itertools.islice(probe.trajectory_batches(), 2 * n))
+    for x, y, eps in batches[:n]:
+        backend.train_step_with_eps(x, y, eps)
+    loss, want = backend.take_loss(), float(np.mean(ref.losses[:n]))
+    f.within(
+        f"take_loss() after {n} steps = {loss:.6g} vs the mean of the reference's {want:.6g} (relative; "
+        "a take_loss that does not wait for the last step averages fewer)",
+        abs(loss - want) / abs(want),
+        tol.trajectory_loss_rel(n),
+    )
+    for x, y, eps in batches[n:]:
+        backend.train_step_with_eps(x, y, eps)
+    backend.synchronize()
+    rel, where = relative_distance(backend.get_weights(), ref.weights[2 * n], probe.weights)
+    f.within(
+        f"weights after {2 * n} steps and synchronize(): {where} off the reference's (relative; a "
+        "synchronize that does not wait leaves steps unfinished)",
+        rel,
+        tol.trajectory_rel(2 * n),
+    )
+    loss, want = backend.take_loss(), float(np.mean(ref.losses[n:]))
+    f.within(
+        f"take_loss() after synchronize() = {loss:.6g} vs the mean of the reference's {want:.6g} (relative)",
+        abs(loss - want) / abs(want),
+        tol.trajectory_loss_rel(2 * n),
+    )
+    return f.result()
+
+
 # -- the training path: noise and batch order -------------------------------------------------------------
 def _z_scores(eps: Sequence[NDArray[np.float64]], spec: ModelSpec) -> dict[str, float]:
     """z-scores of the training noise's statistics under 'independent standard normal per element'."""
@@ -540,6 +603,7 @@ RECIPE_CHECKS: dict[str, Check] = {
     "encode_decode": check_encode_decode,
     "gradients": check_gradients,
     "first_step": check_first_step,
+    "clock": check_clock,
     "trajectory": check_trajectory,
     "training_path": check_training_path,
 }

@@ -135,6 +135,11 @@ class ConformanceSuite:
     def test_adam_trajectory_matches_reference(self, name: str, workers: WorkerPool, probe: Probe) -> None:
         _ok(checks.check_trajectory(_b(workers.get(name)), probe))
 
+    def test_take_loss_and_synchronize_wait_for_the_steps(self, name: str, workers: WorkerPool, probe: Probe) -> None:
+        """Timings end on take_loss() (and data loading on synchronize()): both must wait for the steps before
+        them. Checked through the values they leave, never through time."""
+        _ok(checks.check_clock(_b(workers.get(name)), probe))
+
     def test_training_path_noise_and_batch_order(self, name: str, workers: WorkerPool, probe: Probe) -> None:
         _ok(checks.check_training_path(_b(workers.get(name)), probe))
 
@@ -154,6 +159,7 @@ class ConformanceSuite:
                 runs.append(job.outcome.history)
         first, second = runs
         assert [h.val_elbo for h in first] == [h.val_elbo for h in second]
+        assert job.outcome.audit is not None and job.outcome.audit.ok, job.outcome.audit
         assert [h.train_loss for h in first] == [h.train_loss for h in second]
         last, start = first[-1], first[0]
         assert last.val_elbo < start.val_elbo + 1e-3 or (last.train_loss or 0.0) < (start.train_loss or 0.0)
