@@ -52,3 +52,46 @@ def tuned_state(backend: Any, emit: Any, names: list[str]) -> dict[str, Any]:
         "denormal_survives": (torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() != 0.0,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }
+
+
+def audit_errors(backend: Any, emit: Any, steps: int, every: int, seed: int = 0) -> dict[str, list[float]]:
+    """Train `steps` steps on full MNIST as a run does and replay every `every`-th with the float64 reference
+    (training.replay, the audit's own): the float32 error of each comparison at each replayed step, before any
+    tolerance. The margins of `AUDIT_TOLERANCES` come from these (tests/test_audit.py, the slow margins test)."""
+    import math
+
+    import numpy as np
+
+    from cvae_bench.testing.support import load_mnist
+    from cvae_bench.training.replay import Scratch, Snapshot, replay_step
+
+    x, y, _, _ = load_mnist()
+    spec, b = backend.spec, backend.spec.batch_size
+    per_epoch = math.ceil(len(x) / b)
+    rng = np.random.default_rng(seed)
+    backend.load_train_data(x, y)
+    found: dict[str, list[float]] = {"step": [], "loss": [], "weights": [], "m": [], "v": [], "shrink": []}
+    order, scratch = np.arange(0), Scratch()
+    for step in range(steps):
+        index = step % per_epoch
+        if index == 0:
+            order = rng.permutation(len(x))
+            backend.set_order(order)
+        if step == 0 or ((step + 1) % every and index != per_epoch - 1):
+            backend.train_step(index)
+            continue
+        backend.take_loss()
+        before = Snapshot.of(backend)
+        backend.train_step(index)
+        loss = backend.take_loss()
+        eps = np.asarray(backend.last_train_noise(), np.float32)
+        rows = order[index * b : (index + 1) * b]
+        got = replay_step(before, Snapshot.of(backend), x[rows], y[rows], eps, loss, spec, scratch)
+        found["step"].append(step)
+        found["loss"].append(abs(got.loss - got.reference_loss) / abs(got.reference_loss))
+        found["weights"].append(got.weights[0])
+        found["m"].append(got.m[0])
+        found["v"].append(got.v[0])
+        found["shrink"].append(abs(got.shrink))
+        emit({"step": step, "weights": got.weights, "v": got.v})
+    return found

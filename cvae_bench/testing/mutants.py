@@ -166,6 +166,9 @@ class PortBackend(Backend):
             raise RuntimeError("no train_step has run yet")
         return self.last_eps
 
+    def adam_state(self) -> dict[str, NDArray[np.generic]]:
+        return self.adam.get_state()
+
     def get_train_state(self) -> dict[str, NDArray[np.generic]]:
         return {**self.adam.get_state(), "noise_rng": reference.generator_state(self.noise_rng)}
 

@@ -30,6 +30,7 @@ from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.records import Record
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime.files import ensure_dir, file_sha256, load_weights, save_weights, write_bytes, write_json
+from cvae_bench.training.audit import AuditState
 from cvae_bench.training.records import EvalPoint, Resumption
 
 CHECKPOINT_DIR = "checkpoint"
@@ -53,6 +54,8 @@ class LoopState(Record):
     weights_sha256: str = ""
     state_file: str = ""
     state_sha256: str = ""
+    #: What the run-time audit has found so far (None: the run is not audited, or an older checkpoint).
+    audit: AuditState | None = None
 
 
 @dataclass(frozen=True)

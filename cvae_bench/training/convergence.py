@@ -70,9 +70,16 @@ REFERENCE_BANDS: dict[str, ReferenceBand] = {
 
 
 def assess_convergence(outcome: TrainOutcome, spec: ModelSpec, dataset: str) -> ConvergenceVerdict:
-    """`consistent`, `deviant` (with every reason) or `unchecked` (no band for this data or recipe)."""
-    recipe = outcome.recipe_check
+    """`consistent`, `deviant` (with every reason) or `unchecked` (no band for this data or recipe).
+
+    A run that failed the recipe check or the run-time audit is deviant whatever its history.
+    """
+    recipe, audit = outcome.recipe_check, outcome.audit
     failed = [f"recipe check: {line}" for line in recipe.failed] if recipe is not None else []
+    if audit is not None:
+        failed += [f"audit: {line}" for line in audit.failed]
+        if audit.findings > len(audit.failed):
+            failed.append(f"audit: {audit.findings - len(audit.failed)} more findings")
     if outcome.status == "diverged" and outcome.divergence is not None:
         d = outcome.divergence
         return ConvergenceVerdict("deviant", [f"diverged: {d.what} {d.value} at step {d.step}", *failed])

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from cvae_bench.backends.base import Backend
 from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.models.evaluator import Evaluator
+from cvae_bench.training.audit import Auditor
 from cvae_bench.training.checkpoint import Checkpoint, LoopState, Progress, save_checkpoint, write_progress
 from cvae_bench.training.records import Divergence, EvalPoint, FinalEval, TrainOutcome
 
@@ -36,6 +37,8 @@ class TrainConfig:
         log_every: steps between progress events (each one reads the loss, which syncs the device).
         recipe_check: run the conformance suite's recipe checks on the backend before training
             (`training.recipe`); a backend that fails them is marked deviant.
+        audit: audit the run as it trains (`training.audit`): a few steps per epoch replayed with the
+            float64 reference, outside the timed chunks; a backend that fails it is marked deviant.
     """
 
     target: float | None = DEFAULT_TARGET
@@ -45,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 100
     recipe_check: bool = True
+    audit: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
@@ -74,7 +78,14 @@ def train(
 
     With `checkpoint_to` (a run folder), a checkpoint is written after every evaluation; with `resume`,
     training goes on from one, exactly where the interrupted run stood (weights, Adam state, noise and
-    order generators, history, times), so the history is the one an uninterrupted run would have made.
+    order generators, history, times, the audit's findings), so the history is the one an uninterrupted run
+    would have made.
+
+    With `config.audit`, a few steps per epoch are audited (`training.audit`). An audited step is taken
+    outside the timed chunks: the chunk's training time is closed with `take_loss` before it, the step's own
+    time (its `train_step` and the `take_loss` that waits for it) counts as training time, and the audit's
+    work does not count at all; the chunk's loss is the step-weighted mean of its parts, and `ms_per_step`
+    is over the unaudited steps.
     """
     n = len(x_train)
     batch = backend.spec.batch_size
@@ -85,6 +96,11 @@ def train(
     total_steps = epochs * steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
     rng = np.random.default_rng(config.seed)
+    auditor = None
+    if config.audit:
+        auditor = Auditor(backend, x_train, y_train, config.seed, state=resume.loop.audit if resume else None)
+        if not auditor.state.seeded:
+            auditor.check_seeding(backend.get_weights())  # the weights it was built with: nothing has trained
 
     t_load = time.perf_counter()
     backend.load_train_data(x_train, y_train)
@@ -117,32 +133,43 @@ def train(
         step, order = loop.step, resume.order
         if step % steps_per_epoch:
             backend.set_order(order)  # resumed in the middle of an epoch
-    chunk_start = time.perf_counter()
-    chunk_steps = 0
+            if auditor is not None:
+                auditor.start_epoch(step // steps_per_epoch, order)
+    chunk = _Chunk()
     while step < total_steps and reached_at is None and divergence is None:
         index = step % steps_per_epoch
         if index == 0:
             order = rng.permutation(n)
             backend.set_order(order)
-        backend.train_step(index)
+            if auditor is not None:
+                auditor.start_epoch(step // steps_per_epoch, order)
+        if auditor is not None and auditor.wants(step):
+            chunk.close_part(backend)  # the audited step and the audit's work stay out of the timed part
+            step_s, step_loss = auditor.audit_step(step, order)
+            chunk.add_audited(step_s, step_loss)
+        else:
+            backend.train_step(index)
+            chunk.steps += 1
         step += 1
-        chunk_steps += 1
         at_eval = step % eval_every == 0 or step == total_steps
-        if step == 1 or chunk_steps == config.log_every or at_eval:
-            loss = backend.take_loss()  # waits for the device
-            elapsed = time.perf_counter() - chunk_start
+        if step == 1 or chunk.total_steps == config.log_every or at_eval:
+            chunk.close_part(backend)  # waits for the device
+            loss = chunk.loss()
+            elapsed = chunk.timed_s + chunk.audited_s
             train_s += elapsed
             if step == 1:
                 first_step_s = elapsed
-            else:
-                chunk_ms.append(1e3 * elapsed / chunk_steps)
+                if auditor is not None:
+                    auditor.check_first_noise()
+            elif chunk.timed_steps:
+                chunk_ms.append(1e3 * chunk.timed_s / chunk.timed_steps)
             on_event(
                 {
                     "type": "progress",
                     "step": step,
                     "epoch": step / steps_per_epoch,
                     "loss": loss,
-                    "steps_per_s": chunk_steps / elapsed if elapsed > 0 else float("nan"),
+                    "steps_per_s": chunk.timed_steps / chunk.timed_s if chunk.timed_s > 0 else float("nan"),
                 }
             )
             if checkpoint_to is not None:
@@ -183,10 +210,10 @@ def train(
                         eval_s=eval_s,
                         first_step_s=first_step_s,
                         load_s=load_s,
+                        audit=auditor.state if auditor is not None else None,
                     )
                     save_checkpoint(checkpoint_to, state, backend.get_weights(), backend.get_train_state(), order)
-            chunk_start = time.perf_counter()
-            chunk_steps = 0
+            chunk = _Chunk()
 
     final = history[-1] if history else None
     if divergence is not None:
@@ -214,4 +241,51 @@ def train(
         final=FinalEval(final.step, final.epoch, final.val_elbo, final.kl, final.nll) if final else None,
         history=history,
         divergence=divergence,
+        audit=auditor.finish() if auditor is not None else None,
     )
+
+
+class _Chunk:
+    """The steps between two progress reports: timed parts, split where a step is audited.
+
+    A part's time runs from its first `train_step` to the `take_loss` that ends it (which waits for the
+    device); an audited step is a part of its own, timed by the auditor without the audit's work.
+    """
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.steps = 0  # unaudited steps of the part under way
+        self.timed_s = 0.0
+        self.timed_steps = 0
+        self.audited_s = 0.0
+        self.audited_steps = 0
+        self.parts: list[tuple[float, int]] = []  # (mean loss, steps) of each closed part
+
+    @property
+    def total_steps(self) -> int:
+        """Every step of the chunk so far, audited or not."""
+        return self.timed_steps + self.steps + self.audited_steps
+
+    def close_part(self, backend: Backend) -> None:
+        """End the part under way (if it has steps) with `take_loss`, and start the clock for the next."""
+        if self.steps:
+            self.parts.append((backend.take_loss(), self.steps))
+            self.timed_s += time.perf_counter() - self.start
+            self.timed_steps += self.steps
+            self.steps = 0
+        self.start = time.perf_counter()
+
+    def add_audited(self, seconds: float, loss: float) -> None:
+        """Count an audited step (its own time and loss) into the chunk."""
+        self.parts.append((loss, 1))
+        self.audited_s += seconds
+        self.audited_steps += 1
+        self.start = time.perf_counter()
+
+    def loss(self) -> float:
+        """The chunk's mean training loss: `take_loss`'s own value when the chunk is one part."""
+        if len(self.parts) == 1:
+            return self.parts[0][0]
+        if not self.parts:
+            return float("nan")
+        return sum(loss * k for loss, k in self.parts) / sum(k for _, k in self.parts)

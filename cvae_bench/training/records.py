@@ -76,6 +76,42 @@ class RecipeCheck(Record):
 
 
 @dataclass(frozen=True)
+class AuditRecord(Record):
+    """The run-time audit (`training.audit`): training steps of the run itself replayed with the reference.
+
+    Attributes:
+        points: training steps audited (snapshotted, replayed with the float64 reference and compared).
+        failed: what the audit found, one line each (the first `AUDIT_LINES`), naming the step and what
+            differed; any line makes the run deviant.
+        seconds: the harness's own time spent auditing (snapshots, replays, comparisons, the seeding check),
+            outside `train_time_s` and every timed chunk.
+        seeding_seconds: the part of `seconds` the seeding check took (building and stepping the two
+            throwaway instances).
+        findings: how many lines there were in all.
+        worst: for each comparison, the largest measured difference over its tolerance during the run (≤ 1
+            passes): the margin the run had.
+        skipped: why the run was not audited at all (empty when it was).
+    """
+
+    points: int
+    failed: list[str]
+    seconds: float
+    seeding_seconds: float = 0.0
+    findings: int = 0
+    worst: dict[str, float] = field(default_factory=dict)
+    skipped: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the audit found nothing."""
+        return not self.failed
+
+
+#: How many of the audit's findings a result keeps (the count of all is `AuditRecord.findings`).
+AUDIT_LINES = 20
+
+
+@dataclass(frozen=True)
 class TrainOutcome(Record):
     """What the training loop measured (everything of result.json except identity and files).
 
@@ -103,6 +139,7 @@ class TrainOutcome(Record):
     divergence: Divergence | None = None
     data: DataUsed | None = None
     recipe_check: RecipeCheck | None = None
+    audit: AuditRecord | None = None
 
 
 @dataclass(frozen=True)
