@@ -2,19 +2,26 @@
 
 `PortBackend` runs the tutorial's recipe on the float64 reference, with one method per decision a port
 makes (initialisation, forward pass, loss, noise, batch order, optimiser). Every mutant overrides one of
-them. The conformance checks must pass the port and fail every mutant (`kill`), which is what
-`tests/test_mutants.py` asserts; plugin authors can run the same to see what the kit catches.
+them. The conformance checks and the run-time audit must pass the port and fail every mutant (`kill`: the
+checks, then a short audited run), which is what `tests/test_mutants.py` asserts; plugin authors can run the
+same to see what the kit catches. Some mutants follow the recipe wherever the checks look and leave it only
+where a run goes on (later, on more data, across epochs or seeds): only the audit sees those. The clock
+mutants run their steps in a background thread.
 
 The mutants run in-process: they are plain NumPy, and the checks only call Backend methods.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import platform
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,7 +29,12 @@ from numpy.typing import NDArray
 from cvae_bench.backends.base import F32, Backend, Capabilities, WeightDict
 from cvae_bench.conformance.checks import RECIPE_CHECKS, CheckResult, Probe, check_initialisation
 from cvae_bench.models import reference
+from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.models.spec import ModelSpec
+from cvae_bench.testing.support import load_mnist
+from cvae_bench.training.checkpoint import Checkpoint, LoopState
+from cvae_bench.training.loop import TrainConfig, train
+from cvae_bench.training.records import AuditRecord
 
 F64 = NDArray[np.float64]
 Array = NDArray[np.floating]
@@ -192,28 +204,33 @@ class _Adam(reference.KerasAdam):
         spec: ModelSpec,
         eps_placement: str = "keras",
         bias_correction: bool = True,
+        lr_decay: tuple[float, int] = (1.0, 1),
+        weight_decay: float = 0.0,
     ) -> None:
         super().__init__(weights, spec)
         self.eps_placement = eps_placement
         self.bias_correction = bias_correction
+        self.lr_decay = lr_decay  # (factor, period): lr·factor^⌊(t − 1)/period⌋ at step t
+        self.weight_decay = weight_decay  # decoupled (AdamW's): w −= lr·decay·w before each update
 
     def apply(self, grads: Mapping[str, NDArray[np.floating]]) -> dict[str, F64]:
         s = self.spec
         b1, b2, e = s.adam_beta_1, s.adam_beta_2, s.adam_epsilon
         self.iterations += 1
         t = self.iterations
+        lr = s.learning_rate * self.lr_decay[0] ** ((t - 1) // self.lr_decay[1])
         bc1, bc2 = (1 - b1**t, 1 - b2**t) if self.bias_correction else (1.0, 1.0)
         for k, g in grads.items():
             g64 = np.asarray(g, np.float64)
             self._m[k] = b1 * self._m[k] + (1 - b1) * g64
             self._v[k] = b2 * self._v[k] + (1 - b2) * g64 * g64
             if self.eps_placement == "inside-sqrt":
-                step = s.learning_rate * math.sqrt(bc2) / bc1 * self._m[k] / np.sqrt(self._v[k] + e)
+                step = lr * math.sqrt(bc2) / bc1 * self._m[k] / np.sqrt(self._v[k] + e)
             elif self.eps_placement == "after-bias-correction":  # torch's Adam
-                step = s.learning_rate / bc1 * self._m[k] / (np.sqrt(self._v[k] / bc2) + e)
+                step = lr / bc1 * self._m[k] / (np.sqrt(self._v[k] / bc2) + e)
             else:
-                step = s.learning_rate * math.sqrt(bc2) / bc1 * self._m[k] / (np.sqrt(self._v[k]) + e)
-            self.weights[k] = self.weights[k] - step
+                step = lr * math.sqrt(bc2) / bc1 * self._m[k] / (np.sqrt(self._v[k]) + e)
+            self.weights[k] = self.weights[k] * (1.0 - lr * self.weight_decay) - step
         return self.weights
 
 
@@ -459,12 +476,250 @@ class PadLastBatch(PortBackend):
         return np.resize(self.order[index * b :], b)
 
 
+# -- mutants that follow the recipe where the recipe check looks, and leave it later ----------------------------
+class LateLearningRateDecay(PortBackend):
+    """The learning rate ×0.9 every 1,000 steps (a schedule on Adam's step count): the first 1,000 exact."""
+
+    period = 1000
+
+    def make_optimizer(self, weights: Mapping[str, NDArray[np.floating]]) -> reference.KerasAdam:
+        return _Adam(weights, self.spec, lr_decay=(0.9, self.period))
+
+
+class FullDataBeta2(PortBackend):
+    """β2 = 0.99 once the training set is larger than the probes' (> 10,000 examples): the recipe on the probes."""
+
+    threshold = 10_000
+    examples = 0
+
+    def optimizer_spec(self) -> ModelSpec:
+        if self.examples > self.threshold:
+            return dataclasses.replace(self.spec, adam_beta_2=0.99)
+        return self.spec
+
+    def load_train_data(self, x: F32, y: F32) -> None:
+        super().load_train_data(x, y)
+        self.examples = len(x)
+        self.adam.spec = self.optimizer_spec()
+
+
+class DecoupledWeightDecay(PortBackend):
+    """Decoupled weight decay 0.001 (AdamW's: w −= lr·0.001·w each step) on top of the recipe's Adam."""
+
+    def make_optimizer(self, weights: Mapping[str, NDArray[np.floating]]) -> reference.KerasAdam:
+        return _Adam(weights, self.spec, weight_decay=1e-3)
+
+
+class PerExampleFixedNoise(PortBackend):
+    """Each example's ε drawn once (when the data is loaded) and reused in every epoch."""
+
+    def load_train_data(self, x: F32, y: F32) -> None:
+        super().load_train_data(x, y)
+        self.fixed = self.draw_noise(len(x))
+
+    def train_step(self, index: int) -> None:
+        rows = self.batch_rows(index)
+        self.last_eps = np.ascontiguousarray(self.fixed[:, rows, :])
+        self.train_step_with_eps(self.x[rows], self.y[rows], self.last_eps)
+
+
+class SeedIndependentNoise(PortBackend):
+    """The noise generator seeded with a constant whatever the seed (the initial weights do follow it)."""
+
+    def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
+        super().__init__(spec, seed, device, mode)
+        self.noise_rng = np.random.default_rng(12345)
+
+
+class ShortBatchDenominator(PortBackend):
+    """Every batch's loss summed and divided by 64 (the batch size), not by its size: the short one weighs less."""
+
+    def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
+        kl, nll = self._parts64(x, y, eps)
+        self.losses.append(float(np.sum(kl + nll)) / self.spec.batch_size)
+        share = len(x) / self.spec.batch_size
+        self.adam.apply({k: share * g for k, g in self.gradients64(x, y, eps).items()})
+
+
+# -- clock mutants: steps that run in the background -------------------------------------------------------------
+class _StepThread:
+    """A background thread that takes queued steps, each only once the main thread has released it.
+
+    It holds its backend's step method weakly, and stops when the backend is collected (`_AsyncStep`).
+    """
+
+    def __init__(self, step: weakref.WeakMethod[Any]) -> None:
+        self._step = step
+        self._cv = threading.Condition()
+        self._queue: collections.deque[tuple[F32, F32, F32]] = collections.deque()
+        self.queued = self.released = self.done = 0
+        self._stopped = False
+        self._error: BaseException | None = None
+        threading.Thread(target=self._work, name="mutant-steps", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._stopped or self.done < self.released)
+                if self._stopped:
+                    return
+                batch = self._queue.popleft()
+            step = self._step()
+            try:
+                if step is not None:
+                    step(*batch)
+            except BaseException as exc:
+                self._error = exc
+            del step
+            with self._cv:
+                self.done += 1
+                self._cv.notify_all()
+
+    def put(self, x: F32, y: F32, eps: F32) -> None:
+        """Queue a step (not released)."""
+        with self._cv:
+            self._queue.append((x, y, eps))
+            self.queued += 1
+
+    def release(self) -> None:
+        """Let the thread take every step queued so far."""
+        with self._cv:
+            self.released = self.queued
+            self._cv.notify_all()
+
+    def wait(self, upto: int) -> None:
+        """Wait until `upto` steps are done (raising what a step raised)."""
+        with self._cv:
+            self._cv.wait_for(lambda: self.done >= upto)
+        if self._error is not None:
+            raise self._error
+
+    def drain(self) -> None:
+        """Release every queued step and wait for all of them."""
+        self.release()
+        self.wait(self.queued)
+
+    def stop(self) -> None:
+        """End the thread."""
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+
+
+class _AsyncStep(PortBackend):
+    """The port's arithmetic, each step handed to a background thread; `synchronize` is the default no-op.
+
+    Deterministic by construction, so that the tests that catch these mutants never depend on timing: the
+    thread takes only steps the main thread has *released*, and nothing releases a step except a call that the
+    variant defines to (never the passage of time). A call that waits releases everything queued and waits
+    until it is done; a call that does not wait reads what was finished before it. Reads of the model (weights,
+    state, encode…) wait for everything queued, as a device read does, unless a variant says otherwise.
+    """
+
+    def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
+        super().__init__(spec, seed, device, mode)
+        self._thread = _StepThread(weakref.WeakMethod(self._take_step))
+        weakref.finalize(self, self._thread.stop)
+
+    def _take_step(self, x: F32, y: F32, eps: F32) -> None:
+        PortBackend.train_step_with_eps(self, x, y, eps)
+
+    def _drain(self) -> None:
+        self._thread.drain()
+
+    def train_step(self, index: int) -> None:
+        rows = self.batch_rows(index)
+        self.last_eps = self.draw_noise(len(rows))  # drawn here, in order: the thread only does arithmetic
+        self.train_step_with_eps(self.x[rows], self.y[rows], self.last_eps)
+
+    def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
+        self._thread.put(x, y, eps)
+
+    def get_weights(self) -> WeightDict:
+        self._drain()
+        return super().get_weights()
+
+    def set_weights(self, weights: Mapping[str, NDArray[np.floating]]) -> None:
+        self._drain()
+        super().set_weights(weights)
+
+    def encode(self, x: F32, y: F32) -> tuple[F32, F32]:
+        self._drain()
+        return super().encode(x, y)
+
+    def decode(self, z: F32, y: F32) -> F32:
+        self._drain()
+        return super().decode(z, y)
+
+    def loss_parts(self, x: F32, y: F32, eps: F32) -> tuple[F32, F32]:
+        self._drain()
+        return super().loss_parts(x, y, eps)
+
+    def gradients(self, x: F32, y: F32, eps: F32) -> WeightDict:
+        self._drain()
+        return super().gradients(x, y, eps)
+
+    def adam_state(self) -> dict[str, NDArray[np.generic]]:
+        self._drain()
+        return super().adam_state()
+
+    def get_train_state(self) -> dict[str, NDArray[np.generic]]:
+        self._drain()
+        return super().get_train_state()
+
+    def set_train_state(self, state: Mapping[str, NDArray[np.generic]]) -> None:
+        self._drain()
+        super().set_train_state(state)
+
+    def take_loss(self) -> float:
+        self._drain()
+        return super().take_loss()
+
+
+class AsyncStepNoSync(_AsyncStep):
+    """Steps in a background thread; take_loss waits, but synchronize() returns at once and get_weights reads
+    what has finished (honest losses, a clock that stops before the work is done)."""
+
+    def get_weights(self) -> WeightDict:
+        self._thread.wait(self._thread.released)  # what was released has finished; nothing more is released
+        return PortBackend.get_weights(self)
+
+
+class AsyncStepNoWait(_AsyncStep):
+    """Steps in a background thread; take_loss() does not wait: it returns the mean of the steps finished so
+    far (those released at the call before) and releases the rest to finish in the background."""
+
+    def take_loss(self) -> float:
+        self._thread.wait(self._thread.released)  # the steps released at the previous call: "finished so far"
+        value = PortBackend.take_loss(self)
+        self._thread.release()
+        return value
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """The short audited training run `kill` trains a mutant in when the checks let it through.
+
+    Attributes:
+        examples: training examples (the first of real MNIST; 136: two full batches and one of 8).
+        epochs: epochs to train.
+        from_step: where the run starts, as a resumed run would, with Adam's step count there and its
+            moments zero, so that a deviation that begins late falls inside a short run.
+    """
+
+    examples: int = 136
+    epochs: int = 2
+    from_step: int = 0
+
+
 @dataclass(frozen=True)
 class Mutant:
-    """A mutant backend: its kind (which decision of the recipe it gets wrong) and its class."""
+    """A mutant backend: its kind (which decision of the recipe it gets wrong), its class, and the audited
+    run that shows it where the checks do not."""
 
     kind: str
     cls: type[PortBackend]
+    run: AuditRun = AuditRun()
 
     @property
     def name(self) -> str:
@@ -488,6 +743,10 @@ KINDS = (
     "activation",
     "label-order",
     "precision",
+    "late-in-run",
+    "data-size",
+    "seeding",
+    "clock",
 )
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -520,6 +779,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("activation", LeakyReLU),
     Mutant("label-order", LabelFirst),
     Mutant("precision", Float16),
+    Mutant("late-in-run", LateLearningRateDecay, AuditRun(epochs=336, from_step=998)),
+    Mutant("data-size", FullDataBeta2, AuditRun(examples=10_016, epochs=1, from_step=152)),
+    Mutant("optimizer", DecoupledWeightDecay),
+    Mutant("noise", PerExampleFixedNoise),
+    Mutant("seeding", SeedIndependentNoise),
+    Mutant("last-batch", ShortBatchDenominator),
+    Mutant("clock", AsyncStepNoSync),
+    Mutant("clock", AsyncStepNoWait),
 )
 
 #: Cheap checks first: `kill` stops at the first check that fails.
@@ -530,18 +797,22 @@ KILL_ORDER = (
     "encode_decode",
     "gradients",
     "first_step",
+    "clock",
     "training_path",
     "trajectory",
 )
 
 
-def kill(cls: type[Backend], probe: Probe, stop_at_first: bool = True) -> list[CheckResult]:
-    """Run the conformance checks on a fresh `cls` backend, in `KILL_ORDER`.
+def kill(
+    cls: type[Backend], probe: Probe, stop_at_first: bool = True, run: AuditRun | None = AuditRun()
+) -> list[CheckResult]:
+    """Run the conformance checks on a fresh `cls` backend, in `KILL_ORDER`, then an audited run.
 
     Args:
         cls: a Backend class that runs in this process.
         probe: the checks' inputs.
         stop_at_first: stop at the first check that fails (enough to kill a mutant).
+        run: the audited training run after the checks (`audited_run`); None: the checks only.
 
     Returns:
         The results, in order; the last one failed if any did.
@@ -556,5 +827,59 @@ def kill(cls: type[Backend], probe: Probe, stop_at_first: bool = True) -> list[C
             result = RECIPE_CHECKS[check](cls(spec, 0), probe)
         results.append(result)
         if stop_at_first and not result.ok:
-            break
+            return results
+    if run is not None:
+        audit = audited_run(cls, run, spec)
+        results.append(
+            CheckResult(
+                check="audit",
+                backend=str(cls.name),
+                ok=audit.ok,
+                differences=tuple(audit.failed[:12]),
+                worst_ratio=max(audit.worst.values(), default=0.0),
+                worst=max(audit.worst, key=lambda k: audit.worst[k], default=""),
+            )
+        )
     return results
+
+
+def audited_run(cls: type[Backend], run: AuditRun, spec: ModelSpec) -> AuditRecord:
+    """Train a fresh `cls` backend (seed 0) as `run` says, audited, and return what the audit found.
+
+    The run is the training loop's own (`training.loop.train`, without the recipe check), on the first
+    `run.examples` of real MNIST, evaluated on 200 validation examples.
+    """
+    x, y, x_val, y_val = load_mnist()
+    x, y = x[: run.examples], y[: run.examples]
+    backend = cls(spec, 0)
+    resume = _fast_forward(backend, len(x), run.from_step) if run.from_step else None
+    config = TrainConfig(epochs=run.epochs, recipe_check=False, seed=0)
+    outcome = train(backend, x, y, Evaluator(x_val[:200], y_val[:200], spec), config, resume=resume)
+    assert outcome.audit is not None
+    return outcome.audit
+
+
+def _fast_forward(backend: Backend, n: int, step: int) -> Checkpoint:
+    """A checkpoint at `step` of a run on `n` examples: the initial weights, Adam's step count set to `step`.
+
+    The mutants are ports, whose training state is the reference Adam's (its "iterations") and the noise
+    generator's.
+    """
+    rng = np.random.default_rng(0)  # the loop's order generator for seed 0, as a checkpoint would hold it
+    per_epoch = math.ceil(n / backend.spec.batch_size)
+    for _ in range(step // per_epoch):
+        rng.permutation(n)
+    order = rng.permutation(n) if step % per_epoch else np.arange(n)
+    state = dict(backend.get_train_state())
+    state["iterations"] = np.array(step, np.int64)
+    loop = LoopState(
+        step=step,
+        order_rng=dict(rng.bit_generator.state),
+        history=[],
+        chunk_ms=[],
+        train_s=0.0,
+        eval_s=0.0,
+        first_step_s=0.0,
+        load_s=0.0,
+    )
+    return Checkpoint(loop, dict(backend.get_weights()), state, order.astype(np.int64))
