@@ -626,3 +626,22 @@ def test_no_reference_row_without_sample_native_or_off_the_cpu() -> None:
     with ExitStack() as stack:
         assert group.references(BenchOptions(), {"train-step"}, stack) == []
         assert group.references(BenchOptions(device="cuda"), {"sample-native"}, stack) == []
+
+
+def test_a_train_step_round_ends_only_when_an_asynchronous_backends_steps_are_done(mnist: tuple) -> None:
+    """A backend that hands its steps to a thread and never synchronises (the clock mutant) is timed for its
+    real work: the round ends on take_loss(), whose value needs every step of the round. Counted, not timed."""
+    from cvae_bench.bench.groups.train_step import train_step_setup
+    from cvae_bench.testing.mutants import AsyncStepNoSync
+
+    backend = AsyncStepNoSync(DEFAULT_SPEC, 0)
+    timed, _ = train_step_setup(backend, lambda e: None, warmup=0, train_subset=640)
+    threads = backend._thread
+    for _ in range(7):
+        timed.fn()
+    assert threads.done < threads.queued  # queued, not done: synchronize() alone would stop the clock here
+    backend.synchronize()
+    assert threads.done < threads.queued
+    timed.sync()  # how every round ends
+    assert threads.done == threads.queued
+    assert timed.finish is not None and np.isfinite(timed.finish().loss)
