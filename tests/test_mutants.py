@@ -86,7 +86,10 @@ def test_the_faithful_port_passes_the_clock_check(probe: Probe) -> None:
 
 @pytest.mark.parametrize(
     "cls, finding",
-    [(mutants.AsyncStepNoWait, "take_loss() after 5 steps = nan"), (mutants.AsyncStepNoSync, "and synchronize()")],
+    [
+        (mutants.AsyncStepNoWait, "take_loss() after 5 queued steps = nan"),
+        (mutants.AsyncStepNoSync, "and synchronize()"),
+    ],
     ids=["take_loss-does-not-wait", "synchronize-does-not-wait"],
 )
 def test_the_clock_check_catches_steps_left_running(probe: Probe, cls: type[PortBackend], finding: str) -> None:
