@@ -73,8 +73,9 @@ class AuditTolerances:
 
     The errors are float32 rounding of one step (the weights' ulp against a step of ~1e-4 of them; v's
     update (1 − β2)·(g² − v) against v's own ulp) and grow slowly with training (torch eager's weights:
-    ≤ 6e-5 in epochs 1–3, 1.4e-4 at most over 10). What the mutants leave is 100–10,000× the tolerances
-    (docs/design.md): decoupled weight decay 0.001 shrinks the kernels by lr·0.001 = 1e-6 per step, 250×.
+    ≤ 6e-5 in epochs 1–3, 1.4e-4 at most over 10). What the mutants leave is 67× (a 10 % learning-rate step)
+    to 200,000× the tolerances (docs/design.md): decoupled weight decay 0.001 shrinks the kernels by
+    lr·0.001 = 1e-6 per step, 250×.
 
     Attributes:
         loss_rel: the audited step's loss (`take_loss`) against the reference's, relative.

@@ -155,6 +155,8 @@ def summary_line(result: RunResult, out_dir: str | Path) -> str:
     else:
         what = f"did NOT reach val -ELBO <= {o.target} in {o.epochs:.0f} epochs ({o.steps} steps)"
     final = f"final val -ELBO {o.final.val_elbo:.2f}" if o.final else "no finite evaluation"
+    if o.audit is not None:
+        timing += f", {o.audit.points} steps audited ({o.audit.seconds:.2f} s apart)"
     verdict = result.convergence
     deviant = f"; DEVIANT: {'; '.join(verdict.reasons)}" if verdict is not None and verdict.deviant else ""
     resumed = "".join(
