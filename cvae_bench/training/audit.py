@@ -11,9 +11,10 @@ example; one more at random — the loop closes its timed chunk (`take_loss`), a
 1. reads the weights and Adam's state (`get_weights`, `Backend.adam_state`);
 2. lets the backend take its normal `train_step` and read its loss (`take_loss`: that step's alone);
 3. reads the ε it drew (`last_train_noise`), the weights and Adam's state after it;
-4. replays the step with the float64 reference from that state, on the rows of the epoch's order and that
-   ε (`training.replay`), and compares the loss, the weights, both moments, the step count, and the share
-   of the weights the step removed beyond Adam's (weight decay);
+4. at the next evaluation or epoch end, where the clock is stopped anyway, replays the step with the float64
+   reference from that state, on the rows of the epoch's order and that ε (`training.replay`), and compares
+   the loss, the weights, both moments, the step count, and the share of the weights the step removed
+   beyond Adam's (weight decay);
 5. keeps the ε of the tracked examples and of the first and last batches, to compare across epochs
    (`NoiseLedger`), and the statistics of every ε it read, tested at the end of the run.
 
@@ -194,6 +195,19 @@ class AuditState(Record):
 _CAP = 1e9
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An audited step read, waiting for its replay."""
+
+    step: int
+    where: str
+    rows: Array
+    eps: Array
+    before: Snapshot
+    after: Snapshot
+    loss: float
+
+
 class Auditor:
     """Audits one run as the training loop (`training.loop.train`) goes; see the module docstring.
 
@@ -230,6 +244,7 @@ class Auditor:
         self._other_eps: Array | None = None  # the first ε of the seed + 1 instance, until the run's first step
         self._unauditable = False
         self._scratch = Scratch()
+        self._pending: list[_Pending] = []  # steps read, to be replayed at the next flush
 
     # -- the plan ----------------------------------------------------------------------------------------
     def start_epoch(self, epoch: int, order: Array) -> None:
@@ -243,10 +258,13 @@ class Auditor:
 
     # -- one step ----------------------------------------------------------------------------------------
     def audit_step(self, step: int, order: Array) -> tuple[float, float]:
-        """Take the run's `step` as the backend does, audited; returns (the step's own seconds, its loss).
+        """Take the run's `step` as the backend does, reading it before and after; returns (the step's own
+        seconds, its loss).
 
         The step's seconds (its `train_step` through the `take_loss` that waits for it) are training time;
-        the rest is the audit's (`AuditState.seconds`).
+        the rest is the audit's (`AuditState.seconds`). Here the auditor only reads: the replay waits for
+        `flush` — at the next evaluation, or after the epoch's last step — so that its float64 work (tens of
+        megabytes through the caches, BLAS threads) does not slow the timed steps that follow.
         """
         t_start = time.perf_counter()
         b, index, epoch = self.spec.batch_size, step % self.per_epoch, step // self.per_epoch
@@ -272,11 +290,15 @@ class Auditor:
             if eps.shape != want:
                 self.state.find(f"{where}: ε has shape {eps.shape}, the batch needs {want}")
             else:
-                self._compare(step, where, rows, eps, before, after, loss)
+                self._pending.append(_Pending(step, where, rows, eps, before, after, loss))
                 self._noise(where, epoch, index, rows, eps)
                 self._after = (step + 1, after)
             self.state.points += 1
         self.state.seconds += time.perf_counter() - t_start - step_s
+        if index == self.per_epoch - 1:
+            # The clock stays stopped until the next epoch's first step, audited too: replay here, so that
+            # what waits for a flush is one epoch's few steps (20 MB each) whatever the evaluation interval.
+            self.flush()
         return step_s, loss
 
     def _read(self, read: Any, where: str) -> Any:
@@ -287,22 +309,31 @@ class Auditor:
             self._unauditable = True  # it will not get better: the remaining steps train unaudited
             return None
 
-    def _compare(
-        self, step: int, where: str, rows: Array, eps: Array, before: Snapshot, after: Snapshot, loss: float
-    ) -> None:
+    def flush(self) -> None:
+        """Replay the steps read since the last flush and compare them with the reference (at an evaluation,
+        and at the end: the loop's clock is stopped there anyway)."""
+        t0 = time.perf_counter()
+        pending, self._pending = self._pending, []
+        for p in pending:
+            self._compare(p)
+        self.state.seconds += time.perf_counter() - t0
+
+    def _compare(self, p: _Pending) -> None:
         try:
-            got = replay_step(before, after, self.x[rows], self.y[rows], eps, loss, self.spec, self._scratch)
+            got = replay_step(
+                p.before, p.after, self.x[p.rows], self.y[p.rows], p.eps, p.loss, self.spec, self._scratch
+            )
         except KeyError as exc:
-            self.state.find(f"{where}: adam_state() lacks {exc}: the step cannot be replayed")
+            self.state.find(f"{p.where}: adam_state() lacks {exc}: the step cannot be replayed")
             return
-        if got.iterations != (step, step + 1):
+        if got.iterations != (p.step, p.step + 1):
             self.state.find(
-                f"{where}: Adam's step count went from {got.iterations[0]} to {got.iterations[1]}; the run had "
-                f"taken {step} steps before it"
+                f"{p.where}: Adam's step count went from {got.iterations[0]} to {got.iterations[1]}; the run had "
+                f"taken {p.step} steps before it"
             )
         for name, (measured, tolerance, what) in _measures(got, self.tol).items():
             if not self.state.measure(name, measured / tolerance if tolerance > 0 else math.inf):
-                self.state.find(f"{where}: {what}: {measured:.3g} > {tolerance:.3g}")
+                self.state.find(f"{p.where}: {what}: {measured:.3g} > {tolerance:.3g}")
 
     def _noise(self, where: str, epoch: int, index: int, rows: Array, eps: Array) -> None:
         ledger = self.state.noise
@@ -395,7 +426,8 @@ class Auditor:
 
     # -- the end -----------------------------------------------------------------------------------------
     def finish(self) -> AuditRecord:
-        """Test the distribution of every ε read over the run, and return the audit's record."""
+        """Replay what is left, test the distribution of every ε read over the run, and return the record."""
+        self.flush()
         for what, z in self.state.noise.z_scores().items():
             if not self.state.measure("noise z", abs(z) / self.tol.noise_z):
                 self.state.find(f"the training ε read over the run: |z| of {what} = {abs(z):.3g} > {self.tol.noise_z}")

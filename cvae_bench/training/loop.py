@@ -82,10 +82,10 @@ def train(
     would have made.
 
     With `config.audit`, a few steps per epoch are audited (`training.audit`). An audited step is taken
-    outside the timed chunks: the chunk's training time is closed with `take_loss` before it, the step's own
-    time (its `train_step` and the `take_loss` that waits for it) counts as training time, and the audit's
-    work does not count at all; the chunk's loss is the step-weighted mean of its parts, and `ms_per_step`
-    is over the unaudited steps.
+    outside the timed parts: the part under way is closed with `take_loss` before it; the step counts as
+    training time at its chunk's per-step rate (`_Chunk.train_s`), and the audit's own work (reads, and the
+    replays, done at the evaluations) not at all; the chunk's loss is the step-weighted mean of its parts,
+    and `ms_per_step` is over the unaudited steps.
     """
     n = len(x_train)
     batch = backend.spec.batch_size
@@ -155,7 +155,7 @@ def train(
         if step == 1 or chunk.total_steps == config.log_every or at_eval:
             chunk.close_part(backend)  # waits for the device
             loss = chunk.loss()
-            elapsed = chunk.timed_s + chunk.audited_s
+            elapsed = chunk.train_s()
             train_s += elapsed
             if step == 1:
                 first_step_s = elapsed
@@ -181,6 +181,8 @@ def train(
                 t_eval = time.perf_counter()
                 ev = evaluator(backend)
                 eval_s += time.perf_counter() - t_eval
+                if auditor is not None:
+                    auditor.flush()  # the replays of the steps audited since the last evaluation
                 point = EvalPoint(
                     step=step,
                     epoch=step / steps_per_epoch,
@@ -281,6 +283,19 @@ class _Chunk:
         self.audited_s += seconds
         self.audited_steps += 1
         self.start = time.perf_counter()
+
+    def train_s(self) -> float:
+        """The chunk's training time: its timed parts, and each audited step at the parts' per-step rate.
+
+        An audited step's own time is measured alone, synchronised and after the audit's reads (cold caches):
+        a few times a pipelined step's. Counted at its chunk's rate, the audit leaves the training time as it
+        would be unaudited; a chunk with no unaudited step counts the audited ones as measured.
+        """
+        if not self.audited_steps:
+            return self.timed_s
+        if self.timed_steps:
+            return self.timed_s * (1 + self.audited_steps / self.timed_steps)
+        return self.audited_s
 
     def loss(self) -> float:
         """The chunk's mean training loss: `take_loss`'s own value when the chunk is one part."""
