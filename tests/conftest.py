@@ -3,6 +3,7 @@ cvae_bench.testing: `support`, `onnx_models`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,13 @@ import numpy as np
 import pytest
 
 from cvae_bench.testing.support import WorkerPool, load_mnist
+
+# The suite runs in two processes on two cores, each starting framework workers: thread pools that spin while
+# they wait (torch's OpenMP default) then fight over the cores and slow a test by many times. Tests check
+# behaviour, never speed, so the suite's workers wait passively. cvae-bench itself sets no such thing
+# (runtime/threads.py: every framework at its own defaults), and the tests of those defaults remove it
+# (tests/test_pause.py, tests/test_bench.py's end-to-end bench).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

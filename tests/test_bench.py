@@ -457,6 +457,7 @@ def test_time_to_target_beside_ms_per_step(tmp_path: Path) -> None:
 # -- end to end -------------------------------------------------------------------------------------------
 def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
     out = tmp_path / "bench"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     proc = subprocess.run(
         [
             sys.executable,
@@ -485,6 +486,7 @@ def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
         text=True,
         cwd=ROOT,
         timeout=600,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert "train-step" in proc.stdout and "fairness audit" in proc.stdout

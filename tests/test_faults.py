@@ -72,6 +72,12 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def _interruptible() -> None:
+    # As a terminal starts a command: SIGINT at its default. A suite started in the background by a shell
+    # without job control inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "cvae_bench", *args],
@@ -80,6 +86,7 @@ def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
         text=True,
         env={**os.environ, **(env or {})},
         cwd=ROOT,
+        preexec_fn=_interruptible,
     )
 
 
