@@ -54,17 +54,63 @@ def process_tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of `pids` (every thread of each), from /proc/<pid>/stat; gone ones count 0."""
-    total = 0
+    """CPU seconds of `pids` (every thread of each); gone ones count 0.
+
+    From each thread's /proc/<pid>/task/<tid>/schedstat (nanoseconds on the CPU): /proc/<pid>/stat counts in
+    clock ticks of 10 ms, and a stop between two readings would then show up to a tick of CPU it never used.
+    Falls back to /proc/<pid>/stat where schedstat is missing.
+    """
+    total = 0.0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                raw = f.read().decode(errors="replace")
+            tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
-        fields = raw[raw.rfind(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICKS
+        try:
+            for tid in tids:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                        total += int(f.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            total += _stat_seconds(pid)
+    return total
+
+
+def _stat_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode(errors="replace")
+    except OSError:
+        return 0.0
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _all_stopped(pid: int) -> bool:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True  # gone
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"T", b"t", b"Z", b"X"):
+            return False
+    return True
+
+
+def wait_stopped(pids: list[int], timeout: float = 0.05) -> bool:
+    """Wait (at most `timeout` seconds) until every thread of `pids` is stopped; whether they all are."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if all(_all_stopped(p) for p in pids):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0002)
 
 
 @dataclass(frozen=True)
@@ -112,10 +158,13 @@ class IdleWatch:
         if self.paused:
             return
         self._stopped = process_tree(self.pid)
-        self._cpu_at_pause = cpu_seconds(self._stopped)
         for p in self._stopped:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(p, signal.SIGSTOP)
+        # A stop lands asynchronously: the baseline is read once every thread has stopped, so that the work
+        # done between the signal and the stop (a pool spinning down) is not counted as work done while idle.
+        wait_stopped(self._stopped)
+        self._cpu_at_pause = cpu_seconds(self._stopped)
         self._since = self.clock()
         self.paused = True
         self.pauses += 1
