@@ -68,9 +68,11 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         try:
             for tid in tids:
-                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                        total += int(f.read().split()[0]) / 1e9
+                with (
+                    contextlib.suppress(FileNotFoundError, ProcessLookupError),
+                    open(f"/proc/{pid}/task/{tid}/schedstat") as f,
+                ):
+                    total += int(f.read().split()[0]) / 1e9
         except (OSError, ValueError, IndexError):
             total += _stat_seconds(pid)
     return total
