@@ -173,6 +173,17 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"backend {self.name!r} does not implement adam_state()")
 
+    def first_train_noise(self, seed: int, batch: int) -> F32:
+        """The ε (kl_samples, batch, latent) that the first `train_step` of an instance built with `seed` draws.
+
+        A test hook, like `last_train_noise`: the run-time audit checks that the run's own first step drew
+        exactly this for the run's seed (so the answer is verified against the training path), and that
+        seed + 1 gives another draw — the noise follows the seed — without building, and compiling, a second
+        instance. It must not touch this instance's own generator. Without it the audit builds a throwaway
+        instance with seed + 1 and takes one step on it, which for a compiled backend costs a compilation.
+        """
+        raise NotImplementedError(f"backend {self.name!r} does not implement first_train_noise()")
+
     # -- checkpoints ------------------------------------------------------------------------------------
     def get_train_state(self) -> dict[str, NDArray[Any]]:
         """Everything besides the weights that the next `train_step` depends on, as NumPy arrays.

@@ -320,22 +320,35 @@ class KerasBackend(Backend):
         The step draws once from `model.seed_generator`, whose `next()` returns its state and then adds
         [0, 1] to it (Keras 3's SeedGenerator); drawing again from (current state − [0, 1]) with the same
         shape repeats the draw. The conformance suite replays the step with this ε, so a Keras whose
-        generator works otherwise fails there rather than passing silently. The draw is built (and, where
-        training is, compiled) once per batch shape: the run-time audit asks for it a few times per epoch.
+        generator works otherwise fails there rather than passing silently.
         """
         if self._last_noise_batch is None:
             raise RuntimeError("no train_step has run yet")
         self._sync_variables()
         state = self._host(self.model.seed_generator.state.value)
+        return self._draw_from(state - np.array([0, 1], state.dtype), self._last_noise_batch)
+
+    def first_train_noise(self, seed: int, batch: int) -> F32:
+        """The first draw of a fresh `SeedGenerator(seed)`, as `CVAE` builds one: what its first step draws."""
+        with self._scope():
+            fresh = keras.random.SeedGenerator(seed, name="eps_first")
+        return self._draw_from(self._host(fresh.state.value), batch)
+
+    def _draw_from(self, state: NDArray[Any], batch: int) -> F32:
+        """The ε a train step of `batch` examples draws when its seed generator's state is `state`.
+
+        Built (and, where training is, compiled) once per batch shape, with a generator of its own whose
+        state is set before each draw: the run-time audit asks a few times per epoch.
+        """
         s = self.spec
-        shape = (s.kl_samples, self._last_noise_batch, s.latent_dim)
+        shape = (s.kl_samples, batch, s.latent_dim)
         with self._scope():
             if shape not in self._noise_replays:
                 replay = keras.random.SeedGenerator(0, name="eps_replay")
                 draw = self._compiled_like_training(lambda: keras.random.normal(shape, seed=replay))
                 self._noise_replays[shape] = (replay, draw)
             replay, draw = self._noise_replays[shape]
-            replay.state.assign(state - np.array([0, 1], state.dtype))
+            replay.state.assign(np.asarray(state))
             eps = draw()
         return self._np(eps)
 

@@ -270,6 +270,12 @@ class TorchBackend(Backend):
             raise RuntimeError("no train_step has run yet")
         return self._np(self._last_eps)
 
+    def first_train_noise(self, seed: int, batch: int) -> F32:
+        gen = torch.Generator(device=self._torch_device)
+        gen.manual_seed(seed)  # as __init__ seeds the noise generator
+        shape = (self.spec.kl_samples, batch, self.spec.latent_dim)
+        return self._np(torch.randn(shape, generator=gen, device=self._torch_device))
+
     def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
         self._step(self._t(x), self._t(y), self._t(eps))
 

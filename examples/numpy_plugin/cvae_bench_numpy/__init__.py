@@ -76,6 +76,10 @@ class NumpyBackend(Backend):
             raise RuntimeError("no train_step has run yet")
         return self._last_eps
 
+    def first_train_noise(self, seed: int, batch: int) -> F32:
+        shape = (self.spec.kl_samples, batch, self.spec.latent_dim)
+        return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)  # as __init__ seeds _rng
+
     def train_step_with_eps(self, x: F32, y: F32, eps: F32) -> None:
         self._step(x, y, eps)
 
