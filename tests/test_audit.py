@@ -232,3 +232,35 @@ def test_a_run_of_the_numpy_plugin_records_its_audit(tmp_path: Path) -> None:
     audit = result["audit"]
     assert audit["points"] >= 4 and audit["failed"] == [] and audit["seconds"] > 0, audit
     assert result["convergence"]["verdict"] == "unchecked"  # a subset: no band, and nothing found
+
+
+class _NoFirstNoiseHook(PortBackend):
+    """A port without `first_train_noise`: the audit takes a step on a throwaway seed + 1 instance instead."""
+
+    def first_train_noise(self, seed: int, batch: int) -> np.ndarray:
+        raise NotImplementedError(f"backend {self.name!r} does not implement first_train_noise()")
+
+
+class _NoiseSeededOtherwise(PortBackend):
+    """A port whose training noise ignores the seed while `first_train_noise` follows it."""
+
+    def __init__(self, spec: Any, seed: int, device: str = "cpu", mode: str | None = None) -> None:
+        super().__init__(spec, seed, device, mode)
+        self.noise_rng = np.random.default_rng(12345)
+
+
+@pytest.mark.parametrize(
+    "cls, finding",
+    [
+        (_NoFirstNoiseHook, ""),
+        (_NoiseSeededOtherwise, "is not what first_train_noise(0) says"),
+    ],
+    ids=["without-the-hook", "hook-that-does-not-hold"],
+)
+def test_the_seeding_check_with_and_without_first_train_noise(cls: type[Backend], finding: str) -> None:
+    audit = _train(cls, epochs=1).audit
+    assert audit is not None and "seeding noise z" in audit.worst, audit  # the seed + 1 draw was compared
+    if finding:
+        assert any(finding in line for line in audit.failed), audit.failed
+    else:
+        assert audit.ok, audit

@@ -49,7 +49,7 @@ class PortBackend(Backend):
 
     def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
         super().__init__(spec, seed, device, mode)
-        self.noise_rng = np.random.default_rng(seed)
+        self.noise_rng = self.noise_generator(seed)
         self.adam = self.make_optimizer(self.init_weights(seed))
         self.losses: list[float] = []
         self.last_eps: F32 | None = None
@@ -93,6 +93,10 @@ class PortBackend(Backend):
     def gradients64(self, x: Array, y: Array, eps: Array) -> dict[str, F64]:
         """Gradients of the batch loss (the reference's exact ones)."""
         return reference.gradients(self.adam.weights, x, y, eps, self.spec)
+
+    def noise_generator(self, seed: int) -> np.random.Generator:
+        """The generator of the training noise, seeded."""
+        return np.random.default_rng(seed)
 
     def draw_noise(self, batch: int) -> F32:
         """A fresh standard-normal ε (kl_samples, batch, latent) from the backend's seeded generator."""
@@ -180,6 +184,14 @@ class PortBackend(Backend):
 
     def adam_state(self) -> dict[str, NDArray[np.generic]]:
         return self.adam.get_state()
+
+    def first_train_noise(self, seed: int, batch: int) -> F32:
+        # draw_noise from a fresh generator, so that a mutant's own draw_noise answers for itself
+        own, self.noise_rng = self.noise_rng, self.noise_generator(seed)
+        try:
+            return self.draw_noise(batch)
+        finally:
+            self.noise_rng = own
 
     def get_train_state(self) -> dict[str, NDArray[np.generic]]:
         return {**self.adam.get_state(), "noise_rng": reference.generator_state(self.noise_rng)}
@@ -526,9 +538,8 @@ class PerExampleFixedNoise(PortBackend):
 class SeedIndependentNoise(PortBackend):
     """The noise generator seeded with a constant whatever the seed (the initial weights do follow it)."""
 
-    def __init__(self, spec: ModelSpec, seed: int, device: str = "cpu", mode: str | None = None) -> None:
-        super().__init__(spec, seed, device, mode)
-        self.noise_rng = np.random.default_rng(12345)
+    def noise_generator(self, seed: int) -> np.random.Generator:
+        return np.random.default_rng(12345)
 
 
 class ShortBatchDenominator(PortBackend):

@@ -19,8 +19,9 @@ example; one more at random — the loop closes its timed chunk (`take_loss`), a
    (`NoiseLedger`), and the statistics of every ε it read, tested at the end of the run.
 
 Before training it builds two throwaway instances of the backend: one with the run's seed, whose initial
-weights must be the run's, and one with seed + 1, whose weights must differ and whose first ε must not be
-the run's first (`check_seeding`). It only reads the backend, so the run trains exactly as it would
+weights must be the run's, and one with seed + 1, whose weights must differ; the run's first ε must be what
+the backend declares for its seed (`Backend.first_train_noise`) and not what it declares for seed + 1
+(`check_seeding`). It only reads the backend, so the run trains exactly as it would
 unaudited; the step it audits is training time, its own work is not (`seconds`).
 Its plan is a function of (seed, epoch, order) and what it has found is checkpointed (`AuditState`), so a
 resumed run audits the same steps. A backend that notices the reads before a step could behave for that
@@ -241,7 +242,8 @@ class Auditor:
         #: The state after the last audited step, kept while the next step is audited too (to see a change
         #: outside train_step: at a new epoch's set_order, or an evaluation).
         self._after: tuple[int, Snapshot] | None = None
-        self._other_eps: Array | None = None  # the first ε of the seed + 1 instance, until the run's first step
+        #: What the run's first step must draw (None: not declared) and the first ε of seed + 1, until then.
+        self._first_noise: tuple[Array | None, Array] | None = None
         self._unauditable = False
         self._scratch = Scratch()
         self._pending: list[_Pending] = []  # steps read, to be replayed at the next flush
@@ -352,15 +354,18 @@ class Auditor:
 
     # -- the seeds -------------------------------------------------------------------------------------
     def check_seeding(self, initial: WeightMap) -> None:
-        """Initialisation and noise against two throwaway instances: one with the run's seed, one with seed + 1.
+        """Initialisation and noise against the seed: two throwaway instances, with the run's seed and seed + 1.
 
-        The same seed must give the same initial weights; another seed other weights (still Glorot-uniform
-        over both seeds) and another, uncorrelated first ε — compared with the run's own first step's by
-        `check_first_noise`, so that only the other instance takes a step. Call it before training, with the
-        weights the backend was built with.
+        The same seed must give the same initial weights; seed + 1 other weights, Glorot-uniform pooled with
+        the run's. For the noise the backend says what the first step of a fresh instance draws with either
+        seed (`Backend.first_train_noise`): `check_first_noise` holds the run's own first step to the first,
+        and the two must differ. A backend without that hook has the seed + 1 instance take one step instead
+        (a compilation, for a compiled backend). Call it before training, with the weights the backend was
+        built with.
         """
         t0 = time.perf_counter()
         b, other_seed = self.backend, self.seed + 1
+        n = min(len(self.x), self.spec.batch_size)
         try:
             twin = type(b)(b.spec, self.seed, b.device, b.mode)
             same_seed = dict(twin.get_weights())
@@ -378,14 +383,18 @@ class Auditor:
             init = check_initialisation([initial, dict(other.get_weights())], b.spec, backend=b.name)
             for line in init.differences:
                 self.state.find(f"seeding: initial weights of seeds {self.seed} and {other_seed}: {line}")
-            self._other_eps = self._first_draw(other)
+            try:
+                declared = np.asarray(b.first_train_noise(self.seed, n), np.float32)
+                self._first_noise = (declared, np.asarray(b.first_train_noise(other_seed, n), np.float32))
+            except NotImplementedError:
+                theirs = self._first_draw(other, n)
+                self._first_noise = (None, theirs) if theirs is not None else None
             del other
         self.state.seeded = True
         self.state.seeding_seconds = time.perf_counter() - t0
         self.state.seconds += self.state.seeding_seconds
 
-    def _first_draw(self, instance: Backend) -> Array | None:
-        n = min(len(self.x), self.spec.batch_size)
+    def _first_draw(self, instance: Backend, n: int) -> Array | None:
         instance.load_train_data(self.x[:n], self.y[:n])
         instance.set_order(np.arange(n))
         instance.train_step(0)
@@ -397,11 +406,12 @@ class Auditor:
             return None
 
     def check_first_noise(self) -> None:
-        """After the run's first step: its ε against the first ε of the instance with seed + 1 (`check_seeding`)."""
-        if self._other_eps is None:
+        """After the run's first step: its ε is what `first_train_noise` declared for the run's seed (where the
+        backend has that hook), and not the first ε of seed + 1."""
+        if self._first_noise is None:
             return
         t0 = time.perf_counter()
-        theirs, self._other_eps = self._other_eps, None
+        (declared, theirs), self._first_noise = self._first_noise, None
         try:
             mine = np.asarray(self.backend.last_train_noise(), np.float32)
         except NotImplementedError:
@@ -409,6 +419,11 @@ class Auditor:
         finally:
             self.state.seeding_seconds += time.perf_counter() - t0
             self.state.seconds += time.perf_counter() - t0
+        if declared is not None and (mine.shape != declared.shape or not np.allclose(mine, declared, 0.0, 1e-6)):
+            self.state.find(
+                f"seeding: the run's first training ε is not what first_train_noise({self.seed}) says an instance "
+                "built with that seed draws first: the noise does not follow the seed as declared"
+            )
         if mine.shape != theirs.shape:
             return
         a, c = mine.astype(np.float64).ravel(), theirs.astype(np.float64).ravel()
