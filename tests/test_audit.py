@@ -185,7 +185,7 @@ def test_the_noise_ledger_sees_a_repeated_draw_and_not_fresh_ones() -> None:
 
 
 # -- the real backends (slow) ------------------------------------------------------------------------------
-@pytest.mark.slow  # ~1-2 min per backend on the shared 2-core machine: two epochs of full MNIST each
+@pytest.mark.slow  # 2 min 16 s on the quiet 2-core machine: two epochs of full MNIST on each of 4 backends
 def test_audit_tolerances_hold_on_the_real_backends(capsys: pytest.CaptureFixture[str]) -> None:
     """Two epochs of full MNIST per built-in backend, every 25th step (and every epoch's short last batch)
     replayed with the reference: the float32 error of each comparison stays within AUDIT_TOLERANCES, and
@@ -215,7 +215,7 @@ def test_audit_tolerances_hold_on_the_real_backends(capsys: pytest.CaptureFixtur
     assert not over, over
 
 
-@pytest.mark.slow  # a worker, the recipe check and two epochs of the numpy plugin: ~30 s
+@pytest.mark.slow  # a worker, the recipe check and two epochs of the numpy plugin: ~5 s quiet, 30 s busy
 def test_a_run_of_the_numpy_plugin_records_its_audit(tmp_path: Path) -> None:
     if "numpy" not in available_names():
         pytest.skip("the example numpy plugin is not installed (pip install -e examples/numpy_plugin)")
