@@ -948,12 +948,15 @@ def sweep(
     "~/.cache/cvae-bench/history by default).",
 )
 @click.option("--append", is_flag=True, help="Add the result files of PATHS to --history first.")
-def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, append: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing -o file (never one the report reads).")
+def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, append: bool, force: bool) -> None:
     """One self-contained HTML page from run folders, comparison.json, bench.json, decoder.onnx and history."""
     from cvae_bench.report.api import report_command
 
     command = "cvae-bench " + " ".join(sys.argv[1:])
-    for line in report_command(paths, out_path, history=history_dir, append=append, command=command):
+    for line in report_command(
+        paths, out_path, history=history_dir, append=append, command=command, force=force
+    ):
         click.echo(line)
 
 

@@ -599,8 +599,8 @@ def test_cli_export_refuses_an_output_that_is_the_input_or_exists(weights_file: 
     copy.write_bytes(weights_file.read_bytes())
     before = copy.read_bytes()
     for out, force, expected in [
-        (copy, [], f"error: -o {copy} is the input {copy}; write the ONNX file elsewhere"),
-        (copy, ["--force"], f"error: -o {copy} is the input {copy}; write the ONNX file elsewhere"),
+        (copy, [], f"error: -o {copy} is the input {copy}; it is read, so write to another file"),
+        (copy, ["--force"], f"error: -o {copy} is the input {copy}; it is read, so write to another file"),
         (tmp_path / "x.onnx", [], f"error: -o {tmp_path / 'x.onnx'} exists; pass --force to replace it"),
         # --force lets an existing file through: the next check (the backend's name) answers.
         (tmp_path / "x.onnx", ["--force"], "error: Unknown backend 'tf'. Known: "),

@@ -12,13 +12,14 @@ interval lies above 1) and its estimate is larger than `fail_above`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.runtime.files import read_json
 from cvae_bench.core.records import Record
 from cvae_bench.core.stats import DEFAULT_TIE, Interval, notch_ratio, unpaired_ratio, verdict
 
@@ -64,33 +65,70 @@ class Change(Record):
 
 
 def _read(path: Path) -> Any:
+    return read_json(path)
+
+
+def _number(value: Any, where: str, *, positive: bool = False) -> float:
+    """`value` as a finite float (positive where a time is meant); a one-line error naming the field if not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CvaeBenchError(f"{where}: expected a number, got {type(value).__name__}")
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CvaeBenchError(f"cannot read {path}: {exc}") from exc
+        number = float(value)
+    except OverflowError:
+        raise CvaeBenchError(f"{where}: the number is too large") from None
+    if not math.isfinite(number) or (positive and number <= 0):
+        raise CvaeBenchError(f"{where}: expected a {'positive ' if positive else ''}finite number, got {value!r}")
+    return number
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """`value` when it is a JSON object (None: an empty one)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CvaeBenchError(f"{where}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _array(value: Any, where: str) -> list[Any]:
+    """`value` when it is a JSON array (None: an empty one)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CvaeBenchError(f"{where}: expected an array, got {type(value).__name__}")
+    return value
 
 
 def _bench_samples(doc: dict[str, Any]) -> list[Sample]:
-    mi = doc.get("machine_info") or {}
-    cpu = mi.get("cpu") or {}
+    mi = _object(doc.get("machine_info"), "machine_info")
+    cpu = _object(mi.get("cpu"), "machine_info.cpu")
     machine = f"{cpu.get('brand_raw', mi.get('processor', '?'))} ×{cpu.get('count', '?')}"
-    cb = doc.get("cvae_bench") or {}
-    rounds = cb.get("rounds") or {}
-    busy = bool((rounds.get("load") or {}).get("busy"))
+    cb = _object(doc.get("cvae_bench"), "cvae_bench")
+    rounds = _object(cb.get("rounds"), "cvae_bench.rounds")
+    busy = bool(_object(rounds.get("load"), "cvae_bench.rounds.load").get("busy"))
     out = []
-    for e in doc.get("benchmarks", []):
-        stats, info = e.get("stats") or {}, e.get("extra_info") or {}
+    for i, e in enumerate(_array(doc.get("benchmarks"), "benchmarks")):
+        at = f"benchmarks[{i}]"
+        e = _object(e, at)
+        stats, info = _object(e.get("stats"), f"{at}.stats"), _object(e.get("extra_info"), f"{at}.extra_info")
         if "median" not in stats:
             continue
-        data = stats.get("data")
+        data = _array(stats.get("data"), f"{at}.stats.data")
+        values = [_number(v, f"{at}.stats.data[{j}]", positive=True) for j, v in enumerate(data)]
+        rounds_n = stats.get("rounds")
+        n = len(values) if rounds_n is None else _number(rounds_n, f"{at}.stats.rounds", positive=True)
+        iqr, floor = stats.get("iqr"), info.get("floor_s")
+        name = e.get("name") or e.get("fullname")
+        if not isinstance(name, str):
+            raise CvaeBenchError(f"{at}.name: expected a string, got {type(name).__name__}")
         out.append(
             Sample(
-                name=str(e.get("name") or e.get("fullname")),
-                median=float(stats["median"]),
-                n=int(stats.get("rounds") or (len(data) if data else 0)),
-                values=[float(v) for v in data] if data else None,
-                iqr=stats.get("iqr"),
-                floor_s=info.get("floor_s"),
+                name=name,
+                median=_number(stats["median"], f"{at}.stats.median", positive=True),
+                n=int(n),
+                values=values or None,
+                iqr=None if iqr is None else _number(iqr, f"{at}.stats.iqr"),
+                floor_s=None if floor is None else _number(floor, f"{at}.extra_info.floor_s", positive=True),
                 machine=machine,
                 busy=busy or bool(stats.get("contended_rounds")),
             )
@@ -98,16 +136,22 @@ def _bench_samples(doc: dict[str, Any]) -> list[Sample]:
     return out
 
 
-def _run_samples(runs: Sequence[dict[str, Any]], machine: str) -> list[Sample]:
+def _run_samples(runs: Sequence[Any], machine: str, where: str = "runs") -> list[Sample]:
     """Time-to-target and ms/step per backend/mode/device, over the runs (repeats) of a comparison."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault(f"{r.get('backend')}-{r.get('mode')}-{r.get('device')}", []).append(r)
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for i, r in enumerate(_array(runs, where)):
+        at = f"{where}[{i}]"
+        r = _object(r, at)
+        groups.setdefault(f"{r.get('backend')}-{r.get('mode')}-{r.get('device')}", []).append((at, r))
     out = []
     for key, members in groups.items():
-        busy = any(bool((r.get("load") or {}).get("busy")) for r in members)
+        busy = any(bool(_object(r.get("load"), f"{at}.load").get("busy")) for at, r in members)
         for metric, scale in (("time_to_target_s", 1.0), ("ms_per_step_median", 1e-3)):
-            values = [float(r[metric]) * scale for r in members if r.get(metric)]
+            values = [
+                _number(r[metric], f"{at}.{metric}", positive=True) * scale
+                for at, r in members
+                if r.get(metric) is not None
+            ]
             if values:
                 name = f"{'time-to-target' if metric == 'time_to_target_s' else 'ms-per-step'}[{key}]"
                 med = sorted(values)[len(values) // 2] if len(values) % 2 else _mid(values)
@@ -120,15 +164,41 @@ def _mid(values: list[float]) -> float:
     return (x[len(x) // 2 - 1] + x[len(x) // 2]) / 2
 
 
-def _hardware_machine(hw: dict[str, Any]) -> str:
+def _checked(path: Path, read: Callable[[], list[Sample]]) -> list[Sample]:
+    """`read()`'s samples; its field errors get the file's name in front."""
+    try:
+        return read()
+    except CvaeBenchError as exc:
+        raise CvaeBenchError(f"{path}: {exc}") from exc
+
+
+def _merge_runs(samples: list[Sample]) -> list[Sample]:
+    """One sample per entry over the result.json files of a folder (each file is one run of its entry)."""
+    by_name: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_name.setdefault(s.name, []).append(s)
+    out = []
+    for name, members in by_name.items():
+        values = [v for m in members for v in (m.values or [m.median])]
+        med = sorted(values)[len(values) // 2] if len(values) % 2 else _mid(values)
+        busy = any(m.busy for m in members)
+        out.append(Sample(name=name, median=med, n=len(values), values=values, machine=members[0].machine, busy=busy))
+    return out
+
+
+def _hardware_machine(hw: Any) -> str:
+    hw = hw if isinstance(hw, dict) else {}
     return f"{hw.get('cpu', '?')} ×{hw.get('cpu_count', '?')}"
 
 
 def read_samples(path: str | Path) -> list[Sample]:
     """Every entry of a result file or folder (see the module docstring).
 
+    Every number is checked on the way in: a string, NaN, infinity, zero or negative where a time belongs is
+    refused with the file and the field, so that no verdict is ever computed from it.
+
     Raises:
-        CvaeBenchError: nothing readable at `path`.
+        CvaeBenchError: nothing readable at `path`, or a field that does not hold what it should.
     """
     p = Path(path)
     if p.is_dir():
@@ -137,21 +207,26 @@ def read_samples(path: str | Path) -> list[Sample]:
                 return read_samples(p / name)
         results = sorted(p.rglob("result.json"))
         if results:
-            docs = [_read(f) for f in results]
-            return _run_samples(docs, _hardware_machine(docs[0].get("hardware") or {}))
+            out = []
+            for f in results:
+                doc = _read(f)
+                if not isinstance(doc, dict):
+                    raise CvaeBenchError(f"{f}: expected a JSON object, got {type(doc).__name__}")
+                out += _checked(f, lambda d=doc: _run_samples([d], _hardware_machine(d.get("hardware")), "result"))
+            return _merge_runs(out)
         saved = sorted(p.rglob("*.json"), key=lambda f: f.stat().st_mtime)
         for f in reversed(saved):  # pytest-benchmark's saved runs: the newest
             doc = _read(f)
             if isinstance(doc, dict) and "benchmarks" in doc:
-                return _bench_samples(doc)
+                return _checked(f, lambda d=doc: _bench_samples(d))
         raise CvaeBenchError(f"no bench.json, comparison.json, result.json or pytest-benchmark JSON under {p}")
     doc = _read(p)
     if isinstance(doc, dict) and "benchmarks" in doc:
-        return _bench_samples(doc)
+        return _checked(p, lambda: _bench_samples(doc))
     if isinstance(doc, dict) and "rows" in doc and "runs" in doc:
-        return _run_samples(doc["runs"], _hardware_machine(doc.get("hardware") or {}))
+        return _checked(p, lambda: _run_samples(doc["runs"], _hardware_machine(doc.get("hardware"))))
     if isinstance(doc, dict) and "backend" in doc and "hardware" in doc:
-        return _run_samples([doc], _hardware_machine(doc.get("hardware") or {}))
+        return _checked(p, lambda: _run_samples([doc], _hardware_machine(doc.get("hardware")), "result"))
     raise CvaeBenchError(
         f"{p} is not a bench.json, pytest-benchmark JSON, comparison.json or result.json of cvae-bench"
     )

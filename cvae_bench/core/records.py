@@ -4,6 +4,11 @@ A record is a dataclass deriving from `Record`. `to_json()` gives plain JSON typ
 nested records become dicts); `from_json()` rebuilds the record from such a dict, nested records, lists,
 tuples and dicts of records included, from the field annotations. Readers ignore keys they do not know,
 so a newer writer's files stay readable; a missing field without a default is a `RecordError`.
+
+Reading checks every value against its annotation (a string where a number belongs, a list where an object
+belongs, a NaN or infinity, a number too large for a float): the `RecordError` names the field by its path
+("Stats.median: expected a number, got str"), so a hostile or damaged file is one clear line, never a
+traceback later in whatever uses the record. `Any` fields are taken as they are.
 """
 
 from __future__ import annotations
@@ -40,18 +45,40 @@ class Record:
         Raises:
             RecordError: `data` is not an object or lacks a required field.
         """
-        if not isinstance(data, dict):
-            raise RecordError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
-        hints = _hints(cls)  # type: ignore[arg-type]
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if not f.init:
-                continue
-            if f.name in data:
-                kwargs[f.name] = _load(hints[f.name], data[f.name])
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise RecordError(f"{cls.__name__}: the field {f.name!r} is missing")
+        return _record(cls, data, cls.__name__)
+
+
+def _record(cls: type[R], data: Any, where: str) -> R:
+    if not isinstance(data, dict):
+        raise RecordError(f"{where}: expected a JSON object, got {_kind(data)}")
+    hints = _hints(cls)  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not f.init:
+            continue
+        if f.name in data:
+            kwargs[f.name] = _load(hints[f.name], data[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise RecordError(f"{where}: the field {f.name!r} is missing")
+    try:
         return cls(**kwargs)
+    except (TypeError, ValueError) as exc:  # a record's own __post_init__ check
+        raise RecordError(f"{where}: {exc}") from exc
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind in JSON's words, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
 
 
 @cache
@@ -71,37 +98,87 @@ def _dump(value: Any) -> Any:
     return value
 
 
-def _load(hint: Any, value: Any) -> Any:
+def _load(hint: Any, value: Any, where: str = "value") -> Any:
     if value is None:
         return None
+    if hint is Any or hint is object:
+        return value
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         options = [a for a in get_args(hint) if a is not type(None)]
         for option in options:
             if isinstance(option, type) and issubclass(option, Record) and isinstance(value, dict):
-                return option.from_json(value)
-        return _load(options[0], value) if len(options) == 1 else value
+                return _record(option, value, where)
+        errors = []
+        for option in options:
+            try:
+                return _load(option, value, where)
+            except RecordError as exc:
+                errors.append(exc)
+        raise errors[0] if len(errors) == 1 else RecordError(f"{where}: unexpected {_kind(value)}")
+    if origin is typing.Literal:
+        if value not in get_args(hint):
+            raise RecordError(f"{where}: {value!r} is not one of {list(get_args(hint))}")
+        return value
     if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_json(value)
-    if origin is list:
+        return _record(hint, value, where)
+    if origin is list or hint is list:
+        if not isinstance(value, list):
+            raise RecordError(f"{where}: expected an array, got {_kind(value)}")
         (item,) = get_args(hint) or (Any,)
-        return [_load(item, v) for v in value]
-    if origin is tuple:
+        return [_load(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple or hint is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise RecordError(f"{where}: expected an array, got {_kind(value)}")
         args = get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_load(args[0], v) for v in value)
-        return tuple(_load(a, v) for a, v in zip(args, value, strict=False)) if args else tuple(value)
-    if origin is dict:
+            return tuple(_load(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise RecordError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_load(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))) if args else tuple(value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise RecordError(f"{where}: expected an object, got {_kind(value)}")
         key_type, item = get_args(hint) or (str, Any)
-        return {_key(key_type, k): _load(item, v) for k, v in value.items()}
-    if hint is float and isinstance(value, int):
-        return float(value)
+        return {_key(key_type, k, where): _load(item, v, f"{where}[{k!r}]") for k, v in value.items()}
+    return _scalar(hint, value, where)
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    """A str, int, float or bool checked against its annotation; floats must be finite."""
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise RecordError(f"{where}: expected true or false, got {_kind(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecordError(f"{where}: expected an integer, got {_kind(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecordError(f"{where}: expected a number, got {_kind(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise RecordError(f"{where}: the number is too large") from None
+        if not math.isfinite(number):
+            raise RecordError(f"{where}: expected a finite number, got {value!r}")
+        return number
+    if hint is str:
+        if not isinstance(value, str):
+            raise RecordError(f"{where}: expected a string, got {_kind(value)}")
+        return value
     return value
 
 
-def _key(key_type: Any, key: str) -> Any:
+def _key(key_type: Any, key: str, where: str) -> Any:
     """JSON keys are strings; dict[int, …] fields get their ints back."""
-    return int(key) if key_type is int else key
+    if key_type is not int:
+        return key
+    try:
+        return int(key)
+    except ValueError:
+        raise RecordError(f"{where}: the key {key!r} is not an integer") from None
 
 
 def finite_or_none(value: float | None) -> float | None:

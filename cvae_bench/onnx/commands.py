@@ -53,7 +53,7 @@ def check_output(out: str | Path, inputs: Iterable[str | Path] = (), *, force: b
     target = Path(out)
     for source in inputs:
         if _same_file(target, Path(source)):
-            raise CvaeBenchError(f"-o {target} is the input {source}; write the ONNX file elsewhere")
+            raise CvaeBenchError(f"-o {target} is the input {source}; it is read, so write to another file")
     if target.is_dir():
         raise CvaeBenchError(f"-o {target} is a folder; expected a file path such as {target / 'decoder.onnx'}")
     if target.exists() and not force:

@@ -9,7 +9,8 @@ from typing import Any
 
 from cvae_bench.report import charts
 from cvae_bench.report.history import append_history, load_history
-from cvae_bench.report.inputs import BenchFile, ComparisonFile, Inputs, ReportError, load_inputs
+from cvae_bench.onnx.commands import check_output
+from cvae_bench.report.inputs import BenchFile, ComparisonFile, Inputs, ReportError, folder_files, load_inputs
 from cvae_bench.report.page import Page, fairness_table, key_values, pre, table
 from cvae_bench.report.pictures import decoder_pictures
 from cvae_bench.report.trends import build_trends
@@ -311,7 +312,7 @@ def make_report(
     js = _plotly_js()
     inputs = load_inputs(paths)
     if history is not None:
-        inputs.history += load_history(history)
+        inputs.history += load_history(history, inputs.skipped)
     if inputs.empty:
         raise ReportError(
             "nothing to report: expected run folders, result.json, comparison.json, bench.json, decoder.onnx "
@@ -344,6 +345,17 @@ def write_report(folder_or_paths: str | Path | Sequence[str | Path], out: str | 
     return make_report(paths, out)[0]
 
 
+def input_files(paths: Sequence[str | Path], history: str | Path | None) -> list[Path]:
+    """Every file a report over `paths` (and the history folder) may read: the page must not replace one."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        files += list(folder_files(p)) if p.is_dir() else [p]
+    if history is not None and Path(history).is_dir():
+        files += [f for f in Path(history).rglob("*.json") if f.is_file()]
+    return files
+
+
 def report_command(
     paths: Sequence[str | Path],
     out: str | Path,
@@ -351,6 +363,7 @@ def report_command(
     history: str | Path | None = None,
     append: bool = False,
     command: str | None = None,
+    force: bool = False,
 ) -> list[str]:
     """`cvae-bench report`: optionally add `paths` to the history, then write the page; returns lines to print.
 
@@ -360,10 +373,13 @@ def report_command(
         history: a history folder whose entries are drawn as trends (None: no history).
         append: add every result file of `paths` to `history` first (as `cvae-bench run`/`bench` do).
         command: the command line, shown on the page.
+        force: replace an existing `out` (never one of the files read).
 
     Raises:
         ReportError: `append` without `history`, nothing to report, an unreadable input, or plotly missing.
+        CvaeBenchError: `out` is a file the report reads, or exists without `force`.
     """
+    check_output(out, input_files(paths, history), force=force)
     lines = []
     if append:
         if history is None:

@@ -3,9 +3,11 @@
 `append_history(result, history_dir)` copies a result (a bench.json, a result.json or a comparison.json)
 into the history folder as a `HistoryEntry`: the whole document, who made it (commit, machine fingerprint,
 versions) and the figures whose trend a report draws (`Metric`, lower is better: seconds). The file name is
-the key, `<commit>_<machine>_<versions>_<kind>-<subject>.json`, so the same result appended twice replaces
-itself and results of other commits, machines or versions stand beside it. Files are written atomically and
-hold plain JSON, so a user may commit or sync the folder.
+the key and a digest of the result document, `<commit>_<machine>_<versions>_<kind>-<subject>_<digest>.json`:
+the same result appended twice replaces itself, while every other result gets its own file — two runs of
+one commit that differ only in their seed, or two writers appending to the folder at once, never share a
+name. Files are written atomically (a unique temporary file renamed into place) and hold plain JSON, so a
+user may commit or sync the folder.
 
 The machine fingerprint is the CPU model and core count (the host name is left out: CI machines change it
 every run; the kernel and Python versions go into the versions key instead).
@@ -19,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.core.records import Record
+from cvae_bench.core.records import Record, RecordError
 from cvae_bench.report.inputs import (
     BenchFile,
     ComparisonFile,
@@ -194,7 +196,8 @@ def append_history(
         doc, source = dict(result), "<document>"
     entry = make_entry(doc, source, commit, dirty)
     folder = ensure_dir(Path(history_dir) if history_dir is not None else default_history_dir())
-    out = folder / f"{_safe(entry.key)}.json"
+    # The document's digest tells apart results the key does not (another seed, another start time).
+    out = folder / f"{_safe(entry.key)}_{short_digest(doc, 12)}.json"
     write_json(out, entry.to_json())
     return out
 
@@ -203,8 +206,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
 
 
-def load_history(folder: str | Path) -> list[Loaded]:
+def load_history(folder: str | Path, skipped: list[str] | None = None) -> list[Loaded]:
     """Every history entry in `folder` (recursively), oldest first; files that are not entries are skipped.
+
+    An entry that does not hold a valid `HistoryEntry` is skipped too, with a line naming the file and the
+    field appended to `skipped` (when given).
 
     Raises:
         ReportError: `folder` is not a folder.
@@ -219,5 +225,9 @@ def load_history(folder: str | Path) -> list[Loaded]:
         except ReportError:
             continue
         if kind_of(doc) == "history":
-            out.append(Loaded(path, HistoryEntry.from_json(doc)))
+            try:
+                out.append(Loaded(path, HistoryEntry.from_json(doc)))
+            except RecordError as exc:
+                if skipped is not None:
+                    skipped.append(f"{path}: not a valid history entry: {exc}")
     return sorted(out, key=lambda x: x.record.recorded)

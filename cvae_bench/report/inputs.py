@@ -17,6 +17,7 @@ from typing import Any
 from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.records import Record, RecordError
+from cvae_bench.runtime import files
 from cvae_bench.runtime.machine import LoadWindow
 from cvae_bench.training.records import ComparisonRow, ConvergenceVerdict, FinalEval, RunResult
 
@@ -227,9 +228,9 @@ def read_json(path: Path) -> Any:
         ReportError: it cannot be read or is not JSON.
     """
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"cannot read {path}: {exc}") from exc
+        return files.read_json(path)
+    except CvaeBenchError as exc:
+        raise ReportError(str(exc)) from exc
 
 
 def kind_of(doc: Any) -> str | None:
@@ -283,7 +284,8 @@ def _parse(cls: type[Record], doc: Any, path: Path) -> Any:
 FOLDER_FILES = ("result.json", "comparison.json", "bench.json")
 
 
-def _folder_files(folder: Path) -> Iterable[Path]:
+def folder_files(folder: Path) -> Iterable[Path]:
+    """The files a report reads under `folder`: result.json, comparison.json, bench.json and decoder*.onnx."""
     for name in FOLDER_FILES:
         yield from sorted(folder.rglob(name))
     yield from sorted(p for p in folder.rglob("*.onnx") if p.name.startswith("decoder"))
@@ -303,7 +305,7 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            found = list(_folder_files(p))
+            found = list(folder_files(p))
             if not found:
                 inputs.skipped.append(f"{p}: no result.json, comparison.json, bench.json or decoder*.onnx")
             for f in found:

@@ -117,6 +117,27 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, text + "\n")
 
 
+def read_json(path: str | Path) -> Any:
+    """The strict JSON document in `path`, as `write_json` writes it.
+
+    NaN and Infinity are refused here (Python's json would read them), so no reader sees a non-finite number
+    that a writer of ours could not have written.
+
+    Raises:
+        CvaeBenchError: it cannot be read, is not UTF-8, or is not strict JSON (one line, naming `path`).
+    """
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not strict JSON")
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=refuse)
+    except UnicodeDecodeError as exc:
+        raise CvaeBenchError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CvaeBenchError(f"cannot read {path}: {exc}") from exc
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()

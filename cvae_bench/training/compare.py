@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.records import RecordError
 from cvae_bench.core.stats import DEFAULT_TIE, unpaired_ratio, verdict
 from cvae_bench.core.tables import markdown_table
-from cvae_bench.runtime.files import write_json, write_text
+from cvae_bench.runtime.files import read_json, write_json, write_text
 from cvae_bench.training.convergence import TUTORIAL_VAL_LOSS
 from cvae_bench.training.records import ComparisonRow, RunResult
 
@@ -234,20 +234,29 @@ def load_comparison_rows(path: str | Path) -> list[ComparisonRow]:
         if (p / "comparison.json").is_file():
             p = p / "comparison.json"
         else:
-            results = [RunResult.from_json(_read_json(f)) for f in sorted(p.rglob("result.json"))]
+            results = [_parse(RunResult, _read_json(f), f) for f in sorted(p.rglob("result.json"))]
             if not results:
                 raise CvaeBenchError(f"no comparison.json or result.json under {p}")
             return summarize(results)
     data = _read_json(p)
     if isinstance(data, dict) and "rows" in data:
-        return [ComparisonRow.from_json({"diverged": 0, "deviant": 0, **row}) for row in data["rows"]]
+        rows = data["rows"] if isinstance(data["rows"], list) else [data["rows"]]
+        return [
+            _parse(ComparisonRow, {"diverged": 0, "deviant": 0, **row} if isinstance(row, dict) else row, p)
+            for row in rows
+        ]
     if isinstance(data, dict) and "reached" in data:
-        return summarize([RunResult.from_json(data)])
+        return summarize([_parse(RunResult, data, p)])
     raise CvaeBenchError(f"{p} is neither a comparison.json nor a result.json of cvae-bench run")
 
 
-def _read_json(path: Path) -> Any:
+def _parse(cls: Any, doc: Any, path: Path) -> Any:
+    """`cls.from_json(doc)`, its error naming the file."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CvaeBenchError(f"cannot read {path}: {exc}") from exc
+        return cls.from_json(doc)
+    except RecordError as exc:
+        raise CvaeBenchError(f"{path}: {exc}") from exc
+
+
+def _read_json(path: Path) -> Any:
+    return read_json(path)
