@@ -20,7 +20,8 @@ from typing import Any
 
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.runtime.files import read_json
-from cvae_bench.core.records import Record
+from cvae_bench.training.records import RunResult
+from cvae_bench.core.records import Record, RecordError
 from cvae_bench.core.stats import DEFAULT_TIE, Interval, notch_ratio, unpaired_ratio, verdict
 
 #: Default `--fail-above`: a significant regression larger than 5 % fails the gate.
@@ -164,6 +165,15 @@ def _mid(values: list[float]) -> float:
     return (x[len(x) // 2 - 1] + x[len(x) // 2]) / 2
 
 
+def _result_samples(doc: dict[str, Any]) -> list[Sample]:
+    """The samples of one result.json, after the whole file is checked against `RunResult`."""
+    try:
+        RunResult.from_json(doc)
+    except RecordError as exc:
+        raise CvaeBenchError(str(exc)) from exc
+    return _run_samples([doc], _hardware_machine(doc.get("hardware")), "result")
+
+
 def _checked(path: Path, read: Callable[[], list[Sample]]) -> list[Sample]:
     """`read()`'s samples; its field errors get the file's name in front."""
     try:
@@ -212,7 +222,7 @@ def read_samples(path: str | Path) -> list[Sample]:
                 doc = _read(f)
                 if not isinstance(doc, dict):
                     raise CvaeBenchError(f"{f}: expected a JSON object, got {type(doc).__name__}")
-                out += _checked(f, lambda d=doc: _run_samples([d], _hardware_machine(d.get("hardware")), "result"))
+                out += _checked(f, lambda d=doc: _result_samples(d))
             return _merge_runs(out)
         saved = sorted(p.rglob("*.json"), key=lambda f: f.stat().st_mtime)
         for f in reversed(saved):  # pytest-benchmark's saved runs: the newest
@@ -226,7 +236,7 @@ def read_samples(path: str | Path) -> list[Sample]:
     if isinstance(doc, dict) and "rows" in doc and "runs" in doc:
         return _checked(p, lambda: _run_samples(doc["runs"], _hardware_machine(doc.get("hardware"))))
     if isinstance(doc, dict) and "backend" in doc and "hardware" in doc:
-        return _checked(p, lambda: _run_samples([doc], _hardware_machine(doc.get("hardware")), "result"))
+        return _checked(p, lambda: _result_samples(doc))
     raise CvaeBenchError(
         f"{p} is not a bench.json, pytest-benchmark JSON, comparison.json or result.json of cvae-bench"
     )
