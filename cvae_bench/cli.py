@@ -954,9 +954,7 @@ def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, appen
     from cvae_bench.report.api import report_command
 
     command = "cvae-bench " + " ".join(sys.argv[1:])
-    for line in report_command(
-        paths, out_path, history=history_dir, append=append, command=command, force=force
-    ):
+    for line in report_command(paths, out_path, history=history_dir, append=append, command=command, force=force):
         click.echo(line)
 
 

@@ -342,7 +342,8 @@ def test_history_files_are_keyed_and_a_slowdown_is_marked(tmp_path: Path) -> Non
     again = append_history(tmp_path / "bench4.json", history)  # the same result again replaces its file
     files = sorted(history.glob("*.json"))
     assert len(files) == 5 and again in files
-    assert all(re.match(r"[0-9a-f]{12}_[0-9a-f]{12}_[0-9a-f]{8}_bench-[0-9a-f]{8}_[0-9a-f]{12}\.json", f.name) for f in files)
+    name = re.compile(r"[0-9a-f]{12}_[0-9a-f]{12}_[0-9a-f]{8}_bench-[0-9a-f]{8}_[0-9a-f]{12}\.json")
+    assert all(name.fullmatch(f.name) for f in files)
     entries = load_history(history)
     assert [e.record.commit[:2] for e in entries] == ["00", "11", "22", "33", "44"]
 

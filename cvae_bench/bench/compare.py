@@ -12,6 +12,7 @@ interval lies above 1) and its estimate is larger than `fail_above`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from cvae_bench.core.errors import CvaeBenchError
-from cvae_bench.runtime.files import read_json
-from cvae_bench.training.records import RunResult
 from cvae_bench.core.records import Record, RecordError
 from cvae_bench.core.stats import DEFAULT_TIE, Interval, notch_ratio, unpaired_ratio, verdict
+from cvae_bench.runtime.files import read_json
+from cvae_bench.training.records import RunResult
 
 #: Default `--fail-above`: a significant regression larger than 5 % fails the gate.
 DEFAULT_FAIL_ABOVE = 0.05
@@ -222,13 +223,13 @@ def read_samples(path: str | Path) -> list[Sample]:
                 doc = _read(f)
                 if not isinstance(doc, dict):
                     raise CvaeBenchError(f"{f}: expected a JSON object, got {type(doc).__name__}")
-                out += _checked(f, lambda d=doc: _result_samples(d))
+                out += _checked(f, functools.partial(_result_samples, doc))
             return _merge_runs(out)
         saved = sorted(p.rglob("*.json"), key=lambda f: f.stat().st_mtime)
         for f in reversed(saved):  # pytest-benchmark's saved runs: the newest
             doc = _read(f)
             if isinstance(doc, dict) and "benchmarks" in doc:
-                return _checked(f, lambda d=doc: _bench_samples(d))
+                return _checked(f, functools.partial(_bench_samples, doc))
         raise CvaeBenchError(f"no bench.json, comparison.json, result.json or pytest-benchmark JSON under {p}")
     doc = _read(p)
     if isinstance(doc, dict) and "benchmarks" in doc:

@@ -53,7 +53,7 @@ def _record(cls: type[R], data: Any, where: str) -> R:
         raise RecordError(f"{where}: expected a JSON object, got {_kind(data)}")
     hints = _hints(cls)  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if not f.init:
             continue
         if f.name in data:
@@ -64,6 +64,20 @@ def _record(cls: type[R], data: Any, where: str) -> R:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:  # a record's own __post_init__ check
         raise RecordError(f"{where}: {exc}") from exc
+
+
+def _nested(cls: type[R], value: Any, where: str) -> R:
+    """A nested record: through its own `from_json` where it has one (legacy keys, extra sections)."""
+    if getattr(cls.from_json, "__func__", None) is getattr(Record.from_json, "__func__", None):
+        return _record(cls, value, where)
+    try:
+        return cls.from_json(value)
+    except RecordError as exc:
+        prefix = f"{cls.__name__}"
+        message = str(exc)
+        raise RecordError(
+            where + message[len(prefix) :] if message.startswith(prefix) else f"{where}: {message}"
+        ) from exc
 
 
 def _kind(value: Any) -> str:
@@ -108,7 +122,7 @@ def _load(hint: Any, value: Any, where: str = "value") -> Any:
         options = [a for a in get_args(hint) if a is not type(None)]
         for option in options:
             if isinstance(option, type) and issubclass(option, Record) and isinstance(value, dict):
-                return _record(option, value, where)
+                return _nested(option, value, where)
         errors = []
         for option in options:
             try:
@@ -121,7 +135,7 @@ def _load(hint: Any, value: Any, where: str = "value") -> Any:
             raise RecordError(f"{where}: {value!r} is not one of {list(get_args(hint))}")
         return value
     if isinstance(hint, type) and issubclass(hint, Record):
-        return _record(hint, value, where)
+        return _nested(hint, value, where)
     if origin is list or hint is list:
         if not isinstance(value, list):
             raise RecordError(f"{where}: expected an array, got {_kind(value)}")
@@ -133,9 +147,11 @@ def _load(hint: Any, value: Any, where: str = "value") -> Any:
         args = get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_load(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if args and len(args) != len(value):
+        if not args:
+            return tuple(value)
+        if len(args) != len(value):
             raise RecordError(f"{where}: expected {len(args)} items, got {len(value)}")
-        return tuple(_load(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))) if args else tuple(value)
+        return tuple(_load(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise RecordError(f"{where}: expected an object, got {_kind(value)}")

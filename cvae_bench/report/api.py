@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cvae_bench.onnx.commands import check_output
 from cvae_bench.report import charts
 from cvae_bench.report.history import append_history, load_history
-from cvae_bench.onnx.commands import check_output
 from cvae_bench.report.inputs import BenchFile, ComparisonFile, Inputs, ReportError, folder_files, load_inputs
 from cvae_bench.report.page import Page, fairness_table, key_values, pre, table
 from cvae_bench.report.pictures import decoder_pictures
