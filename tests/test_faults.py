@@ -211,19 +211,95 @@ def test_a_non_empty_out_is_refused_unless_forced(tmp_path: Path) -> None:
     assert (out / "decoder.onnx").read_bytes() == b"an earlier run's file"
 
 
+#: A process that takes the lock of the folder argv[1], says so on stdout, and holds it until stdin closes.
+_HOLDER = """
+import sys
+from pathlib import Path
+from cvae_bench.runtime.files import FolderLock
+lock = FolderLock(Path(sys.argv[1]))
+lock.acquire()
+print("held", flush=True)
+sys.stdin.read()
+lock.release()
+"""
+
+
 def test_a_folder_locked_by_a_living_run_is_refused_naming_its_pid(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            proc = cli("run", "--backend", "torch", "--out", str(out), "--force")
+            line = one_error_line(proc.returncode, proc.stderr)
+            assert f"in use by another cvae-bench run (PID {holder.pid}" in line
+            assert (out / LOCK_NAME).read_text().strip() == str(holder.pid)  # not taken from its owner
+        finally:
+            holder.kill()
+
+
+def test_a_stale_lock_naming_a_living_unrelated_process_is_taken_over(tmp_path: Path) -> None:
+    # The PID in a lock file left by a killed run may since belong to anything: the kernel's lock decides.
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        (out / LOCK_NAME).write_text(f"{holder.pid}\n")
-        proc = cli("run", "--backend", "torch", "--out", str(out), "--force")
-        line = one_error_line(proc.returncode, proc.stderr)
-        assert f"in use by another cvae-bench run (PID {holder.pid}" in line
-        assert (out / LOCK_NAME).read_text().strip() == str(holder.pid)  # not taken from its owner
+        (tmp_path / LOCK_NAME).write_text(f"{unrelated.pid}\n")
+        with claim_output_folder(tmp_path) as lock:
+            assert lock.path.read_text().strip() == str(os.getpid())
     finally:
-        holder.kill()
-        holder.wait()
+        unrelated.kill()
+        unrelated.wait()
+
+
+#: One racer: wait for the start file, try to take the lock; while held, log enter/leave to a shared file.
+_RACER = """
+import os, sys, time
+from pathlib import Path
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.runtime.files import FolderLock
+folder, log, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+for _ in range(int(sys.argv[4])):
+    lock = FolderLock(folder)
+    try:
+        lock.acquire()
+    except CvaeBenchError:
+        continue
+    with open(log, "a") as f:
+        f.write(f"enter {os.getpid()}\\n"); f.flush()
+        time.sleep(0.002)  # widen the window in which a second holder would show
+        f.write(f"leave {os.getpid()}\\n"); f.flush()
+    lock.release()
+"""
+
+
+def test_eight_processes_racing_for_a_stale_lock_never_hold_it_together(tmp_path: Path) -> None:
+    folder, log, go = tmp_path / "run", tmp_path / "log", tmp_path / "go"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / LOCK_NAME).write_text(f"{dead.pid}\n")  # a stale lock, as a kill -9 leaves it
+    racers = [
+        subprocess.Popen([sys.executable, "-c", _RACER, str(folder), str(log), str(go), "20"], cwd=ROOT)
+        for _ in range(8)
+    ]
+    go.touch()
+    for racer in racers:
+        assert racer.wait(timeout=600) == 0
+    lines = log.read_text().splitlines()
+    assert lines, "nobody ever took the lock"
+    holder = None
+    for line in lines:  # the log alternates: enter A, leave A, enter B, leave B ...
+        what, pid = line.split()
+        if what == "enter":
+            assert holder is None, f"{pid} entered while {holder} held the lock"
+            holder = pid
+        else:
+            assert holder == pid
+            holder = None
+    assert not (folder / LOCK_NAME).exists()
 
 
 def test_the_lock_holds_the_pid_and_is_removed_at_the_end(tmp_path: Path) -> None:
