@@ -171,6 +171,7 @@ def test_a_signal_stops_the_run_with_one_line_and_takes_its_worker(
     assert word in one_error_line(proc.returncode, stderr)
     wait_for("the worker to go", lambda: gone(worker))
     assert not (out / LOCK_NAME).exists()  # the folder is free again
+    assert _temporaries(out) == []  # a clean stop removes its own temporaries, a killed worker's included
     assert logs_in(tmp_env) == []  # nothing failed: the worker's log is not kept
 
 
@@ -320,6 +321,51 @@ def test_a_stale_lock_is_taken_over(tmp_path: Path) -> None:
     (tmp_path / LOCK_NAME).write_text("")  # a writer killed between creating and writing it
     with claim_output_folder(tmp_path):
         pass
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def _temporaries(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if files.is_temporary(p.name))
+
+
+def test_taking_a_folder_sweeps_the_temporaries_a_killed_writer_left(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    (tmp_path / "checkpoint").mkdir()
+    left = [
+        tmp_path / f".weights.safetensors.{dead}-k1ll3d.tmp",
+        tmp_path / "checkpoint" / f".state-000000010.npz.{dead}-x_9.tmp",
+        tmp_path / "checkpoint" / f".progress.json.{dead}-w.tmp",
+    ]
+    for path in left:
+        path.write_bytes(b"half a file")
+    (tmp_path / "notes.tmp").write_text("not ours: kept")
+    assert len(_temporaries(tmp_path)) == 3
+    with claim_output_folder(tmp_path, force=True):
+        assert _temporaries(tmp_path) == []
+    assert (tmp_path / "notes.tmp").read_text() == "not ours: kept"
+
+
+def test_letting_go_of_a_folder_sweeps_what_a_stopped_writer_left(tmp_path: Path) -> None:
+    with claim_output_folder(tmp_path):
+        # A worker killed on the way out, mid-write: its temporary stays until the folder is let go.
+        (tmp_path / files.temporary_name("weights-000000020.safetensors", "w0rker")).write_bytes(b"half")
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_rewrite_sweeps_the_temporaries_of_a_dead_writer_of_that_file(tmp_path: Path) -> None:
+    # A killed export or bench: the next write of the same file removes what the dead writer left.
+    dead_tmp = tmp_path / f".decoder.onnx.{_dead_pid()}-abc123.tmp"
+    live_tmp = tmp_path / f".decoder.onnx.{os.getpid()}-abc123.tmp"  # a writer that lives: not touched
+    dead_tmp.write_bytes(b"half")
+    live_tmp.write_bytes(b"half")
+    write_text(tmp_path / "decoder.onnx", "whole")
+    assert not dead_tmp.exists() and live_tmp.exists()
+    assert (tmp_path / "decoder.onnx").read_text() == "whole"
 
 
 # -- 2. durable writes -------------------------------------------------------------------------------------
