@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import signal
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,48 +19,58 @@ from cvae_bench.bench.options import BenchOptions
 from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
+from cvae_bench.runtime import signals
 
 err_console = Console(stderr=True)
 # Pipes and files get wide, unwrapped tables rather than rich's 80-column default.
 out_console = Console(width=None if sys.stdout.isatty() else 200)
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that it unwinds like KeyboardInterrupt (not an Exception)."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the way out is already under way
-    raise _Terminated
-
-
 class _Group(click.Group):
     """Turns our errors into one line on stderr and a non-zero exit, never a traceback.
 
-    SIGTERM behaves like SIGINT: the command unwinds (each worker it holds is killed on the way, since
-    a worker mid-job would not hear a polite exit), one `error:` line, exit 128 + the signal (143, 130).
+    SIGTERM behaves like SIGINT (`runtime.signals`): the command unwinds (each worker it holds is killed on
+    the way, since a worker mid-job would not hear a polite exit), one `error:` line, exit 128 + the signal
+    (143, 130); the first signal decides, from the first moment (parsing included) to the last.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
-        from cvae_bench.runtime.worker import kill_all_workers
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        signals.install()  # again, for a caller that did not come through `cvae_bench.entry`
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            # Not standalone: click's own way out turns a signal into "Aborted!" and exit 1.
+            rv = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except (KeyboardInterrupt, signals.Terminated) as exc:
+            signals.stop(exc)
+        except click.exceptions.Abort as exc:
+            if signals.received() is not None or isinstance(exc.__cause__, KeyboardInterrupt):
+                signals.stop(exc.__cause__)
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`| head`): nothing more to say; quiet the flush at exit, as click does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except (KeyboardInterrupt, signals.Terminated) as exc:
+            signals.stop(exc)  # before click echoes a blank line for it
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CvaeBenchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            kill_all_workers()
-            click.echo("error: interrupted (SIGINT)", err=True)
-            sys.exit(130)
-        except _Terminated:
-            kill_all_workers()
-            click.echo("error: terminated (SIGTERM)", err=True)
-            sys.exit(143)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        except (KeyboardInterrupt, signals.Terminated) as exc:
+            signals.stop(exc)
 
 
 class FiniteFloat(click.ParamType[float, Any]):

@@ -175,6 +175,107 @@ def test_a_signal_stops_the_run_with_one_line_and_takes_its_worker(
     assert logs_in(tmp_env) == []  # nothing failed: the worker's log is not kept
 
 
+def _open_writer(fifo: Path) -> int | None:
+    """The write end of `fifo` once a reader has it open (the command is then blocked reading it), else None."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # no reader yet
+            return None
+        raise
+
+
+@contextlib.contextmanager
+def _stuck_in_start_up(tmp_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A `run` blocked in its start-up (before plan.json), reading a data file that is a FIFO nobody writes."""
+    fifo = tmp_path / "mnist.npz"
+    os.mkfifo(fifo)
+    with start_cli(*LONG_RUN, "--data", str(fifo), "--out", str(tmp_path / "run"), env=env) as proc:
+        fd = None
+        try:
+            fd = wait_for("the command to open its data", lambda: _open_writer(fifo))
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            if fd is not None:
+                os.close(fd)
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_in_start_up_is_one_line_and_128_plus_the_signal(
+    tmp_path: Path, tmp_env: dict[str, str], sig: signal.Signals, code: int, word: str
+) -> None:
+    with _stuck_in_start_up(tmp_path, tmp_env) as proc:
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == code, stderr
+    assert word in one_error_line(proc.returncode, stderr)
+    assert not (tmp_path / "run" / "plan.json").exists()
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_while_the_command_line_is_imported_is_one_line(
+    tmp_path: Path, tmp_env: dict[str, str], sig: signal.Signals, code: int, word: str
+) -> None:
+    # The earliest point: `rich`, which the command line imports first, is shadowed by a module that blocks.
+    fifo, shadow = tmp_path / "fifo", tmp_path / "shadow" / "rich"
+    os.mkfifo(fifo)
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(f"open({str(fifo)!r}).read()\n")
+    env = {**tmp_env, "PYTHONPATH": os.pathsep.join([str(shadow.parent), str(ROOT)])}
+    with start_cli(*LONG_RUN, "--out", str(tmp_path / "run"), env=env) as proc:
+        fd = None
+        try:
+            fd = wait_for("the command line to be imported", lambda: _open_writer(fifo))
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            if fd is not None:
+                os.close(fd)
+    assert proc.returncode == code, stderr
+    assert word in one_error_line(proc.returncode, stderr)
+
+
+@pytest.mark.parametrize("first", [signal.SIGTERM, signal.SIGINT])
+def test_two_signals_at_once_end_in_one_line_for_the_one_that_won(
+    tmp_path: Path, tmp_env: dict[str, str], first: signal.Signals
+) -> None:
+    # Both may be pending when Python looks, and it runs handlers in signal-number order: either may win,
+    # but the end must be that one's line and status, never Python dying of the other (-2, -15).
+    second = signal.SIGINT if first == signal.SIGTERM else signal.SIGTERM
+    with _stuck_in_start_up(tmp_path, tmp_env) as proc:
+        proc.send_signal(first)
+        proc.send_signal(second)
+        _, stderr = proc.communicate(timeout=WAIT_S)
+    line = one_error_line(proc.returncode, stderr)
+    assert (proc.returncode, "SIGINT" in line, "SIGTERM" in line) in ((130, True, False), (143, False, True)), stderr
+
+
+@needs_torch
+def test_a_second_signal_while_stopping_is_ignored(tmp_path: Path, tmp_env: dict[str, str], mnist: tuple) -> None:
+    out = tmp_path / "run"
+    with start_cli(*LONG_RUN, "--out", str(out), env=tmp_env) as proc:
+        try:
+            worker = worker_of(proc)
+            training(worker)
+            proc.send_signal(signal.SIGTERM)
+            wait_for("the worker to be killed", lambda: gone(worker))  # the way out is under way
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 143, stderr
+    assert "SIGTERM" in one_error_line(proc.returncode, stderr)
+    assert _temporaries(out) == []
+
+
 @needs_torch
 def test_kill_9_of_the_parent_leaves_no_orphan_and_a_lock_that_is_taken_over(
     tmp_path: Path, tmp_env: dict[str, str], mnist: tuple

@@ -1,0 +1,71 @@
+"""How a command stops on SIGINT or SIGTERM: the first signal wins, the command unwinds, one line, 128 + signal.
+
+Both signals raise in the main thread (SIGINT as `KeyboardInterrupt`, SIGTERM as `Terminated`), so that the
+command unwinds through its `finally` blocks and context managers: workers are killed, locks let go,
+temporary files swept. The first signal decides how the command ends; any later one is ignored, since the
+way out is already under way and a second exception raised in the middle of it would cut it short (and
+leave Python to die of the signal, without the promised line and exit status).
+
+This module imports nothing heavy, so that the entry point can install the handlers before anything else.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import NoReturn
+
+#: What each signal's one line says.
+_WORDS = {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "terminated (SIGTERM)"}
+
+_received: int | None = None
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that it unwinds like KeyboardInterrupt (not an Exception)."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    global _received
+    if _received is not None:
+        return  # the first signal won: its way out is under way
+    _received = signum
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM from now on (main thread only; a SIGINT ignored by the parent stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup and `cmd &` in a script mean it
+        signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+
+def received() -> int | None:
+    """The signal that is stopping this process, if any."""
+    return _received
+
+
+def stop(exc: BaseException | None = None) -> NoReturn:
+    """End the command for the signal received: kill its workers, one `error:` line, exit 128 + the signal.
+
+    Args:
+        exc: the exception that carried the signal up, for when no handler of ours saw it (a
+            `KeyboardInterrupt` raised by Python's own handler before `install`).
+    """
+    global _received
+    signum = _received
+    if signum is None:
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        _received = signum  # and from now on, any other signal is ignored
+    # Only a process that has started workers has loaded the module that holds them.
+    worker = sys.modules.get("cvae_bench.runtime.worker")
+    if worker is not None:
+        worker.kill_all_workers()
+    print(f"error: {_WORDS.get(signal.Signals(signum), f'stopped by signal {signum}')}", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
