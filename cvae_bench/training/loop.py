@@ -18,6 +18,7 @@ from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.training.audit import Auditor
 from cvae_bench.training.checkpoint import Checkpoint, LoopState, Progress, save_checkpoint, write_progress
+from cvae_bench.training.divergence import blown_weights
 from cvae_bench.training.records import Divergence, EvalPoint, FinalEval, TrainOutcome
 
 Event = dict[str, Any]
@@ -73,8 +74,9 @@ def train(
 
     Times are wall-clock seconds. `time_to_target_s` counts training steps only, from the second step
     on: the first step (which includes any compilation) is `first_step_s`, and evaluations are
-    `eval_time_s`, both reported apart. A non-finite training loss or val −ELBO stops the run at once
-    with status `diverged`: training on NaN for the remaining epochs would only waste the time.
+    `eval_time_s`, both reported apart. A non-finite training loss or val −ELBO, or weights the optimiser
+    has lost (`training.divergence`), stop the run at once with status `diverged`: training on NaN for the
+    remaining epochs would only waste the time.
 
     With `checkpoint_to` (a run folder), a checkpoint is written after every evaluation; with `resume`,
     training goes on from one, exactly where the interrupted run stood (weights, Adam state, noise and
@@ -180,6 +182,7 @@ def train(
             if at_eval:
                 t_eval = time.perf_counter()
                 ev = evaluator(backend)
+                weights = backend.get_weights()  # held to a bound (`training.divergence`), and checkpointed
                 eval_s += time.perf_counter() - t_eval
                 if auditor is not None:
                     auditor.flush()  # the replays of the steps audited since the last evaluation
@@ -198,6 +201,7 @@ def train(
                 else:
                     history.append(point)
                     on_event({"type": "eval", **point.to_json()})
+                    divergence = divergence or blown_weights(weights, backend.spec, step)
                 if divergence is not None:
                     on_event({"type": "diverged", **divergence.to_json()})
                 elif target is not None and ev.val_elbo <= target:
@@ -214,7 +218,7 @@ def train(
                         load_s=load_s,
                         audit=auditor.state if auditor is not None else None,
                     )
-                    save_checkpoint(checkpoint_to, state, backend.get_weights(), backend.get_train_state(), order)
+                    save_checkpoint(checkpoint_to, state, weights, backend.get_train_state(), order)
             chunk = _Chunk()
 
     final = history[-1] if history else None

@@ -43,7 +43,7 @@ class Divergence(Record):
     """Where a run stopped because a value was no longer finite."""
 
     step: int
-    what: str  # "training loss" or "val -ELBO"
+    what: str  # "training loss", "val -ELBO" or "weight <name>" (`training.divergence`)
     value: str  # "nan", "inf" or "-inf": strict JSON has no non-finite numbers
 
 
