@@ -601,3 +601,34 @@ def test_bench_refuses_a_folder_that_holds_files_unless_forced(tmp_path: Path) -
     line = one_error_line(proc.returncode, proc.stderr)
     assert "is not empty (bench.json)" in line and "--force" in line
     assert (out / "bench.json").read_text() == "{}"  # untouched
+
+
+def _bfloat16_weights(path: Path) -> None:
+    """The model's weights as bfloat16 safetensors (written by hand: NumPy has no bfloat16)."""
+    header: dict[str, Any] = {}
+    blobs, offset = [], 0
+    for name, shape in sorted(DEFAULT_SPEC.weight_shapes().items()):
+        size = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        blobs.append(b"\0" * size)
+        offset += size
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    path.write_bytes(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+
+
+def test_bfloat16_weights_are_refused_naming_the_dtype(tmp_path: Path) -> None:
+    path = tmp_path / "bf16.safetensors"
+    _bfloat16_weights(path)
+    with pytest.raises(CvaeBenchError, match=r"is BF16\[.*expected float32"):
+        load_weights(path)
+
+
+@needs_torch
+@pytest.mark.parametrize("command", ["evaluate", "sample"])
+def test_evaluate_and_sample_refuse_bfloat16_weights_in_one_line(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "bf16.safetensors"
+    _bfloat16_weights(path)
+    extra = ("--out", str(tmp_path / "samples")) if command == "sample" else ()
+    proc = cli(command, "--backend", "torch", "--weights", str(path), *extra)
+    assert "BF16" in one_error_line(proc.returncode, proc.stderr)

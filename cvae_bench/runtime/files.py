@@ -220,13 +220,22 @@ def load_weights(path: str | Path, spec: ModelSpec = DEFAULT_SPEC) -> dict[str, 
         CvaeBenchError: missing/unreadable file, names/shapes/dtypes that differ from the spec, or a tensor
             holding NaN or infinity.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
     p = Path(path)
     try:
+        # The header first: a tensor NumPy has no type for (BF16, F8) would fail to load as a TypeError.
+        with safe_open(str(p), framework="numpy") as f:
+            dtypes = {name: (f.get_slice(name).get_dtype(), f.get_slice(name).get_shape()) for name in f.keys()}
+        for name, (dtype, shape) in sorted(dtypes.items()):
+            if dtype != "F32":
+                raise CvaeBenchError(
+                    f"weights {p}: {name} is {dtype}{list(shape)}, expected float32 (F32); "
+                    "convert the weights to float32 first"
+                )
         weights = load_file(str(p))
-    except (OSError, SafetensorError, ValueError) as exc:
+    except (OSError, SafetensorError, ValueError, TypeError) as exc:
         raise CvaeBenchError(f"cannot read weights {p}: {exc}") from exc
     expected = spec.weight_shapes()
     missing = sorted(set(expected) - set(weights))
