@@ -95,3 +95,10 @@ def audit_errors(backend: Any, emit: Any, steps: int, every: int, seed: int = 0)
         found["shrink"].append(abs(got.shrink))
         emit({"step": step, "weights": got.weights, "v": got.v})
     return found
+
+
+def silent_stage(backend: Any, emit: Any, seconds: float) -> str:
+    """Announces a stage that reports nothing, then works silently for longer than the idle limit."""
+    emit({"type": "stage", "what": "loading"})
+    time.sleep(seconds)
+    return "done"

@@ -11,7 +11,9 @@ frames of an 8-byte big-endian length followed by a pickle. The parent sends req
   sent as the function object itself (pickle carries it by reference, module and name), so that a rename
   fails in mypy rather than in a worker. It runs next to the backend and may ``emit(event)`` progress
   frames while it works; sent before any ``create``, the job gets ``backend=None`` (measurements that need
-  a clean process but no model: the matmul ceiling, onnxruntime sessions);
+  a clean process but no model: the matmul ceiling, onnxruntime sessions). Before work that sends
+  nothing for a while (a data load, a check, an evaluation) a job emits ``{"type": "stage", "what"}``: the
+  parent then allows the longer start limit of silence until the next frame;
 - ``{"op": "exit"}``.
 
 The worker answers each request with any number of ``{"kind": "event", "data"}`` frames followed by one
@@ -188,7 +190,9 @@ class Worker:
     ) -> Any:
         """Send one request and wait for its result, passing events to `on_event`.
 
-        `timeout` (default `idle_timeout`) is the longest silence allowed between two frames.
+        `timeout` (default `idle_timeout`) is the longest silence allowed between two frames; after an event
+        `{"type": "stage", ...}`, which a job sends before work that reports nothing while it runs, the
+        silence allowed until the next frame is `start_timeout` (if longer).
 
         Raises:
             WorkerError: the worker died, hung, or failed with a non-cvae-bench exception.
@@ -202,7 +206,8 @@ class Worker:
             write_frame(self.proc.stdin, req)
         except (BrokenPipeError, OSError):
             raise self._died("died") from None
-        limit = self.idle_timeout if timeout is None else timeout
+        base = self.idle_timeout if timeout is None else timeout
+        limit = base
         while True:
             try:
                 frame = self._frames.get(timeout=limit)
@@ -219,6 +224,10 @@ class Worker:
                 self.kill()  # the stream is out of step now: nothing after this frame can be trusted
                 raise self._died(f"broke the protocol in {_request_name(req)}: {exc}; killed") from None
             if kind == "event":
+                # Silence is judged only where the worker can speak: a stage event announces work that
+                # reports nothing until it ends (a data load, a recipe check, an evaluation, a first step
+                # that compiles), which is given the start limit, as building the backend is.
+                limit = max(base, self.start_timeout) if _is_stage(payload) else base
                 if on_event is not None:
                     on_event(payload)
             elif kind == "result":
@@ -340,6 +349,10 @@ class RemoteBackend:
             return self.worker.request({"op": "call", "method": method, "args": args, "kwargs": kwargs})
 
         return call
+
+
+def _is_stage(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("type") == "stage"
 
 
 def _request_name(req: dict[str, Any]) -> str:

@@ -98,6 +98,7 @@ def train(
     total_steps = epochs * steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
     rng = np.random.default_rng(config.seed)
+    on_event({"type": "stage", "what": "loading the data into the backend"})  # silent: see runtime.worker
     auditor = None
     if config.audit:
         auditor = Auditor(backend, x_train, y_train, config.seed, state=resume.loop.audit if resume else None)
@@ -137,6 +138,7 @@ def train(
             backend.set_order(order)  # resumed in the middle of an epoch
             if auditor is not None:
                 auditor.start_epoch(step // steps_per_epoch, order)
+    on_event({"type": "stage", "what": "first step"})  # may compile, silently: see runtime.worker
     chunk = _Chunk()
     while step < total_steps and reached_at is None and divergence is None:
         index = step % steps_per_epoch
@@ -180,6 +182,7 @@ def train(
                 divergence = Divergence(step=step, what="training loss", value=str(loss))
                 at_eval = True  # evaluate once more, so that the history shows where it ended
             if at_eval:
+                on_event({"type": "stage", "what": "evaluation"})  # silent: see runtime.worker
                 t_eval = time.perf_counter()
                 ev = evaluator(backend)
                 weights = backend.get_weights()  # held to a bound (`training.divergence`), and checkpointed
