@@ -35,7 +35,15 @@ class _Group(click.Group):
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        signals.install()  # again, for a caller that did not come through `cvae_bench.entry`
+        # Again, for a caller that did not come through `cvae_bench.entry` (a test's CliRunner gets its own
+        # handlers back at the end; for `cvae-bench` itself, the entry point's are put back, unchanged).
+        previous = signals.install()
+        try:
+            return self._main(*args, **kwargs)
+        finally:
+            signals.restore(previous)
+
+    def _main(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("standalone_mode", True) is False:
             return super().main(*args, **kwargs)
         try:

@@ -8,6 +8,7 @@ import shutil
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -331,3 +332,29 @@ def test_a_bug_in_a_cell_fails_that_cell_only(tmp_path: Path, monkeypatch: pytes
     outcome = execute.execute_cell(cell)
     assert outcome.status == "failed" and outcome.error == "ImportError: cannot import name 'calibrate'"
     assert outcome.machine is not None and outcome.files == {}
+
+
+@needs_numpy
+def test_a_report_that_cannot_be_written_fails_the_sweep_like_run_and_bench(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cvae_bench.report.api as report_api
+    from cvae_bench.report.inputs import ReportError
+
+    path = write(tmp_path, TINY)
+    monkeypatch.setattr("cvae_bench.sweep.api.make_executor", lambda name, settings: FlakyExecutor({}))
+
+    def full_disk(*args: Any, **kwargs: Any) -> Path:
+        raise CvaeBenchError(f"cannot write {tmp_path / 'out' / 'report.html'}: No space left on device")
+
+    monkeypatch.setattr(report_api, "write_report", full_disk)
+    with pytest.raises(CvaeBenchError, match=r"report\.html: No space left on device"):
+        sweep_command(SweepCommand(str(path), out=str(tmp_path / "out")), say=lambda _: None)
+
+    def unreadable(*args: Any, **kwargs: Any) -> Path:
+        raise ReportError("no results to report")
+
+    monkeypatch.setattr(report_api, "write_report", unreadable)
+    said: list[str] = []
+    sweep_command(SweepCommand(str(path), out=str(tmp_path / "again")), say=said.append)
+    assert "warning: no report: no results to report" in said

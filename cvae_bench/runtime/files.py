@@ -227,7 +227,8 @@ def load_weights(path: str | Path, spec: ModelSpec = DEFAULT_SPEC) -> dict[str, 
     try:
         # The header first: a tensor NumPy has no type for (BF16, F8) would fail to load as a TypeError.
         with safe_open(str(p), framework="numpy") as f:
-            dtypes = {name: (f.get_slice(name).get_dtype(), f.get_slice(name).get_shape()) for name in f.keys()}
+            names: list[str] = f.keys()  # safe_open has keys() but is not iterable
+            dtypes = {name: (f.get_slice(name).get_dtype(), f.get_slice(name).get_shape()) for name in names}
         for name, (dtype, shape) in sorted(dtypes.items()):
             if dtype != "F32":
                 raise CvaeBenchError(

@@ -37,13 +37,30 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM from now on (main thread only; a SIGINT ignored by the parent stays ignored)."""
+#: What `install` replaced, for `restore`.
+Handlers = dict[int, object]
+
+
+def install() -> Handlers:
+    """Handle SIGINT and SIGTERM from now on (main thread only; a SIGINT ignored by the parent stays ignored).
+
+    Returns:
+        The handlers replaced, for `restore` (a process that hosts the command, such as a test, gets its own
+        back; the `cvae-bench` process itself keeps these to its end).
+    """
     if threading.current_thread() is not threading.main_thread():
-        return
+        return {}
+    previous: Handlers = {}
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup and `cmd &` in a script mean it
-        signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _on_signal)
+    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_signal)
+    return previous
+
+
+def restore(previous: Handlers) -> None:
+    """Put back the handlers that `install` replaced."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def received() -> int | None:
