@@ -185,6 +185,17 @@ def _open_writer(fifo: Path) -> int | None:
         raise
 
 
+def _blocked_in_a_pipe_read(pid: int) -> bool:
+    """Whether `pid`'s main thread sleeps in the kernel reading a pipe (Linux: /proc/PID/wchan).
+
+    Waited for before a signal is sent: a signal that lands between Python's last look at its signal flags
+    and the read it then blocks in would be noticed only when the read returns (never, here).
+    """
+    with contextlib.suppress(OSError):
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    return False
+
+
 @contextlib.contextmanager
 def _stuck_in_start_up(tmp_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     """A `run` blocked in its start-up (before plan.json), reading a data file that is a FIFO nobody writes."""
@@ -194,6 +205,7 @@ def _stuck_in_start_up(tmp_path: Path, env: dict[str, str]) -> Iterator[subproce
         fd = None
         try:
             fd = wait_for("the command to open its data", lambda: _open_writer(fifo))
+            wait_for("the command to block reading it", lambda: _blocked_in_a_pipe_read(proc.pid))
             yield proc
         finally:
             if proc.poll() is None:
@@ -229,6 +241,7 @@ def test_a_signal_while_the_command_line_is_imported_is_one_line(
         fd = None
         try:
             fd = wait_for("the command line to be imported", lambda: _open_writer(fifo))
+            wait_for("the import to block", lambda: _blocked_in_a_pipe_read(proc.pid))
             proc.send_signal(sig)
             _, stderr = proc.communicate(timeout=WAIT_S)
         finally:

@@ -58,7 +58,9 @@ def install() -> Handlers:
 
 
 def restore(previous: Handlers) -> None:
-    """Put back the handlers that `install` replaced."""
+    """Put back the handlers that `install` replaced (not once a signal is stopping the process)."""
+    if _received is not None:
+        return
     for signum, handler in previous.items():
         signal.signal(signum, handler)  # type: ignore[arg-type]
 
@@ -80,6 +82,11 @@ def stop(exc: BaseException | None = None) -> NoReturn:
     if signum is None:
         signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         _received = signum  # and from now on, any other signal is ignored
+    if threading.current_thread() is threading.main_thread():
+        # Ignored by the kernel from here to the end: Python puts SIGINT's default back as it shuts down,
+        # and a signal then would kill the process (-2) after its line was printed.
+        for other in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(other, signal.SIG_IGN)
     # Only a process that has started workers has loaded the module that holds them.
     worker = sys.modules.get("cvae_bench.runtime.worker")
     if worker is not None:
