@@ -301,7 +301,8 @@ def _label_benches(benches: Sequence[Loaded]) -> list[tuple[str, BenchFile]]:
     return [(f"[{i + 1}] " if many else "", b.record) for i, b in enumerate(benches)]
 
 
-def _interval(entry: BenchEntry) -> tuple[float, float, str]:
+def interval(entry: BenchEntry) -> tuple[float, float, str]:
+    """The 95 % interval of an entry's median (order statistics), or its IQR below 6 rounds; and which."""
     ci = median_ci(entry.stats.data) if entry.stats.data else None
     if ci is not None:
         return ci[0], ci[1], "95 % CI of the median"
@@ -319,7 +320,7 @@ def train_step(benches: Sequence[Loaded], colours: Colours) -> Figure | None:
     fig = go.Figure()
     floors = set()
     for prefix, bench, e in sorted(items, key=lambda t: t[2].stats.median):
-        lo, hi, how = _interval(e)
+        lo, hi, how = interval(e)
         ms = e.stats.median * 1e3
         frac = e.info("fraction_of_floor")
         key = e.series
@@ -381,8 +382,8 @@ def sampling(benches: Sequence[Loaded], colours: Colours) -> Figure | None:
             entries.sort(key=lambda e: e.batch or 0)
             x = [e.batch for e in entries]
             y = [(e.batch or 0) / e.stats.median for e in entries]
-            lo = [(e.batch or 0) / _interval(e)[1] for e in entries]
-            hi = [(e.batch or 0) / _interval(e)[0] for e in entries]
+            lo = [(e.batch or 0) / interval(e)[1] for e in entries]
+            hi = [(e.batch or 0) / interval(e)[0] for e in entries]
             onnx = key.startswith("onnxruntime")
             fig.add_trace(
                 go.Scatter(
