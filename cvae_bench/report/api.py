@@ -18,6 +18,13 @@ from cvae_bench.report.verdict import build_block
 from cvae_bench.runtime.files import ensure_dir, write_text
 from cvae_bench.training.records import RunResult
 
+#: Why a figure can pass its floor: said under every chart that draws one.
+FLOOR_NOTE = (
+    "The floor is what the spec's matrix products take as the fastest fp32 GEMMs measured on this machine, so a "
+    "figure can beat it (above 1.0 of floor, above the ceiling) where it does not do that fp32 work: int8 "
+    "multiplies 4× narrower numbers with integer instructions, and a library may fuse or skip products the "
+    "floor counts. Such a figure is not an error, and it is not comparable with the fp32 ones as a fraction."
+)
 #: At most this many decoders get pictures (one per backend/mode/precision first); the rest are listed.
 MAX_DECODERS = 8
 
@@ -112,7 +119,8 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             "Median ms per Adam step at batch 64; whiskers: the 95 % confidence interval "
             "of the typical step (Student's t across epochs of fresh workers; from one epoch's rounds, order "
             "statistics, when there was one), or the IQR with fewer than 6 rounds. "
-            "'of floor': the roofline floor ÷ the median (1.0 = as fast as the bare matmuls).",
+            "'of floor': the roofline floor ÷ the median (1.0 = as fast as the bare fp32 matmuls at these shapes). "
+            + FLOOR_NOTE,
         )
     page.heading("Sampling", "sampling")
     fig = charts.sampling(inputs.benches, colours)
@@ -125,7 +133,7 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             "Native backends (solid) decode NumPy in and out; onnxruntime (dashed) runs "
             "the exported decoder per provider and precision ('onnxruntime:fp32': the same CPU decoder timed in "
             "the native decoders' own sweeps, so that their ratios to it pair). The red line is the roofline ceiling: "
-            "batch ÷ the floor of the decoder's GEMMs at that batch.",
+            "batch ÷ the floor of the decoder's GEMMs at that batch. " + FLOOR_NOTE,
         )
     page.heading("Roofline", "roofline")
     fig = charts.roofline(inputs.benches)
@@ -137,7 +145,7 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             fig,
             "Achieved GFLOP/s (the spec's FLOPs ÷ median time) of every entry (blue); the pink bar "
             "is what the same FLOPs would give at the floor, the sum of the best fp32 GEMM times "
-            "measured on this machine at the model's shapes.",
+            "measured on this machine at the model's shapes. * marks a figure above its floor. " + FLOOR_NOTE,
         )
 
 

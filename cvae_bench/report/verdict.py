@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cvae_bench.bench.verdicts import AA_TWIN, NoiseCheck
-from cvae_bench.report.charts import interval, series_label
+from cvae_bench.bench.verdicts import NoiseCheck
+from cvae_bench.report.charts import interval, is_twin, series_label
 from cvae_bench.report.inputs import BenchEntry, BenchFile, Inputs, Loaded, VerdictFile
 from cvae_bench.training.compare import summarize
 from cvae_bench.training.records import ComparisonRow, RunResult
@@ -146,7 +146,7 @@ def _step_cells(benches: Sequence[Loaded]) -> dict[str, tuple[str, str, str | No
         summary = bench.cvae_bench
         verdicts = {v.name: v for v in summary.verdicts} if summary else {}
         for e in bench.group(STEP_GROUP):
-            if e.params.get(AA_TWIN):
+            if is_twin(e):
                 continue
             lo, hi, how = interval(e)
             ms = e.stats.median * 1e3
