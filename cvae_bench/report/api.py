@@ -11,7 +11,7 @@ from cvae_bench.report import charts
 from cvae_bench.report.bundle import plotly_bundle
 from cvae_bench.report.history import append_history, load_history
 from cvae_bench.report.inputs import BenchFile, ComparisonFile, Inputs, ReportError, load_inputs
-from cvae_bench.report.page import Page, esc, fairness_table, key_values, pre, safe_link, table
+from cvae_bench.report.page import Page, esc, fairness_table, key_values, pre, table
 from cvae_bench.report.pictures import decoder_pictures
 from cvae_bench.report.trends import build_trends
 from cvae_bench.report.verdict import build_block
@@ -260,7 +260,10 @@ def _evidence(page: Page, inputs: Inputs, command: str | None) -> None:
         versions.update(info.get("versions", {}))
         cpu = info.get("cpu")
         count = cpu.get("count") if isinstance(cpu, dict) else None
-        machine({**info.get("environment", {}), "node": info.get("node"), "cpu": _cpu_name(info), "cpu_count": count}, b.path)
+        machine(
+            {**info.get("environment", {}), "node": info.get("node"), "cpu": _cpu_name(info), "cpu_count": count},
+            b.path,
+        )
     for i, (m, sources) in enumerate(machines.values()):
         title = f"Machine {i + 1} of {len(machines)}" if len(machines) > 1 else "Machine"
         page.html(
