@@ -177,7 +177,7 @@ def _noise_lines(benches: Sequence[Loaded]) -> tuple[list[str], list[str]]:
         if noise is None:
             lines.append(f"{where}No A/A noise check in this bench (no twin was measured): the noise floor is unknown.")
             continue
-        lines.append(where + "Noise check (A/A): " + noise.line().removeprefix("A/A self-check "))
+        lines.append(where + "Noise check (A/A) " + noise.line().removeprefix("A/A self-check "))
         if noise.passed is False:
             banners.append(
                 f"{where}A/A check FAILED: the same backend in two workers differed "
@@ -242,6 +242,11 @@ def build_block(inputs: Inputs) -> VerdictBlock:
         if label not in seen:
             rows.append(Row(label, ms_per_step=step_cell, step_vs_fastest=vs, memory=memory, weak=weak))
     noise, noise_banners = _noise_lines(inputs.benches)
+    if not inputs.benches and rows:
+        noise.append(
+            "No A/A noise check: runs hold none (cvae-bench bench measures one); the time-to-target intervals "
+            "are over the repeats."
+        )
     banners += noise_banners + _bench_banners(inputs.benches)
     deviant = sorted(
         {series_label(r.backend, r.mode, r.device) for r in results if r.convergence and r.convergence.deviant}
