@@ -264,3 +264,22 @@ def test_markup_in_file_names_and_contents_does_not_run(tmp_path: Path) -> None:
         assert url == "" or (url.startswith("./") and ":" not in url), url
     assert IMG.split(" ")[0] in seen["skipped"] or "bench.json" in seen["skipped"]
     assert errors == []
+
+
+def test_a_comparison_gives_its_own_time_to_target_verdicts() -> None:
+    from cvae_bench.report.inputs import ComparisonFile, Inputs, Loaded
+    from cvae_bench.report.verdict import build_block
+    from cvae_bench.training.compare import summarize
+
+    runs = [run_result("torch", "eager", s, 2.0 + 0.01 * s) for s in range(3)]
+    runs += [run_result("keras-jax", "jit", s, 1.0 + 0.01 * s) for s in range(3)]
+    rows = summarize(runs)
+    block = build_block(Inputs(comparisons=[Loaded(Path("comparison.json"), ComparisonFile(rows=rows))]))
+    cells = {r.label: r for r in block.rows}
+    slow = next(r for r in rows if r.backend == "torch")
+    assert slow.verdict == "slower" and slow.ratio_ci is not None
+    assert cells["torch:eager"].ttt_vs_fastest == (
+        f"{slow.ratio_to_fastest:.2f}× [{slow.ratio_ci[0]:.2f}, {slow.ratio_ci[1]:.2f}] slower"
+    )
+    assert cells["keras-jax:jit"].ttt_vs_fastest == "1.00× fastest"
+    assert any("No A/A noise check" in n for n in block.noise)

@@ -239,7 +239,10 @@ def verdict_html(block: VerdictBlock) -> str:
     )
     banners = "".join(f'<p class="banner" role="alert">⚠ {esc(b)}</p>' for b in block.banners)
     if not block.banners and block.rows:
-        banners = '<p class="clean">No warning: no BUSY or withheld verdict, no failed A/A check, no deviant run, enough rounds and runs.</p>'
+        banners = (
+            '<p class="clean">No warning: no BUSY or withheld verdict, no failed A/A check, no deviant run, '
+            "enough rounds and runs.</p>"
+        )
     noise = "".join(f'<p class="noise">{esc(n)}</p>' for n in block.noise)
     explain = (
         '<p class="note">Ratios are this row ÷ the fastest (above 1: slower) with their 95 % interval; the verdict '
