@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -40,18 +41,25 @@ def is_temporary(name: str) -> bool:
     return _TMP_NAME.match(name) is not None
 
 
-def sweep_temporaries(folder: str | Path) -> list[Path]:
-    """Remove every temporary file of our writers in `folder` and below.
+#: How deep below a folder its temporaries are swept: a comparison's run, its checkpoint, a sweep's cell.
+SWEEP_DEPTH = 3
+
+
+def sweep_temporaries(folder: str | Path, depth: int = SWEEP_DEPTH) -> list[Path]:
+    """Remove every temporary file of our writers in `folder` and up to `depth` folders below it.
 
     Only for a folder this process owns (holds its `FolderLock`) at a moment when it has no write under way:
     whatever temporary file is there then was left by a writer that was stopped (a killed predecessor, or a
-    worker killed on the way out).
+    worker killed on the way out). The depth bounds the walk of a folder given by mistake (`--out ~`).
 
     Returns:
         The files removed.
     """
     removed = []
-    for root, _dirs, names in os.walk(folder):
+    top = len(Path(folder).parts)
+    for root, dirs, names in os.walk(folder):
+        if len(Path(root).parts) - top >= depth:
+            dirs.clear()
         for name in names:
             if is_temporary(name):
                 path = Path(root) / name
@@ -64,16 +72,11 @@ def sweep_temporaries(folder: str | Path) -> list[Path]:
 def _sweep_stale_temporaries(target: Path) -> None:
     """Remove the temporaries of `target` whose writers are gone (a killed export, a killed bench)."""
     with contextlib.suppress(OSError):
-        for entry in target.parent.glob(f".{glob_escape(target.name)}.*{TMP_SUFFIX}"):
+        for entry in target.parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}"):
             match = _TMP_NAME.match(entry.name)
             if match and not _pid_alive(int(match.group(1))):
                 with contextlib.suppress(OSError):
                     entry.unlink()
-
-
-def glob_escape(name: str) -> str:
-    """`name` with glob's special characters made literal."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _write_error(target: Path, exc: OSError) -> CvaeBenchError:
