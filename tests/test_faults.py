@@ -645,3 +645,14 @@ def test_evaluate_and_sample_refuse_bfloat16_weights_in_one_line(tmp_path: Path,
     extra = ("--out", str(tmp_path / "samples")) if command == "sample" else ()
     proc = cli(command, "--backend", "torch", "--weights", str(path), *extra)
     assert "BF16" in one_error_line(proc.returncode, proc.stderr)
+
+
+def test_a_process_hosting_the_command_gets_its_signal_handlers_back() -> None:
+    from click.testing import CliRunner
+
+    from cvae_bench.cli import main
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

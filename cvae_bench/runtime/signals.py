@@ -58,11 +58,17 @@ def install() -> Handlers:
 
 
 def restore(previous: Handlers) -> None:
-    """Put back the handlers that `install` replaced (not once a signal is stopping the process)."""
-    if _received is not None:
+    """Give a process that hosts the command (a test's CliRunner) its own handlers back, and forget the stop.
+
+    Where the handlers replaced were already ours (`cvae-bench` came through its entry point), nothing
+    changes: after a stop they are SIG_IGN to the end, and must stay so.
+    """
+    global _received
+    if all(handler is _on_signal for handler in previous.values()):
         return
     for signum, handler in previous.items():
         signal.signal(signum, handler)  # type: ignore[arg-type]
+    _received = None
 
 
 def received() -> int | None:
