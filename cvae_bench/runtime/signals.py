@@ -11,9 +11,11 @@ This module imports nothing heavy, so that the entry point can install the handl
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import NoReturn
 
@@ -69,6 +71,39 @@ def restore(previous: Handlers) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)  # type: ignore[arg-type]
     _received = None
+
+
+_STOPPING = {signal.SIGINT, signal.SIGTERM}
+
+
+def main_thread_only() -> None:
+    """Keep SIGINT and SIGTERM away from the calling (non-main) thread, so that the kernel delivers them to
+    the main thread.
+
+    A process-directed signal goes to any thread that does not block it. Python runs its handler in the
+    main thread, but notices the signal only when the main thread next runs bytecode: if the kernel picked
+    another thread while the main thread sleeps in a read or a wait, the stop waits for that call to return.
+    Our own threads call this first; `blocked` covers the threads that libraries start.
+    """
+    if hasattr(signal, "pthread_sigmask") and threading.current_thread() is not threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+
+
+@contextlib.contextmanager
+def blocked() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM pending while the block runs (a signal then is handled as it ends).
+
+    For loading libraries that start threads of their own (NumPy's BLAS pool): the threads inherit the
+    blocked mask for good, so they never take a signal meant for the main thread (see `main_thread_only`).
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def received() -> int | None:

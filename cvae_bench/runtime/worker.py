@@ -57,6 +57,7 @@ from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import WorkerError
 from cvae_bench.core.tuning import apply_in_process
 from cvae_bench.models.spec import ModelSpec
+from cvae_bench.runtime import signals
 from cvae_bench.runtime.pause import IdleWatch
 from cvae_bench.runtime.protocol import EOF, ProtocolError, check_answer, read_frame, write_frame
 
@@ -153,6 +154,7 @@ class Worker:
         _live.add(self)
 
     def _read_loop(self) -> None:
+        signals.main_thread_only()  # a stop must wake the main thread, not this one
         assert self.proc.stdout is not None
         while True:
             try:
