@@ -16,8 +16,8 @@ from rich.table import Table
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchOptions
-from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
-from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, MAX_SEED
+from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
 
 err_console = Console(stderr=True)
@@ -41,6 +41,24 @@ class _Group(click.Group):
     a worker mid-job would not hear a polite exit), one `error:` line, exit 128 + the signal (143, 130).
     """
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """click's own usage errors (a bad value, an unknown option, a missing argument) as one `error:` line
+        and exit `USAGE_EXIT`, the style and status of every refusal made before work starts."""
+        try:
+            value = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            click.echo(f"error: {_usage_message(exc)}", err=True)
+            sys.exit(USAGE_EXIT)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:  # Ctrl-C at a prompt, before a command runs
+            click.echo("error: interrupted (SIGINT)", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return value
+        sys.exit(value if isinstance(value, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         from cvae_bench.runtime.worker import kill_all_workers
 
@@ -49,7 +67,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except CvaeBenchError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(USAGE_EXIT if isinstance(exc, UsageError) else 1)
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             kill_all_workers()
@@ -61,6 +79,22 @@ class _Group(click.Group):
             sys.exit(143)
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    """One line: `--opt: what is wrong` for a bad value (as our own checks say it), click's sentence otherwise."""
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        param = exc.param
+        hint = exc.param_hint or (
+            param.opts[0] if isinstance(param, click.Option) else param.human_readable_name if param else None
+        )
+        if isinstance(hint, (list, tuple)):
+            hint = " / ".join(hint)
+        message = f"{hint.strip(chr(39))}: {exc.message}" if hint else exc.message
+    else:
+        message = exc.format_message()
+    command = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+    return " ".join(message.split()) + command
 
 
 class FiniteFloat(click.ParamType[float, Any]):
@@ -91,40 +125,6 @@ class FiniteFloat(click.ParamType[float, Any]):
 
     def __repr__(self) -> str:
         return f"FiniteFloat({self.min}, {self.max})"
-
-
-def check_threads(threads: int | None) -> None:
-    """Refuse a `--threads` above the cores this process may run on (a framework would cap it silently).
-
-    Raises:
-        click.BadParameter: naming both numbers.
-    """
-    from cvae_bench.runtime.threads import available_cores
-
-    cores = available_cores()
-    if threads is not None and threads > cores:
-        raise click.BadParameter(
-            f"{threads} threads is more than the {cores} core(s) available to this process", param_hint="'--threads'"
-        )
-
-
-def check_subsets(dataset: str, train_subset: int | None, val_subset: int | None) -> None:
-    """Refuse subset sizes larger than the data set.
-
-    Raises:
-        click.BadParameter: naming the option, the value and the data set's size.
-    """
-    from cvae_bench.data.specs import dataset_spec
-
-    spec = dataset_spec(dataset)
-    for option, value, size, what in (
-        ("--train-subset", train_subset, spec.train_size, "training"),
-        ("--val-subset", val_subset, spec.test_size, "validation"),
-    ):
-        if value is not None and value > size:
-            raise click.BadParameter(
-                f"{value} is more than {spec.title}'s {size} {what} images", param_hint=f"'{option}'"
-            )
 
 
 @click.group(cls=_Group)
@@ -271,7 +271,13 @@ class _RunDisplay:
 @click.option("--max-epochs", type=click.IntRange(min=1), default=DEFAULT_MAX_EPOCHS, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train exactly N epochs, no target.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between evaluations [one epoch].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=0,
+    show_default=True,
+    help="Seed of the first run (weights, data order, noise); every framework takes 0..2**32-1.",
+)
 @click.option(
     "--repeats",
     type=click.IntRange(min=1),
@@ -346,9 +352,8 @@ def run(
     history_dir: str | None,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
-    check_threads(threads)
-    check_subsets(dataset, train_subset, val_subset)
-    from cvae_bench.backends.selection import parse_selection
+    from cvae_bench.backends.selection import check_selections, parse_selection
+    from cvae_bench.core import checks
     from cvae_bench.data.loading import load_dataset
     from cvae_bench.onnx.commands import export_lines, require_export
     from cvae_bench.training.compare import HEADERS, table_rows
@@ -375,9 +380,15 @@ def run(
             target = outcome.results[0].outcome.target
     else:
         assert backend_name is not None
+        # Every value is checked, and the device probed, before a folder is made or a worker started.
+        checks.check_threads("--threads", threads)
+        checks.check_subsets(dataset, train_subset, val_subset)
+        checks.check_seed("--seed", seed, repeats)
+        device = checks.check_device("--device", device)
         selections = parse_selection(backend_name)
         if mode is not None:
             selections = [s if s.mode else replace(s, mode=mode) for s in selections]
+        check_selections(selections, device)
         if export_onnx:
             require_export([s.info for s in selections], device)
         folder = Path(out_dir) if out_dir else default_folder(selections, repeats)
@@ -447,6 +458,10 @@ def evaluate(
 ) -> None:
     """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
     from cvae_bench.backends import registry
+    from cvae_bench.core.checks import check_device, check_subsets
+
+    device = check_device("--device", device)
+    check_subsets(dataset, None, val_subset)
     from cvae_bench.data.evaluation import evaluate_weights
 
     ev = evaluate_weights(
@@ -739,7 +754,11 @@ def export(
     force: bool,
 ) -> None:
     """Export a decoder (or encoder) to ONNX with the one interface, verified against the framework."""
+    from cvae_bench.core.checks import check_device, check_subsets
     from cvae_bench.onnx.commands import export_command
+
+    device = check_device("--device", device)
+    check_subsets(dataset, None, val_subset)
 
     lines = export_command(
         backend_name,
@@ -771,7 +790,9 @@ def export(
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Canonical weights.")
 @click.option("--device", default="cpu", show_default=True, help="Where --backend runs.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="samples", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prior draws.")
+@click.option(
+    "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the prior draws."
+)
 @click.option("--digit", type=click.IntRange(min=0), default=0, show_default=True, help="Digit of the latent manifold.")
 def sample(
     onnx_path: str | None,
@@ -784,7 +805,10 @@ def sample(
     digit: int,
 ) -> None:
     """Draw a decoder: prior samples per digit, one z across labels 1-9, the latent manifold (PNGs)."""
+    from cvae_bench.core.checks import check_device
     from cvae_bench.onnx.commands import sample_command
+
+    device = check_device("--device", device)
 
     paths = sample_command(
         onnx_path=onnx_path,
@@ -852,10 +876,9 @@ def loadtest(
     """Measure an ONNX decoder under MLPerf's single-stream, server and offline scenarios."""
     from cvae_bench.serving.loadtest import loadtest_command
 
-    try:
-        batches = [int(b) for b in offline_batches.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected integers such as 64,1024; received {offline_batches!r}") from None
+    from cvae_bench.core.checks import check_int_list
+
+    batches = check_int_list("--offline-batches", offline_batches, minimum=1)
     paths = loadtest_command(
         model,
         out_dir,

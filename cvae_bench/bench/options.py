@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, PRECISIONS
+from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, MAX_BATCH_SIZE, PRECISIONS
+
+#: Seconds a timed round may be asked to last at most: longer rounds measure nothing more, and `inf` never ends.
+MAX_MIN_TIME = 60.0
 from cvae_bench.core.stats import DEFAULT_TIE
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
@@ -67,6 +70,31 @@ class BenchOptions:
     plain_loops: bool = False
     under_load: bool = False
     seed: int = 0
+
+    def check(self, prefix: str = "--") -> BenchOptions:
+        """This record with its device parsed, when every value can work; else one `UsageError` line.
+
+        The command line and the sweep file both come through here, so that a sweep cell is held to the rules
+        of `cvae-bench bench` (`prefix`: `--` names options, '' names sweep keys). The device is probed.
+        """
+        from cvae_bench.core import checks
+
+        def name(option: str) -> str:
+            return f"--{option}" if prefix == "--" else option.replace("-", "_")
+
+        device = checks.check_device(name("device"), self.device)
+        checks.check_threads(name("threads"), self.threads)
+        checks.check_precisions(name("precisions"), self.precisions)
+        for size in self.batch_sizes:
+            checks.check_int(name("batch-sizes"), size, minimum=1, maximum=MAX_BATCH_SIZE)
+        checks.check_float(name("min-time"), self.min_time, minimum=0, maximum=MAX_MIN_TIME)
+        checks.check_float(name("max-time"), self.max_time, minimum=0)
+        checks.check_float(name("wait-quiet"), self.wait_quiet, minimum=0)
+        checks.check_float(name("worker-timeout"), self.idle_timeout, minimum=1)
+        checks.check_float(name("tie"), self.tie, minimum=0, maximum=0.5)
+        checks.check_seed(name("seed"), self.seed)
+        checks.check_subsets(self.dataset, self.train_subset, None, prefix=prefix)
+        return replace(self, device=device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for bench.json's `cvae_bench.options` (the spec is recorded beside it)."""

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError, UsageError
 from cvae_bench.deploy import OnnxDecoder
 from cvae_bench.onnx.sessions import make_session
 from cvae_bench.runtime.files import ensure_dir, file_sha256, write_json, write_text
@@ -311,13 +311,17 @@ def loadtest_command(
     Raises:
         CvaeBenchError: a bad option, a file that is not a decoder, or an unwritable `out_dir`.
     """
-    from cvae_bench.core.defaults import PRECISIONS
+    from cvae_bench.core import checks
+    from cvae_bench.core.defaults import MAX_BATCH_SIZE
 
-    unknown = [p for p in precisions if p not in PRECISIONS] + [d for d in devices if d not in PROVIDERS]
-    if unknown:
-        raise CvaeBenchError(
-            f"unknown precision or device {', '.join(unknown)}; choose from {', '.join((*PRECISIONS, *PROVIDERS))}"
-        )
+    # Everything is checked before the output folder is made: a refused command leaves nothing behind.
+    if not Path(model).is_file():
+        raise UsageError(f"MODEL: no such file {model!r}; give an exported decoder.onnx")
+    precisions = checks.check_precisions("--precisions", precisions)
+    devices = [checks.check_choice("--devices", checks.DEVICE_ALIASES.get(d.strip().casefold(), d), list(PROVIDERS))
+               for d in devices if d.strip()]
+    for batch in offline_batches:
+        checks.check_int("--offline-batches", batch, minimum=1, maximum=MAX_BATCH_SIZE)
     options = LoadtestOptions(
         precisions=list(precisions),
         providers=[PROVIDERS[d] for d in devices],
