@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,18 @@ class _Group(click.Group):
     a worker mid-job would not hear a polite exit), one `error:` line, exit 128 + the signal (143, 130).
     """
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """click's own usage errors (a bad value, an unknown option, a missing argument) as one `error:` line
         and exit `USAGE_EXIT`, the style and status of every refusal made before work starts."""
         try:
-            value = super().main(*args, standalone_mode=False, **kwargs)
+            value = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
             click.echo(f"error: {_usage_message(exc)}", err=True)
             sys.exit(USAGE_EXIT)
@@ -85,11 +93,16 @@ def _usage_message(exc: click.UsageError) -> str:
     """One line: `--opt: what is wrong` for a bad value (as our own checks say it), click's sentence otherwise."""
     if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
         param = exc.param
-        hint = exc.param_hint or (
-            param.opts[0] if isinstance(param, click.Option) else param.human_readable_name if param else None
+        given = exc.param_hint
+        hint = (
+            (given if isinstance(given, str) else " / ".join(given))
+            if given
+            else param.opts[0]
+            if isinstance(param, click.Option)
+            else param.human_readable_name
+            if param
+            else None
         )
-        if isinstance(hint, (list, tuple)):
-            hint = " / ".join(hint)
         message = f"{hint.strip(chr(39))}: {exc.message}" if hint else exc.message
     else:
         message = exc.format_message()
@@ -362,7 +375,7 @@ def run(
     from cvae_bench.training.run import RunOptions
 
     if (backend_name is None) == (resume_dir is None):
-        raise CvaeBenchError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
+        raise UsageError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
     display = lambda label: _RunDisplay(label, quiet)  # noqa: E731 - a factory, named for the two calls below
     warn = lambda line: click.echo(line, err=True)  # noqa: E731
 
@@ -790,9 +803,7 @@ def export(
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Canonical weights.")
 @click.option("--device", default="cpu", show_default=True, help="Where --backend runs.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="samples", show_default=True)
-@click.option(
-    "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the prior draws."
-)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the prior draws.")
 @click.option("--digit", type=click.IntRange(min=0), default=0, show_default=True, help="Digit of the latent manifold.")
 def sample(
     onnx_path: str | None,
@@ -874,9 +885,8 @@ def loadtest(
     quiet: bool,
 ) -> None:
     """Measure an ONNX decoder under MLPerf's single-stream, server and offline scenarios."""
-    from cvae_bench.serving.loadtest import loadtest_command
-
     from cvae_bench.core.checks import check_int_list
+    from cvae_bench.serving.loadtest import loadtest_command
 
     batches = check_int_list("--offline-batches", offline_batches, minimum=1)
     paths = loadtest_command(

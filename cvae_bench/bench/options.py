@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, MAX_BATCH_SIZE, PRECISIONS
-
-#: Seconds a timed round may be asked to last at most: longer rounds measure nothing more, and `inf` never ends.
-MAX_MIN_TIME = 60.0
+from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, MAX_BATCH_SIZE, MAX_MIN_TIME, PRECISIONS
 from cvae_bench.core.stats import DEFAULT_TIE
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 

@@ -29,8 +29,6 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f" Did you mean {folded[close[0]]!r}?" if close else ""
 
 
-
-
 def check_choice(what: str, value: str, choices: Sequence[str]) -> str:
     """`value` (case-insensitive) when it is one of `choices`.
 

@@ -21,3 +21,5 @@ MAX_BATCH_SIZE = 65536
 MAX_SEED = 2**32 - 1
 #: Cells a sweep file may expand to; a larger grid is counted and refused before it is enumerated.
 MAX_SWEEP_CELLS = 10_000
+#: Seconds a timed bench round may be asked to last at most: longer rounds measure nothing more, `inf` never ends.
+MAX_MIN_TIME = 60.0

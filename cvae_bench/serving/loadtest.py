@@ -278,11 +278,9 @@ def parse_threadings(text: str | None) -> list[Threading]:
         try:
             sessions, threads = (int(v) for v in item.strip().lower().split("x"))
         except ValueError:
-            raise CvaeBenchError(
-                f"--serving: expected SESSIONSxTHREADS items such as 1x2,2x1; received {item!r}"
-            ) from None
+            raise UsageError(f"--serving: expected SESSIONSxTHREADS items such as 1x2,2x1; received {item!r}") from None
         if sessions < 1 or threads < 1:
-            raise CvaeBenchError(f"--serving: expected positive counts; received {item!r}")
+            raise UsageError(f"--serving: expected positive counts; received {item!r}")
         out.append(Threading(sessions, threads))
     return list(dict.fromkeys(out))
 
@@ -318,8 +316,11 @@ def loadtest_command(
     if not Path(model).is_file():
         raise UsageError(f"MODEL: no such file {model!r}; give an exported decoder.onnx")
     precisions = checks.check_precisions("--precisions", precisions)
-    devices = [checks.check_choice("--devices", checks.DEVICE_ALIASES.get(d.strip().casefold(), d), list(PROVIDERS))
-               for d in devices if d.strip()]
+    devices = [
+        checks.check_choice("--devices", checks.DEVICE_ALIASES.get(d.strip().casefold(), d), list(PROVIDERS))
+        for d in devices
+        if d.strip()
+    ]
     for batch in offline_batches:
         checks.check_int("--offline-batches", batch, minimum=1, maximum=MAX_BATCH_SIZE)
     options = LoadtestOptions(

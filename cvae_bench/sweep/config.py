@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.bench.options import MAX_MIN_TIME, BenchOptions
+from cvae_bench.bench.options import BenchOptions
 from cvae_bench.core.defaults import (
     DEFAULT_MAX_EPOCHS,
     DEFAULT_TARGET,
     DEVICES,
     MAX_BATCH_SIZE,
+    MAX_MIN_TIME,
     MAX_SEED,
     MAX_SWEEP_CELLS,
     PRECISIONS,
@@ -341,7 +342,9 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None, *, local: b
         for command, own, axes, backends in plans
     )
     if count > MAX_SWEEP_CELLS:
-        raise reader.error("sweep", None, f"the grid has {count} cells, more than the {MAX_SWEEP_CELLS} a sweep may hold")
+        raise reader.error(
+            "sweep", None, f"the grid has {count} cells, more than the {MAX_SWEEP_CELLS} a sweep may hold"
+        )
     cells: list[Cell] = []
     for command, own, axes, backends in plans:
         if command == "run":
