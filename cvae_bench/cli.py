@@ -17,7 +17,15 @@ from rich.table import Table
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchOptions
-from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, MAX_SEED
+from cvae_bench.core.defaults import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_TARGET,
+    MAX_BATCH_SIZE,
+    MAX_MIN_TIME,
+    MAX_SEED,
+    PRECISIONS,
+)
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
 
@@ -180,6 +188,14 @@ _dataset_opt = click.option(
     show_default=True,
     help="Which data set.",
 )
+#: One declaration of each option that several commands share, so that its default and help are written once.
+_worker_timeout_opt = click.option(
+    "--worker-timeout",
+    type=FiniteFloat(min=1),
+    default=DEFAULT_IDLE_TIMEOUT,
+    show_default=True,
+    help="Seconds of silence after which a worker is declared hung (a worker speaks at least this often).",
+)
 _data_opt = click.option(
     "--data",
     "data_path",
@@ -272,7 +288,14 @@ class _RunDisplay:
     default=None,
     help="Backend name, a comma-separated list (NAME or NAME:MODE each), or 'all'. Required unless --resume.",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option(
+    "--device",
+    "--devices",
+    "device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda or cuda:N (gpu reads as cuda).",
+)
 @click.option("--mode", default=None, help="Backend mode, e.g. eager/compiled (torch); default: the backend's.")
 @click.option(
     "--target",
@@ -281,7 +304,13 @@ class _RunDisplay:
     show_default=True,
     help="Stop at val -ELBO <= target (nats).",
 )
-@click.option("--max-epochs", type=click.IntRange(min=1), default=DEFAULT_MAX_EPOCHS, show_default=True)
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_EPOCHS,
+    show_default=True,
+    help="Give up on the target after this many epochs.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train exactly N epochs, no target.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between evaluations [one epoch].")
 @click.option(
@@ -301,6 +330,7 @@ class _RunDisplay:
 @_dataset_opt
 @_data_opt
 @click.option(
+    "-o",
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
@@ -310,13 +340,7 @@ class _RunDisplay:
 @click.option("--force", is_flag=True, help="Write into a --out folder that already holds files.")
 @click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Use only the first N training images.")
 @click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Use only the first N validation images.")
-@click.option(
-    "--worker-timeout",
-    type=FiniteFloat(min=1),
-    default=600,
-    show_default=True,
-    help="Seconds of silence after which a worker is declared hung.",
-)
+@_worker_timeout_opt
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -456,11 +480,20 @@ def _report_and_history(folder: Path, no_report: bool, history_dir: str | None, 
 
 @main.command()
 @click.option("--backend", "backend_name", required=True, help="Backend that runs the networks.")
-@click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False))
-@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights to score."
+)
+@click.option(
+    "--device",
+    "--devices",
+    "device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda or cuda:N (gpu reads as cuda), where the backend runs.",
+)
 @_dataset_opt
 @_data_opt
-@click.option("--val-subset", type=click.IntRange(min=1), default=None)
+@click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
 def evaluate(
     backend_name: str,
     weights_path: str,
@@ -489,6 +522,15 @@ def evaluate(
 
 
 # -- bench ----------------------------------------------------------------------------------------------
+def _bench_groups(text: str | None) -> tuple[str, ...]:
+    """The groups named in `--groups`, or those that declare themselves default (the registry says which)."""
+    if text is None:
+        from cvae_bench.bench.groups import DEFAULT_GROUPS
+
+        return DEFAULT_GROUPS
+    return tuple(g.strip() for g in text.split(",") if g.strip())
+
+
 def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
     try:
         out = tuple(int(v) for v in value.split(",") if v.strip())
@@ -509,13 +551,20 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     "each item may end in +KNOB=VALUE... to time a tuned worker beside the untuned one (knobs: threads, "
     "flush-denormal, mkldnn, torch-compile-mode, onednn, env:VAR; docs/design.md, 'Tuning knobs').",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the backends.")
+@click.option(
+    "--device",
+    "--devices",
+    "device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda or cuda:N (gpu reads as cuda), for the backends.",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every framework [cores].")
 @click.option(
     "--groups",
-    default="train-step,sample-native,sample-onnxruntime",
-    show_default=True,
-    help="Comma-separated: train-step, sample-native, sample-onnxruntime.",
+    default=None,
+    help="Comma-separated benchmark groups: train-step, sample-native, sample-onnxruntime, sample-onnxruntime-web, "
+    "anatomy [the groups that declare themselves default: the first three].",
 )
 @click.option(
     "--epochs",
@@ -532,13 +581,34 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     help="Interleaved timed rounds per epoch.",
 )
 @click.option(
-    "--min-time", type=FiniteFloat(min=0), default=0.1, show_default=True, help="Seconds per round, at least."
+    "--min-time",
+    type=FiniteFloat(min=0, max=MAX_MIN_TIME),
+    default=_BENCH_DEFAULTS.min_time,
+    show_default=True,
+    help="Seconds per round, at least.",
 )
-@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed training steps.")
 @click.option(
-    "--batch-sizes", default="1,64,1024,8192", show_default=True, callback=_int_list, help="Sampling batch sizes."
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=_BENCH_DEFAULTS.warmup,
+    show_default=True,
+    help="Untimed training steps.",
 )
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="onnxruntime model precisions.")
+@click.option(
+    "--batch-sizes",
+    default=",".join(map(str, _BENCH_DEFAULTS.batch_sizes)),
+    show_default=True,
+    callback=_int_list,
+    help=f"Sampling batch sizes, each at most {MAX_BATCH_SIZE}.",
+)
+@click.option(
+    "--precisions",
+    "--precision",
+    "precisions",
+    default=",".join(_BENCH_DEFAULTS.precisions),
+    show_default=True,
+    help="onnxruntime model precisions: " + ", ".join(PRECISIONS) + ".",
+)
 @click.option(
     "--runs",
     "runs_path",
@@ -556,13 +626,14 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @_data_opt
 @click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Train steps on the first N images.")
 @click.option(
+    "-o",
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
     help="Results folder [runs/bench-<timestamp>].",
 )
-@click.option("--worker-timeout", type=FiniteFloat(min=1), default=600, show_default=True)
+@_worker_timeout_opt
 @click.option("--force", is_flag=True, help="Write into an --out folder that already holds files.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html into the results folder.")
 @click.option(
@@ -581,7 +652,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option(
     "--tie",
     type=FiniteFloat(min=0, max=0.5),
-    default=0.03,
+    default=_BENCH_DEFAULTS.tie,
     show_default=True,
     help="Ratios within ±TIE are a tie.",
 )
@@ -594,7 +665,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option(
     "--max-time",
     type=FiniteFloat(min=1),
-    default=300,
+    default=_BENCH_DEFAULTS.max_time,
     show_default=True,
     help="Seconds of timed sweeps at most with --rel-precision.",
 )
@@ -634,7 +705,7 @@ def bench(
     backend_name: str,
     device: str,
     threads: int | None,
-    groups: str,
+    groups: str | None,
     epochs: int,
     rounds: int,
     min_time: float,
@@ -666,7 +737,7 @@ def bench(
     from cvae_bench.bench.api import BenchCommand, run_bench_command
 
     options = BenchOptions(
-        groups=tuple(g.strip() for g in groups.split(",") if g.strip()) + (("anatomy",) if anatomy else ()),
+        groups=_bench_groups(groups) + (("anatomy",) if anatomy else ()),
         device=device,
         threads=threads,
         epochs=epochs,
@@ -737,20 +808,35 @@ def bench(
 @click.option("--backend", "backend_name", required=True, help="Backend whose exporter writes the file.")
 @click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights.")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
-@click.option("--part", type=click.Choice(["decoder", "encoder"]), default="decoder", show_default=True)
+@click.option(
+    "--part",
+    type=click.Choice(["decoder", "encoder"]),
+    default="decoder",
+    show_default=True,
+    help="Which network to export.",
+)
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "int8"]),
+    "--precisions",
+    "precision",
+    type=click.Choice(PRECISIONS, case_sensitive=False),
     default="fp32",
     show_default=True,
     help="fp16: onnxconverter-common, float32 inputs/outputs kept; int8: onnxruntime dynamic quantisation.",
 )
 @click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True, help="ONNX opset of the file.")
-@click.option("--device", default="cpu", show_default=True, help="Where the backend runs (the check's reference).")
+@click.option(
+    "--device",
+    "--devices",
+    "device",
+    default="cpu",
+    show_default=True,
+    help="Where the backend runs (the check's reference). cpu, cuda, cuda:N (gpu reads as cuda).",
+)
 @_dataset_opt
 @_data_opt
 @click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
-@click.option("--worker-timeout", type=FiniteFloat(min=1), default=600, show_default=True)
+@_worker_timeout_opt
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
 def export(
     backend_name: str,
@@ -801,8 +887,23 @@ def export(
 )
 @click.option("--backend", "backend_name", default=None, help="Decode with this backend instead (needs --weights).")
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Canonical weights.")
-@click.option("--device", default="cpu", show_default=True, help="Where --backend runs.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="samples", show_default=True)
+@click.option(
+    "--device",
+    "--devices",
+    "device",
+    default="cpu",
+    show_default=True,
+    help="Where --backend runs. cpu, cuda, cuda:N (gpu reads as cuda).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="samples",
+    show_default=True,
+    help="Folder for the PNGs.",
+)
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the prior draws.")
 @click.option("--digit", type=click.IntRange(min=0), default=0, show_default=True, help="Digit of the latent manifold.")
 def sample(
@@ -837,9 +938,31 @@ def sample(
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="loadtest", show_default=True)
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="Variants to measure (made from fp32).")
-@click.option("--devices", default="cpu,cuda", show_default=True, help="onnxruntime providers, where available.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="loadtest",
+    show_default=True,
+    help="Folder for loadtest.json, loadtest.md and LoadGen's logs.",
+)
+@click.option(
+    "--precisions",
+    "--precision",
+    "precisions",
+    default=",".join(PRECISIONS),
+    show_default=True,
+    help="Variants to measure (made from fp32).",
+)
+@click.option(
+    "--devices",
+    "--device",
+    "devices",
+    default="cpu,cuda",
+    show_default=True,
+    help="onnxruntime providers, where available (gpu reads as cuda).",
+)
 @click.option(
     "--serving", default=None, help="SESSIONSxTHREADS choices, e.g. 1x1,1x2,2x1 [default: 1x1,1xN,Nx1 for N cores]."
 )
@@ -866,8 +989,20 @@ def sample(
     "--max-probes", type=click.IntRange(min=1), default=6, show_default=True, help="Server rates tried at most."
 )
 @click.option("--offline-batches", default="64,1024", show_default=True, help="Offline batch sizes.")
-@click.option("--offline-queries", type=click.IntRange(min=1), default=16384, show_default=True)
-@click.option("--scheduler", type=click.Choice(["auto", "loadgen", "builtin"]), default="auto", show_default=True)
+@click.option(
+    "--offline-queries",
+    type=click.IntRange(min=1),
+    default=16384,
+    show_default=True,
+    help="Samples in the offline scenario's one query.",
+)
+@click.option(
+    "--scheduler",
+    type=click.Choice(["auto", "loadgen", "builtin"]),
+    default="auto",
+    show_default=True,
+    help="Who issues the queries: MLPerf LoadGen, the built-in scheduler, or LoadGen where it imports.",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def loadtest(
     model: str,
@@ -920,7 +1055,9 @@ def loadtest(
     help="local: this machine, one cell at a time; ray: each cell a Ray task on a cluster.",
 )
 @click.option("--address", default=None, help="The Ray cluster (ray://HOST:10001 or HOST:6379) [$RAY_ADDRESS].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Results [the file's out].")
+@click.option(
+    "-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Results folder [the file's out]."
+)
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
@@ -929,13 +1066,7 @@ def loadtest(
     help="Times a failed cell is run again before it is recorded as failed.",
 )
 @click.option("--retry-failed", is_flag=True, help="Run again the cells an earlier sweep recorded as failed.")
-@click.option(
-    "--worker-timeout",
-    type=FiniteFloat(min=1),
-    default=600,
-    show_default=True,
-    help="Seconds of silence after which a worker is declared hung.",
-)
+@_worker_timeout_opt
 def sweep(
     sweep_file: str,
     dry_run: bool,
@@ -971,7 +1102,15 @@ def sweep(
 # -- report ---------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default="report.html",
+    show_default=True,
+    help="The HTML page to write.",
+)
 @click.option(
     "--history",
     "history_dir",
@@ -992,7 +1131,15 @@ def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, appen
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="site", show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="site",
+    show_default=True,
+    help="Folder for the static site.",
+)
 @click.option("--no-webgpu", is_flag=True, help="Ship the WASM build only (14 MB instead of 40 MB).")
 def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     """Write a static page that runs the decoder in the browser (onnxruntime-web, WASM or WebGPU)."""
@@ -1015,7 +1162,13 @@ def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     show_default=True,
     help="Exit 1 when an entry is significantly slower by more than this (0.05: 5 %).",
 )
-@click.option("--tie", type=FiniteFloat(min=0, max=0.5), default=0.03, show_default=True)
+@click.option(
+    "--tie",
+    type=FiniteFloat(min=0, max=0.5),
+    default=_BENCH_DEFAULTS.tie,
+    show_default=True,
+    help="Changes within ±TIE are a tie, never a regression (0.03: 3 %).",
+)
 def compare(base: str, new: str, fail_above: float, tie: float) -> None:
     """The regression gate: each entry's change from BASE to NEW with its 95 % CI and verdict.
 

@@ -165,3 +165,42 @@ def test_sweep_dry_run_refuses_a_bad_cell_in_one_line(workdir: Path, tmp_path: P
     path.write_text(SWEEP + "[bench]\nmin_time = inf\n")
     line = refused(["sweep", str(path), "--dry-run"], workdir)
     assert line.startswith(f"error: {path}:4: [bench] min_time: ")
+
+
+# -- the same surface everywhere ----------------------------------------------------------------------------------
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    out: list[tuple[tuple[str, ...], click.Command]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out += _commands(command, (*path, name))
+        else:
+            out.append(((*path, name), command))
+    return out
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    missing = [
+        f"{' '.join(path)} {param.opts[0]}"
+        for path, command in _commands(main)
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help and param.name != "help"
+    ]
+    assert missing == []
+
+
+def test_every_output_option_is_o_out() -> None:
+    """Whatever a command writes (a file or a folder) is named by `-o/--out`."""
+    for path, command in _commands(main):
+        for param in command.params:
+            if isinstance(param, click.Option) and "--out" in param.opts:
+                assert "-o" in param.opts, f"{' '.join(path)}: --out without -o"
+
+
+def test_singular_and_plural_spellings_are_both_accepted() -> None:
+    for path, command in _commands(main):
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            for one, many in (("--device", "--devices"), ("--precision", "--precisions")):
+                if one in param.opts or many in param.opts:
+                    assert one in param.opts and many in param.opts, f"{' '.join(path)} {param.opts}"

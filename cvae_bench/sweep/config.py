@@ -181,6 +181,12 @@ def _every_group() -> list[str]:
     return list(GROUPS)
 
 
+def _default_groups() -> list[str]:
+    from cvae_bench.bench.groups import DEFAULT_GROUPS
+
+    return list(DEFAULT_GROUPS)
+
+
 def _datasets() -> tuple[str, ...]:
     from cvae_bench.data.specs import DATASETS
 
@@ -359,7 +365,7 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None, *, local: b
             seeds: list[int | None] = list(axes["seeds"] or [0])
             bench = None
         else:
-            groups = own.get("groups", _every_group())
+            groups = own.get("groups", _default_groups())
             unknown_groups = sorted(set(groups) - set(_every_group()))
             if unknown_groups:
                 known = ", ".join(_every_group())

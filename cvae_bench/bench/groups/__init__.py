@@ -28,6 +28,9 @@ GROUPS: dict[str, BenchGroup[Any]] = {
     )
 }
 
+#: The groups `cvae-bench bench` runs when `--groups` is not given, as the groups themselves declare.
+DEFAULT_GROUPS: tuple[str, ...] = tuple(name for name, group in GROUPS.items() if group.by_default)
+
 
 def select(names: tuple[str, ...] | list[str]) -> list[BenchGroup[Any]]:
     """The registered groups named in `names`, in registry order (every registered group when `names` is empty).
@@ -44,4 +47,4 @@ def select(names: tuple[str, ...] | list[str]) -> list[BenchGroup[Any]]:
     return [group for name, group in GROUPS.items() if name in names]
 
 
-__all__ = ["GROUPS", "BackendGroup", "BenchGroup", "StandaloneGroup", "select"]
+__all__ = ["DEFAULT_GROUPS", "GROUPS", "BackendGroup", "BenchGroup", "StandaloneGroup", "select"]
