@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,12 +16,11 @@ from rich.table import Table
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchOptions
+from cvae_bench.cli_options import FiniteFloat, click_options
 from cvae_bench.core.defaults import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_EPOCHS,
     DEFAULT_TARGET,
-    MAX_BATCH_SIZE,
-    MAX_MIN_TIME,
     MAX_SEED,
     PRECISIONS,
 )
@@ -116,36 +114,6 @@ def _usage_message(exc: click.UsageError) -> str:
         message = exc.format_message()
     command = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
     return " ".join(message.split()) + command
-
-
-class FiniteFloat(click.ParamType[float, Any]):
-    """A float option that must be finite (click's FLOAT and FloatRange accept nan and inf), in [min, max].
-
-    Args:
-        min: the smallest value accepted, if any.
-        max: the largest value accepted, if any.
-    """
-
-    name = "float"
-
-    def __init__(self, min: float | None = None, max: float | None = None) -> None:
-        self.min, self.max = min, max
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        if self.min is not None and number < self.min:
-            self.fail(f"{number:g} is below the minimum {self.min:g}", param, ctx)
-        if self.max is not None and number > self.max:
-            self.fail(f"{number:g} is above the maximum {self.max:g}", param, ctx)
-        return number
-
-    def __repr__(self) -> str:
-        return f"FiniteFloat({self.min}, {self.max})"
 
 
 @click.group(cls=_Group)
@@ -531,16 +499,6 @@ def _bench_groups(text: str | None) -> tuple[str, ...]:
     return tuple(g.strip() for g in text.split(",") if g.strip())
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"expected positive integers, got {value!r}")
-    return out
-
-
 @main.command()
 @click.option(
     "--backend",
@@ -552,63 +510,12 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     "flush-denormal, mkldnn, torch-compile-mode, onednn, env:VAR; docs/design.md, 'Tuning knobs').",
 )
 @click.option(
-    "--device",
-    "--devices",
-    "device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda or cuda:N (gpu reads as cuda), for the backends.",
-)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every framework [cores].")
-@click.option(
     "--groups",
     default=None,
     help="Comma-separated benchmark groups: train-step, sample-native, sample-onnxruntime, sample-onnxruntime-web, "
     "anatomy [the groups that declare themselves default: the first three].",
 )
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1, max=100),
-    default=_BENCH_DEFAULTS.epochs,
-    show_default=True,
-    help="Epochs of fresh worker processes per contestant; every interval is taken across them.",
-)
-@click.option(
-    "--rounds",
-    type=click.IntRange(min=1),
-    default=_BENCH_DEFAULTS.rounds,
-    show_default=True,
-    help="Interleaved timed rounds per epoch.",
-)
-@click.option(
-    "--min-time",
-    type=FiniteFloat(min=0, max=MAX_MIN_TIME),
-    default=_BENCH_DEFAULTS.min_time,
-    show_default=True,
-    help="Seconds per round, at least.",
-)
-@click.option(
-    "--warmup",
-    type=click.IntRange(min=0),
-    default=_BENCH_DEFAULTS.warmup,
-    show_default=True,
-    help="Untimed training steps.",
-)
-@click.option(
-    "--batch-sizes",
-    default=",".join(map(str, _BENCH_DEFAULTS.batch_sizes)),
-    show_default=True,
-    callback=_int_list,
-    help=f"Sampling batch sizes, each at most {MAX_BATCH_SIZE}.",
-)
-@click.option(
-    "--precisions",
-    "--precision",
-    "precisions",
-    default=",".join(_BENCH_DEFAULTS.precisions),
-    show_default=True,
-    help="onnxruntime model precisions: " + ", ".join(PRECISIONS) + ".",
-)
+@click_options(BenchOptions)
 @click.option(
     "--runs",
     "runs_path",
@@ -624,7 +531,6 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 )
 @_dataset_opt
 @_data_opt
-@click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Train steps on the first N images.")
 @click.option(
     "-o",
     "--out",
@@ -633,7 +539,6 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     default=None,
     help="Results folder [runs/bench-<timestamp>].",
 )
-@_worker_timeout_opt
 @click.option("--force", is_flag=True, help="Write into an --out folder that already holds files.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html into the results folder.")
 @click.option(
@@ -650,39 +555,6 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 )
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option(
-    "--tie",
-    type=FiniteFloat(min=0, max=0.5),
-    default=_BENCH_DEFAULTS.tie,
-    show_default=True,
-    help="Ratios within ±TIE are a tie.",
-)
-@click.option(
-    "--rel-precision",
-    type=FiniteFloat(min=0.001, max=0.5),
-    default=None,
-    help="Add interleaved sweeps until every ratio's 95 % CI half-width is within this (e.g. 0.02), or --max-time.",
-)
-@click.option(
-    "--max-time",
-    type=FiniteFloat(min=1),
-    default=_BENCH_DEFAULTS.max_time,
-    show_default=True,
-    help="Seconds of timed sweeps at most with --rel-precision.",
-)
-@click.option(
-    "--self-check/--no-self-check",
-    default=True,
-    show_default=True,
-    help="Time the first backend/mode twice, in two workers (A/A): its ratio gives this machine's noise floor.",
-)
-@click.option(
-    "--wait-quiet",
-    type=FiniteFloat(min=0),
-    default=0,
-    show_default=True,
-    help="Wait up to SECONDS for an idle machine before timing.",
-)
-@click.option(
     "--replicate",
     type=click.IntRange(min=1, max=100),
     default=1,
@@ -690,73 +562,31 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     help="Run the bench N times, independently, and write calibration.md: how often each interval holds the "
     "pooled estimate, and how often the A/A check fails.",
 )
-@click.option(
-    "--plain-loops",
-    is_flag=True,
-    help="Also time each selected framework's own plain training loop beside train-step (torch: nn.Module + "
-    "torch.optim.Adam; Keras: the tutorial's fit), to show the harness does not slow a framework down.",
-)
-@click.option(
-    "--under-load",
-    is_flag=True,
-    help="Judge even when foreign load overlapped too many sweeps (BUSY runs otherwise get no verdict).",
-)
 def bench(
     backend_name: str,
-    device: str,
-    threads: int | None,
     groups: str | None,
-    epochs: int,
-    rounds: int,
-    min_time: float,
-    warmup: int,
-    batch_sizes: tuple[int, ...],
-    precisions: str,
     runs_path: str | None,
     with_runs: int | None,
     dataset: str,
     data_path: str | None,
-    train_subset: int | None,
     out_dir: str | None,
-    worker_timeout: float,
     force: bool,
     no_report: bool,
     history_dir: str | None,
     anatomy: bool,
     quiet: bool,
-    tie: float,
-    rel_precision: float | None,
-    max_time: float,
-    self_check: bool,
-    wait_quiet: float,
     replicate: int,
-    plain_loops: bool,
-    under_load: bool,
+    **declared: Any,
 ) -> None:
     """Benchmark training steps and sampling in interleaved rounds, with verdicts, roofline and fairness audit."""
     from cvae_bench.bench.api import BenchCommand, run_bench_command
 
+    # The declared options arrive under their field names: the record is built from them as they are.
     options = BenchOptions(
         groups=_bench_groups(groups) + (("anatomy",) if anatomy else ()),
-        device=device,
-        threads=threads,
-        epochs=epochs,
-        rounds=rounds,
-        min_time=min_time,
-        warmup=warmup,
-        batch_sizes=batch_sizes,
-        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
         dataset=dataset,
         data_path=data_path,
-        train_subset=train_subset,
-        idle_timeout=worker_timeout,
-        tie=tie,
-        rel_precision=rel_precision,
-        max_time=max_time,
-        self_check=self_check,
-        wait_quiet=wait_quiet,
-        under_load=under_load,
-        plain_loops=plain_loops,
+        **declared,
     )
     command = BenchCommand(
         backends=backend_name,

@@ -204,3 +204,27 @@ def test_singular_and_plural_spellings_are_both_accepted() -> None:
             for one, many in (("--device", "--devices"), ("--precision", "--precisions")):
                 if one in param.opts or many in param.opts:
                     assert one in param.opts and many in param.opts, f"{' '.join(path)} {param.opts}"
+
+
+def test_bench_options_are_declared_once() -> None:
+    """The command line, the sweep file's [bench] table and bench.json's options all come from BenchOptions."""
+    from dataclasses import fields
+
+    from cvae_bench.bench.options import BenchOptions
+    from cvae_bench.core.options import declared_options
+    from cvae_bench.sweep.config import BENCH_DEFAULTS, SCHEMA
+
+    bench = main.commands["bench"]
+    by_name = {p.name: p for p in bench.params}
+    defaults = {f.name: f.default for f in fields(BenchOptions)}
+    for o in declared_options(BenchOptions):
+        param = by_name[o.name]
+        assert o.spec.flag in param.opts
+        assert param.help and o.spec.help in param.help
+        if o.spec.sweep:
+            assert o.name in SCHEMA["bench"]
+            assert BENCH_DEFAULTS[o.name] == (list(o.default) if isinstance(o.default, tuple) else o.default)
+        assert defaults[o.name] == o.default
+    # What bench.json records is the record itself, so a declared option is recorded under its field name.
+    recorded = BenchOptions().to_dict()
+    assert all(o.name in recorded for o in declared_options(BenchOptions))

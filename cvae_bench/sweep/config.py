@@ -19,13 +19,11 @@ from cvae_bench.core.defaults import (
     DEFAULT_MAX_EPOCHS,
     DEFAULT_TARGET,
     DEVICES,
-    MAX_BATCH_SIZE,
-    MAX_MIN_TIME,
     MAX_SEED,
     MAX_SWEEP_CELLS,
-    PRECISIONS,
 )
 from cvae_bench.core.errors import UsageError
+from cvae_bench.core.options import DeclaredOption, declared_options, sweep_defaults
 from cvae_bench.sweep.cells import COMMANDS, BenchParams, Cell, RunParams
 
 if sys.version_info >= (3, 11):
@@ -40,16 +38,8 @@ class SweepFileError(UsageError):
 
 #: The axes of the grid: they may be set in [sweep] for every command, or in [run]/[bench] for one.
 AXES = ("backends", "devices", "threads", "seeds", "repeats")
-#: The bench's own defaults when the file does not say: those of `cvae-bench bench` (`BenchOptions`).
-_BENCH = BenchOptions()
-BENCH_DEFAULTS: dict[str, Any] = {
-    "epochs": _BENCH.epochs,
-    "rounds": _BENCH.rounds,
-    "min_time": _BENCH.min_time,
-    "warmup": _BENCH.warmup,
-    "batch_sizes": list(_BENCH.batch_sizes),
-    "precisions": list(_BENCH.precisions),
-}
+#: The bench's own defaults when the file does not say: those `BenchOptions` declares for sweep files.
+BENCH_DEFAULTS: dict[str, Any] = sweep_defaults(BenchOptions)
 
 
 @dataclass(frozen=True)
@@ -175,6 +165,24 @@ def _list(check: Check) -> Check:
     return inner
 
 
+def _declared_check(o: DeclaredOption) -> Check:
+    """The check of a sweep key from the option's declaration: the bounds and choices of the command line."""
+    spec = o.spec
+    check: Check
+    if spec.choices:
+        check = _text(spec.choices)
+    elif o.item_type is int:
+        low = int(spec.minimum) if spec.minimum is not None else -(2**63)
+        check = _int_in(low, int(spec.maximum)) if spec.maximum is not None else _int(low)
+    elif o.item_type is float:
+        check = _number(spec.minimum if spec.minimum is not None else -math.inf, spec.maximum)
+    else:
+        check = _text()
+    if o.is_list:
+        check = _list(check)
+    return _optional(check) if o.optional else check
+
+
 def _every_group() -> list[str]:
     from cvae_bench.bench.groups import GROUPS
 
@@ -222,13 +230,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "bench": {
         "groups": _list(_text()),
-        "epochs": _int_in(1, 100),
-        "rounds": _int(1),
-        "min_time": _number(0.0, MAX_MIN_TIME),
-        "warmup": _int(0),
-        "batch_sizes": _list(_int_in(1, MAX_BATCH_SIZE)),
-        "precisions": _list(_text(PRECISIONS)),
-        "train_subset": _optional(_int(64)),
+        **{o.name: _declared_check(o) for o in declared_options(BenchOptions) if o.spec.sweep},
         "backends": _list(_text()),
         "devices": _list(_text(DEVICES)),
         "threads": _list(_threads),
@@ -370,16 +372,7 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None, *, local: b
             if unknown_groups:
                 known = ", ".join(_every_group())
                 raise reader.error("bench", "groups", f"unknown group {unknown_groups[0]!r}; known: {known}")
-            bench = BenchParams(
-                groups=groups,
-                epochs=own.get("epochs", BENCH_DEFAULTS["epochs"]),
-                rounds=own.get("rounds", BENCH_DEFAULTS["rounds"]),
-                min_time=own.get("min_time", BENCH_DEFAULTS["min_time"]),
-                warmup=own.get("warmup", BENCH_DEFAULTS["warmup"]),
-                batch_sizes=own.get("batch_sizes", BENCH_DEFAULTS["batch_sizes"]),
-                precisions=own.get("precisions", BENCH_DEFAULTS["precisions"]),
-                train_subset=own.get("train_subset"),
-            )
+            bench = BenchParams(groups=groups, **{k: own.get(k, default) for k, default in BENCH_DEFAULTS.items()})
             seeds, run = [None], None
         for backend, mode in backends:
             for device in axes["devices"] or ["cpu"]:
