@@ -12,7 +12,6 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchOptions
@@ -26,6 +25,7 @@ from cvae_bench.core.defaults import (
 )
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
+from cvae_bench.output import show_table
 
 err_console = Console(stderr=True)
 # Pipes and files get wide, unwrapped tables rather than rich's 80-column default.
@@ -123,26 +123,52 @@ def main() -> None:
 
 
 # -- backends -------------------------------------------------------------------------------------------
-@main.command()
-def backends() -> None:
-    """List registered backends: availability, framework versions, devices, origin."""
-    from cvae_bench.backends import registry
+_json_opt = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (its `schema` field names the command and version; docs/cli.md) instead.",
+)
 
-    table = Table(title="cvae-bench backends")
-    for col in ("name", "available", "framework", "devices", "origin"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("notes")
-    for info in registry.all_backends().values():
-        versions = ", ".join(f"{k} {v}" for k, v in info.versions().items())
-        table.add_row(
+
+@main.command()
+@_json_opt
+def backends(as_json: bool) -> None:
+    """List registered backends: availability, framework versions, devices, modes, origin."""
+    from cvae_bench.backends import registry
+    from cvae_bench.output import json_document, show_table
+
+    infos = list(registry.all_backends().values())
+    if as_json:
+        entries = [
+            {
+                "name": info.name,
+                "available": info.available,
+                "versions": info.versions(),
+                "devices": list(info.devices),
+                "modes": list(info.modes),
+                "origin": info.origin,
+                "description": info.description,
+                "unavailable_reason": info.unavailable_reason() or None,
+            }
+            for info in infos
+        ]
+        click.echo(json_document("backends", {"backends": entries}))
+        return
+    rows = [
+        [
             info.name,
             "yes" if info.available else "no",
-            versions,
+            ", ".join(f"{k} {v}" for k, v in info.versions().items()),
             ", ".join(info.devices),
+            ", ".join(info.modes),
             info.origin,
             info.unavailable_reason() or info.description,
-        )
-    out_console.print(table)
+        ]
+        for info in infos
+    ]
+    headers = ("name", "available", "framework", "devices", "modes", "origin", "notes")
+    show_table("cvae-bench backends", headers, rows)
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -415,12 +441,8 @@ def run(
         outcome = run_matched(selections, base, repeats, folder, command, display, click.echo, warn, after_run, force)
     folder = outcome.folder
     if outcome.rows:
-        table = Table(title=f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs")
-        for header in HEADERS:
-            table.add_column(header, no_wrap=True)
-        for cells in table_rows(outcome.rows):
-            table.add_row(*cells)
-        out_console.print(table)
+        title = f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs"
+        show_table(title, HEADERS, table_rows(outcome.rows))
         click.echo(f"comparison written to {folder / 'comparison.md'} and comparison.json")
     if outcome.results:
         _report_and_history(folder, no_report, history_dir)
@@ -611,12 +633,7 @@ def bench(
     for shown in outcome.tables:
         if not shown.rows and not shown.show_empty:
             continue
-        table = Table(title=shown.title)
-        for h in shown.headers:
-            table.add_column(h, no_wrap=True)
-        for cells in shown.rows:
-            table.add_row(*cells)
-        out_console.print(table)
+        show_table(shown.title, shown.headers, shown.rows)
     out_console.print("[bold]fairness audit[/bold]")
     for process, audit in outcome.fairness:  # one block per process: too many columns for one table
         out_console.print(f"  [bold]{process}[/bold]")
@@ -999,27 +1016,35 @@ def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     show_default=True,
     help="Changes within ±TIE are a tie, never a regression (0.03: 3 %).",
 )
-def compare(base: str, new: str, fail_above: float, tie: float) -> None:
+@_json_opt
+@click.option(
+    "--markdown",
+    is_flag=True,
+    help="Print the table and verdict as Markdown, ready to paste into a pull request comment.",
+)
+def compare(base: str, new: str, fail_above: float, tie: float, as_json: bool, markdown: bool) -> None:
     """The regression gate: each entry's change from BASE to NEW with its 95 % CI and verdict.
 
     BASE and NEW: bench.json, pytest-benchmark JSON (or a .benchmarks folder), comparison.json, result.json, or
     folders of them. Exits 1 on a significant regression above --fail-above.
     """
-    from rich.markup import escape
-
     from cvae_bench.bench.compare import GATE_HEADERS, compare_files, gate_rows, gate_summary
+    from cvae_bench.output import json_document, show_table
 
+    if as_json and markdown:
+        raise UsageError("--json and --markdown: choose one")
     result = compare_files(base, new, tie=tie, fail_above=fail_above)
-    table = Table(title=f"{new} vs {base} (above 0: slower; tie within ±{tie:.0%})")
-    for header in GATE_HEADERS:
-        table.add_column(header)
-    for cells in gate_rows(result):
-        table.add_row(*(escape(c) for c in cells))  # entry names hold brackets, which rich reads as markup
-    out_console.print(table)
-    for name in result.only_base:
-        click.echo(f"only in BASE: {name}")
-    for name in result.only_new:
-        click.echo(f"only in NEW: {name}")
-    click.echo(gate_summary(result))
+    if as_json:
+        body = {"base": base, "new": new, "failed": result.failed, "summary": gate_summary(result)}
+        click.echo(json_document("compare", {**body, **result.to_json()}))
+    else:
+        title = f"{new} vs {base} (above 0: slower; tie within ±{tie:.0%})"
+        show_table(title, GATE_HEADERS, gate_rows(result), markdown=True if markdown else None)
+        bullet = "- " if markdown else ""
+        for name in result.only_base:
+            click.echo(f"{bullet}only in BASE: {name}")
+        for name in result.only_new:
+            click.echo(f"{bullet}only in NEW: {name}")
+        click.echo(f"**{gate_summary(result)}**" if markdown else gate_summary(result))
     if result.failed:
         sys.exit(1)

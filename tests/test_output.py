@@ -1,0 +1,55 @@
+"""Output that fits where it goes: Markdown tables in pipes, versioned JSON documents for programs."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cvae_bench.cli import main
+from cvae_bench.output import markdown_table, schema, show_table
+from tests.test_compare_gate import bench_doc, rounds, write
+
+
+def test_a_table_in_a_pipe_is_markdown_and_never_cut() -> None:
+    long = "train-step[keras-tensorflow:graph+threads=2,flush-denormal=on] | batch 8192"
+    out = io.StringIO()  # not a terminal
+    show_table("anatomy", ["backend", "mode", "precision"], [[long, "eager", "fp32"]], stream=out)
+    text = out.getvalue()
+    assert text.startswith("**anatomy**\n\n| backend | mode | precision |\n|---|---|---|\n")
+    assert long.replace("|", "\\|") in text  # whole, with its pipe escaped
+    assert markdown_table(["a"], [["x|y"]]) == ["| a |", "|---|", "| x\\|y |"]
+
+
+def test_compare_json_is_a_versioned_document(tmp_path: Path) -> None:
+    base = write(tmp_path / "base.json", bench_doc({"train-step[x]": rounds(0.010, 1), "gone": rounds(0.01, 3)}))
+    slow = write(tmp_path / "slow.json", bench_doc({"train-step[x]": rounds(0.011, 2)}))
+    result = CliRunner().invoke(main, ["compare", str(base), str(slow), "--json"])
+    assert result.exit_code == 1  # the gate still fails
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == schema("compare") == "cvae-bench/compare/1"
+    assert doc["failed"] is True and doc["only_base"] == ["gone"] and doc["only_new"] == []
+    (entry,) = doc["changes"]
+    assert entry["name"] == "train-step[x]" and entry["regression"] is True
+    assert 1.05 < entry["ratio"]["estimate"] < 1.15
+
+
+def test_compare_markdown_is_ready_for_a_pull_request(tmp_path: Path) -> None:
+    base = write(tmp_path / "base.json", bench_doc({"train-step[x]": rounds(0.010, 1)}))
+    same = write(tmp_path / "same.json", bench_doc({"train-step[x]": rounds(0.010, 2)}))
+    result = CliRunner().invoke(main, ["compare", str(base), str(same), "--markdown"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[2].startswith("| entry | base | new | change [95 % CI] | verdict | notes |")
+    assert lines[4].startswith("| train-step[x] |") and lines[-1].startswith("**") and lines[-1].endswith("**")
+
+
+def test_backends_json_lists_modes_and_devices() -> None:
+    result = CliRunner().invoke(main, ["backends", "--json"])
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "cvae-bench/backends/1"
+    torch = next(b for b in doc["backends"] if b["name"] == "torch")
+    assert torch["modes"] == ["eager", "compiled"] and "cuda" in torch["devices"]
