@@ -228,3 +228,12 @@ def test_bench_options_are_declared_once() -> None:
     # What bench.json records is the record itself, so a declared option is recorded under its field name.
     recorded = BenchOptions().to_dict()
     assert all(o.name in recorded for o in declared_options(BenchOptions))
+
+
+@needs_torch
+def test_registry_modes_are_the_classes_modes() -> None:
+    """The modes a registry entry restates (checked without a framework) are those its class declares."""
+    for info in registry.all_backends().values():
+        if info.origin != "builtin" or not info.available:
+            continue
+        assert info.modes == info.load_class().capabilities.modes, info.name
