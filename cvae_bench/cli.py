@@ -25,11 +25,11 @@ from cvae_bench.core.defaults import (
 )
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
-from cvae_bench.output import show_table
+from cvae_bench.output import json_document, show_table
 
-err_console = Console(stderr=True)
-# Pipes and files get wide, unwrapped tables rather than rich's 80-column default.
-out_console = Console(width=None if sys.stdout.isatty() else 200)
+# Lines are never hard-wrapped (soft_wrap): a terminal wraps them itself, and a log file keeps each figure whole.
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 
 class _Terminated(BaseException):
@@ -358,6 +358,7 @@ class _RunDisplay:
     default=None,
     help="Also append the results to this history store (see `cvae-bench report --history`).",
 )
+@_json_opt
 def run(
     backend_name: str | None,
     device: str,
@@ -381,6 +382,7 @@ def run(
     resume_dir: str | None,
     no_report: bool,
     history_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
     from cvae_bench.backends.selection import check_selections, parse_selection
@@ -396,6 +398,8 @@ def run(
         raise UsageError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
     display = lambda label: _RunDisplay(label, quiet)  # noqa: E731 - a factory, named for the two calls below
     warn = lambda line: click.echo(line, err=True)  # noqa: E731
+    # With --json, stdout holds the one document: the human lines go to stderr.
+    say = warn if as_json else click.echo
 
     def export_after(selection: Any, result: Any, sub: Path) -> list[str]:
         weights, onnx_path = sub / "weights.safetensors", sub / "decoder.onnx"
@@ -405,7 +409,7 @@ def run(
 
     after_run = export_after if export_onnx else None
     if resume_dir is not None:
-        outcome = resume_matched(Path(resume_dir), display, click.echo, warn, after_run)
+        outcome = resume_matched(Path(resume_dir), display, say, warn, after_run)
         epochs = None
         if outcome.results and outcome.results[0].outcome.target is not None:
             target = outcome.results[0].outcome.target
@@ -438,9 +442,18 @@ def run(
             threads=threads,
         )
         command = "cvae-bench " + " ".join(sys.argv[1:])
-        outcome = run_matched(selections, base, repeats, folder, command, display, click.echo, warn, after_run, force)
+        outcome = run_matched(selections, base, repeats, folder, command, display, say, warn, after_run, force)
     folder = outcome.folder
-    if outcome.rows:
+    if as_json:
+        rows = [dict(zip(HEADERS, cells, strict=True)) for cells in table_rows(outcome.rows)]
+        body = {
+            "folder": str(folder),
+            "results": [r.to_json() for r in outcome.results],  # each run's result.json
+            "comparison": rows,  # comparison.json's table, when several runs were made
+            "failures": outcome.failures,
+        }
+        click.echo(json_document("run", body))
+    elif outcome.rows:
         title = f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs"
         show_table(title, HEADERS, table_rows(outcome.rows))
         click.echo(f"comparison written to {folder / 'comparison.md'} and comparison.json")
@@ -584,6 +597,7 @@ def _bench_groups(text: str | None) -> tuple[str, ...]:
     help="Run the bench N times, independently, and write calibration.md: how often each interval holds the "
     "pooled estimate, and how often the A/A check fails.",
 )
+@_json_opt
 def bench(
     backend_name: str,
     groups: str | None,
@@ -598,6 +612,7 @@ def bench(
     anatomy: bool,
     quiet: bool,
     replicate: int,
+    as_json: bool,
     **declared: Any,
 ) -> None:
     """Benchmark training steps and sampling in interleaved rounds, with verdicts, roofline and fairness audit."""
@@ -630,6 +645,23 @@ def bench(
             err_console.print(f"[dim]  {event['what']}: {event['median_s'] * 1e3:.3f} ms median[/dim]")
 
     outcome = run_bench_command(command, on_event, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    if as_json:
+        tables = [
+            {"title": t.title, "headers": list(t.headers), "rows": [list(r) for r in t.rows]} for t in outcome.tables
+        ]
+        body = {
+            "results": str(outcome.json_path),
+            "markdown": str(outcome.md_path),
+            "tables": tables,
+            "fairness": {process: dict(audit) for process, audit in outcome.fairness},
+            "load": outcome.load,
+            "noise": outcome.noise,
+            "aa_failed": outcome.aa_failed,
+            "calibration": outcome.calibration,
+        }
+        click.echo(json_document("bench", body))
+        _report_and_history(outcome.json_path.parent, no_report, history_dir, outcome.json_path)
+        return
     for shown in outcome.tables:
         if not shown.rows and not shown.show_empty:
             continue

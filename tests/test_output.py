@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cvae_bench.cli import main
@@ -53,3 +54,18 @@ def test_backends_json_lists_modes_and_devices() -> None:
     assert doc["schema"] == "cvae-bench/backends/1"
     torch = next(b for b in doc["backends"] if b["name"] == "torch")
     assert torch["modes"] == ["eager", "compiled"] and "cuda" in torch["devices"]
+
+
+def test_run_json_is_the_only_thing_on_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cvae_bench.backends import registry
+
+    if "numpy" not in registry.all_backends():
+        pytest.skip("the numpy test plugin is not installed")
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--backend", "numpy", "--epochs", "1", "--train-subset", "64", "--val-subset", "64"]
+    result = CliRunner().invoke(main, [*args, "-o", "r", "--json", "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # the summary line went to stderr
+    assert doc["schema"] == "cvae-bench/run/1" and doc["folder"] == "r" and doc["failures"] == []
+    (run,) = doc["results"]
+    assert run["backend"] == "numpy" and run == json.loads((tmp_path / "r" / "result.json").read_text())
