@@ -356,8 +356,10 @@ class _RunDisplay:
     "history_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Also append the results to this history store (see `cvae-bench report --history`).",
+    help="The history store the results are appended to (see `cvae-bench report --history`) "
+    "[$CVAE_BENCH_HISTORY, else ~/.cache/cvae-bench/history].",
 )
+@click.option("--no-history", is_flag=True, help="Do not append the results to any history store.")
 @_json_opt
 def run(
     backend_name: str | None,
@@ -382,6 +384,7 @@ def run(
     resume_dir: str | None,
     no_report: bool,
     history_dir: str | None,
+    no_history: bool,
     as_json: bool,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
@@ -458,14 +461,23 @@ def run(
         show_table(title, HEADERS, table_rows(outcome.rows))
         click.echo(f"comparison written to {folder / 'comparison.md'} and comparison.json")
     if outcome.results:
-        _report_and_history(folder, no_report, history_dir)
+        _report_and_history(folder, no_report, _history(history_dir, no_history))
     if outcome.failures:
         raise CvaeBenchError(f"{len(outcome.failures)} run(s) failed; see the lines above")
 
 
+def _history(history_dir: str | None, no_history: bool) -> str | None:
+    """The history store results go to: `--history`, else the default store; None with `--no-history`."""
+    if no_history:
+        return None
+    from cvae_bench.report.history import default_history_dir
+
+    return history_dir or str(default_history_dir())
+
+
 def _report_and_history(folder: Path, no_report: bool, history_dir: str | None, result: Path | None = None) -> None:
     """report.html into `folder` (a warning, not a failure, when it cannot be made) and the history entry of
-    `result` (default: the folder)."""
+    `result` (default: the folder; none when `history_dir` is None)."""
     if not no_report:
         from cvae_bench.report.api import write_report
         from cvae_bench.report.inputs import ReportError
@@ -581,8 +593,10 @@ def _bench_groups(text: str | None) -> tuple[str, ...]:
     "history_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Also append bench.json to this history store (see `cvae-bench report --history`).",
+    help="The history store the results are appended to (see `cvae-bench report --history`) "
+    "[$CVAE_BENCH_HISTORY, else ~/.cache/cvae-bench/history].",
 )
+@click.option("--no-history", is_flag=True, help="Do not append the results to any history store.")
 @click.option(
     "--anatomy",
     is_flag=True,
@@ -609,6 +623,7 @@ def bench(
     force: bool,
     no_report: bool,
     history_dir: str | None,
+    no_history: bool,
     anatomy: bool,
     quiet: bool,
     replicate: int,
@@ -660,7 +675,7 @@ def bench(
             "calibration": outcome.calibration,
         }
         click.echo(json_document("bench", body))
-        _report_and_history(outcome.json_path.parent, no_report, history_dir, outcome.json_path)
+        _report_and_history(outcome.json_path.parent, no_report, _history(history_dir, no_history), outcome.json_path)
         return
     for shown in outcome.tables:
         if not shown.rows and not shown.show_empty:
@@ -679,7 +694,7 @@ def bench(
     for line in outcome.calibration or []:
         click.echo(line)
     click.echo(f"results written to {outcome.json_path} and {outcome.md_path}")
-    _report_and_history(outcome.json_path.parent, no_report, history_dir, outcome.json_path)
+    _report_and_history(outcome.json_path.parent, no_report, _history(history_dir, no_history), outcome.json_path)
 
 
 # -- export, sample ---------------------------------------------------------------------------------------

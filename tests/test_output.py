@@ -62,6 +62,7 @@ def test_run_json_is_the_only_thing_on_stdout(tmp_path: Path, monkeypatch: pytes
     if "numpy" not in registry.all_backends():
         pytest.skip("the numpy test plugin is not installed")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CVAE_BENCH_HISTORY", str(tmp_path / "history"))
     args = ["run", "--backend", "numpy", "--epochs", "1", "--train-subset", "64", "--val-subset", "64"]
     result = CliRunner().invoke(main, [*args, "-o", "r", "--json", "--quiet", "--no-report"])
     assert result.exit_code == 0, result.output
@@ -69,3 +70,9 @@ def test_run_json_is_the_only_thing_on_stdout(tmp_path: Path, monkeypatch: pytes
     assert doc["schema"] == "cvae-bench/run/1" and doc["folder"] == "r" and doc["failures"] == []
     (run,) = doc["results"]
     assert run["backend"] == "numpy" and run == json.loads((tmp_path / "r" / "result.json").read_text())
+    # The history default is the one the docs name (here moved by $CVAE_BENCH_HISTORY); --no-history: none.
+    entries = list((tmp_path / "history").rglob("*.json"))
+    assert len(entries) == 1
+    again = CliRunner().invoke(main, [*args, "-o", "r2", "--quiet", "--no-report", "--no-history"])
+    assert again.exit_code == 0, again.output
+    assert list((tmp_path / "history").rglob("*.json")) == entries
