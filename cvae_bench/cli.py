@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -388,64 +387,41 @@ def run(
     as_json: bool,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
-    from cvae_bench.backends.selection import check_selections, parse_selection
-    from cvae_bench.core import checks
-    from cvae_bench.data.loading import load_dataset
-    from cvae_bench.onnx.commands import export_lines, require_export
+    from cvae_bench.training.command import RunCommand, run_command
     from cvae_bench.training.compare import HEADERS, table_rows
-    from cvae_bench.training.loop import TrainConfig
-    from cvae_bench.training.matched import default_folder, resume_matched, run_matched
-    from cvae_bench.training.run import RunOptions
 
-    if (backend_name is None) == (resume_dir is None):
-        raise UsageError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
-    display = lambda label: _RunDisplay(label, quiet)  # noqa: E731 - a factory, named for the two calls below
+    cmd = RunCommand(
+        backends=backend_name,
+        resume=Path(resume_dir) if resume_dir is not None else None,
+        mode=mode,
+        device=device,
+        target=target,
+        max_epochs=max_epochs,
+        epochs=epochs,
+        eval_every=eval_every,
+        seed=seed,
+        repeats=repeats,
+        dataset=dataset,
+        data_path=data_path,
+        out_dir=out_dir,
+        force=force,
+        train_subset=train_subset,
+        val_subset=val_subset,
+        idle_timeout=worker_timeout,
+        threads=threads,
+        export_onnx=export_onnx,
+        command="cvae-bench " + " ".join(sys.argv[1:]),
+    )
     warn = lambda line: click.echo(line, err=True)  # noqa: E731
     # With --json, stdout holds the one document: the human lines go to stderr.
-    say = warn if as_json else click.echo
-
-    def export_after(selection: Any, result: Any, sub: Path) -> list[str]:
-        weights, onnx_path = sub / "weights.safetensors", sub / "decoder.onnx"
-        return export_lines(
-            selection.info, weights, onnx_path, result.device.split(":")[0], dataset, data_path, val_subset
-        )
-
-    after_run = export_after if export_onnx else None
-    if resume_dir is not None:
-        outcome = resume_matched(Path(resume_dir), display, say, warn, after_run)
-        epochs = None
-        if outcome.results and outcome.results[0].outcome.target is not None:
-            target = outcome.results[0].outcome.target
-    else:
-        assert backend_name is not None
-        # Every value is checked, and the device probed, before a folder is made or a worker started.
-        checks.check_threads("--threads", threads)
-        checks.check_subsets(dataset, train_subset, val_subset)
-        checks.check_seed("--seed", seed, repeats)
-        device = checks.check_device("--device", device)
-        selections = parse_selection(backend_name)
-        if mode is not None:
-            selections = [s if s.mode else replace(s, mode=mode) for s in selections]
-        check_selections(selections, device)
-        if export_onnx:
-            require_export([s.info for s in selections], device)
-        folder = Path(out_dir) if out_dir else default_folder(selections, repeats)
-        # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
-        ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-        data_path = str(ds.path)
-        config = TrainConfig(target=target, max_epochs=max_epochs, epochs=epochs, eval_every=eval_every, seed=seed)
-        base = RunOptions(
-            config=config,
-            device=device,
-            dataset=dataset,
-            data_path=data_path,
-            train_subset=train_subset,
-            val_subset=val_subset,
-            idle_timeout=worker_timeout,
-            threads=threads,
-        )
-        command = "cvae-bench " + " ".join(sys.argv[1:])
-        outcome = run_matched(selections, base, repeats, folder, command, display, say, warn, after_run, force)
+    done = run_command(
+        cmd,
+        display=lambda label: _RunDisplay(label, quiet),
+        say=warn if as_json else click.echo,
+        warn=warn,
+        progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"),
+    )
+    outcome = done.matched
     folder = outcome.folder
     if as_json:
         rows = [dict(zip(HEADERS, cells, strict=True)) for cells in table_rows(outcome.rows)]
@@ -457,8 +433,7 @@ def run(
         }
         click.echo(json_document("run", body))
     elif outcome.rows:
-        title = f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs"
-        show_table(title, HEADERS, table_rows(outcome.rows))
+        show_table(done.title, HEADERS, table_rows(outcome.rows))
         click.echo(f"comparison written to {folder / 'comparison.md'} and comparison.json")
     if outcome.results:
         _report_and_history(folder, no_report, _history(history_dir, no_history))

@@ -1,0 +1,136 @@
+"""The `run` command: check its options, choose the folder, fetch the data, and train (or resume) the runs.
+
+The command line parses and prints; everything between is here, so that another caller (a notebook, a test)
+runs exactly what `cvae-bench run` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
+from cvae_bench.core.errors import UsageError
+from cvae_bench.data.specs import DEFAULT_DATASET
+from cvae_bench.training.matched import DisplayFactory, MatchedOutcome
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    """What `cvae-bench run` was asked: start runs (`backends`) or finish interrupted ones (`resume`).
+
+    Attributes:
+        backends: the selection (`NAME`, `NAME:MODE`, a list, `all`), or None with `resume`.
+        resume: a run folder to finish, or None.
+        mode: the mode of every selected backend that names none.
+        command: the command line, recorded in plan.json and the results.
+        The others are `cvae-bench run`'s options of the same names.
+    """
+
+    backends: str | None = None
+    resume: Path | None = None
+    mode: str | None = None
+    device: str = "cpu"
+    target: float = DEFAULT_TARGET
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+    epochs: int | None = None
+    eval_every: int | None = None
+    seed: int = 0
+    repeats: int = 1
+    dataset: str = DEFAULT_DATASET
+    data_path: str | None = None
+    out_dir: str | None = None
+    force: bool = False
+    train_subset: int | None = None
+    val_subset: int | None = None
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    threads: int | None = None
+    export_onnx: bool = False
+    command: str = "cvae-bench run"
+
+
+@dataclass(frozen=True)
+class RunCommandOutcome:
+    """The runs' outcome and the title their comparison table goes under."""
+
+    matched: MatchedOutcome
+    title: str
+
+
+def run_command(
+    cmd: RunCommand,
+    display: DisplayFactory,
+    say: Callable[[str], None],
+    warn: Callable[[str], None],
+    progress: Callable[[str], None] | None = None,
+) -> RunCommandOutcome:
+    """Check every option (and probe the device) before any work, then train or resume the runs.
+
+    Args:
+        cmd: the command's options.
+        display: makes the progress display of one run from its label.
+        say, warn: a run's summary line; a warning.
+        progress: messages of the data set's download or verification.
+
+    Raises:
+        UsageError: a bad option, selection, mode, knob or device (nothing is started, nothing written).
+        CvaeBenchError: the data set, a worker, a run folder.
+    """
+    from cvae_bench.backends.selection import check_selections, parse_selection
+    from cvae_bench.core import checks
+    from cvae_bench.data.loading import load_dataset
+    from cvae_bench.onnx.commands import export_lines, require_export
+    from cvae_bench.training.loop import TrainConfig
+    from cvae_bench.training.matched import default_folder, resume_matched, run_matched
+    from cvae_bench.training.run import RunOptions
+
+    if (cmd.backends is None) == (cmd.resume is None):
+        raise UsageError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
+
+    data_path = cmd.data_path  # the verified local copy once the data set is fetched below
+
+    def export_after(selection: Any, result: Any, sub: Path) -> list[str]:
+        weights, onnx_path = sub / "weights.safetensors", sub / "decoder.onnx"
+        device = result.device.split(":")[0]
+        return export_lines(selection.info, weights, onnx_path, device, cmd.dataset, data_path, cmd.val_subset)
+
+    after_run = export_after if cmd.export_onnx else None
+    if cmd.resume is not None:
+        outcome = resume_matched(cmd.resume, display, say, warn, after_run)
+        target = cmd.target
+        if outcome.results and outcome.results[0].outcome.target is not None:
+            target = outcome.results[0].outcome.target
+        return RunCommandOutcome(outcome, f"matched runs: val -ELBO <= {target}")
+    assert cmd.backends is not None
+    # Every value is checked, and the device probed, before a folder is made or a worker started.
+    checks.check_threads("--threads", cmd.threads)
+    checks.check_subsets(cmd.dataset, cmd.train_subset, cmd.val_subset)
+    checks.check_seed("--seed", cmd.seed, cmd.repeats)
+    device = checks.check_device("--device", cmd.device)
+    selections = parse_selection(cmd.backends)
+    if cmd.mode is not None:
+        selections = [s if s.mode else replace(s, mode=cmd.mode) for s in selections]
+    check_selections(selections, device)
+    if cmd.export_onnx:
+        require_export([s.info for s in selections], device)
+    folder = Path(cmd.out_dir) if cmd.out_dir else default_folder(selections, cmd.repeats)
+    # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
+    data_path = str(load_dataset(cmd.dataset, cmd.data_path, progress=progress).path)
+    config = TrainConfig(
+        target=cmd.target, max_epochs=cmd.max_epochs, epochs=cmd.epochs, eval_every=cmd.eval_every, seed=cmd.seed
+    )
+    base = RunOptions(
+        config=config,
+        device=device,
+        dataset=cmd.dataset,
+        data_path=data_path,
+        train_subset=cmd.train_subset,
+        val_subset=cmd.val_subset,
+        idle_timeout=cmd.idle_timeout,
+        threads=cmd.threads,
+    )
+    outcome = run_matched(selections, base, cmd.repeats, folder, cmd.command, display, say, warn, after_run, cmd.force)
+    title = f"matched runs: val -ELBO <= {cmd.target}" if cmd.epochs is None else f"{cmd.epochs} epochs"
+    return RunCommandOutcome(outcome, title)
