@@ -76,3 +76,12 @@ def test_run_json_is_the_only_thing_on_stdout(tmp_path: Path, monkeypatch: pytes
     again = CliRunner().invoke(main, [*args, "-o", "r2", "--quiet", "--no-report", "--no-history"])
     assert again.exit_code == 0, again.output
     assert list((tmp_path / "history").rglob("*.json")) == entries
+
+
+def test_compare_leaves_out_the_a_a_twin(tmp_path: Path) -> None:
+    """The A/A twin measures the noise floor; comparing a bench with itself lists the contestants only."""
+    doc = bench_doc({"train-step[torch:eager]": rounds(0.010, 1), "train-step[torch:eager (A/A)]": rounds(0.01, 2)})
+    path = write(tmp_path / "b.json", doc)
+    result = CliRunner().invoke(main, ["compare", str(path), str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [c["name"] for c in json.loads(result.stdout)["changes"]] == ["train-step[torch:eager]"]
