@@ -150,6 +150,9 @@ def test_loadtest_command_writes_records_and_table(decoder_file: Path, tmp_path:
     table = (out / "loadtest.md").read_text()
     assert "| fp32 | CPU | 1 session × 1 thread |" in table and report.scheduler in table
     assert render_markdown(report)[0].startswith("# Load test")
+    if scheduler == "loadgen":  # LoadGen's own logs are kept beside the results, one folder per scenario run
+        assert sorted(p.name for p in (out / "loadgen").glob("*/mlperf_log_summary.txt"))
+        assert (out / "loadgen" / "001-singlestream" / "mlperf_log_detail.txt").is_file()
 
 
 def test_loadtest_refuses_a_file_that_is_not_a_decoder(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ class Scheduler(Protocol):
     def offline(self, pool: WorkerPool, samples: int, batch: int, total: int) -> ScenarioRun: ...
 
 
-def pick_scheduler(choice: str, say: Say) -> Scheduler:
+def pick_scheduler(choice: str, say: Say, log_dir: Path | None = None) -> Scheduler:
     """LoadGen for 'loadgen' or 'auto' where it imports; the built-in scheduler otherwise, said in one line.
 
     Raises:
@@ -66,7 +66,7 @@ def pick_scheduler(choice: str, say: Say) -> Scheduler:
     """
     lg = import_loadgen() if choice in ("auto", "loadgen") else None
     if lg is not None:
-        return LoadgenScheduler(lg)
+        return LoadgenScheduler(lg, log_dir)
     if choice == "loadgen":
         raise CvaeBenchError("--scheduler loadgen: mlperf_loadgen does not import; pip install 'cvae-bench[serve]'")
     if choice == "auto":
@@ -218,8 +218,8 @@ def measure_config(
     )
 
 
-def run_loadtest(model: str, options: LoadtestOptions, say: Say) -> LoadtestReport:
-    """Every configuration of `options` on the decoder `model`.
+def run_loadtest(model: str, options: LoadtestOptions, say: Say, log_dir: Path | None = None) -> LoadtestReport:
+    """Every configuration of `options` on the decoder `model`; LoadGen's own logs go into `log_dir`, if given.
 
     Raises:
         CvaeBenchError: `model` is not a decoder (`deploy.DecoderError`'s message), or LoadGen was required
@@ -231,7 +231,7 @@ def run_loadtest(model: str, options: LoadtestOptions, say: Say) -> LoadtestRepo
         OnnxDecoder(model, ["CPUExecutionProvider"])
     except DecoderError as exc:
         raise CvaeBenchError(str(exc)) from None
-    scheduler = pick_scheduler(options.scheduler, say)
+    scheduler = pick_scheduler(options.scheduler, say, log_dir)
     say(f"load generator: {scheduler.label}")
     import onnxruntime as ort
 
@@ -337,7 +337,7 @@ def loadtest_command(
         scheduler=scheduler,
     )
     out = ensure_dir(out_dir)
-    report = run_loadtest(model, options, say)
+    report = run_loadtest(model, options, say, log_dir=out / "loadgen")
     json_path, md_path = out / "loadtest.json", out / "loadtest.md"
     write_json(json_path, report.to_json())
     write_text(md_path, "\n".join(render_markdown(report)) + "\n")
