@@ -859,6 +859,14 @@ def sample(
 )
 @click.option("--offline-batches", default="64,1024", show_default=True, help="Offline batch sizes.")
 @click.option(
+    "--scenario",
+    "--scenarios",
+    "scenarios",
+    default="single-stream,server,offline",
+    show_default=True,
+    help="LoadGen's scenarios to run, comma-separated: single-stream, server, offline.",
+)
+@click.option(
     "--offline-queries",
     type=click.IntRange(min=1),
     default=16384,
@@ -887,6 +895,7 @@ def loadtest(
     offline_queries: int,
     scheduler: str,
     quiet: bool,
+    scenarios: str,
 ) -> None:
     """Measure an ONNX decoder under MLPerf's single-stream, server and offline scenarios."""
     from cvae_bench.core.checks import check_int_list
@@ -906,6 +915,7 @@ def loadtest(
         offline_batches=batches,
         offline_queries=offline_queries,
         scheduler=scheduler,
+        scenarios=scenarios.split(","),
         say=(lambda msg: None) if quiet else (lambda msg: err_console.print(f"[dim]{msg}[/dim]")),
     )
     for path in paths:

@@ -169,3 +169,24 @@ def test_loadgen_scheduler_label() -> None:
     if lg is None:
         pytest.skip("mlperf_loadgen is not installed")
     assert LoadgenScheduler(lg).label.startswith("MLPerf LoadGen")
+
+
+def test_loadtest_runs_only_the_scenarios_asked_for(decoder_file: Path, tmp_path: Path) -> None:
+    from cvae_bench.cli import main
+
+    out = tmp_path / "lt"
+    args = [
+        "loadtest", str(decoder_file), "-o", str(out), "--precision", "fp32", "--device", "cpu",
+        "--serving", "1x1", "--offline-batches", "8", "--offline-queries", "64", "--scheduler", "builtin",
+        "--scenario", "Offline",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = LoadtestReport.from_json(json.loads((out / "loadtest.json").read_text()))
+    (config,) = report.configs
+    assert report.options.scenarios == ["offline"]
+    assert config.single_stream is None and config.server is None and config.offline[0].queries == 64
+    assert "# Load test" in (out / "loadtest.md").read_text()
+    bad = CliRunner().invoke(main, ["loadtest", str(decoder_file), "-o", str(tmp_path / "x"), "--scenario", "multi"])
+    assert bad.exit_code == 2 and "--scenario: 'multi' is not one of single-stream, server, offline" in bad.stderr
+    assert not (tmp_path / "x").exists()

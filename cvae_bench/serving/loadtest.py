@@ -22,6 +22,7 @@ from cvae_bench.runtime.files import ensure_dir, file_sha256, write_json, write_
 from cvae_bench.runtime.machine import LoadWindow, environment, machine_load
 from cvae_bench.serving.loadgen import LoadgenScheduler, import_loadgen
 from cvae_bench.serving.records import (
+    SCENARIOS,
     ConfigResult,
     LoadtestOptions,
     LoadtestReport,
@@ -160,47 +161,49 @@ def measure_config(
     before = machine_load(LOAD_INTERVAL_S)
     what = f"{precision} {provider.removesuffix('ExecutionProvider')} {threading.label}"
     single = None
-    if threading.sessions == 1:
+    if threading.sessions == 1 and "single-stream" in options.scenarios:
         say(f"{what}: single-stream")
         single = _result(
             "single-stream",
             scheduler.single_stream(serves[0], options.samples, options.duration_s, options.min_queries),
         )
     with WorkerPool(serves) as pool:
-        say(f"{what}: server, searching the highest rate with p99 ≤ {options.latency_bound_s * 1e3:g} ms")
+        server = None
+        if "server" in options.scenarios:
+            say(f"{what}: server, searching the highest rate with p99 ≤ {options.latency_bound_s * 1e3:g} ms")
 
-        def probe(qps: float) -> ScenarioResult:
-            r = _result(
-                "server",
-                scheduler.server(
-                    pool, options.samples, qps, options.latency_bound_s, options.duration_s, options.min_queries
-                ),
-                target_qps=qps,
-            )
-            say(f"  {qps:,.0f} QPS: p99 {r.latency.at(99.0).seconds * 1e3:.3f} ms over {r.queries} queries")
-            return r
-
-        p50 = single.latency.at(50.0).seconds if single else None
-        start = 0.5 * threading.sessions / p50 if p50 else 1000.0
-        outcome = find_max_qps(
-            probe,
-            lambda r: r.latency.at(99.0).seconds <= options.latency_bound_s,
-            start,
-            max_probes=options.max_probes,
-        )
-        server = ServerSearch(
-            latency_bound_s=options.latency_bound_s,
-            best_qps=outcome.best.qps if outcome.best else None,
-            at_best=outcome.best.result if outcome.best else None,
-            probes=[
-                ServerProbe(
-                    qps=p.qps, p99_s=p.result.latency.at(99.0).seconds, queries=p.result.queries, passed=p.passed
+            def probe(qps: float) -> ScenarioResult:
+                r = _result(
+                    "server",
+                    scheduler.server(
+                        pool, options.samples, qps, options.latency_bound_s, options.duration_s, options.min_queries
+                    ),
+                    target_qps=qps,
                 )
-                for p in outcome.probes
-            ],
-        )
+                say(f"  {qps:,.0f} QPS: p99 {r.latency.at(99.0).seconds * 1e3:.3f} ms over {r.queries} queries")
+                return r
+
+            p50 = single.latency.at(50.0).seconds if single else None
+            start = 0.5 * threading.sessions / p50 if p50 else 1000.0
+            outcome = find_max_qps(
+                probe,
+                lambda r: r.latency.at(99.0).seconds <= options.latency_bound_s,
+                start,
+                max_probes=options.max_probes,
+            )
+            server = ServerSearch(
+                latency_bound_s=options.latency_bound_s,
+                best_qps=outcome.best.qps if outcome.best else None,
+                at_best=outcome.best.result if outcome.best else None,
+                probes=[
+                    ServerProbe(
+                        qps=p.qps, p99_s=p.result.latency.at(99.0).seconds, queries=p.result.queries, passed=p.passed
+                    )
+                    for p in outcome.probes
+                ],
+            )
         offline = []
-        for batch in options.offline_batches:
+        for batch in options.offline_batches if "offline" in options.scenarios else ():
             say(f"{what}: offline, batch {batch}")
             offline.append(
                 _result(
@@ -300,6 +303,7 @@ def loadtest_command(
     offline_queries: int,
     scheduler: str,
     say: Say,
+    scenarios: Sequence[str] = SCENARIOS,
 ) -> list[Path]:
     """The `loadtest` command: run every configuration and write loadtest.json and loadtest.md into `out_dir`.
 
@@ -323,6 +327,9 @@ def loadtest_command(
     ]
     for batch in offline_batches:
         checks.check_int("--offline-batches", batch, minimum=1, maximum=MAX_BATCH_SIZE)
+    scenarios = [checks.check_choice("--scenario", s, SCENARIOS) for s in scenarios if s.strip()]
+    if not scenarios:
+        raise UsageError(f"--scenario: name at least one of {', '.join(SCENARIOS)}")
     options = LoadtestOptions(
         precisions=list(precisions),
         providers=[PROVIDERS[d] for d in devices],
@@ -335,6 +342,7 @@ def loadtest_command(
         offline_queries=offline_queries,
         samples=SAMPLES,
         scheduler=scheduler,
+        scenarios=list(dict.fromkeys(scenarios)),
     )
     out = ensure_dir(out_dir)
     report = run_loadtest(model, options, say, log_dir=out / "loadgen")

@@ -43,6 +43,7 @@ class LoadtestOptions(Record):
     offline_queries: int
     samples: int
     scheduler: str
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
 
 
 @dataclass(frozen=True)
