@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cvae_bench import __version__
@@ -23,6 +24,16 @@ from cvae_bench.core.defaults import (
     PRECISIONS,
 )
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
+from cvae_bench.core.events import (
+    Evaluated,
+    Event,
+    Measured,
+    Message,
+    Stage,
+    TrainProgress,
+    TrainStart,
+    read_event,
+)
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
 from cvae_bench.output import json_document, show_table
 
@@ -210,7 +221,7 @@ def data_fetch(dataset: str, data_path: str | None) -> None:
     """Find or download the data set, verify it and cache it."""
     from cvae_bench.data.loading import load_dataset
 
-    ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    ds = load_dataset(dataset, data_path, progress=ConsoleReporter().progress)
     click.echo(
         f"{ds.name}: {len(ds.x_train)} train + {len(ds.x_test)} test images, checksums OK, from {ds.source} ({ds.path})"
     )
@@ -253,25 +264,56 @@ class _RunDisplay:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "start":
-            self.task = self.progress.add_task(
-                "train", total=event["total_steps"], label=self.label, loss="-", rate="-"
-            )
-        elif kind == "progress" and self.task is not None:
+    def __call__(self, wire: dict[str, Any]) -> None:
+        """A worker's event as it arrives (the wire format), read into its record."""
+        self.report(read_event(wire))
+
+    def report(self, event: Event) -> None:
+        """Show one training event: the bar's start and progress, a line per evaluation."""
+        if isinstance(event, TrainStart):
+            self.task = self.progress.add_task("train", total=event.total_steps, label=self.label, loss="-", rate="-")
+        elif isinstance(event, TrainProgress) and self.task is not None:
             self.progress.update(
-                self.task,
-                completed=event["step"],
-                loss=f"{event['loss']:.2f}",
-                rate=f"{event['steps_per_s']:.0f}",
+                self.task, completed=event.step, loss=f"{event.loss:.2f}", rate=f"{event.steps_per_s:.0f}"
             )
-        elif kind == "eval" and not self.quiet:
+        elif isinstance(event, Evaluated) and not self.quiet:
             self.progress.console.print(
-                f"{self.label}  epoch {event['epoch']:6.2f}  step {event['step']:>6}  "
-                f"val -ELBO {event['val_elbo']:8.3f}  (KL {event['kl']:.3f}, NLL {event['nll']:.3f})  "
-                f"train {event['train_time_s']:.1f} s"
+                f"{self.label}  epoch {event.epoch:6.2f}  step {event.step:>6}  "
+                f"val -ELBO {event.val_elbo:8.3f}  (KL {event.kl:.3f}, NLL {event.nll:.3f})  "
+                f"train {event.train_time_s:.1f} s"
             )
+
+
+class ConsoleReporter:
+    """The console's `Reporter`: stages and measurements and progress on stderr (none with `quiet`), result
+    lines on stdout (stderr with `to_stderr`, when stdout holds a JSON document), warnings on stderr."""
+
+    def __init__(self, quiet: bool = False, to_stderr: bool = False) -> None:
+        self.quiet, self.to_stderr = quiet, to_stderr
+
+    def report(self, event: Event) -> None:
+        """Show one event where it belongs."""
+        if isinstance(event, Message):
+            if event.level == "info":
+                click.echo(event.text, err=self.to_stderr)
+            elif event.level == "warning":
+                click.echo(event.text, err=True)
+            elif not self.quiet:
+                err_console.print(f"[dim]{escape(event.text)}[/dim]")
+        elif self.quiet:
+            return
+        elif isinstance(event, Stage):
+            err_console.print(f"[bold]bench[/bold] {escape(event.what)}")
+        elif isinstance(event, Measured):
+            err_console.print(f"[dim]  {escape(event.what)}: {event.median_s * 1e3:.3f} ms median[/dim]")
+
+    def wire(self, event: dict[str, Any]) -> None:
+        """An engine's or worker's event in the wire format, read into its record."""
+        self.report(read_event(event))
+
+    def progress(self, text: str) -> None:
+        """A progress line (a download, a verification, a stage of a load test)."""
+        self.report(Message(text, "progress"))
 
 
 @main.command()
@@ -412,14 +454,14 @@ def run(
         export_onnx=export_onnx,
         command="cvae-bench " + " ".join(sys.argv[1:]),
     )
-    warn = lambda line: click.echo(line, err=True)  # noqa: E731
-    # With --json, stdout holds the one document: the human lines go to stderr.
+    # With --json, stdout holds the one document: the result lines go to stderr.
+    reporter = ConsoleReporter(quiet, to_stderr=as_json)
     done = run_command(
         cmd,
         display=lambda label: _RunDisplay(label, quiet),
-        say=warn if as_json else click.echo,
-        warn=warn,
-        progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"),
+        say=lambda line: reporter.report(Message(line)),
+        warn=lambda line: reporter.report(Message(line, "warning")),
+        progress=reporter.progress,
     )
     outcome = done.matched
     folder = outcome.folder
@@ -626,15 +668,8 @@ def bench(
         replicate=replicate,
     )
 
-    def on_event(event: dict[str, Any]) -> None:
-        if quiet:
-            return
-        if event.get("type") == "stage":
-            err_console.print(f"[bold]bench[/bold] {event['what']}")
-        elif event.get("type") == "bench" and "median_s" in event:
-            err_console.print(f"[dim]  {event['what']}: {event['median_s'] * 1e3:.3f} ms median[/dim]")
-
-    outcome = run_bench_command(command, on_event, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    reporter = ConsoleReporter(quiet)
+    outcome = run_bench_command(command, reporter.wire, progress=reporter.progress)
     if as_json:
         tables = [
             {"title": t.title, "headers": list(t.headers), "rows": [list(r) for r in t.rows]} for t in outcome.tables
@@ -741,7 +776,7 @@ def export(
         val_subset=val_subset,
         idle_timeout=worker_timeout,
         force=force,
-        progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"),
+        progress=ConsoleReporter().progress,
     )
     for line in lines:
         click.echo(line)
@@ -916,7 +951,7 @@ def loadtest(
         offline_queries=offline_queries,
         scheduler=scheduler,
         scenarios=scenarios.split(","),
-        say=(lambda msg: None) if quiet else (lambda msg: err_console.print(f"[dim]{msg}[/dim]")),
+        say=ConsoleReporter(quiet).progress,
     )
     for path in paths:
         click.echo(path)

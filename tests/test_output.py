@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -85,3 +86,34 @@ def test_compare_leaves_out_the_a_a_twin(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["compare", str(path), str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert [c["name"] for c in json.loads(result.stdout)["changes"]] == ["train-step[torch:eager]"]
+
+
+def test_wire_events_become_records_and_unknown_ones_are_kept() -> None:
+    from cvae_bench.core.events import Evaluated, Measured, Other, Stage, TrainProgress, read_event
+
+    assert read_event({"type": "stage", "what": "bench matmul ceiling"}) == Stage("bench matmul ceiling")
+    assert read_event({"type": "bench", "what": "x", "median_s": 0.5}) == Measured("x", 0.5)
+    assert read_event({"type": "progress", "step": 3, "loss": 1.5, "steps_per_s": 10}) == TrainProgress(3, 1.5, 10.0)
+    ev = {"type": "eval", "epoch": 1, "step": 9, "val_elbo": 240.0, "kl": 5.0, "nll": 235.0, "train_time_s": 2.0}
+    assert isinstance(read_event(ev), Evaluated)
+    assert read_event({"type": "ceiling", "shape": "64x64"}) == Other("ceiling", {"shape": "64x64"})
+    assert read_event({"type": "eval", "epoch": "x"}) == Other("eval", {"epoch": "x"})  # incomplete: kept
+
+
+def test_console_reporter_sends_each_kind_where_it_belongs() -> None:
+    from cvae_bench.cli import ConsoleReporter
+    from cvae_bench.core.events import Message, Stage
+
+    runner = CliRunner()
+
+    @click.command()
+    def show() -> None:
+        quiet = ConsoleReporter(quiet=True)
+        quiet.report(Stage("muted"))
+        quiet.report(Message("result line"))
+        quiet.report(Message("careful", "warning"))
+        ConsoleReporter(to_stderr=True).report(Message("beside a JSON document"))
+
+    result = runner.invoke(show)
+    assert result.stdout == "result line\n"
+    assert result.stderr == "careful\nbeside a JSON document\n"
