@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchOptions
-from cvae_bench.cli_options import FiniteFloat, click_options
+from cvae_bench.cli_click import FiniteFloat, click_options
+from cvae_bench.cli_output import json_document, show_table
 from cvae_bench.core.defaults import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_EPOCHS,
@@ -35,7 +36,6 @@ from cvae_bench.core.events import (
     read_event,
 )
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
-from cvae_bench.output import json_document, show_table
 
 # Lines are never hard-wrapped (soft_wrap): a terminal wraps them itself, and a log file keeps each figure whole.
 err_console = Console(stderr=True, soft_wrap=True)
@@ -146,7 +146,7 @@ _json_opt = click.option(
 def backends(as_json: bool) -> None:
     """List registered backends: availability, framework versions, devices, modes, origin."""
     from cvae_bench.backends import registry
-    from cvae_bench.output import json_document, show_table
+    from cvae_bench.cli_output import json_document, show_table
 
     infos = list(registry.all_backends().values())
     if as_json:
@@ -429,6 +429,7 @@ def run(
     as_json: bool,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
+    from cvae_bench.onnx import commands as onnx_commands
     from cvae_bench.training.command import RunCommand, run_command
     from cvae_bench.training.compare import HEADERS, table_rows
 
@@ -462,6 +463,7 @@ def run(
         say=lambda line: reporter.report(Message(line)),
         warn=lambda line: reporter.report(Message(line, "warning")),
         progress=reporter.progress,
+        exporter=onnx_commands if export_onnx else None,
     )
     outcome = done.matched
     folder = outcome.folder
@@ -536,7 +538,8 @@ def evaluate(
 ) -> None:
     """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
     from cvae_bench.backends import registry
-    from cvae_bench.core.checks import check_device, check_subsets
+    from cvae_bench.core.checks import check_device
+    from cvae_bench.data.specs import check_subsets
 
     device = check_device("--device", device)
     check_subsets(dataset, None, val_subset)
@@ -757,7 +760,8 @@ def export(
     force: bool,
 ) -> None:
     """Export a decoder (or encoder) to ONNX with the one interface, verified against the framework."""
-    from cvae_bench.core.checks import check_device, check_subsets
+    from cvae_bench.core.checks import check_device
+    from cvae_bench.data.specs import check_subsets
     from cvae_bench.onnx.commands import export_command
 
     device = check_device("--device", device)
@@ -1096,7 +1100,7 @@ def compare(base: str, new: str, fail_above: float, tie: float, as_json: bool, m
     folders of them. Exits 1 on a significant regression above --fail-above.
     """
     from cvae_bench.bench.compare import GATE_HEADERS, compare_files, gate_rows, gate_summary
-    from cvae_bench.output import json_document, show_table
+    from cvae_bench.cli_output import json_document, show_table
 
     if as_json and markdown:
         raise UsageError("--json and --markdown: choose one")

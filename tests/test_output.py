@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cvae_bench.cli import main
-from cvae_bench.output import markdown_table, schema, show_table
+from cvae_bench.cli_output import markdown_table, schema, show_table
 from tests.test_compare_gate import bench_doc, rounds, write
 
 

@@ -127,6 +127,7 @@ class BenchOptions:
         of `cvae-bench bench` (`prefix`: `--` names options, '' names sweep keys). The device is probed.
         """
         from cvae_bench.core import checks
+        from cvae_bench.data.specs import check_subsets
 
         def name(option: str) -> str:
             return f"--{option}" if prefix == "--" else option.replace("-", "_")
@@ -142,7 +143,7 @@ class BenchOptions:
         checks.check_float(name("worker-timeout"), self.idle_timeout, minimum=1)
         checks.check_float(name("tie"), self.tie, minimum=0, maximum=0.5)
         checks.check_seed(name("seed"), self.seed)
-        checks.check_subsets(self.dataset, self.train_subset, None, prefix=prefix)
+        check_subsets(self.dataset, self.train_subset, None, prefix=prefix)
         return replace(self, device=device)
 
     def to_dict(self) -> dict[str, Any]:

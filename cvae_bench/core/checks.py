@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import difflib
 import math
+import os
 from collections.abc import Iterable, Sequence
 from functools import cache
 
@@ -88,10 +89,15 @@ def check_seed(what: str, seed: int, count: int = 1) -> int:
     return seed
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def check_threads(what: str, threads: int | None) -> int | None:
     """A thread count of at most the cores this process may run on (a framework would cap it silently)."""
-    from cvae_bench.runtime.threads import available_cores
-
     if threads is None:
         return None
     cores = available_cores()
@@ -99,20 +105,6 @@ def check_threads(what: str, threads: int | None) -> int | None:
     if threads > cores:
         raise UsageError(f"{what}: {threads} threads is more than the {cores} core(s) available to this process")
     return threads
-
-
-def check_subsets(dataset: str, train_subset: int | None, val_subset: int | None, *, prefix: str = "--") -> None:
-    """Refuse subset sizes larger than the data set (`prefix`: `--` for options, '' for sweep keys)."""
-    from cvae_bench.data.specs import dataset_spec
-
-    spec = dataset_spec(dataset)
-    for key, value, size, what in (
-        ("train-subset", train_subset, spec.train_size, "training"),
-        ("val-subset", val_subset, spec.test_size, "validation"),
-    ):
-        name = f"--{key}" if prefix == "--" else key.replace("-", "_")
-        if value is not None and value > size:
-            raise UsageError(f"{name}: {value} is more than {spec.title}'s {size} {what} images")
 
 
 def parse_device(what: str, text: str) -> str:

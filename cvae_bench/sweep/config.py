@@ -398,7 +398,8 @@ def _check_cells(
     reader: _Reader, command: str, own: dict[str, Any], axes: dict[str, Any], dataset: str, local: bool
 ) -> None:
     """What the command itself would refuse: subsets beyond the data, more threads than this machine has."""
-    from cvae_bench.core.checks import check_subsets, check_threads
+    from cvae_bench.core.checks import check_threads
+    from cvae_bench.data.specs import check_subsets
 
     for key in ("train_subset", "val_subset"):
         subsets = {key: own.get(key)}

@@ -6,15 +6,18 @@ runs exactly what `cvae-bench run` runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.core.errors import UsageError
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.training.matched import DisplayFactory, MatchedOutcome
+
+if TYPE_CHECKING:
+    from cvae_bench.backends.registry import BackendInfo
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,34 @@ class RunCommandOutcome:
     title: str
 
 
+class Exporter(Protocol):
+    """What `--export` needs of the ONNX wing (`cvae_bench.onnx.commands` is one): a sibling of this wing,
+    so it is handed in rather than imported."""
+
+    def require_export(self, infos: Sequence[BackendInfo], device: str) -> None:
+        """Raise UsageError unless every backend in `infos` exports ONNX on `device`."""
+
+    def export_lines(
+        self,
+        info: BackendInfo,
+        weights: str | Path,
+        out: str | Path,
+        device: str,
+        dataset: str,
+        data_path: str | Path | None,
+        val_subset: int | None,
+    ) -> list[str]:
+        """Export and check one run's decoder; the lines to print."""
+        ...
+
+
 def run_command(
     cmd: RunCommand,
     display: DisplayFactory,
     say: Callable[[str], None],
     warn: Callable[[str], None],
     progress: Callable[[str], None] | None = None,
+    exporter: Exporter | None = None,
 ) -> RunCommandOutcome:
     """Check every option (and probe the device) before any work, then train or resume the runs.
 
@@ -73,6 +98,7 @@ def run_command(
         display: makes the progress display of one run from its label.
         say, warn: a run's summary line; a warning.
         progress: messages of the data set's download or verification.
+        exporter: the ONNX export, needed with `cmd.export_onnx`.
 
     Raises:
         UsageError: a bad option, selection, mode, knob or device (nothing is started, nothing written).
@@ -81,20 +107,23 @@ def run_command(
     from cvae_bench.backends.selection import check_selections, parse_selection
     from cvae_bench.core import checks
     from cvae_bench.data.loading import load_dataset
-    from cvae_bench.onnx.commands import export_lines, require_export
+    from cvae_bench.data.specs import check_subsets
     from cvae_bench.training.loop import TrainConfig
     from cvae_bench.training.matched import default_folder, resume_matched, run_matched
     from cvae_bench.training.run import RunOptions
 
     if (cmd.backends is None) == (cmd.resume is None):
         raise UsageError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
+    if cmd.export_onnx and exporter is None:
+        raise UsageError("--export needs the ONNX exporter (cvae_bench.onnx.commands)")
 
     data_path = cmd.data_path  # the verified local copy once the data set is fetched below
 
     def export_after(selection: Any, result: Any, sub: Path) -> list[str]:
         weights, onnx_path = sub / "weights.safetensors", sub / "decoder.onnx"
         device = result.device.split(":")[0]
-        return export_lines(selection.info, weights, onnx_path, device, cmd.dataset, data_path, cmd.val_subset)
+        assert exporter is not None
+        return exporter.export_lines(selection.info, weights, onnx_path, device, cmd.dataset, data_path, cmd.val_subset)
 
     after_run = export_after if cmd.export_onnx else None
     if cmd.resume is not None:
@@ -106,15 +135,15 @@ def run_command(
     assert cmd.backends is not None
     # Every value is checked, and the device probed, before a folder is made or a worker started.
     checks.check_threads("--threads", cmd.threads)
-    checks.check_subsets(cmd.dataset, cmd.train_subset, cmd.val_subset)
+    check_subsets(cmd.dataset, cmd.train_subset, cmd.val_subset)
     checks.check_seed("--seed", cmd.seed, cmd.repeats)
     device = checks.check_device("--device", cmd.device)
     selections = parse_selection(cmd.backends)
     if cmd.mode is not None:
         selections = [s if s.mode else replace(s, mode=cmd.mode) for s in selections]
     check_selections(selections, device)
-    if cmd.export_onnx:
-        require_export([s.info for s in selections], device)
+    if exporter is not None and cmd.export_onnx:
+        exporter.require_export([s.info for s in selections], device)
     folder = Path(cmd.out_dir) if cmd.out_dir else default_folder(selections, cmd.repeats)
     # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
     data_path = str(load_dataset(cmd.dataset, cmd.data_path, progress=progress).path)
