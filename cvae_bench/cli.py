@@ -19,8 +19,6 @@ from cvae_bench.cli_click import FiniteFloat, click_options
 from cvae_bench.cli_output import json_document, show_table
 from cvae_bench.core.defaults import (
     DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_EPOCHS,
-    DEFAULT_TARGET,
     MAX_SEED,
     PRECISIONS,
 )
@@ -36,6 +34,7 @@ from cvae_bench.core.events import (
     read_event,
 )
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
+from cvae_bench.training.command import RunCommand
 
 # Lines are never hard-wrapped (soft_wrap): a terminal wraps them itself, and a log file keeps each figure whole.
 err_console = Console(stderr=True, soft_wrap=True)
@@ -323,45 +322,7 @@ class ConsoleReporter:
     default=None,
     help="Backend name, a comma-separated list (NAME or NAME:MODE each), or 'all'. Required unless --resume.",
 )
-@click.option(
-    "--device",
-    "--devices",
-    "device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda or cuda:N (gpu reads as cuda).",
-)
-@click.option("--mode", default=None, help="Backend mode, e.g. eager/compiled (torch); default: the backend's.")
-@click.option(
-    "--target",
-    type=FiniteFloat(),
-    default=DEFAULT_TARGET,
-    show_default=True,
-    help="Stop at val -ELBO <= target (nats).",
-)
-@click.option(
-    "--max-epochs",
-    type=click.IntRange(min=1),
-    default=DEFAULT_MAX_EPOCHS,
-    show_default=True,
-    help="Give up on the target after this many epochs.",
-)
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train exactly N epochs, no target.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between evaluations [one epoch].")
-@click.option(
-    "--seed",
-    type=click.IntRange(0, MAX_SEED),
-    default=0,
-    show_default=True,
-    help="Seed of the first run (weights, data order, noise); every framework takes 0..2**32-1.",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Runs per backend, with seeds seed..seed+N-1.",
-)
+@click_options(RunCommand)
 @_dataset_opt
 @_data_opt
 @click.option(
@@ -373,17 +334,7 @@ class ConsoleReporter:
     help="Run folder [runs/<backend>-<timestamp>, or runs/compare-<timestamp> for several runs].",
 )
 @click.option("--force", is_flag=True, help="Write into a --out folder that already holds files.")
-@click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Use only the first N training images.")
-@click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Use only the first N validation images.")
-@_worker_timeout_opt
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Threads for every framework, at most the cores available [its own default].",
-)
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
-@click.option("--export", "export_onnx", is_flag=True, help="Also export each run's verified decoder to decoder.onnx.")
 @click.option(
     "--resume",
     "resume_dir",
@@ -404,56 +355,33 @@ class ConsoleReporter:
 @_json_opt
 def run(
     backend_name: str | None,
-    device: str,
-    mode: str | None,
-    target: float,
-    max_epochs: int,
-    epochs: int | None,
-    eval_every: int | None,
-    seed: int,
-    repeats: int,
     dataset: str,
     data_path: str | None,
     out_dir: str | None,
     force: bool,
-    train_subset: int | None,
-    val_subset: int | None,
-    worker_timeout: float,
-    threads: int | None,
     quiet: bool,
-    export_onnx: bool,
     resume_dir: str | None,
     no_report: bool,
     history_dir: str | None,
     no_history: bool,
     as_json: bool,
+    **declared: Any,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
     from cvae_bench.onnx import commands as onnx_commands
-    from cvae_bench.training.command import RunCommand, run_command
+    from cvae_bench.training.command import run_command
     from cvae_bench.training.compare import HEADERS, table_rows
 
+    # The declared options arrive under their field names: the record is built from them as they are.
     cmd = RunCommand(
         backends=backend_name,
         resume=Path(resume_dir) if resume_dir is not None else None,
-        mode=mode,
-        device=device,
-        target=target,
-        max_epochs=max_epochs,
-        epochs=epochs,
-        eval_every=eval_every,
-        seed=seed,
-        repeats=repeats,
         dataset=dataset,
         data_path=data_path,
         out_dir=out_dir,
         force=force,
-        train_subset=train_subset,
-        val_subset=val_subset,
-        idle_timeout=worker_timeout,
-        threads=threads,
-        export_onnx=export_onnx,
         command="cvae-bench " + " ".join(sys.argv[1:]),
+        **declared,
     )
     # With --json, stdout holds the one document: the result lines go to stderr.
     reporter = ConsoleReporter(quiet, to_stderr=as_json)
@@ -463,7 +391,7 @@ def run(
         say=lambda line: reporter.report(Message(line)),
         warn=lambda line: reporter.report(Message(line, "warning")),
         progress=reporter.progress,
-        exporter=onnx_commands if export_onnx else None,
+        exporter=onnx_commands if cmd.export_onnx else None,
     )
     outcome = done.matched
     folder = outcome.folder

@@ -11,13 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
+from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, MAX_SEED
 from cvae_bench.core.errors import UsageError
+from cvae_bench.core.options import option
 from cvae_bench.data.specs import DEFAULT_DATASET
-from cvae_bench.training.matched import DisplayFactory, MatchedOutcome
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the command line imports this module for the record: it stays light
     from cvae_bench.backends.registry import BackendInfo
+    from cvae_bench.training.matched import DisplayFactory, MatchedOutcome
 
 
 @dataclass(frozen=True)
@@ -29,28 +30,41 @@ class RunCommand:
         resume: a run folder to finish, or None.
         mode: the mode of every selected backend that names none.
         command: the command line, recorded in plan.json and the results.
-        The others are `cvae-bench run`'s options of the same names.
+        The others are `cvae-bench run`'s options; those declared with `option` generate its click options.
     """
 
     backends: str | None = None
     resume: Path | None = None
-    mode: str | None = None
-    device: str = "cpu"
-    target: float = DEFAULT_TARGET
-    max_epochs: int = DEFAULT_MAX_EPOCHS
-    epochs: int | None = None
-    eval_every: int | None = None
-    seed: int = 0
-    repeats: int = 1
+    mode: str | None = option(None, "--mode", "Backend mode, e.g. eager/compiled (torch) [the backend's default].")
+    device: str = option("cpu", "--device", "cpu, cuda or cuda:N (gpu reads as cuda).", aliases=("--devices",))
+    target: float = option(DEFAULT_TARGET, "--target", "Stop at val -ELBO <= target (nats).")
+    max_epochs: int = option(DEFAULT_MAX_EPOCHS, "--max-epochs", "Give up on the target after N epochs.", minimum=1)
+    epochs: int | None = option(None, "--epochs", "Train exactly N epochs, no target.", minimum=1)
+    eval_every: int | None = option(None, "--eval-every", "Steps between evaluations [one epoch].", minimum=1)
+    seed: int = option(
+        0,
+        "--seed",
+        "Seed of the first run (weights, data order, noise); every framework takes 0..2**32-1.",
+        minimum=0,
+        maximum=MAX_SEED,
+    )
+    repeats: int = option(1, "--repeats", "Runs per backend, with seeds seed..seed+N-1.", minimum=1)
     dataset: str = DEFAULT_DATASET
     data_path: str | None = None
     out_dir: str | None = None
     force: bool = False
-    train_subset: int | None = None
-    val_subset: int | None = None
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    threads: int | None = None
-    export_onnx: bool = False
+    train_subset: int | None = option(None, "--train-subset", "Use only the first N training images.", minimum=64)
+    val_subset: int | None = option(None, "--val-subset", "Use only the first N validation images.", minimum=1)
+    idle_timeout: float = option(
+        DEFAULT_IDLE_TIMEOUT,
+        "--worker-timeout",
+        "Seconds of silence after which a worker is declared hung (a worker speaks at least this often).",
+        minimum=1,
+    )
+    threads: int | None = option(
+        None, "--threads", "Threads for every framework, at most the cores available [its own default].", minimum=1
+    )
+    export_onnx: bool = option(False, "--export", "Also export each run's verified decoder to decoder.onnx.")
     command: str = "cvae-bench run"
 
 
