@@ -983,21 +983,31 @@ def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     help="Exit 1 when an entry is significantly slower by more than this (0.05: 5 %).",
 )
 @click.option("--tie", type=FiniteFloat(min=0, max=0.5), default=0.03, show_default=True)
-def compare(base: str, new: str, fail_above: float, tie: float) -> None:
+@click.option(
+    "--fail-above-memory",
+    type=FiniteFloat(min=0),
+    default=None,
+    help="Exit 1 when an entry's peak resident memory grew by more than this (0.10: 10 %) [default: not gated].",
+)
+def compare(base: str, new: str, fail_above: float, tie: float, fail_above_memory: float | None) -> None:
     """The regression gate: each entry's change from BASE to NEW with its 95 % CI and verdict.
 
     BASE and NEW: bench.json, pytest-benchmark JSON (or a .benchmarks folder), comparison.json, result.json, or
-    folders of them. Exits 1 on a significant regression above --fail-above.
+    folders of them. Exits 1 on a significant regression above --fail-above, or (with --fail-above-memory) on
+    an entry whose peak resident memory grew by more than that.
     """
     from rich.markup import escape
 
     from cvae_bench.bench.compare import GATE_HEADERS, compare_files, gate_rows, gate_summary
+    from cvae_bench.bench.compare_memory import compare_memory, memory_summary, with_memory
 
     result = compare_files(base, new, tie=tie, fail_above=fail_above)
+    memory = compare_memory(base, new, fail_above_memory)
+    headers, rows = with_memory(GATE_HEADERS, gate_rows(result), [c.name for c in result.changes], memory)
     table = Table(title=f"{new} vs {base} (above 0: slower; tie within ±{tie:.0%})")
-    for header in GATE_HEADERS:
+    for header in headers:
         table.add_column(header)
-    for cells in gate_rows(result):
+    for cells in rows:
         table.add_row(*(escape(c) for c in cells))  # entry names hold brackets, which rich reads as markup
     out_console.print(table)
     for name in result.only_base:
@@ -1005,5 +1015,8 @@ def compare(base: str, new: str, fail_above: float, tie: float) -> None:
     for name in result.only_new:
         click.echo(f"only in NEW: {name}")
     click.echo(gate_summary(result))
-    if result.failed:
+    memory_line = memory_summary(memory)
+    if memory_line is not None:
+        click.echo(memory_line)
+    if result.failed or memory.failed:
         sys.exit(1)
