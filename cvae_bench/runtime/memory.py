@@ -4,7 +4,8 @@ The peak of a phase comes from the kernel: `VmHWM` in /proc/<pid>/status is the 
 set, and writing "5" to /proc/<pid>/clear_refs resets it to the current resident set (Linux ≥ 4.0), so every
 phase starts its own peak. Nothing samples, so a short spike is never missed and the timed code is not
 disturbed. Where the reset is refused (a container's read-only /proc, another OS), a daemon thread samples
-the resident set through psutil every `SAMPLE_PERIOD` seconds instead and the record says so (`method`).
+the resident set (/proc, else psutil where installed) every `SAMPLE_PERIOD` seconds instead and the record
+says so (`method`).
 
 Worker side. A worker marks its resident set after the framework import (`mark(AFTER_IMPORT)`) and after a
 call's setup built the model and loaded the data (`mark(AFTER_BUILD)`); the rounds engine wraps every batch of
@@ -25,7 +26,7 @@ from typing import Any
 #: `method` when the kernel keeps the peak (VmHWM, reset per phase through clear_refs).
 METHOD_HWM = "vmhwm"
 #: `method` when a thread samples the resident set (the reset was refused).
-METHOD_SAMPLED = "psutil-sampled"
+METHOD_SAMPLED = "sampled"
 #: Seconds between two samples of the fallback thread.
 SAMPLE_PERIOD = 0.005
 
@@ -52,8 +53,15 @@ def rss(pid: int | None = None) -> int:
     value = _status(pid, "VmRSS")
     if value is not None:
         return value
-    import psutil
+    try:  # no /proc (macOS, Windows): psutil where it is installed (an optional package, not a dependency)
+        import psutil  # type: ignore[import-untyped]
+    except ImportError:
+        if pid is not None and pid != os.getpid():
+            raise OSError(f"cannot read the memory of process {pid}: no /proc and no psutil") from None
+        import resource  # the process's own peak: the best this OS offers without psutil
 
+        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
     return int(psutil.Process(pid).memory_info().rss)
 
 
