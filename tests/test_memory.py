@@ -126,3 +126,28 @@ def test_entries_get_the_figures_of_their_group_and_batch() -> None:
     assert e64.extra_info["memory"]["peak_rss"] == 700 * MIB  # one process ran it: no interval
     assert e64.extra_info["memory"]["peak_rss_interval"] is None
     assert "memory" not in e8.extra_info
+
+
+def test_a_run_s_peak_is_the_worker_s_peak_over_its_whole_life() -> None:
+    from cvae_bench.core.memory import RunMemory
+    from tests.worker_jobs import allocate
+
+    with Worker(BARE_WORKER, idle_timeout=300) as w:
+        w.run_job(allocate, nbytes=BIG_ARRAY_BYTES)
+        run = RunMemory.from_json(w.run_job(memory.run_memory_job))
+    assert run.peak_rss >= BIG_ARRAY_BYTES > run.baseline_rss > 0
+    assert run.device_peak is None or run.device_peak > 0
+
+
+def test_result_json_carries_the_run_s_memory_and_older_files_read_without_it() -> None:
+    import dataclasses
+
+    from cvae_bench.core.memory import RunMemory
+    from cvae_bench.training.records import RunResult
+
+    fields = {f.name for f in dataclasses.fields(RunResult)}
+    assert "memory" in fields
+    hint = RunResult.__dataclass_fields__["memory"]
+    assert hint.default is None  # an older result.json (no memory) still reads
+    doc = {"peak_rss": 300 * MIB, "baseline_rss": 40 * MIB, "method": "vmhwm"}
+    assert RunMemory.from_json(doc).to_json()["peak_rss"] == 300 * MIB

@@ -112,3 +112,10 @@ def big_array_setup(backend: Any, emit: Any) -> tuple[Any, None]:
         del a
 
     return Timed(fn=call), None
+
+
+def allocate(backend: Any, emit: Any, nbytes: int) -> int:
+    """Allocates and touches `nbytes`, then frees them (a run's transient peak)."""
+    import numpy as np
+
+    return int(np.ones(nbytes, dtype=np.uint8).sum())

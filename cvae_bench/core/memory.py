@@ -108,6 +108,18 @@ def single(
     )
 
 
+@dataclass(frozen=True)
+class RunMemory(Record):
+    """result.json's `memory`: the training worker's peak resident set over the whole run, and an idle worker's
+    (the same process before it imported its framework)."""
+
+    peak_rss: int
+    baseline_rss: int
+    method: str
+    rss_after_import: int | None = None
+    device_peak: int | None = None
+
+
 def of_extra_info(extra_info: Mapping[str, Any]) -> MemoryFigures | None:
     """An entry's memory figures, if its `extra_info` has them (older files do not)."""
     data = extra_info.get("memory")

@@ -224,6 +224,34 @@ def memory_job(backend: Any, emit: Any) -> dict[str, Any]:
     }
 
 
+#: `method` of a whole process's peak where the kernel has no VmHWM: getrusage's ru_maxrss (never reset).
+METHOD_MAXRSS = "ru_maxrss"
+
+
+def process_peak() -> tuple[int, str]:
+    """This process's peak resident set since it started (or since the last reset) and how it was read."""
+    value = hwm()
+    if value is not None:
+        return value, METHOD_HWM
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, METHOD_MAXRSS
+
+
+def run_memory_job(backend: Any, emit: Any) -> dict[str, Any]:
+    """Worker job after a training run: the process's peak over its whole life (the run: nothing reset it),
+    its resident set before and after the framework import, and the device's peak."""
+    peak, how = process_peak()
+    return {
+        "peak_rss": peak,
+        "baseline_rss": _MARKS.get(START, peak),
+        "method": how,
+        "rss_after_import": _MARKS.get(AFTER_IMPORT),
+        "device_peak": device_peak(),
+    }
+
+
 def baseline_job(backend: Any, emit: Any) -> int:
     """Worker job for a bare worker: its resident set, the worker code without any framework."""
     return _MARKS.get(START) or rss()
