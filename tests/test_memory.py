@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,24 @@ def test_result_json_carries_the_run_s_memory_and_older_files_read_without_it() 
     assert hint.default is None  # an older result.json (no memory) still reads
     doc = {"peak_rss": 300 * MIB, "baseline_rss": 40 * MIB, "method": "vmhwm"}
     assert RunMemory.from_json(doc).to_json()["peak_rss"] == 300 * MIB
+
+
+def test_sample_onnxruntime_records_each_precision_and_batch_s_peak(decoder_file: Path) -> None:
+    from cvae_bench.bench.groups.sample_onnxruntime import sample_onnxruntime_job
+
+    with Worker(BARE_WORKER, idle_timeout=300) as w:
+        samples = w.run_job(
+            sample_onnxruntime_job,
+            models={"fp32": str(decoder_file)},
+            providers=["CPUExecutionProvider"],
+            batch_sizes=[1, 64],
+            threads=1,
+            rounds=2,
+            min_time=0.0,
+            warmup=1,
+        )
+    session = samples.results["CPUExecutionProvider"]["fp32"]
+    assert set(session.memory) == {1, 64}
+    for f in session.memory.values():
+        assert f.peak_rss >= f.rss_after_build > 0 and f.peak_rss_interval is None
+        assert f.rss_after_import >= f.baseline_rss

@@ -12,7 +12,6 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cvae_bench.bench.groups.base import BARE_WORKER, start_worker
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import Entry
 from cvae_bench.core.memory import MemoryFigures, ProcessMemory, figures
@@ -26,6 +25,8 @@ def memory_key(group: str, batch: int | None) -> str:
 
 def baseline(options: BenchOptions) -> int:
     """The resident set of an idle bare worker (the same worker code, no framework imported), in bytes."""
+    from cvae_bench.bench.groups.base import BARE_WORKER, start_worker  # the groups import this module
+
     with start_worker(BARE_WORKER, options) as w:
         value: int = w.run_job(baseline_job)
     return value
@@ -46,6 +47,13 @@ def by_call(contestants: Sequence[Any], processes: Sequence[ProcessMemory], base
     return out
 
 
+def with_memory(entry: Entry, found: MemoryFigures | None) -> Entry:
+    """`entry` with `extra_info["memory"]` (unchanged without figures)."""
+    if found is None:
+        return entry
+    return dataclasses.replace(entry, extra_info={**entry.extra_info, "memory": found.to_json()})
+
+
 def attach(entries: Sequence[Entry], memory: Mapping[str, MemoryFigures]) -> list[Entry]:
     """`entries` with `extra_info["memory"]` from `memory` (matched by group and batch; a group's only figures
     when an entry has no batch); entries without figures are left as they are."""
@@ -55,7 +63,5 @@ def attach(entries: Sequence[Entry], memory: Mapping[str, MemoryFigures]) -> lis
         if found is None:
             mine = [f for k, f in memory.items() if k.startswith(f"{e.group}@")]
             found = mine[0] if len(mine) == 1 else None
-        if found is not None:
-            e = dataclasses.replace(e, extra_info={**e.extra_info, "memory": found.to_json()})
-        out.append(e)
+        out.append(with_memory(e, found))
     return out

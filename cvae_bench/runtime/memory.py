@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cvae_bench.core.memory import MemoryFigures
+
 #: `method` when the kernel keeps the peak (VmHWM, reset per phase through clear_refs).
 METHOD_HWM = "vmhwm"
 #: `method` when a thread samples the resident set (the reset was refused).
@@ -168,7 +170,7 @@ def reset_device_peak() -> None:
 _MARKS: dict[str, int] = {}
 _PEAKS: dict[str, int] = {}
 _DEVICE_PEAKS: dict[str, int] = {}
-_LAST: dict[str, int] = {}
+_LAST: dict[str, Any] = {}
 
 
 def mark(name: str) -> int:
@@ -196,15 +198,40 @@ def track(key: str) -> Iterator[None]:
         peak = meter.stop()
         _PEAKS[key] = max(_PEAKS.get(key, 0), peak)
         _LAST["peak"] = peak
-        _LAST["method"] = 0 if meter.method == METHOD_HWM else 1
+        _LAST["method"] = meter.method
         device = device_peak()
         if device is not None:
             _DEVICE_PEAKS[key] = max(_DEVICE_PEAKS.get(key, 0), device)
 
 
-def last_peak() -> int | None:
-    """The peak of the last `track` block of this process (None: none ran)."""
-    return _LAST.get("peak")
+def last_peak() -> tuple[int, str] | None:
+    """The peak of the last `track` block of this process and its method (None: none ran)."""
+    if "peak" not in _LAST:
+        return None
+    return int(_LAST["peak"]), str(_LAST["method"])
+
+
+def phase_figures(after_build: int) -> MemoryFigures | None:
+    """The figures of the last `track` block of this process, against its marks (one process: no range)."""
+    last = last_peak()
+    if last is None:
+        return None
+    peak, how = last
+    base = _MARKS.get(START, _MARKS.get(AFTER_IMPORT, after_build))  # START: set by the worker's loop
+    return MemoryFigures(
+        baseline_rss=base,
+        rss_after_import=_MARKS.get(AFTER_IMPORT, base),
+        rss_after_build=after_build,
+        peak_rss=peak,
+        peak_rss_interval=None,
+        device_peak=device_peak(),
+        method=how,
+    )
+
+
+def marked(name: str) -> int | None:
+    """The resident set this process marked under `name` (None: not marked)."""
+    return _MARKS.get(name)
 
 
 def method() -> str:
