@@ -98,3 +98,31 @@ def test_runs_are_compared_by_their_peak_over_the_run(tmp_path: Path) -> None:
     assert found["peak-rss[torch-eager-cpu]"].peak_rss == 401 * MIB
     assert found["peak-rss[torch-eager-cpu]"].interval == (400 * MIB, 402 * MIB)
     assert compare_memory(tmp_path / "a", tmp_path / "b", fail_above=0.1).failed
+
+
+RECORDED = Path(__file__).parent / "data" / "memory" / "bench.json"  # a real bench (4 backends, 2-vCPU EPYC)
+
+
+def test_a_recorded_bench_against_itself_passes_and_a_grown_copy_fails(tmp_path: Path) -> None:
+    doc = json.loads(RECORDED.read_text())
+    grown = next(e for e in doc["benchmarks"] if e["name"] == "train-step[torch-eager]")
+    grown["extra_info"]["memory"]["peak_rss"] = int(grown["extra_info"]["memory"]["peak_rss"] * 1.25)
+    new = write(tmp_path / "grown.json", doc)
+    runner = CliRunner()
+    same = runner.invoke(main, ["compare", str(RECORDED), str(RECORDED), "--fail-above-memory", "0.1"])
+    assert same.exit_code == 0 and "memory passed" in same.output
+    gate = compare_memory(RECORDED, new, fail_above=0.1)
+    assert [c.name for c in gate.changes if c.regression] == ["train-step[torch-eager]"]
+    assert len(gate.changes) == len(read_memory(RECORDED)) > 10
+
+
+def test_the_report_draws_memory_against_batch_size_from_a_recorded_bench() -> None:
+    from cvae_bench.report.charts import Colours
+    from cvae_bench.report.inputs import load_inputs
+    from cvae_bench.report.memory_chart import memory_vs_batch
+
+    fig = memory_vs_batch(load_inputs([RECORDED]).benches, Colours())
+    assert fig is not None
+    native = [t for t in fig.data if t.name == "torch:eager"]
+    assert native and list(native[0].x) == [1, 64, 1024, 8192] and min(native[0].y) > 0
+    assert memory_vs_batch([], Colours()) is None
