@@ -174,3 +174,16 @@ def test_sample_onnxruntime_records_each_precision_and_batch_s_peak(decoder_file
     for f in session.memory.values():
         assert f.peak_rss >= f.rss_after_build > 0 and f.peak_rss_interval is None
         assert f.rss_after_import >= f.baseline_rss
+
+
+def test_the_audit_says_what_each_loaded_framework_pre_allocates() -> None:
+    import onnxruntime  # noqa: F401 - loaded, so it is audited
+    import torch
+
+    from cvae_bench.runtime.allocators import allocator_audit
+    from cvae_bench.runtime.threads import process_audit
+
+    lines = allocator_audit()
+    assert "arena on" in lines["onnxruntime"]  # the default the sessions keep (never changed by cvae-bench)
+    assert ("caching allocator" in lines["torch"]) == torch.cuda.is_available()
+    assert process_audit()["allocators"] == lines
