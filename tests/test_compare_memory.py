@@ -126,3 +126,15 @@ def test_the_report_draws_memory_against_batch_size_from_a_recorded_bench() -> N
     native = [t for t in fig.data if t.name == "torch:eager"]
     assert native and list(native[0].x) == [1, 64, 1024, 8192] and min(native[0].y) > 0
     assert memory_vs_batch([], Colours()) is None
+
+
+def test_bench_md_has_a_memory_table_from_a_recorded_bench_and_none_without_figures() -> None:
+    from cvae_bench.bench.document import BenchDocument
+    from cvae_bench.bench.report import to_markdown
+
+    doc = json.loads(RECORDED.read_text())
+    md = to_markdown(BenchDocument.from_json(doc))
+    assert "## Memory" in md and "| train-step[torch-eager] | 220 MiB | 775 MiB | 895 MiB |" in md
+    for e in doc["benchmarks"]:
+        e["extra_info"].pop("memory", None)
+    assert "## Memory" not in to_markdown(BenchDocument.from_json(doc))
