@@ -187,3 +187,10 @@ def test_the_audit_says_what_each_loaded_framework_pre_allocates() -> None:
     assert "arena on" in lines["onnxruntime"]  # the default the sessions keep (never changed by cvae-bench)
     assert ("caching allocator" in lines["torch"]) == torch.cuda.is_available()
     assert process_audit()["allocators"] == lines
+
+
+def test_a_refused_reset_falls_back_to_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "reset_hwm", lambda pid=None: False)  # a container's read-only /proc
+    assert memory._method_for(None) == memory.METHOD_SAMPLED
+    monkeypatch.setattr(memory, "hwm", lambda pid=None: None)  # no VmHWM at all (not Linux)
+    assert memory._method_for(None) == memory.METHOD_SAMPLED

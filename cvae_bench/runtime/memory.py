@@ -16,6 +16,7 @@ and `baseline_job`, run in a bare worker, gives the resident set of the same wor
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -82,6 +83,17 @@ def reset_hwm(pid: int | None = None) -> bool:
     return True
 
 
+def _method_for(pid: int | None) -> str:
+    """`METHOD_HWM` where the kernel keeps `pid`'s peak and lets it be reset, else `METHOD_SAMPLED`."""
+    return METHOD_HWM if hwm(pid) is not None and reset_hwm(pid) else METHOD_SAMPLED
+
+
+@functools.cache
+def _own_method() -> str:
+    # Asked once per process: whether clear_refs may be written does not change while it runs.
+    return _method_for(None)
+
+
 class PeakMeter:
     """The peak resident set of a process over one phase (`start`, then `stop`), by `method`.
 
@@ -91,7 +103,7 @@ class PeakMeter:
 
     def __init__(self, pid: int | None = None) -> None:
         self.pid = pid
-        self.method = METHOD_HWM if hwm(pid) is not None and reset_hwm(pid) else METHOD_SAMPLED
+        self.method = _own_method() if pid is None else _method_for(pid)
         self._peak = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -236,7 +248,7 @@ def marked(name: str) -> int | None:
 
 def method() -> str:
     """How this process measures a phase's peak (`METHOD_HWM` or `METHOD_SAMPLED`)."""
-    return PeakMeter().method
+    return _own_method()
 
 
 def memory_job(backend: Any, emit: Any) -> dict[str, Any]:
