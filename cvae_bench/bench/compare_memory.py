@@ -148,6 +148,11 @@ def _mib(n: int) -> str:
     return f"{n / MIB:,.0f} MiB"
 
 
+def _run_twin(name: str) -> str:
+    """A run entry's memory name: "time-to-target[torch-eager-cpu]" → "peak-rss[torch-eager-cpu]"."""
+    return "peak-rss" + name[name.index("[") :] if "[" in name else name
+
+
 def memory_cell(c: MemoryChange | None) -> str:
     """The gate table's memory cell of one entry ("-": no figures on one side)."""
     if c is None:
@@ -167,9 +172,15 @@ def with_memory(
     found = gate.by_name()
     at = list(headers).index("verdict") + 1 if "verdict" in headers else len(headers)
     out_headers = [*headers[:at], "peak memory", *headers[at:]]
-    out = [[*r[:at], memory_cell(found.get(n)), *r[at:]] for r, n in zip(rows, names, strict=True)]
+    shown: set[str] = set()
+    out = []
+    for r, n in zip(rows, names, strict=True):
+        c = found.get(n) or found.get(_run_twin(n))
+        if c is not None:
+            shown.add(c.name)
+        out.append([*r[:at], memory_cell(c), *r[at:]])
     for c in gate.changes:
-        if c.name not in names:
+        if c.name not in shown:
             blank = ["-"] * len(headers)
             blank[0] = c.name
             out.append([*blank[:at], memory_cell(c), *blank[at:]])
