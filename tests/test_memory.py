@@ -183,8 +183,12 @@ def test_the_audit_says_what_each_loaded_framework_pre_allocates() -> None:
     from cvae_bench.runtime.allocators import allocator_audit
     from cvae_bench.runtime.threads import process_audit
 
+    from cvae_bench.onnx.sessions import session_options
+
     lines = allocator_audit()
     assert "arena on" in lines["onnxruntime"]  # the default the sessions keep (never changed by cvae-bench)
+    ours = session_options(1)
+    assert ours.enable_cpu_mem_arena and ours.enable_mem_pattern  # what the audit reads is what is in force
     assert ("caching allocator" in lines["torch"]) == torch.cuda.is_available()
     assert process_audit()["allocators"] == lines
 

@@ -95,12 +95,13 @@ def allocator_audit() -> dict[str, str]:
 
 
 def _ort_line() -> str:
-    """onnxruntime's arena and memory pattern as `onnx.sessions.session_options` leaves them."""
+    """onnxruntime's arena and memory pattern: its defaults, which `onnx.sessions.session_options` keeps (a test
+    holds the two together; this layer may not import that one)."""
     arena = pattern = True
     with contextlib.suppress(Exception):
-        from cvae_bench.onnx.sessions import session_options
+        import onnxruntime
 
-        options = session_options(None)
+        options = onnxruntime.SessionOptions()
         arena, pattern = bool(options.enable_cpu_mem_arena), bool(options.enable_mem_pattern)
     return f"CPU arena {'on' if arena else 'off'} (keeps its chunks), memory pattern {'on' if pattern else 'off'}"
 
