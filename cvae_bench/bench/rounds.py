@@ -29,7 +29,7 @@ from cvae_bench.core.records import Record
 from cvae_bench.core.replication import ONE_PROCESS, VarianceComponents, replicated_paired_ratio
 from cvae_bench.core.stats import Interval, paired_ratio
 from cvae_bench.runtime import memory
-from cvae_bench.runtime.pause import IdleRecord, worked_while_idle
+from cvae_bench.runtime.pause import IdleRecord
 from cvae_bench.runtime.sentinel import LoadSeen, Sentinel
 
 
@@ -226,12 +226,7 @@ class Contestant:
 
     def idle_record(self) -> IdleRecord:
         """What its workers did while stopped, over every epoch so far."""
-        return IdleRecord(
-            idle_s=round(self.idle_s, 3),
-            cpu_s=round(self.idle_cpu_s, 3),
-            pauses=self.pauses,
-            worked=worked_while_idle(self.idle_cpu_s, self.idle_s),
-        )
+        return IdleRecord.of(self.idle_s, self.idle_cpu_s, self.pauses)
 
 
 def worker_of(host: Any) -> Any:
@@ -352,11 +347,10 @@ class Schedule:
             idle=c.idle_record(),
         )
 
-    def ratios(self, keep: set[int]) -> dict[str, Interval]:
-        """Each contestant's paired ratio to the fastest of its group and batch (twins compared to their
-        original instead), by label; the fastest itself is absent. Across epochs when there are two or more
-        (`core.replication`), else from one epoch's rounds."""
-        out: dict[str, Interval] = {}
+    def pairs(self, keep: set[int]) -> list[tuple[Contestant, Contestant]]:
+        """(reference, contestant) for every paired ratio: each contestant against the fastest real entry of
+        its group and batch (a twin against its original instead); the fastest itself is not paired."""
+        out: list[tuple[Contestant, Contestant]] = []
         classes: dict[tuple[str, int], list[Contestant]] = {}
         for c in self.contestants:
             classes.setdefault((c.plan.group, c.plan.batch), []).append(c)
@@ -365,14 +359,18 @@ class Schedule:
             if not real:
                 continue
             best = min(real, key=lambda c: _median(c.per_call(keep)))
-            for c in members:
-                ref = c.partner or best
-                if c is ref:
-                    continue
-                out[c.label] = epoch_paired_ratio(
-                    ref.per_call(keep), c.per_call(keep), [w for w in c.sweeps if w in keep], c.kept_epochs(keep)
-                )
+            out += [(c.partner or best, c) for c in members if c is not (c.partner or best)]
         return out
+
+    def ratios(self, keep: set[int]) -> dict[str, Interval]:
+        """Each paired ratio (`pairs`) by the contestant's label. Across epochs when there are two or more
+        (`core.replication`), else from one epoch's rounds."""
+        return {
+            c.label: epoch_paired_ratio(
+                ref.per_call(keep), c.per_call(keep), [w for w in c.sweeps if w in keep], c.kept_epochs(keep)
+            )
+            for ref, c in self.pairs(keep)
+        }
 
 
 def epoch_paired_ratio(
