@@ -210,6 +210,7 @@ def track(key: str) -> Iterator[None]:
         peak = meter.stop()
         _PEAKS[key] = max(_PEAKS.get(key, 0), peak)
         _LAST["peak"] = peak
+        _LAST["key"] = key
         _LAST["method"] = meter.method
         device = device_peak()
         if device is not None:
@@ -260,6 +261,7 @@ def memory_job(backend: Any, emit: Any) -> dict[str, Any]:
         "device_peaks": dict(_DEVICE_PEAKS),
         "rss": rss(),
         "method": method(),
+        "last_key": _LAST.get("key"),
     }
 
 
