@@ -138,3 +138,11 @@ def test_bench_md_has_a_memory_table_from_a_recorded_bench_and_none_without_figu
     for e in doc["benchmarks"]:
         e["extra_info"].pop("memory", None)
     assert "## Memory" not in to_markdown(BenchDocument.from_json(doc))
+
+
+def test_the_report_s_verdict_block_reads_the_recorded_peaks() -> None:
+    from cvae_bench.report.inputs import load_inputs
+    from cvae_bench.report.verdict import build_block
+
+    rows = {r.label: r.memory for r in build_block(load_inputs([RECORDED])).rows}
+    assert rows["torch:eager"] == "895 MiB" and rows["keras-jax:jit"] == "1591 MiB"
