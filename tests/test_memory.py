@@ -180,10 +180,9 @@ def test_the_audit_says_what_each_loaded_framework_pre_allocates() -> None:
     import onnxruntime  # noqa: F401 - loaded, so it is audited
     import torch
 
+    from cvae_bench.onnx.sessions import session_options
     from cvae_bench.runtime.allocators import allocator_audit
     from cvae_bench.runtime.threads import process_audit
-
-    from cvae_bench.onnx.sessions import session_options
 
     lines = allocator_audit()
     assert "arena on" in lines["onnxruntime"]  # the default the sessions keep (never changed by cvae-bench)
