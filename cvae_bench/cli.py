@@ -1015,35 +1015,51 @@ def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     show_default=True,
     help="Changes within ±TIE are a tie, never a regression (0.03: 3 %).",
 )
+@click.option(
+    "--fail-above-memory",
+    type=FiniteFloat(min=0),
+    default=None,
+    help="Exit 1 when an entry's peak resident memory grew by more than this (0.10: 10 %) [default: not gated].",
+)
 @_json_opt
 @click.option(
     "--markdown",
     is_flag=True,
     help="Print the table and verdict as Markdown, ready to paste into a pull request comment.",
 )
-def compare(base: str, new: str, fail_above: float, tie: float, as_json: bool, markdown: bool) -> None:
+def compare(
+    base: str, new: str, fail_above: float, tie: float, fail_above_memory: float | None, as_json: bool, markdown: bool
+) -> None:
     """The regression gate: each entry's change from BASE to NEW with its 95 % CI and verdict.
 
     BASE and NEW: bench.json, pytest-benchmark JSON (or a .benchmarks folder), comparison.json, result.json, or
-    folders of them. Exits 1 on a significant regression above --fail-above.
+    folders of them. Exits 1 on a significant regression above --fail-above, or (with --fail-above-memory) on
+    an entry whose peak resident memory grew by more than that.
     """
     from cvae_bench.bench.compare import GATE_HEADERS, compare_files, gate_rows, gate_summary
+    from cvae_bench.bench.compare_memory import compare_memory, memory_summary, with_memory
     from cvae_bench.cli_output import json_document, show_table
 
     if as_json and markdown:
         raise UsageError("--json and --markdown: choose one")
     result = compare_files(base, new, tie=tie, fail_above=fail_above)
+    memory = compare_memory(base, new, fail_above_memory)
     if as_json:
-        body = {"base": base, "new": new, "failed": result.failed, "summary": gate_summary(result)}
-        click.echo(json_document("compare", {**body, **result.to_json()}))
+        body = {"base": base, "new": new, "failed": result.failed or memory.failed, "summary": gate_summary(result)}
+        doc = {**body, **result.to_json(), "memory": memory.to_json(), "memory_summary": memory_summary(memory)}
+        click.echo(json_document("compare", doc))
     else:
+        headers, rows = with_memory(GATE_HEADERS, gate_rows(result), [c.name for c in result.changes], memory)
         title = f"{new} vs {base} (above 0: slower; tie within ±{tie:.0%})"
-        show_table(title, GATE_HEADERS, gate_rows(result), markdown=True if markdown else None)
+        show_table(title, headers, rows, markdown=True if markdown else None)
         bullet = "- " if markdown else ""
         for name in result.only_base:
             click.echo(f"{bullet}only in BASE: {name}")
         for name in result.only_new:
             click.echo(f"{bullet}only in NEW: {name}")
         click.echo(f"**{gate_summary(result)}**" if markdown else gate_summary(result))
-    if result.failed:
+        memory_line = memory_summary(memory)
+        if memory_line is not None:
+            click.echo(memory_line)
+    if result.failed or memory.failed:
         sys.exit(1)

@@ -146,6 +146,8 @@ def test_loadtest_command_writes_records_and_table(decoder_file: Path, tmp_path:
     assert config.error is None and config.single_stream and config.single_stream.queries >= 20
     assert config.server and 1 <= len(config.server.probes) <= 2
     assert config.offline[0].queries == 64 and config.load is not None
+    # The decoder process's peak over the configuration: at least what it held before it began.
+    assert config.memory is not None and config.memory.peak_rss >= config.memory.rss_before > 0
     assert report.scheduler.startswith("MLPerf LoadGen") == (scheduler == "loadgen")
     table = (out / "loadtest.md").read_text()
     assert "| fp32 | CPU | 1 session × 1 thread |" in table and report.scheduler in table

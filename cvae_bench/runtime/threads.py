@@ -169,6 +169,9 @@ def process_audit() -> dict[str, Any]:
         import onnxruntime
 
         out["onnxruntime"] = {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
+    from cvae_bench.runtime.allocators import allocator_audit
+
+    out["allocators"] = allocator_audit()  # what each framework pre-allocates: read beside the memory figures
     return out
 
 

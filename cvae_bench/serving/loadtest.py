@@ -7,9 +7,11 @@ is MLPerf LoadGen where it imports, else the built-in scheduler, and the report 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +31,7 @@ from cvae_bench.serving.records import (
     ScenarioResult,
     ServerProbe,
     ServerSearch,
+    ServingMemory,
     Threading,
 )
 from cvae_bench.serving.report import render_markdown
@@ -221,6 +224,27 @@ def measure_config(
     )
 
 
+class _Memory:
+    """What `measure_memory` fills in when its block ends."""
+
+    value: ServingMemory | None = None
+
+
+@contextlib.contextmanager
+def measure_memory() -> Iterator[_Memory]:
+    """This process's resident memory before the block and its peak during it (`runtime.memory.PeakMeter`)."""
+    from cvae_bench.runtime.memory import PeakMeter, rss
+
+    out = _Memory()
+    before = rss()
+    meter = PeakMeter()
+    meter.start()
+    try:
+        yield out
+    finally:
+        out.value = ServingMemory(rss_before=before, peak_rss=meter.stop(), method=meter.method)
+
+
 def run_loadtest(model: str, options: LoadtestOptions, say: Say, log_dir: Path | None = None) -> LoadtestReport:
     """Every configuration of `options` on the decoder `model`; LoadGen's own logs go into `log_dir`, if given.
 
@@ -250,7 +274,9 @@ def run_loadtest(model: str, options: LoadtestOptions, say: Say, log_dir: Path |
             for provider in providers:
                 for threading in options.threadings:
                     try:
-                        configs.append(measure_config(path, precision, provider, threading, options, scheduler, say))
+                        with measure_memory() as memory:  # the decoder process's peak over this configuration
+                            config = measure_config(path, precision, provider, threading, options, scheduler, say)
+                        configs.append(dataclasses.replace(config, memory=memory.value))
                     except Exception as exc:  # one provider lacking a kernel must not end the others
                         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
                         say(f"{precision} {provider} {threading.label}: failed: {first}")
