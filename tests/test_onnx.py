@@ -609,5 +609,9 @@ def test_cli_export_refuses_an_output_that_is_the_input_or_exists(weights_file: 
         (tmp_path / "x.onnx").write_text("old")
         proc = _cli("export", "--backend", "tf", "--weights", str(copy), "-o", str(out), *force)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        assert proc.returncode == (2 if "Unknown backend" in expected else 1) and len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+        assert (
+            proc.returncode == (2 if "Unknown backend" in expected else 1)
+            and len(lines) == 1
+            and lines[0].startswith(expected)
+        ), proc.stderr
         assert copy.read_bytes() == before and (tmp_path / "x.onnx").read_text() == "old"
