@@ -246,7 +246,10 @@ def test_audit_rows_name_threads_precision_sync() -> None:
     assert "TF intra env 2/inter env 2" in row[3]
     assert "XLA 2 cores" in row[3]
     assert "torch TF32 off" in row[5] and "TF TF32 off" in row[5] and row[5].startswith("float32")
-    assert row[4:] == ["jit", row[5], "s", "d", "w"]
+    assert row[4:] == ["jit", row[5], "s", "d", "w", "-"]  # no allocator lines recorded: "-"
+    with_allocators = AuditEntry(label="y", threads=None, audit={**audit, "allocators": {"jax": "CPU: on demand"}})
+    (row,) = audit_table.audit_rows([with_allocators])
+    assert row[-1] == "jax: CPU: on demand"
 
 
 def test_process_audit_reports_affinity_and_env() -> None:

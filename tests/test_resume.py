@@ -85,7 +85,7 @@ def test_resume_of_a_folder_without_a_plan_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: cannot resume") and "plan.json" in proc.stderr
     both = _cli("run", "--resume", str(tmp_path), "--backend", "torch")
-    assert both.returncode == 1 and "--backend NAME to start runs, or --resume" in both.stderr
+    assert both.returncode == 2 and "--backend NAME to start runs, or --resume" in both.stderr
 
 
 def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint_whole(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.backends.selection import Selection, parse_selection
+from cvae_bench.backends.selection import Selection, check_selections, parse_selection
 from cvae_bench.bench.calibration import calibrate, markdown
 from cvae_bench.bench.document import BenchDocument, build_document
 from cvae_bench.bench.groups import select
@@ -83,7 +83,9 @@ def run_bench_command(
     """
     from cvae_bench.training.run import default_run_dir
 
-    selections = parse_selection(cmd.backends, all_modes=True, tunable=True)
+    # Everything is checked (and the device probed) before a folder is made or a worker started.
+    cmd = replace(cmd, options=cmd.options.check())
+    selections = check_selections(parse_selection(cmd.backends, all_modes=True, tunable=True), cmd.options.device)
     groups = select(cmd.options.groups)
     folder = Path(cmd.out_dir) if cmd.out_dir else default_run_dir("runs", "bench")
     with claim_output_folder(folder, cmd.force):

@@ -28,6 +28,7 @@ from cvae_bench.bench.timing import Timing, calibrate, time_round
 from cvae_bench.core.records import Record
 from cvae_bench.core.replication import ONE_PROCESS, VarianceComponents, replicated_paired_ratio
 from cvae_bench.core.stats import Interval, paired_ratio
+from cvae_bench.runtime import memory
 from cvae_bench.runtime.pause import IdleRecord
 from cvae_bench.runtime.sentinel import LoadSeen, Sentinel
 
@@ -95,6 +96,7 @@ def open_job(
     the first epoch's calls per round, so that every round of an entry times the same work), and keep the call
     open under `key`."""
     timed, info = setup(backend, emit, **setup_kwargs)
+    memory.remark(memory.AFTER_BUILD)  # the model built and the data loaded, before any call ran
     if iterations is None:
         iterations, warmup_s = calibrate(
             timed.fn, min_time=min_time, warmup=timed.warmup, sync=timed.sync, max_iterations=timed.max_iterations
@@ -115,7 +117,8 @@ def rounds_job(backend: Any, emit: Any, *, key: str, rounds: int = 1) -> list[fl
         timed, iterations = _OPEN[key]
     except KeyError:
         raise KeyError(f"no call open under {key!r}; open_job first (open: {sorted(_OPEN)})") from None
-    return [time_round(timed.fn, iterations, timed.sync) for _ in range(rounds)]
+    with memory.track(key):  # the peak resident set of these rounds (outside the timed region)
+        return [time_round(timed.fn, iterations, timed.sync) for _ in range(rounds)]
 
 
 def close_job(backend: Any, emit: Any, *, key: str) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.backends.selection import EVERY_MODE, Selection
+from cvae_bench.bench import memory as bench_memory
 from cvae_bench.bench.groups import BackendGroup, BenchGroup, StandaloneGroup, select
 from cvae_bench.bench.groups.base import BARE_WORKER, Event, ignore, start_worker
 from cvae_bench.bench.groups.train_step import TrainStep, plain_loop_setup
@@ -49,6 +50,7 @@ from cvae_bench.bench.rounds import (
     worker_of,
 )
 from cvae_bench.core.errors import CvaeBenchError, WorkerError
+from cvae_bench.core.memory import ProcessMemory
 from cvae_bench.core.replication import variance_components
 from cvae_bench.core.tuning import UNTUNED, Tuning
 from cvae_bench.core.versions import dist_version
@@ -261,6 +263,8 @@ def measure_backends(
     with ExitStack() as outer:
         t0 = time.monotonic()
         slots, first_hosts = _slots(selections, plans, options, outer)
+        baseline_rss = bench_memory.baseline(options)
+        reports: dict[str, list[ProcessMemory]] = {}  # each row's workers' memory, one per epoch
         names = {g.name for g in groups}
         for group in standalone:
             try:
@@ -330,6 +334,7 @@ def measure_backends(
                     for c in m.contestants:
                         c.close()
                     last[m.identity.label] = (m, m.backend.run_job(audit_job))
+                    reports.setdefault(m.identity.label, []).append(bench_memory.report(m.backend))
                     if epoch == 0 and isinstance(m.backend, RemoteBackend) and not m.twin:
                         profiled[m.identity.label] = {
                             g.name: g.measure(m.backend, options, on_event) for g in groups if not g.plans(options)
@@ -386,9 +391,8 @@ def measure_backends(
                 part = {k: v for k, v in measured.items() if k in mine}
                 if part:
                     results[g.name] = g.assemble(part)
-            runs.append(
-                BackendRun(identity=m.identity, audit=audit, results=results, twin=m.twin, reference=m.reference)
-            )
+            memory = bench_memory.by_call(m.contestants, reports.get(label, []), baseline_rss)
+            runs.append(BackendRun(m.identity, audit, results, twin=m.twin, reference=m.reference, memory=memory))
     return runs, summary
 
 
@@ -475,6 +479,7 @@ def with_runs(
     Like `run --resume`, a run whose result is already in `folder` (a bench repeated with `--force` into
     the same `--out`) is kept, not run again, and one that was interrupted goes on from its checkpoint.
     """
+    from cvae_bench.training.checkpoint import remove_checkpoint
     from cvae_bench.training.compare import write_comparison
     from cvae_bench.training.loop import TrainConfig
     from cvae_bench.training.matched import finished_result
@@ -494,6 +499,7 @@ def with_runs(
             what = f"train to target: {name}:{mode} seed {seed}"
             done = finished_result(cell)
             if done is not None:
+                remove_checkpoint(cell)  # a run killed between its result.json and this removal
                 on_event({"type": "stage", "what": f"{what}: finished before, kept"})
                 results.append(done)
                 continue

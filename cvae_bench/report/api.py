@@ -11,6 +11,7 @@ from cvae_bench.report import charts
 from cvae_bench.report.bundle import plotly_bundle
 from cvae_bench.report.history import append_history, load_history
 from cvae_bench.report.inputs import BenchFile, ComparisonFile, Inputs, ReportError, load_inputs
+from cvae_bench.report.memory_chart import memory_vs_batch
 from cvae_bench.report.page import Page, esc, fairness_table, key_values, pre, table
 from cvae_bench.report.pictures import decoder_pictures
 from cvae_bench.report.trends import build_trends
@@ -134,6 +135,19 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             "the exported decoder per provider and precision ('onnxruntime:fp32': the same CPU decoder timed in "
             "the native decoders' own sweeps, so that their ratios to it pair). The red line is the roofline ceiling: "
             "batch ÷ the floor of the decoder's GEMMs at that batch. " + FLOOR_NOTE,
+        )
+    page.heading("Memory", "memory")
+    fig = memory_vs_batch(inputs.benches, colours)
+    if fig is None:
+        page.note("The bench files hold no memory figures (bench.json from before memory was measured).", True)
+    else:
+        page.chart(
+            "memory",
+            fig,
+            "Peak resident set of each backend's worker process during the timed rounds of each batch size "
+            "(median over the epochs' fresh workers; bars: lowest to highest). A process keeps what its "
+            "allocator cached, so a peak includes what earlier calls in the same worker left resident; the "
+            "dotted line is an idle worker of the same code without any framework.",
         )
     page.heading("Roofline", "roofline")
     fig = charts.roofline(inputs.benches)

@@ -367,7 +367,9 @@ def _request_name(req: dict[str, Any]) -> str:
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
     """The worker's request loop (runs in the subprocess)."""
     from cvae_bench.backends import registry
+    from cvae_bench.runtime import memory
 
+    memory.mark(memory.START)  # the worker code alone: the baseline a framework's share is read against
     backend: Any = None
 
     def emit(event: Any) -> None:
@@ -382,6 +384,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             if op == "create":
                 t0 = time.perf_counter()
                 cls = registry.get(req["name"]).load_class()
+                memory.mark(memory.AFTER_IMPORT)
                 backend = cls(ModelSpec.from_dict(req["spec"]), req["seed"], req["device"], req["mode"])
                 # Knobs that are calls into the framework: it is loaded now, and no step has run yet.
                 tuning = apply_in_process()

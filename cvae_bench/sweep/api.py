@@ -81,7 +81,7 @@ def sweep_command(
         CvaeBenchError: a bad sweep file (one line naming the key and line), an executor that cannot run
             (Ray missing, no node that can hold a cell), a folder another sweep is writing.
     """
-    sweep = read_sweep_file(cmd.path, cmd.out)
+    sweep = read_sweep_file(cmd.path, cmd.out, local=cmd.executor == "local")
     settings = ExecutorSettings(
         data_path=sweep.data_path,
         idle_timeout=cmd.idle_timeout,

@@ -14,9 +14,11 @@ from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
+from cvae_bench.core.memory import RunMemory
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.files import ensure_dir, fsync_dir, save_weights, write_json
+from cvae_bench.runtime.memory import run_memory_job
 from cvae_bench.runtime.sentinel import Sentinel, wait_quiet
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
@@ -108,6 +110,7 @@ def run_backend(
             checkpoint_to=str(out),
             resume=checkpoint,
         )
+        memory = RunMemory.from_json(backend.run_job(run_memory_job))  # the worker's peak over the whole run
     weights_path = out / "weights.safetensors"
     sha256 = save_weights(weights_path, job.weights, metadata={"backend": info.name, "seed": str(options.config.seed)})
     result = RunResult(
@@ -128,6 +131,7 @@ def run_backend(
         convergence=assess_convergence(job.outcome, options.spec, options.dataset),
         resumptions=resumptions,
         load=sentinel.seen(),
+        memory=memory,
     )
     try:
         write_json(out / "result.json", result.to_json())
