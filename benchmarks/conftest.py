@@ -32,6 +32,7 @@ import pytest
 
 from cvae_bench.backends import registry
 from cvae_bench.backends.selection import EVERY_MODE, Selection, parse_selection
+from cvae_bench.bench import memory as bench_memory
 from cvae_bench.bench.groups import GROUPS
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry
@@ -40,8 +41,10 @@ from cvae_bench.bench.runner import measure_ceiling
 from cvae_bench.bench.timing import Timing
 from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES
 from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
+from cvae_bench.core.memory import ProcessMemory, figures
 from cvae_bench.models.spec import DEFAULT_SPEC
 from cvae_bench.runtime.machine import machine_info as bench_machine_info
+from cvae_bench.runtime.memory import memory_job
 from cvae_bench.runtime.threads import available_cores, thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
 
@@ -243,13 +246,29 @@ def mnist_path() -> str:
 
 
 # -- recording ---------------------------------------------------------------------------------------------
-def record(benchmark: Any, timing: Timing, entry: Entry, settings: Settings) -> None:
-    """Give pytest-benchmark the rounds a worker timed, and the extra_info of the measurement's `entry`.
+_BASELINE: dict[str, int] = {}
+
+
+def memory_of(host: Any, settings: Settings) -> dict[str, Any] | None:
+    """The memory figures of the call `host`'s worker timed last (`core.memory`), against an idle worker's."""
+    if "rss" not in _BASELINE:
+        _BASELINE["rss"] = bench_memory.baseline(settings.options())  # once per session
+    reported = host.run_job(memory_job)
+    key = reported.get("last_key")
+    found = figures([ProcessMemory.of(reported)], key, _BASELINE["rss"]) if key else None
+    return found.to_json() if found is not None else None
+
+
+def record(benchmark: Any, timing: Timing, entry: Entry, settings: Settings, host: Any = None) -> None:
+    """Give pytest-benchmark the rounds a worker timed, and the extra_info of the measurement's `entry` (with the
+    memory figures of `host`'s worker, given one: its peak during the rounds just timed).
 
     Raises:
         pytest.fail: this pytest-benchmark lacks the internals used (see the module docstring).
     """
     benchmark.extra_info.update(entry.extra_info)
+    if host is not None:
+        benchmark.extra_info["memory"] = memory_of(host, settings)
     benchmark.extra_info["loadavg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if benchmark.disabled:  # --benchmark-disable: the job ran as a smoke test; mark the fixture used, record nothing
         benchmark.pedantic(lambda: None)

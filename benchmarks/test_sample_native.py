@@ -24,4 +24,4 @@ def test_sample_native(
 ) -> None:
     result = GROUP.measure(backend, bench_settings.options(benchmark, batch_sizes=(batch,)))
     (entry,) = GROUP.entries(identity(backend), result, roofline, bench_settings.threads)
-    record(benchmark, result.batches[batch].timing, entry, bench_settings)
+    record(benchmark, result.batches[batch].timing, entry, bench_settings, host=backend)

@@ -24,4 +24,4 @@ def test_train_step(
 ) -> None:
     result = GROUP.measure(backend, bench_settings.options(benchmark, data_path=mnist_path))
     (entry,) = GROUP.entries(identity(backend), result, roofline, bench_settings.threads)
-    record(benchmark, result.timing, entry, bench_settings)
+    record(benchmark, result.timing, entry, bench_settings, host=backend)

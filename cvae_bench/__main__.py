@@ -1,5 +1,5 @@
 """`python -m cvae_bench` is the `cvae-bench` command."""
 
-from cvae_bench.cli import main
+from cvae_bench.entry import main
 
 main()

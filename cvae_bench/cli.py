@@ -2,129 +2,136 @@
 
 from __future__ import annotations
 
-import math
-import signal
+import os
 import sys
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchOptions
-from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
-from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.cli_click import FiniteFloat, click_options
+from cvae_bench.cli_output import json_document, show_table
+from cvae_bench.core.defaults import (
+    DEFAULT_IDLE_TIMEOUT,
+    MAX_SEED,
+    PRECISIONS,
+)
+from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
+from cvae_bench.core.events import (
+    Evaluated,
+    Event,
+    Measured,
+    Message,
+    Stage,
+    TrainProgress,
+    TrainStart,
+    read_event,
+)
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
+from cvae_bench.runtime import signals
+from cvae_bench.training.command import RunCommand
 
-err_console = Console(stderr=True)
-# Pipes and files get wide, unwrapped tables rather than rich's 80-column default.
-out_console = Console(width=None if sys.stdout.isatty() else 200)
-
-
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that it unwinds like KeyboardInterrupt (not an Exception)."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the way out is already under way
-    raise _Terminated
+# Lines are never hard-wrapped (soft_wrap): a terminal wraps them itself, and a log file keeps each figure whole.
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 
 class _Group(click.Group):
     """Turns our errors into one line on stderr and a non-zero exit, never a traceback.
 
-    SIGTERM behaves like SIGINT: the command unwinds (each worker it holds is killed on the way, since
-    a worker mid-job would not hear a polite exit), one `error:` line, exit 128 + the signal (143, 130).
+    SIGTERM behaves like SIGINT (`runtime.signals`): the command unwinds (each worker it holds is killed on
+    the way, since a worker mid-job would not hear a polite exit), one `error:` line, exit 128 + the signal
+    (143, 130); the first signal decides, from the first moment (parsing included) to the last.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
-        from cvae_bench.runtime.worker import kill_all_workers
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's own usage errors (a bad value, an unknown option, a missing argument) as one `error:` line
+        and exit `USAGE_EXIT`, the style and status of every refusal made before work starts."""
+        # Again, for a caller that did not come through `cvae_bench.entry` (a test's CliRunner gets its own
+        # handlers back at the end; for `cvae-bench` itself, the entry point's stay, unchanged).
+        previous = signals.install()
+        try:
+            return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+        finally:
+            signals.restore(previous)
 
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    def _main(
+        self,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        standalone_mode: bool,
+        **extra: Any,
+    ) -> Any:
+        try:
+            # Never standalone: click's own way out turns a signal into "Aborted!" and exit 1.
+            value = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except (KeyboardInterrupt, signals.Terminated) as exc:
+            signals.stop(exc)
+        except click.exceptions.Abort as exc:  # a signal during parsing, or Ctrl-C at a prompt
+            signals.stop(exc.__cause__)
+        except click.UsageError as exc:
+            click.echo(f"error: {_usage_message(exc)}", err=True)
+            sys.exit(USAGE_EXIT)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`| head`): nothing more to say; quiet the flush at exit, as click does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        if not standalone_mode:
+            return value
+        sys.exit(value if isinstance(value, int) else 0)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except (KeyboardInterrupt, signals.Terminated) as exc:
+            signals.stop(exc)  # before click echoes a blank line for it
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CvaeBenchError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            kill_all_workers()
-            click.echo("error: interrupted (SIGINT)", err=True)
-            sys.exit(130)
-        except _Terminated:
-            kill_all_workers()
-            click.echo("error: terminated (SIGTERM)", err=True)
-            sys.exit(143)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+            sys.exit(USAGE_EXIT if isinstance(exc, UsageError) else 1)
+        except (KeyboardInterrupt, signals.Terminated) as exc:
+            signals.stop(exc)
 
 
-class FiniteFloat(click.ParamType[float, Any]):
-    """A float option that must be finite (click's FLOAT and FloatRange accept nan and inf), in [min, max].
-
-    Args:
-        min: the smallest value accepted, if any.
-        max: the largest value accepted, if any.
-    """
-
-    name = "float"
-
-    def __init__(self, min: float | None = None, max: float | None = None) -> None:
-        self.min, self.max = min, max
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        if self.min is not None and number < self.min:
-            self.fail(f"{number:g} is below the minimum {self.min:g}", param, ctx)
-        if self.max is not None and number > self.max:
-            self.fail(f"{number:g} is above the maximum {self.max:g}", param, ctx)
-        return number
-
-    def __repr__(self) -> str:
-        return f"FiniteFloat({self.min}, {self.max})"
-
-
-def check_threads(threads: int | None) -> None:
-    """Refuse a `--threads` above the cores this process may run on (a framework would cap it silently).
-
-    Raises:
-        click.BadParameter: naming both numbers.
-    """
-    from cvae_bench.runtime.threads import available_cores
-
-    cores = available_cores()
-    if threads is not None and threads > cores:
-        raise click.BadParameter(
-            f"{threads} threads is more than the {cores} core(s) available to this process", param_hint="'--threads'"
+def _usage_message(exc: click.UsageError) -> str:
+    """One line: `--opt: what is wrong` for a bad value (as our own checks say it), click's sentence otherwise."""
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        param = exc.param
+        given = exc.param_hint
+        hint = (
+            (given if isinstance(given, str) else " / ".join(given))
+            if given
+            else param.opts[0]
+            if isinstance(param, click.Option)
+            else param.human_readable_name
+            if param
+            else None
         )
-
-
-def check_subsets(dataset: str, train_subset: int | None, val_subset: int | None) -> None:
-    """Refuse subset sizes larger than the data set.
-
-    Raises:
-        click.BadParameter: naming the option, the value and the data set's size.
-    """
-    from cvae_bench.data.specs import dataset_spec
-
-    spec = dataset_spec(dataset)
-    for option, value, size, what in (
-        ("--train-subset", train_subset, spec.train_size, "training"),
-        ("--val-subset", val_subset, spec.test_size, "validation"),
-    ):
-        if value is not None and value > size:
-            raise click.BadParameter(
-                f"{value} is more than {spec.title}'s {size} {what} images", param_hint=f"'{option}'"
-            )
+        message = f"{hint.strip(chr(39))}: {exc.message}" if hint else exc.message
+    else:
+        message = exc.format_message()
+    command = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+    return " ".join(message.split()) + command
 
 
 @click.group(cls=_Group)
@@ -134,26 +141,52 @@ def main() -> None:
 
 
 # -- backends -------------------------------------------------------------------------------------------
-@main.command()
-def backends() -> None:
-    """List registered backends: availability, framework versions, devices, origin."""
-    from cvae_bench.backends import registry
+_json_opt = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (its `schema` field names the command and version; docs/cli.md) instead.",
+)
 
-    table = Table(title="cvae-bench backends")
-    for col in ("name", "available", "framework", "devices", "origin"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("notes")
-    for info in registry.all_backends().values():
-        versions = ", ".join(f"{k} {v}" for k, v in info.versions().items())
-        table.add_row(
+
+@main.command()
+@_json_opt
+def backends(as_json: bool) -> None:
+    """List registered backends: availability, framework versions, devices, modes, origin."""
+    from cvae_bench.backends import registry
+    from cvae_bench.cli_output import json_document, show_table
+
+    infos = list(registry.all_backends().values())
+    if as_json:
+        entries = [
+            {
+                "name": info.name,
+                "available": info.available,
+                "versions": info.versions(),
+                "devices": list(info.devices),
+                "modes": list(info.modes),
+                "origin": info.origin,
+                "description": info.description,
+                "unavailable_reason": info.unavailable_reason() or None,
+            }
+            for info in infos
+        ]
+        click.echo(json_document("backends", {"backends": entries}))
+        return
+    rows = [
+        [
             info.name,
             "yes" if info.available else "no",
-            versions,
+            ", ".join(f"{k} {v}" for k, v in info.versions().items()),
             ", ".join(info.devices),
+            ", ".join(info.modes),
             info.origin,
             info.unavailable_reason() or info.description,
-        )
-    out_console.print(table)
+        ]
+        for info in infos
+    ]
+    headers = ("name", "available", "framework", "devices", "modes", "origin", "notes")
+    show_table("cvae-bench backends", headers, rows)
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -166,6 +199,14 @@ _dataset_opt = click.option(
     default=DEFAULT_DATASET,
     show_default=True,
     help="Which data set.",
+)
+#: One declaration of each option that several commands share, so that its default and help are written once.
+_worker_timeout_opt = click.option(
+    "--worker-timeout",
+    type=FiniteFloat(min=1),
+    default=DEFAULT_IDLE_TIMEOUT,
+    show_default=True,
+    help="Seconds of silence after which a worker is declared hung (a worker speaks at least this often).",
 )
 _data_opt = click.option(
     "--data",
@@ -188,7 +229,7 @@ def data_fetch(dataset: str, data_path: str | None) -> None:
     """Find or download the data set, verify it and cache it."""
     from cvae_bench.data.loading import load_dataset
 
-    ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    ds = load_dataset(dataset, data_path, progress=ConsoleReporter().progress)
     click.echo(
         f"{ds.name}: {len(ds.x_train)} train + {len(ds.x_test)} test images, checksums OK, from {ds.source} ({ds.path})"
     )
@@ -231,25 +272,56 @@ class _RunDisplay:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "start":
-            self.task = self.progress.add_task(
-                "train", total=event["total_steps"], label=self.label, loss="-", rate="-"
-            )
-        elif kind == "progress" and self.task is not None:
+    def __call__(self, wire: dict[str, Any]) -> None:
+        """A worker's event as it arrives (the wire format), read into its record."""
+        self.report(read_event(wire))
+
+    def report(self, event: Event) -> None:
+        """Show one training event: the bar's start and progress, a line per evaluation."""
+        if isinstance(event, TrainStart):
+            self.task = self.progress.add_task("train", total=event.total_steps, label=self.label, loss="-", rate="-")
+        elif isinstance(event, TrainProgress) and self.task is not None:
             self.progress.update(
-                self.task,
-                completed=event["step"],
-                loss=f"{event['loss']:.2f}",
-                rate=f"{event['steps_per_s']:.0f}",
+                self.task, completed=event.step, loss=f"{event.loss:.2f}", rate=f"{event.steps_per_s:.0f}"
             )
-        elif kind == "eval" and not self.quiet:
+        elif isinstance(event, Evaluated) and not self.quiet:
             self.progress.console.print(
-                f"{self.label}  epoch {event['epoch']:6.2f}  step {event['step']:>6}  "
-                f"val -ELBO {event['val_elbo']:8.3f}  (KL {event['kl']:.3f}, NLL {event['nll']:.3f})  "
-                f"train {event['train_time_s']:.1f} s"
+                f"{self.label}  epoch {event.epoch:6.2f}  step {event.step:>6}  "
+                f"val -ELBO {event.val_elbo:8.3f}  (KL {event.kl:.3f}, NLL {event.nll:.3f})  "
+                f"train {event.train_time_s:.1f} s"
             )
+
+
+class ConsoleReporter:
+    """The console's `Reporter`: stages and measurements and progress on stderr (none with `quiet`), result
+    lines on stdout (stderr with `to_stderr`, when stdout holds a JSON document), warnings on stderr."""
+
+    def __init__(self, quiet: bool = False, to_stderr: bool = False) -> None:
+        self.quiet, self.to_stderr = quiet, to_stderr
+
+    def report(self, event: Event) -> None:
+        """Show one event where it belongs."""
+        if isinstance(event, Message):
+            if event.level == "info":
+                click.echo(event.text, err=self.to_stderr)
+            elif event.level == "warning":
+                click.echo(event.text, err=True)
+            elif not self.quiet:
+                err_console.print(f"[dim]{escape(event.text)}[/dim]")
+        elif self.quiet:
+            return
+        elif isinstance(event, Stage):
+            err_console.print(f"[bold]bench[/bold] {escape(event.what)}")
+        elif isinstance(event, Measured):
+            err_console.print(f"[dim]  {escape(event.what)}: {event.median_s * 1e3:.3f} ms median[/dim]")
+
+    def wire(self, event: dict[str, Any]) -> None:
+        """An engine's or worker's event in the wire format, read into its record."""
+        self.report(read_event(event))
+
+    def progress(self, text: str) -> None:
+        """A progress line (a download, a verification, a stage of a load test)."""
+        self.report(Message(text, "progress"))
 
 
 @main.command()
@@ -259,29 +331,11 @@ class _RunDisplay:
     default=None,
     help="Backend name, a comma-separated list (NAME or NAME:MODE each), or 'all'. Required unless --resume.",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--mode", default=None, help="Backend mode, e.g. eager/compiled (torch); default: the backend's.")
-@click.option(
-    "--target",
-    type=FiniteFloat(),
-    default=DEFAULT_TARGET,
-    show_default=True,
-    help="Stop at val -ELBO <= target (nats).",
-)
-@click.option("--max-epochs", type=click.IntRange(min=1), default=DEFAULT_MAX_EPOCHS, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train exactly N epochs, no target.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between evaluations [one epoch].")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--repeats",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Runs per backend, with seeds seed..seed+N-1.",
-)
+@click_options(RunCommand)
 @_dataset_opt
 @_data_opt
 @click.option(
+    "-o",
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
@@ -289,23 +343,7 @@ class _RunDisplay:
     help="Run folder [runs/<backend>-<timestamp>, or runs/compare-<timestamp> for several runs].",
 )
 @click.option("--force", is_flag=True, help="Write into a --out folder that already holds files.")
-@click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Use only the first N training images.")
-@click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Use only the first N validation images.")
-@click.option(
-    "--worker-timeout",
-    type=FiniteFloat(min=1),
-    default=600,
-    show_default=True,
-    help="Seconds of silence after which a worker is declared hung.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Threads for every framework, at most the cores available [its own default].",
-)
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
-@click.option("--export", "export_onnx", is_flag=True, help="Also export each run's verified decoder to decoder.onnx.")
 @click.option(
     "--resume",
     "resume_dir",
@@ -319,102 +357,83 @@ class _RunDisplay:
     "history_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Also append the results to this history store (see `cvae-bench report --history`).",
+    help="The history store the results are appended to (see `cvae-bench report --history`) "
+    "[$CVAE_BENCH_HISTORY, else ~/.cache/cvae-bench/history].",
 )
+@click.option("--no-history", is_flag=True, help="Do not append the results to any history store.")
+@_json_opt
 def run(
     backend_name: str | None,
-    device: str,
-    mode: str | None,
-    target: float,
-    max_epochs: int,
-    epochs: int | None,
-    eval_every: int | None,
-    seed: int,
-    repeats: int,
     dataset: str,
     data_path: str | None,
     out_dir: str | None,
     force: bool,
-    train_subset: int | None,
-    val_subset: int | None,
-    worker_timeout: float,
-    threads: int | None,
     quiet: bool,
-    export_onnx: bool,
     resume_dir: str | None,
     no_report: bool,
     history_dir: str | None,
+    no_history: bool,
+    as_json: bool,
+    **declared: Any,
 ) -> None:
     """Train backends until the shared evaluator reports val -ELBO <= --target, and compare them."""
-    check_threads(threads)
-    check_subsets(dataset, train_subset, val_subset)
-    from cvae_bench.backends.selection import parse_selection
-    from cvae_bench.data.loading import load_dataset
-    from cvae_bench.onnx.commands import export_lines, require_export
+    from cvae_bench.onnx import commands as onnx_commands
+    from cvae_bench.training.command import run_command
     from cvae_bench.training.compare import HEADERS, table_rows
-    from cvae_bench.training.loop import TrainConfig
-    from cvae_bench.training.matched import default_folder, resume_matched, run_matched
-    from cvae_bench.training.run import RunOptions
 
-    if (backend_name is None) == (resume_dir is None):
-        raise CvaeBenchError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
-    display = lambda label: _RunDisplay(label, quiet)  # noqa: E731 - a factory, named for the two calls below
-    warn = lambda line: click.echo(line, err=True)  # noqa: E731
-
-    def export_after(selection: Any, result: Any, sub: Path) -> list[str]:
-        weights, onnx_path = sub / "weights.safetensors", sub / "decoder.onnx"
-        return export_lines(
-            selection.info, weights, onnx_path, result.device.split(":")[0], dataset, data_path, val_subset
-        )
-
-    after_run = export_after if export_onnx else None
-    if resume_dir is not None:
-        outcome = resume_matched(Path(resume_dir), display, click.echo, warn, after_run)
-        epochs = None
-        if outcome.results and outcome.results[0].outcome.target is not None:
-            target = outcome.results[0].outcome.target
-    else:
-        assert backend_name is not None
-        selections = parse_selection(backend_name)
-        if mode is not None:
-            selections = [s if s.mode else replace(s, mode=mode) for s in selections]
-        if export_onnx:
-            require_export([s.info for s in selections], device)
-        folder = Path(out_dir) if out_dir else default_folder(selections, repeats)
-        # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
-        ds = load_dataset(dataset, data_path, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
-        data_path = str(ds.path)
-        config = TrainConfig(target=target, max_epochs=max_epochs, epochs=epochs, eval_every=eval_every, seed=seed)
-        base = RunOptions(
-            config=config,
-            device=device,
-            dataset=dataset,
-            data_path=data_path,
-            train_subset=train_subset,
-            val_subset=val_subset,
-            idle_timeout=worker_timeout,
-            threads=threads,
-        )
-        command = "cvae-bench " + " ".join(sys.argv[1:])
-        outcome = run_matched(selections, base, repeats, folder, command, display, click.echo, warn, after_run, force)
+    # The declared options arrive under their field names: the record is built from them as they are.
+    cmd = RunCommand(
+        backends=backend_name,
+        resume=Path(resume_dir) if resume_dir is not None else None,
+        dataset=dataset,
+        data_path=data_path,
+        out_dir=out_dir,
+        force=force,
+        command="cvae-bench " + " ".join(sys.argv[1:]),
+        **declared,
+    )
+    # With --json, stdout holds the one document: the result lines go to stderr.
+    reporter = ConsoleReporter(quiet, to_stderr=as_json)
+    done = run_command(
+        cmd,
+        display=lambda label: _RunDisplay(label, quiet),
+        say=lambda line: reporter.report(Message(line)),
+        warn=lambda line: reporter.report(Message(line, "warning")),
+        progress=reporter.progress,
+        exporter=onnx_commands if cmd.export_onnx else None,
+    )
+    outcome = done.matched
     folder = outcome.folder
-    if outcome.rows:
-        table = Table(title=f"matched runs: val -ELBO <= {target}" if epochs is None else f"{epochs} epochs")
-        for header in HEADERS:
-            table.add_column(header, no_wrap=True)
-        for cells in table_rows(outcome.rows):
-            table.add_row(*cells)
-        out_console.print(table)
+    if as_json:
+        rows = [dict(zip(HEADERS, cells, strict=True)) for cells in table_rows(outcome.rows)]
+        body = {
+            "folder": str(folder),
+            "results": [r.to_json() for r in outcome.results],  # each run's result.json
+            "comparison": rows,  # comparison.json's table, when several runs were made
+            "failures": outcome.failures,
+        }
+        click.echo(json_document("run", body))
+    elif outcome.rows:
+        show_table(done.title, HEADERS, table_rows(outcome.rows))
         click.echo(f"comparison written to {folder / 'comparison.md'} and comparison.json")
     if outcome.results:
-        _report_and_history(folder, no_report, history_dir)
+        _report_and_history(folder, no_report, _history(history_dir, no_history))
     if outcome.failures:
         raise CvaeBenchError(f"{len(outcome.failures)} run(s) failed; see the lines above")
 
 
+def _history(history_dir: str | None, no_history: bool) -> str | None:
+    """The history store results go to: `--history`, else the default store; None with `--no-history`."""
+    if no_history:
+        return None
+    from cvae_bench.report.history import default_history_dir
+
+    return history_dir or str(default_history_dir())
+
+
 def _report_and_history(folder: Path, no_report: bool, history_dir: str | None, result: Path | None = None) -> None:
     """report.html into `folder` (a warning, not a failure, when it cannot be made) and the history entry of
-    `result` (default: the folder)."""
+    `result` (default: the folder; none when `history_dir` is None)."""
     if not no_report:
         from cvae_bench.report.api import write_report
         from cvae_bench.report.inputs import ReportError
@@ -432,11 +451,20 @@ def _report_and_history(folder: Path, no_report: bool, history_dir: str | None, 
 
 @main.command()
 @click.option("--backend", "backend_name", required=True, help="Backend that runs the networks.")
-@click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False))
-@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights to score."
+)
+@click.option(
+    "--device",
+    "--devices",
+    "device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda or cuda:N (gpu reads as cuda), where the backend runs.",
+)
 @_dataset_opt
 @_data_opt
-@click.option("--val-subset", type=click.IntRange(min=1), default=None)
+@click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
 def evaluate(
     backend_name: str,
     weights_path: str,
@@ -447,6 +475,11 @@ def evaluate(
 ) -> None:
     """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
     from cvae_bench.backends import registry
+    from cvae_bench.core.checks import check_device
+    from cvae_bench.data.specs import check_subsets
+
+    device = check_device("--device", device)
+    check_subsets(dataset, None, val_subset)
     from cvae_bench.data.evaluation import evaluate_weights
 
     ev = evaluate_weights(
@@ -461,14 +494,13 @@ def evaluate(
 
 
 # -- bench ----------------------------------------------------------------------------------------------
-def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"expected positive integers, got {value!r}")
-    return out
+def _bench_groups(text: str | None) -> tuple[str, ...]:
+    """The groups named in `--groups`, or those that declare themselves default (the registry says which)."""
+    if text is None:
+        from cvae_bench.bench.groups import DEFAULT_GROUPS
+
+        return DEFAULT_GROUPS
+    return tuple(g.strip() for g in text.split(",") if g.strip())
 
 
 @main.command()
@@ -481,36 +513,13 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     "each item may end in +KNOB=VALUE... to time a tuned worker beside the untuned one (knobs: threads, "
     "flush-denormal, mkldnn, torch-compile-mode, onednn, env:VAR; docs/design.md, 'Tuning knobs').",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the backends.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every framework [cores].")
 @click.option(
     "--groups",
-    default="train-step,sample-native,sample-onnxruntime",
-    show_default=True,
-    help="Comma-separated: train-step, sample-native, sample-onnxruntime.",
+    default=None,
+    help="Comma-separated benchmark groups: train-step, sample-native, sample-onnxruntime, sample-onnxruntime-web, "
+    "anatomy [the groups that declare themselves default: the first three].",
 )
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1, max=100),
-    default=_BENCH_DEFAULTS.epochs,
-    show_default=True,
-    help="Epochs of fresh worker processes per contestant; every interval is taken across them.",
-)
-@click.option(
-    "--rounds",
-    type=click.IntRange(min=1),
-    default=_BENCH_DEFAULTS.rounds,
-    show_default=True,
-    help="Interleaved timed rounds per epoch.",
-)
-@click.option(
-    "--min-time", type=FiniteFloat(min=0), default=0.1, show_default=True, help="Seconds per round, at least."
-)
-@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed training steps.")
-@click.option(
-    "--batch-sizes", default="1,64,1024,8192", show_default=True, callback=_int_list, help="Sampling batch sizes."
-)
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="onnxruntime model precisions.")
+@click_options(BenchOptions)
 @click.option(
     "--runs",
     "runs_path",
@@ -526,15 +535,14 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 )
 @_dataset_opt
 @_data_opt
-@click.option("--train-subset", type=click.IntRange(min=64), default=None, help="Train steps on the first N images.")
 @click.option(
+    "-o",
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
     help="Results folder [runs/bench-<timestamp>].",
 )
-@click.option("--worker-timeout", type=FiniteFloat(min=1), default=600, show_default=True)
 @click.option("--force", is_flag=True, help="Write into an --out folder that already holds files.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html into the results folder.")
 @click.option(
@@ -542,47 +550,16 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     "history_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Also append bench.json to this history store (see `cvae-bench report --history`).",
+    help="The history store the results are appended to (see `cvae-bench report --history`) "
+    "[$CVAE_BENCH_HISTORY, else ~/.cache/cvae-bench/history].",
 )
+@click.option("--no-history", is_flag=True, help="Do not append the results to any history store.")
 @click.option(
     "--anatomy",
     is_flag=True,
     help="Also profile each backend's step and decoder (and onnxruntime's) by category: the anatomy groups.",
 )
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-@click.option(
-    "--tie",
-    type=FiniteFloat(min=0, max=0.5),
-    default=0.03,
-    show_default=True,
-    help="Ratios within ±TIE are a tie.",
-)
-@click.option(
-    "--rel-precision",
-    type=FiniteFloat(min=0.001, max=0.5),
-    default=None,
-    help="Add interleaved sweeps until every ratio's 95 % CI half-width is within this (e.g. 0.02), or --max-time.",
-)
-@click.option(
-    "--max-time",
-    type=FiniteFloat(min=1),
-    default=300,
-    show_default=True,
-    help="Seconds of timed sweeps at most with --rel-precision.",
-)
-@click.option(
-    "--self-check/--no-self-check",
-    default=True,
-    show_default=True,
-    help="Time the first backend/mode twice, in two workers (A/A): its ratio gives this machine's noise floor.",
-)
-@click.option(
-    "--wait-quiet",
-    type=FiniteFloat(min=0),
-    default=0,
-    show_default=True,
-    help="Wait up to SECONDS for an idle machine before timing.",
-)
 @click.option(
     "--replicate",
     type=click.IntRange(min=1, max=100),
@@ -591,73 +568,34 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     help="Run the bench N times, independently, and write calibration.md: how often each interval holds the "
     "pooled estimate, and how often the A/A check fails.",
 )
-@click.option(
-    "--plain-loops",
-    is_flag=True,
-    help="Also time each selected framework's own plain training loop beside train-step (torch: nn.Module + "
-    "torch.optim.Adam; Keras: the tutorial's fit), to show the harness does not slow a framework down.",
-)
-@click.option(
-    "--under-load",
-    is_flag=True,
-    help="Judge even when foreign load overlapped too many sweeps (BUSY runs otherwise get no verdict).",
-)
+@_json_opt
 def bench(
     backend_name: str,
-    device: str,
-    threads: int | None,
-    groups: str,
-    epochs: int,
-    rounds: int,
-    min_time: float,
-    warmup: int,
-    batch_sizes: tuple[int, ...],
-    precisions: str,
+    groups: str | None,
     runs_path: str | None,
     with_runs: int | None,
     dataset: str,
     data_path: str | None,
-    train_subset: int | None,
     out_dir: str | None,
-    worker_timeout: float,
     force: bool,
     no_report: bool,
     history_dir: str | None,
+    no_history: bool,
     anatomy: bool,
     quiet: bool,
-    tie: float,
-    rel_precision: float | None,
-    max_time: float,
-    self_check: bool,
-    wait_quiet: float,
     replicate: int,
-    plain_loops: bool,
-    under_load: bool,
+    as_json: bool,
+    **declared: Any,
 ) -> None:
     """Benchmark training steps and sampling in interleaved rounds, with verdicts, roofline and fairness audit."""
     from cvae_bench.bench.api import BenchCommand, run_bench_command
 
+    # The declared options arrive under their field names: the record is built from them as they are.
     options = BenchOptions(
-        groups=tuple(g.strip() for g in groups.split(",") if g.strip()) + (("anatomy",) if anatomy else ()),
-        device=device,
-        threads=threads,
-        epochs=epochs,
-        rounds=rounds,
-        min_time=min_time,
-        warmup=warmup,
-        batch_sizes=batch_sizes,
-        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
+        groups=_bench_groups(groups) + (("anatomy",) if anatomy else ()),
         dataset=dataset,
         data_path=data_path,
-        train_subset=train_subset,
-        idle_timeout=worker_timeout,
-        tie=tie,
-        rel_precision=rel_precision,
-        max_time=max_time,
-        self_check=self_check,
-        wait_quiet=wait_quiet,
-        under_load=under_load,
-        plain_loops=plain_loops,
+        **declared,
     )
     command = BenchCommand(
         backends=backend_name,
@@ -670,24 +608,29 @@ def bench(
         replicate=replicate,
     )
 
-    def on_event(event: dict[str, Any]) -> None:
-        if quiet:
-            return
-        if event.get("type") == "stage":
-            err_console.print(f"[bold]bench[/bold] {event['what']}")
-        elif event.get("type") == "bench" and "median_s" in event:
-            err_console.print(f"[dim]  {event['what']}: {event['median_s'] * 1e3:.3f} ms median[/dim]")
-
-    outcome = run_bench_command(command, on_event, progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    reporter = ConsoleReporter(quiet)
+    outcome = run_bench_command(command, reporter.wire, progress=reporter.progress)
+    if as_json:
+        tables = [
+            {"title": t.title, "headers": list(t.headers), "rows": [list(r) for r in t.rows]} for t in outcome.tables
+        ]
+        body = {
+            "results": str(outcome.json_path),
+            "markdown": str(outcome.md_path),
+            "tables": tables,
+            "fairness": {process: dict(audit) for process, audit in outcome.fairness},
+            "load": outcome.load,
+            "noise": outcome.noise,
+            "aa_failed": outcome.aa_failed,
+            "calibration": outcome.calibration,
+        }
+        click.echo(json_document("bench", body))
+        _report_and_history(outcome.json_path.parent, no_report, _history(history_dir, no_history), outcome.json_path)
+        return
     for shown in outcome.tables:
         if not shown.rows and not shown.show_empty:
             continue
-        table = Table(title=shown.title)
-        for h in shown.headers:
-            table.add_column(h, no_wrap=True)
-        for cells in shown.rows:
-            table.add_row(*cells)
-        out_console.print(table)
+        show_table(shown.title, shown.headers, shown.rows)
     out_console.print("[bold]fairness audit[/bold]")
     for process, audit in outcome.fairness:  # one block per process: too many columns for one table
         out_console.print(f"  [bold]{process}[/bold]")
@@ -701,7 +644,7 @@ def bench(
     for line in outcome.calibration or []:
         click.echo(line)
     click.echo(f"results written to {outcome.json_path} and {outcome.md_path}")
-    _report_and_history(outcome.json_path.parent, no_report, history_dir, outcome.json_path)
+    _report_and_history(outcome.json_path.parent, no_report, _history(history_dir, no_history), outcome.json_path)
 
 
 # -- export, sample ---------------------------------------------------------------------------------------
@@ -709,20 +652,35 @@ def bench(
 @click.option("--backend", "backend_name", required=True, help="Backend whose exporter writes the file.")
 @click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights.")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
-@click.option("--part", type=click.Choice(["decoder", "encoder"]), default="decoder", show_default=True)
+@click.option(
+    "--part",
+    type=click.Choice(["decoder", "encoder"]),
+    default="decoder",
+    show_default=True,
+    help="Which network to export.",
+)
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "int8"]),
+    "--precisions",
+    "precision",
+    type=click.Choice(PRECISIONS, case_sensitive=False),
     default="fp32",
     show_default=True,
     help="fp16: onnxconverter-common, float32 inputs/outputs kept; int8: onnxruntime dynamic quantisation.",
 )
 @click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True, help="ONNX opset of the file.")
-@click.option("--device", default="cpu", show_default=True, help="Where the backend runs (the check's reference).")
+@click.option(
+    "--device",
+    "--devices",
+    "device",
+    default="cpu",
+    show_default=True,
+    help="Where the backend runs (the check's reference). cpu, cuda, cuda:N (gpu reads as cuda).",
+)
 @_dataset_opt
 @_data_opt
 @click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
-@click.option("--worker-timeout", type=FiniteFloat(min=1), default=600, show_default=True)
+@_worker_timeout_opt
 @click.option("--force", is_flag=True, help="Replace an existing -o file.")
 def export(
     backend_name: str,
@@ -739,7 +697,12 @@ def export(
     force: bool,
 ) -> None:
     """Export a decoder (or encoder) to ONNX with the one interface, verified against the framework."""
+    from cvae_bench.core.checks import check_device
+    from cvae_bench.data.specs import check_subsets
     from cvae_bench.onnx.commands import export_command
+
+    device = check_device("--device", device)
+    check_subsets(dataset, None, val_subset)
 
     lines = export_command(
         backend_name,
@@ -754,7 +717,7 @@ def export(
         val_subset=val_subset,
         idle_timeout=worker_timeout,
         force=force,
-        progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]"),
+        progress=ConsoleReporter().progress,
     )
     for line in lines:
         click.echo(line)
@@ -769,9 +732,24 @@ def export(
 )
 @click.option("--backend", "backend_name", default=None, help="Decode with this backend instead (needs --weights).")
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Canonical weights.")
-@click.option("--device", default="cpu", show_default=True, help="Where --backend runs.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="samples", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prior draws.")
+@click.option(
+    "--device",
+    "--devices",
+    "device",
+    default="cpu",
+    show_default=True,
+    help="Where --backend runs. cpu, cuda, cuda:N (gpu reads as cuda).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="samples",
+    show_default=True,
+    help="Folder for the PNGs.",
+)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the prior draws.")
 @click.option("--digit", type=click.IntRange(min=0), default=0, show_default=True, help="Digit of the latent manifold.")
 def sample(
     onnx_path: str | None,
@@ -784,7 +762,10 @@ def sample(
     digit: int,
 ) -> None:
     """Draw a decoder: prior samples per digit, one z across labels 1-9, the latent manifold (PNGs)."""
+    from cvae_bench.core.checks import check_device
     from cvae_bench.onnx.commands import sample_command
+
+    device = check_device("--device", device)
 
     paths = sample_command(
         onnx_path=onnx_path,
@@ -802,9 +783,31 @@ def sample(
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="loadtest", show_default=True)
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="Variants to measure (made from fp32).")
-@click.option("--devices", default="cpu,cuda", show_default=True, help="onnxruntime providers, where available.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="loadtest",
+    show_default=True,
+    help="Folder for loadtest.json, loadtest.md and LoadGen's logs.",
+)
+@click.option(
+    "--precisions",
+    "--precision",
+    "precisions",
+    default=",".join(PRECISIONS),
+    show_default=True,
+    help="Variants to measure (made from fp32).",
+)
+@click.option(
+    "--devices",
+    "--device",
+    "devices",
+    default="cpu,cuda",
+    show_default=True,
+    help="onnxruntime providers, where available (gpu reads as cuda).",
+)
 @click.option(
     "--serving", default=None, help="SESSIONSxTHREADS choices, e.g. 1x1,1x2,2x1 [default: 1x1,1xN,Nx1 for N cores]."
 )
@@ -831,8 +834,28 @@ def sample(
     "--max-probes", type=click.IntRange(min=1), default=6, show_default=True, help="Server rates tried at most."
 )
 @click.option("--offline-batches", default="64,1024", show_default=True, help="Offline batch sizes.")
-@click.option("--offline-queries", type=click.IntRange(min=1), default=16384, show_default=True)
-@click.option("--scheduler", type=click.Choice(["auto", "loadgen", "builtin"]), default="auto", show_default=True)
+@click.option(
+    "--scenario",
+    "--scenarios",
+    "scenarios",
+    default="single-stream,server,offline",
+    show_default=True,
+    help="LoadGen's scenarios to run, comma-separated: single-stream, server, offline.",
+)
+@click.option(
+    "--offline-queries",
+    type=click.IntRange(min=1),
+    default=16384,
+    show_default=True,
+    help="Samples in the offline scenario's one query.",
+)
+@click.option(
+    "--scheduler",
+    type=click.Choice(["auto", "loadgen", "builtin"]),
+    default="auto",
+    show_default=True,
+    help="Who issues the queries: MLPerf LoadGen, the built-in scheduler, or LoadGen where it imports.",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def loadtest(
     model: str,
@@ -848,14 +871,13 @@ def loadtest(
     offline_queries: int,
     scheduler: str,
     quiet: bool,
+    scenarios: str,
 ) -> None:
     """Measure an ONNX decoder under MLPerf's single-stream, server and offline scenarios."""
+    from cvae_bench.core.checks import check_int_list
     from cvae_bench.serving.loadtest import loadtest_command
 
-    try:
-        batches = [int(b) for b in offline_batches.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected integers such as 64,1024; received {offline_batches!r}") from None
+    batches = check_int_list("--offline-batches", offline_batches, minimum=1)
     paths = loadtest_command(
         model,
         out_dir,
@@ -869,7 +891,8 @@ def loadtest(
         offline_batches=batches,
         offline_queries=offline_queries,
         scheduler=scheduler,
-        say=(lambda msg: None) if quiet else (lambda msg: err_console.print(f"[dim]{msg}[/dim]")),
+        scenarios=scenarios.split(","),
+        say=ConsoleReporter(quiet).progress,
     )
     for path in paths:
         click.echo(path)
@@ -887,7 +910,9 @@ def loadtest(
     help="local: this machine, one cell at a time; ray: each cell a Ray task on a cluster.",
 )
 @click.option("--address", default=None, help="The Ray cluster (ray://HOST:10001 or HOST:6379) [$RAY_ADDRESS].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Results [the file's out].")
+@click.option(
+    "-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Results folder [the file's out]."
+)
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
@@ -896,13 +921,7 @@ def loadtest(
     help="Times a failed cell is run again before it is recorded as failed.",
 )
 @click.option("--retry-failed", is_flag=True, help="Run again the cells an earlier sweep recorded as failed.")
-@click.option(
-    "--worker-timeout",
-    type=FiniteFloat(min=1),
-    default=600,
-    show_default=True,
-    help="Seconds of silence after which a worker is declared hung.",
-)
+@_worker_timeout_opt
 def sweep(
     sweep_file: str,
     dry_run: bool,
@@ -938,7 +957,15 @@ def sweep(
 # -- report ---------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default="report.html",
+    show_default=True,
+    help="The HTML page to write.",
+)
 @click.option(
     "--history",
     "history_dir",
@@ -960,7 +987,15 @@ def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, appen
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="site", show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="site",
+    show_default=True,
+    help="Folder for the static site.",
+)
 @click.option("--no-webgpu", is_flag=True, help="Ship the WASM build only (14 MB instead of 40 MB).")
 def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     """Write a static page that runs the decoder in the browser (onnxruntime-web, WASM or WebGPU)."""
@@ -983,28 +1018,58 @@ def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     show_default=True,
     help="Exit 1 when an entry is significantly slower by more than this (0.05: 5 %).",
 )
-@click.option("--tie", type=FiniteFloat(min=0, max=0.5), default=0.03, show_default=True)
-def compare(base: str, new: str, fail_above: float, tie: float) -> None:
+@click.option(
+    "--tie",
+    type=FiniteFloat(min=0, max=0.5),
+    default=_BENCH_DEFAULTS.tie,
+    show_default=True,
+    help="Changes within ±TIE are a tie, never a regression (0.03: 3 %).",
+)
+@click.option(
+    "--fail-above-memory",
+    type=FiniteFloat(min=0),
+    default=None,
+    help="Exit 1 when an entry's peak resident memory grew by more than this (0.10: 10 %) [default: not gated].",
+)
+@_json_opt
+@click.option(
+    "--markdown",
+    is_flag=True,
+    help="Print the table and verdict as Markdown, ready to paste into a pull request comment.",
+)
+def compare(
+    base: str, new: str, fail_above: float, tie: float, fail_above_memory: float | None, as_json: bool, markdown: bool
+) -> None:
     """The regression gate: each entry's change from BASE to NEW with its 95 % CI and verdict.
 
     BASE and NEW: bench.json, pytest-benchmark JSON (or a .benchmarks folder), comparison.json, result.json, or
-    folders of them. Exits 1 on a significant regression above --fail-above.
+    folders of them. Exits 1 on a significant regression above --fail-above, or (with --fail-above-memory) on
+    an entry whose peak resident memory grew by more than that.
     """
-    from rich.markup import escape
-
     from cvae_bench.bench.compare import GATE_HEADERS, compare_files, gate_rows, gate_summary
+    from cvae_bench.bench.compare_memory import compare_memory, memory_summary, with_memory
+    from cvae_bench.cli_output import json_document, show_table
 
+    if as_json and markdown:
+        raise UsageError("--json and --markdown: choose one")
     result = compare_files(base, new, tie=tie, fail_above=fail_above)
-    table = Table(title=f"{new} vs {base} (above 0: slower; tie within ±{tie:.0%})")
-    for header in GATE_HEADERS:
-        table.add_column(header)
-    for cells in gate_rows(result):
-        table.add_row(*(escape(c) for c in cells))  # entry names hold brackets, which rich reads as markup
-    out_console.print(table)
-    for name in result.only_base:
-        click.echo(f"only in BASE: {name}")
-    for name in result.only_new:
-        click.echo(f"only in NEW: {name}")
-    click.echo(gate_summary(result))
-    if result.failed:
+    memory = compare_memory(base, new, fail_above_memory)
+    if as_json:
+        body = {"base": base, "new": new, "failed": result.failed or memory.failed, "summary": gate_summary(result)}
+        doc = {**body, **result.to_json(), "memory": memory.to_json(), "memory_summary": memory_summary(memory)}
+        click.echo(json_document("compare", doc))
+    else:
+        headers, rows = with_memory(GATE_HEADERS, gate_rows(result), [c.name for c in result.changes], memory)
+        title = f"{new} vs {base} (above 0: slower; tie within ±{tie:.0%})"
+        show_table(title, headers, rows, markdown=True if markdown else None)
+        bullet = "- " if markdown else ""
+        for name in result.only_base:
+            click.echo(f"{bullet}only in BASE: {name}")
+        for name in result.only_new:
+            click.echo(f"{bullet}only in NEW: {name}")
+        click.echo(f"**{gate_summary(result)}**" if markdown else gate_summary(result))
+        memory_line = memory_summary(memory)
+        if memory_line is not None:
+            click.echo(memory_line)
+    if result.failed or memory.failed:
         sys.exit(1)

@@ -12,6 +12,15 @@ Bounds: a request is decoded in chunks of at most `max_batch` rows (default `def
 or fewer when a quarter of the available memory cannot hold a chunk's inputs, output and activations), and a
 request of more than `max_rows` rows (default `default_max_rows()`: 1,048,576, or fewer when half the
 available memory cannot hold the result) is refused. Every bad argument is a `DecoderError`.
+
+Memory a service needs (an MNIST decoder, fp32, CPU provider; the peak resident set of a fresh process
+measured by the kernel, VmHWM, around one `sample` call): Python with NumPy, onnxruntime and the session
+take about 60 MiB; a call then adds about 9 KiB per row of a chunk (`_row_bytes`: inputs, output and two
+image-sized activations; at most `max_batch` rows) and, when a request spans several chunks, 3 KiB per row
+of the whole request (the float32 result they are copied into). Measured: 1 row 66 MiB in all, 1,024 rows
+74 MiB, 65,536 rows (one chunk) 621 MiB, 262,144 rows (four chunks) 1,418 MiB (docs/memory.md, with the
+command). So a service answering requests of N rows needs about 60 MiB + 9 KiB × min(N, max_batch), plus
+3 KiB × N when N > max_batch.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ _FLOAT = "tensor(float)"
 MAX_BATCH = 65_536
 #: Rows per request at most, whatever the memory: 2**20 MNIST images are 3.3 GB of float32 output.
 MAX_ROWS = 1_048_576
+#: The largest |value| accepted in z and in the labels: z comes from the standard-normal prior, where 1e4 is
+#: ten thousand standard deviations out (the decoder never saw anything near it), and labels are one-hot. Far
+#: beyond, float32 arithmetic in the network overflows into NaN pixels.
+INPUT_LIMIT = 1e4
 _F32 = 4
 
 
@@ -222,6 +235,12 @@ class OnnxDecoder:
             raise DecoderError(
                 f"{name}: expected finite float32 values (|x| <= 3.4e38); received NaN, infinity or a value beyond"
             )
+        largest = float(np.max(np.abs(out)))
+        if largest > INPUT_LIMIT:
+            raise DecoderError(
+                f"{name}: expected values within +-{INPUT_LIMIT:g} (z is drawn from a standard normal, labels are "
+                f"one-hot); received {largest:g}"
+            )
         return out
 
     def _digits(self, digits: Sequence[int] | NDArray[np.integer]) -> NDArray[np.int64]:
@@ -269,8 +288,8 @@ class OnnxDecoder:
             float32 (n, H, W) in [0, 1].
 
         Raises:
-            DecoderError: a shape, dtype or non-finite value that does not fit, more than `max_rows` rows, or
-                onnxruntime failing on a chunk.
+            DecoderError: a shape, dtype or non-finite value that does not fit, a value beyond `INPUT_LIMIT`,
+                more than `max_rows` rows, onnxruntime failing on a chunk, or an output that is not finite.
         """
         zz = self._floats("z", z, self.latent_dim)
         yy = self._floats("label_onehot", label_onehot, self.num_classes, len(zz))
@@ -293,6 +312,12 @@ class OnnxDecoder:
             out: NDArray[np.float32] = self.session.run([OUTPUT], {"z": z, "label": y})[0]
         except Exception as exc:  # onnxruntime's own types (e.g. a failed allocation): one line, no traceback
             raise DecoderError(f"onnxruntime failed on {len(z)} rows: {_first_line(exc)}") from None
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        if bad:  # never hand out images with NaN pixels: the caller would see them only when drawing them
+            raise DecoderError(
+                f"x_mean: the decoder gave {bad} non-finite pixel(s) (NaN or infinity) for these inputs; "
+                "its weights or the inputs are beyond what its float32 arithmetic can hold"
+            )
         return out
 
     def sample(

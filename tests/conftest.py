@@ -4,6 +4,7 @@ cvae_bench.testing: `support`, `onnx_models`)."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from cvae_bench.testing.support import WorkerPool, load_mnist
 # (runtime/threads.py: every framework at its own defaults), and the tests of those defaults remove it
 # (tests/test_pause.py, tests/test_bench.py's end-to-end bench).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# `run` and `bench` append to a history store by default: the suite's go to a temporary one, never the user's
+# (inherited by the CLI subprocesses the tests start).
+os.environ["CVAE_BENCH_HISTORY"] = tempfile.mkdtemp(prefix="cvae-bench-test-history-")
 
 
 @pytest.fixture(scope="session")

@@ -246,7 +246,10 @@ def test_audit_rows_name_threads_precision_sync() -> None:
     assert "TF intra env 2/inter env 2" in row[3]
     assert "XLA 2 cores" in row[3]
     assert "torch TF32 off" in row[5] and "TF TF32 off" in row[5] and row[5].startswith("float32")
-    assert row[4:] == ["jit", row[5], "s", "d", "w"]
+    assert row[4:] == ["jit", row[5], "s", "d", "w", "-"]  # no allocator lines recorded: "-"
+    with_allocators = AuditEntry(label="y", threads=None, audit={**audit, "allocators": {"jax": "CPU: on demand"}})
+    (row,) = audit_table.audit_rows([with_allocators])
+    assert row[-1] == "jax: CPU: on demand"
 
 
 def test_process_audit_reports_affinity_and_env() -> None:
@@ -647,3 +650,54 @@ def test_a_train_step_round_ends_only_when_an_asynchronous_backends_steps_are_do
     timed.sync()  # how every round ends
     assert threads.done == threads.queued
     assert timed.finish is not None and np.isfinite(timed.finish().loss)
+
+
+def test_replicated_bench_calibrates_and_measures_the_ceiling_once(tmp_path: Path, mnist: tuple) -> None:
+    """`--replicate 2` of a `NAME:all` selection: two independent benches in rep-01/rep-02, read together in
+    calibration.json; the machine's matmul ceiling measured by the first and reused by the second."""
+    pytest.importorskip("cvae_bench_numpy", reason="the example plugin (examples/numpy_plugin) is not installed")
+    out = tmp_path / "cal"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cvae_bench",
+            "bench",
+            "--backend",
+            "numpy:all",
+            "--groups",
+            "train-step",
+            "--epochs",
+            "2",
+            "--rounds",
+            "2",
+            "--under-load",
+            "--min-time",
+            "0.01",
+            "--warmup",
+            "1",
+            "--replicate",
+            "2",
+            "--out",
+            str(out),
+            "--no-report",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("matmul ceiling") == 1, proc.stderr
+    docs = [json.loads((out / f"rep-{k:02d}" / "bench.json").read_text()) for k in (1, 2)]
+    assert docs[0]["cvae_bench"]["roofline"] == docs[1]["cvae_bench"]["roofline"]
+    for doc in docs:
+        names = [b["name"] for b in doc["benchmarks"]]
+        assert names == ["train-step[numpy-eager]", "train-step[numpy-eager-aa]"], names
+        assert sorted(set(doc["benchmarks"][0]["stats"]["epochs"])) == [0, 1]
+    # each replicate shuffles its own order
+    assert [d["cvae_bench"]["rounds"]["order_seed"] for d in docs] == [0, 1]
+    cal = json.loads((out / "calibration.json").read_text())
+    assert cal["runs"] == 2 and cal["aa_checked"] == 2
+    assert [r["name"] for r in cal["ratios"]] == ["train-step[numpy-eager-aa]"]
+    assert "calibration" in (out / "calibration.md").read_text().lower()

@@ -134,6 +134,37 @@ def test_float64_beyond_float32_is_refused_not_nan_pixels(decoder: OnnxDecoder, 
 
 
 @pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: d.sample([1], z=np.array([[3e38, 0.0]], np.float32)),
+        lambda d: d.decode(np.array([[0.0, -2e4]], np.float32), np.eye(10, dtype=np.float32)[[1]]),
+        lambda d: d.decode(np.zeros((1, 2), np.float32), np.full((1, 10), 1e5, np.float32)),
+    ],
+    ids=["z-3e38", "z-minus-2e4", "label-1e5"],
+)
+def test_finite_inputs_beyond_the_sane_range_are_refused(decoder: OnnxDecoder, call: Any) -> None:
+    """A finite float32 z of 3e38 overflows the network's arithmetic into NaN pixels: refused before."""
+    with pytest.raises(DecoderError, match=r"expected values within \+-10000 .*received"):
+        call(decoder)
+
+
+def test_non_finite_pixels_are_an_error_not_an_image(decoder_file: Path) -> None:
+    class _NaNs:
+        def __init__(self, session: Any) -> None:
+            self.session = session
+
+        def run(self, names: Any, feeds: Any) -> list[Any]:
+            out = self.session.run(names, feeds)
+            out[0][0, 0, 0] = np.nan
+            return out
+
+    decoder = OnnxDecoder(str(decoder_file))
+    decoder.session = _NaNs(decoder.session)
+    with pytest.raises(DecoderError, match=r"^x_mean: the decoder gave 1 non-finite pixel"):
+        decoder.sample([1, 2])
+
+
+@pytest.mark.parametrize(
     ("digits", "expected"),
     [
         ([2**70], "digits: expected integers 0-9; received 1180591620717411303424"),

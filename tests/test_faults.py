@@ -171,7 +171,122 @@ def test_a_signal_stops_the_run_with_one_line_and_takes_its_worker(
     assert word in one_error_line(proc.returncode, stderr)
     wait_for("the worker to go", lambda: gone(worker))
     assert not (out / LOCK_NAME).exists()  # the folder is free again
+    assert _temporaries(out) == []  # a clean stop removes its own temporaries, a killed worker's included
     assert logs_in(tmp_env) == []  # nothing failed: the worker's log is not kept
+
+
+def _open_writer(fifo: Path) -> int | None:
+    """The write end of `fifo` once a reader has it open (the command is then blocked reading it), else None."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # no reader yet
+            return None
+        raise
+
+
+def _blocked_in_a_pipe_read(pid: int) -> bool:
+    """Whether `pid`'s main thread sleeps in the kernel reading a pipe (Linux: /proc/PID/wchan).
+
+    Waited for before a signal is sent: a signal that lands between Python's last look at its signal flags
+    and the read it then blocks in would be noticed only when the read returns (never, here).
+    """
+    with contextlib.suppress(OSError):
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    return False
+
+
+@contextlib.contextmanager
+def _stuck_in_start_up(tmp_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A `run` blocked in its start-up (before plan.json), reading a data file that is a FIFO nobody writes."""
+    fifo = tmp_path / "mnist.npz"
+    os.mkfifo(fifo)
+    with start_cli(*LONG_RUN, "--data", str(fifo), "--out", str(tmp_path / "run"), env=env) as proc:
+        fd = None
+        try:
+            fd = wait_for("the command to open its data", lambda: _open_writer(fifo))
+            wait_for("the command to block reading it", lambda: _blocked_in_a_pipe_read(proc.pid))
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            if fd is not None:
+                os.close(fd)
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_in_start_up_is_one_line_and_128_plus_the_signal(
+    tmp_path: Path, tmp_env: dict[str, str], sig: signal.Signals, code: int, word: str
+) -> None:
+    with _stuck_in_start_up(tmp_path, tmp_env) as proc:
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == code, stderr
+    assert word in one_error_line(proc.returncode, stderr)
+    assert not (tmp_path / "run" / "plan.json").exists()
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_while_the_command_line_is_imported_is_one_line(
+    tmp_path: Path, tmp_env: dict[str, str], sig: signal.Signals, code: int, word: str
+) -> None:
+    # The earliest point: `rich`, which the command line imports first, is shadowed by a module that blocks.
+    fifo, shadow = tmp_path / "fifo", tmp_path / "shadow" / "rich"
+    os.mkfifo(fifo)
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(f"open({str(fifo)!r}).read()\n")
+    env = {**tmp_env, "PYTHONPATH": os.pathsep.join([str(shadow.parent), str(ROOT)])}
+    with start_cli(*LONG_RUN, "--out", str(tmp_path / "run"), env=env) as proc:
+        fd = None
+        try:
+            fd = wait_for("the command line to be imported", lambda: _open_writer(fifo))
+            wait_for("the import to block", lambda: _blocked_in_a_pipe_read(proc.pid))
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            if fd is not None:
+                os.close(fd)
+    assert proc.returncode == code, stderr
+    assert word in one_error_line(proc.returncode, stderr)
+
+
+@pytest.mark.parametrize("first", [signal.SIGTERM, signal.SIGINT])
+def test_two_signals_at_once_end_in_one_line_for_the_one_that_won(
+    tmp_path: Path, tmp_env: dict[str, str], first: signal.Signals
+) -> None:
+    # Both may be pending when Python looks, and it runs handlers in signal-number order: either may win,
+    # but the end must be that one's line and status, never Python dying of the other (-2, -15).
+    second = signal.SIGINT if first == signal.SIGTERM else signal.SIGTERM
+    with _stuck_in_start_up(tmp_path, tmp_env) as proc:
+        proc.send_signal(first)
+        proc.send_signal(second)
+        _, stderr = proc.communicate(timeout=WAIT_S)
+    line = one_error_line(proc.returncode, stderr)
+    assert (proc.returncode, "SIGINT" in line, "SIGTERM" in line) in ((130, True, False), (143, False, True)), stderr
+
+
+@needs_torch
+def test_a_second_signal_while_stopping_is_ignored(tmp_path: Path, tmp_env: dict[str, str], mnist: tuple) -> None:
+    out = tmp_path / "run"
+    with start_cli(*LONG_RUN, "--out", str(out), env=tmp_env) as proc:
+        try:
+            worker = worker_of(proc)
+            training(worker)
+            proc.send_signal(signal.SIGTERM)
+            wait_for("the worker to be killed", lambda: gone(worker))  # the way out is under way
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 143, stderr
+    assert "SIGTERM" in one_error_line(proc.returncode, stderr)
+    assert _temporaries(out) == []
 
 
 @needs_torch
@@ -211,19 +326,95 @@ def test_a_non_empty_out_is_refused_unless_forced(tmp_path: Path) -> None:
     assert (out / "decoder.onnx").read_bytes() == b"an earlier run's file"
 
 
+#: A process that takes the lock of the folder argv[1], says so on stdout, and holds it until stdin closes.
+_HOLDER = """
+import sys
+from pathlib import Path
+from cvae_bench.runtime.files import FolderLock
+lock = FolderLock(Path(sys.argv[1]))
+lock.acquire()
+print("held", flush=True)
+sys.stdin.read()
+lock.release()
+"""
+
+
 def test_a_folder_locked_by_a_living_run_is_refused_naming_its_pid(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            proc = cli("run", "--backend", "torch", "--out", str(out), "--force")
+            line = one_error_line(proc.returncode, proc.stderr)
+            assert f"in use by another cvae-bench run (PID {holder.pid}" in line
+            assert (out / LOCK_NAME).read_text().strip() == str(holder.pid)  # not taken from its owner
+        finally:
+            holder.kill()
+
+
+def test_a_stale_lock_naming_a_living_unrelated_process_is_taken_over(tmp_path: Path) -> None:
+    # The PID in a lock file left by a killed run may since belong to anything: the kernel's lock decides.
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        (out / LOCK_NAME).write_text(f"{holder.pid}\n")
-        proc = cli("run", "--backend", "torch", "--out", str(out), "--force")
-        line = one_error_line(proc.returncode, proc.stderr)
-        assert f"in use by another cvae-bench run (PID {holder.pid}" in line
-        assert (out / LOCK_NAME).read_text().strip() == str(holder.pid)  # not taken from its owner
+        (tmp_path / LOCK_NAME).write_text(f"{unrelated.pid}\n")
+        with claim_output_folder(tmp_path) as lock:
+            assert lock.path.read_text().strip() == str(os.getpid())
     finally:
-        holder.kill()
-        holder.wait()
+        unrelated.kill()
+        unrelated.wait()
+
+
+#: One racer: wait for the start file, try to take the lock; while held, log enter/leave to a shared file.
+_RACER = """
+import os, sys, time
+from pathlib import Path
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.runtime.files import FolderLock
+folder, log, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+for _ in range(int(sys.argv[4])):
+    lock = FolderLock(folder)
+    try:
+        lock.acquire()
+    except CvaeBenchError:
+        continue
+    with open(log, "a") as f:
+        f.write(f"enter {os.getpid()}\\n"); f.flush()
+        time.sleep(0.002)  # widen the window in which a second holder would show
+        f.write(f"leave {os.getpid()}\\n"); f.flush()
+    lock.release()
+"""
+
+
+def test_eight_processes_racing_for_a_stale_lock_never_hold_it_together(tmp_path: Path) -> None:
+    folder, log, go = tmp_path / "run", tmp_path / "log", tmp_path / "go"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / LOCK_NAME).write_text(f"{dead.pid}\n")  # a stale lock, as a kill -9 leaves it
+    racers = [
+        subprocess.Popen([sys.executable, "-c", _RACER, str(folder), str(log), str(go), "20"], cwd=ROOT)
+        for _ in range(8)
+    ]
+    go.touch()
+    for racer in racers:
+        assert racer.wait(timeout=600) == 0
+    lines = log.read_text().splitlines()
+    assert lines, "nobody ever took the lock"
+    holder = None
+    for line in lines:  # the log alternates: enter A, leave A, enter B, leave B ...
+        what, pid = line.split()
+        if what == "enter":
+            assert holder is None, f"{pid} entered while {holder} held the lock"
+            holder = pid
+        else:
+            assert holder == pid
+            holder = None
+    assert not (folder / LOCK_NAME).exists()
 
 
 def test_the_lock_holds_the_pid_and_is_removed_at_the_end(tmp_path: Path) -> None:
@@ -244,6 +435,51 @@ def test_a_stale_lock_is_taken_over(tmp_path: Path) -> None:
     (tmp_path / LOCK_NAME).write_text("")  # a writer killed between creating and writing it
     with claim_output_folder(tmp_path):
         pass
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def _temporaries(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if files.is_temporary(p.name))
+
+
+def test_taking_a_folder_sweeps_the_temporaries_a_killed_writer_left(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    (tmp_path / "checkpoint").mkdir()
+    left = [
+        tmp_path / f".weights.safetensors.{dead}-k1ll3d.tmp",
+        tmp_path / "checkpoint" / f".state-000000010.npz.{dead}-x_9.tmp",
+        tmp_path / "checkpoint" / f".progress.json.{dead}-w.tmp",
+    ]
+    for path in left:
+        path.write_bytes(b"half a file")
+    (tmp_path / "notes.tmp").write_text("not ours: kept")
+    assert len(_temporaries(tmp_path)) == 3
+    with claim_output_folder(tmp_path, force=True):
+        assert _temporaries(tmp_path) == []
+    assert (tmp_path / "notes.tmp").read_text() == "not ours: kept"
+
+
+def test_letting_go_of_a_folder_sweeps_what_a_stopped_writer_left(tmp_path: Path) -> None:
+    with claim_output_folder(tmp_path):
+        # A worker killed on the way out, mid-write: its temporary stays until the folder is let go.
+        (tmp_path / files.temporary_name("weights-000000020.safetensors", "w0rker")).write_bytes(b"half")
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_rewrite_sweeps_the_temporaries_of_a_dead_writer_of_that_file(tmp_path: Path) -> None:
+    # A killed export or bench: the next write of the same file removes what the dead writer left.
+    dead_tmp = tmp_path / f".decoder.onnx.{_dead_pid()}-abc123.tmp"
+    live_tmp = tmp_path / f".decoder.onnx.{os.getpid()}-abc123.tmp"  # a writer that lives: not touched
+    dead_tmp.write_bytes(b"half")
+    live_tmp.write_bytes(b"half")
+    write_text(tmp_path / "decoder.onnx", "whole")
+    assert not dead_tmp.exists() and live_tmp.exists()
+    assert (tmp_path / "decoder.onnx").read_text() == "whole"
 
 
 # -- 2. durable writes -------------------------------------------------------------------------------------
@@ -366,7 +602,8 @@ def test_weights_with_a_non_finite_value_are_refused_naming_the_tensor(tmp_path:
 def test_numeric_options_must_be_finite_and_in_range(args: tuple[str, ...], option: str, says: str) -> None:
     proc = cli("run", "--backend", "torch", *args)
     assert proc.returncode == 2, proc.stderr
-    assert f"Invalid value for '{option}'" in proc.stderr and says in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {option}: ") and says in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -378,3 +615,45 @@ def test_bench_refuses_a_folder_that_holds_files_unless_forced(tmp_path: Path) -
     line = one_error_line(proc.returncode, proc.stderr)
     assert "is not empty (bench.json)" in line and "--force" in line
     assert (out / "bench.json").read_text() == "{}"  # untouched
+
+
+def _bfloat16_weights(path: Path) -> None:
+    """The model's weights as bfloat16 safetensors (written by hand: NumPy has no bfloat16)."""
+    header: dict[str, Any] = {}
+    blobs, offset = [], 0
+    for name, shape in sorted(DEFAULT_SPEC.weight_shapes().items()):
+        size = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        blobs.append(b"\0" * size)
+        offset += size
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    path.write_bytes(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+
+
+def test_bfloat16_weights_are_refused_naming_the_dtype(tmp_path: Path) -> None:
+    path = tmp_path / "bf16.safetensors"
+    _bfloat16_weights(path)
+    with pytest.raises(CvaeBenchError, match=r"is BF16\[.*expected float32"):
+        load_weights(path)
+
+
+@needs_torch
+@pytest.mark.parametrize("command", ["evaluate", "sample"])
+def test_evaluate_and_sample_refuse_bfloat16_weights_in_one_line(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "bf16.safetensors"
+    _bfloat16_weights(path)
+    extra = ("--out", str(tmp_path / "samples")) if command == "sample" else ()
+    proc = cli(command, "--backend", "torch", "--weights", str(path), *extra)
+    assert "BF16" in one_error_line(proc.returncode, proc.stderr)
+
+
+def test_a_process_hosting_the_command_gets_its_signal_handlers_back() -> None:
+    from click.testing import CliRunner
+
+    from cvae_bench.cli import main
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -26,6 +26,8 @@ FLOORS: dict[str, int] = {
     "sweep": 9,  # beside report: runs cells through training/bench, writes its summary
     "testing": 10,
     "cli": 11,
+    "cli_click": 11,  # click options generated from declared options records
+    "cli_output": 11,  # tables for terminals and pipes, the JSON documents
     "__main__": 12,
 }
 #: Siblings on one floor that must not import each other.

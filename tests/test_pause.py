@@ -95,13 +95,7 @@ def test_idle_torch_workers_at_their_defaults_are_stopped_between_rounds(monkeyp
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # the suite's own setting (conftest.py): not here
     with Worker(BARE_WORKER) as w1, Worker(BARE_WORKER) as w2:
         a, b = Contestant("a", w1, plan), Contestant("b", w2, plan)
-        for c in (a, b):
-            c.open()
-        schedule = Schedule([a, b])
-        schedule.begin_epoch(0, {"a": w1, "b": w2})
-        for _ in range(8):
-            schedule.sweep()
-        schedule.end_epoch()
+        _one_epoch([a, b], sweeps=8)
     for c in (a, b):
         rec = c.idle_record()
         assert rec.idle_s > 0 and rec.pauses >= 8
@@ -125,14 +119,19 @@ def test_a_worker_whose_work_escapes_the_stop_is_flagged(monkeypatch: pytest.Mon
     quiet = Plan("quiet", "test", 1, torch_setup if _has_torch() else spinning_setup, {}, 0.05)
     with Worker(BARE_WORKER) as w1, Worker(BARE_WORKER) as w2:
         spinner, other = Contestant("spinner", w1, busy), Contestant("other", w2, quiet)
-        for c in (spinner, other):
-            c.open()
-        schedule = Schedule([spinner, other])
-        schedule.begin_epoch(0, {"spinner": w1, "other": w2})
-        for _ in range(6):
-            schedule.sweep()
-        schedule.end_epoch()
+        _one_epoch([spinner, other], sweeps=6)
     assert spinner.idle_record().worked, spinner.idle_record()
+
+
+def _one_epoch(contestants: list[Contestant], sweeps: int) -> None:
+    """Open every contestant, then time one epoch of `sweeps` interleaved sweeps, idle workers stopped."""
+    for c in contestants:
+        c.open()
+    schedule = Schedule(contestants)
+    schedule.begin_epoch(0, {c.label: c.host for c in contestants})
+    for _ in range(sweeps):
+        schedule.sweep()
+    schedule.end_epoch()
 
 
 def _has_torch() -> bool:

@@ -85,7 +85,7 @@ def test_resume_of_a_folder_without_a_plan_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: cannot resume") and "plan.json" in proc.stderr
     both = _cli("run", "--resume", str(tmp_path), "--backend", "torch")
-    assert both.returncode == 1 and "--backend NAME to start runs, or --resume" in both.stderr
+    assert both.returncode == 2 and "--backend NAME to start runs, or --resume" in both.stderr
 
 
 def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint_whole(
@@ -116,3 +116,28 @@ def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint_whole(
     ckpt.save_checkpoint(tmp_path, loop(10), newer, {"adam_t": np.array(10)}, order)
     names = sorted(p.name for p in (tmp_path / "checkpoint").iterdir())
     assert names == ["checkpoint.json", "state-000000010.npz", "weights-000000010.safetensors"]
+
+
+def test_a_resume_that_finds_the_result_removes_the_checkpoint_and_what_a_killed_write_left(tmp_path: Path) -> None:
+    """kill -9 after result.json but before the checkpoint went: --resume keeps the run and clears the rest."""
+    from cvae_bench.runtime.files import is_temporary
+
+    load_mnist()
+    out = tmp_path / "run"
+    args = ("run", "--backend", "torch", "--train-subset", "640", "--val-subset", "200", "--epochs", "1")
+    first = _cli(*args, "--quiet", "--no-report", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    result = (out / "result.json").read_bytes()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    checkpoint = out / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "checkpoint.json").write_text("{}")
+    (checkpoint / f".weights-000000010.safetensors.{dead.pid}-abc123.tmp").write_bytes(b"half")
+    (out / f".result.json.{dead.pid}-def456.tmp").write_bytes(b"half")
+    again = _cli("run", "--resume", str(out), "--no-report")
+    assert again.returncode == 0, again.stderr
+    assert "finished before, kept" in again.stdout
+    assert not checkpoint.exists()
+    assert [p.name for p in out.rglob("*") if is_temporary(p.name)] == []
+    assert (out / "result.json").read_bytes() == result

@@ -146,10 +146,15 @@ def test_loadtest_command_writes_records_and_table(decoder_file: Path, tmp_path:
     assert config.error is None and config.single_stream and config.single_stream.queries >= 20
     assert config.server and 1 <= len(config.server.probes) <= 2
     assert config.offline[0].queries == 64 and config.load is not None
+    # The decoder process's peak over the configuration: at least what it held before it began.
+    assert config.memory is not None and config.memory.peak_rss >= config.memory.rss_before > 0
     assert report.scheduler.startswith("MLPerf LoadGen") == (scheduler == "loadgen")
     table = (out / "loadtest.md").read_text()
     assert "| fp32 | CPU | 1 session × 1 thread |" in table and report.scheduler in table
     assert render_markdown(report)[0].startswith("# Load test")
+    if scheduler == "loadgen":  # LoadGen's own logs are kept beside the results, one folder per scenario run
+        assert sorted(p.name for p in (out / "loadgen").glob("*/mlperf_log_summary.txt"))
+        assert (out / "loadgen" / "001-singlestream" / "mlperf_log_detail.txt").is_file()
 
 
 def test_loadtest_refuses_a_file_that_is_not_a_decoder(tmp_path: Path) -> None:
@@ -166,3 +171,24 @@ def test_loadgen_scheduler_label() -> None:
     if lg is None:
         pytest.skip("mlperf_loadgen is not installed")
     assert LoadgenScheduler(lg).label.startswith("MLPerf LoadGen")
+
+
+def test_loadtest_runs_only_the_scenarios_asked_for(decoder_file: Path, tmp_path: Path) -> None:
+    from cvae_bench.cli import main
+
+    out = tmp_path / "lt"
+    args = [
+        "loadtest", str(decoder_file), "-o", str(out), "--precision", "fp32", "--device", "cpu",
+        "--serving", "1x1", "--offline-batches", "8", "--offline-queries", "64", "--scheduler", "builtin",
+        "--scenario", "Offline",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = LoadtestReport.from_json(json.loads((out / "loadtest.json").read_text()))
+    (config,) = report.configs
+    assert report.options.scenarios == ["offline"]
+    assert config.single_stream is None and config.server is None and config.offline[0].queries == 64
+    assert "# Load test" in (out / "loadtest.md").read_text()
+    bad = CliRunner().invoke(main, ["loadtest", str(decoder_file), "-o", str(tmp_path / "x"), "--scenario", "multi"])
+    assert bad.exit_code == 2 and "--scenario: 'multi' is not one of single-stream, server, offline" in bad.stderr
+    assert not (tmp_path / "x").exists()

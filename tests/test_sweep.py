@@ -8,6 +8,7 @@ import shutil
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -122,13 +123,13 @@ def test_keys_are_stable_and_change_with_every_parameter(tmp_path: Path) -> None
             '[sweep]\nbackends = ["numpy"]\n[run]\n\nmax_epochs = "ten"\n',
             ":5: [run] max_epochs: expected an integer >= 1, got 'ten'",
         ),
-        ('[sweep]\nbackends = ["tf"]\n[run]\n', ":2: [sweep] backends: unknown backend 'tf'; known: "),
+        ('[sweep]\nbackends = ["tf"]\n[run]\n', ":2: [sweep] backends: Unknown backend 'tf'. Known: "),
         ('[sweep]\nbackends = ["torch:all"]\n[run]\n', "name one mode per entry"),
         ('[sweep]\nbackends = ["torch:eager+threads=1"]\n[bench]\n', "tuning knobs (+KNOB=VALUE) are for"),
         ('[sweep]\nbackends = ["numpy"]\n[run]\nbatch_sizes = [32]\n', "the training recipe fixes batch 64"),
         (
             '[sweep]\nbackends = ["numpy"]\nthreads = [0]\n[run]\n',
-            ':3: [sweep] threads: expected a list of an integer >= 1 or "all", got [0]',
+            ':3: [sweep] threads: expected a list of an integer from 1 to 4096 or "all", got [0]',
         ),
         ('[sweep]\nbackends = ["numpy"]\n[bench]\ngroups = ["nope"]\n', ":4: [bench] groups: unknown group 'nope'"),
         ('[sweep]\nbackends = ["numpy"]\n', "no command"),
@@ -159,7 +160,7 @@ def test_bad_sweep_files_say_where(tmp_path: Path, text: str, expected: str) -> 
 def test_cli_answers_a_bad_sweep_file_with_one_error_line(tmp_path: Path) -> None:
     path = write(tmp_path, '[sweep]\nbackends = ["numpy"]\n[run]\nepochs = 0\n')
     result = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert lines == [f"error: {path}:4: [run] epochs: expected an integer >= 1 or false, got 0"]
 
@@ -331,3 +332,29 @@ def test_a_bug_in_a_cell_fails_that_cell_only(tmp_path: Path, monkeypatch: pytes
     outcome = execute.execute_cell(cell)
     assert outcome.status == "failed" and outcome.error == "ImportError: cannot import name 'calibrate'"
     assert outcome.machine is not None and outcome.files == {}
+
+
+@needs_numpy
+def test_a_report_that_cannot_be_written_fails_the_sweep_like_run_and_bench(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cvae_bench.report.api as report_api
+    from cvae_bench.report.inputs import ReportError
+
+    path = write(tmp_path, TINY)
+    monkeypatch.setattr("cvae_bench.sweep.api.make_executor", lambda name, settings: FlakyExecutor({}))
+
+    def full_disk(*args: Any, **kwargs: Any) -> Path:
+        raise CvaeBenchError(f"cannot write {tmp_path / 'out' / 'report.html'}: No space left on device")
+
+    monkeypatch.setattr(report_api, "write_report", full_disk)
+    with pytest.raises(CvaeBenchError, match=r"report\.html: No space left on device"):
+        sweep_command(SweepCommand(str(path), out=str(tmp_path / "out")), say=lambda _: None)
+
+    def unreadable(*args: Any, **kwargs: Any) -> Path:
+        raise ReportError("no results to report")
+
+    monkeypatch.setattr(report_api, "write_report", unreadable)
+    said: list[str] = []
+    sweep_command(SweepCommand(str(path), out=str(tmp_path / "again")), say=said.append)
+    assert "warning: no report: no results to report" in said

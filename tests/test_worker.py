@@ -17,7 +17,7 @@ from cvae_bench.core.errors import BackendUnavailableError, DataError, WorkerErr
 from cvae_bench.models import DEFAULT_SPEC
 from cvae_bench.runtime.protocol import ProtocolError, check_answer, write_frame
 from cvae_bench.runtime.worker import RemoteBackend, Worker
-from tests.worker_jobs import chatty, die, hang, raise_other, raise_ours
+from tests.worker_jobs import chatty, die, hang, raise_other, raise_ours, silent_stage
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
@@ -75,6 +75,16 @@ def test_a_hung_worker_is_killed_and_reported() -> None:
         remote = RemoteBackend(worker, DEFAULT_SPEC, seed=0)
         with pytest.raises(WorkerError, match=r"hung: no answer for 2 s, killed"):
             remote.run_job(hang, seconds=60)
+
+
+def test_silence_after_a_stage_event_is_given_the_start_limit() -> None:
+    # A data load or a recipe check sends nothing while it works: a short --worker-timeout must not call a
+    # healthy worker hung there, while silence outside a stage still is (the test above).
+    with Worker(registry.get("torch"), idle_timeout=1, start_timeout=300, extra_env=ENV) as worker:
+        remote = RemoteBackend(worker, DEFAULT_SPEC, seed=0)
+        seen: list[Any] = []
+        assert remote.run_job(silent_stage, seen.append, seconds=3) == "done"
+        assert seen == [{"type": "stage", "what": "loading"}]
 
 
 def test_bad_device_is_a_clear_error() -> None:

@@ -95,3 +95,34 @@ def audit_errors(backend: Any, emit: Any, steps: int, every: int, seed: int = 0)
         found["shrink"].append(abs(got.shrink))
         emit({"step": step, "weights": got.weights, "v": got.v})
     return found
+
+
+def silent_stage(backend: Any, emit: Any, seconds: float) -> str:
+    """Announces a stage that reports nothing, then works silently for longer than the idle limit."""
+    emit({"type": "stage", "what": "loading"})
+    time.sleep(seconds)
+    return "done"
+
+
+#: Bytes of the array `big_array_setup`'s call allocates: far above any worker's noise.
+BIG_ARRAY_BYTES = 200 * 1024 * 1024
+
+
+def big_array_setup(backend: Any, emit: Any) -> tuple[Any, None]:
+    """A timed call (for the rounds engine) that allocates and touches a 200 MiB array, then frees it."""
+    import numpy as np
+
+    from cvae_bench.bench.rounds import Timed
+
+    def call() -> None:
+        a = np.ones(BIG_ARRAY_BYTES, dtype=np.uint8)  # np.ones writes every page: all of it is resident
+        del a
+
+    return Timed(fn=call), None
+
+
+def allocate(backend: Any, emit: Any, nbytes: int) -> int:
+    """Allocates and touches `nbytes`, then frees them (a run's transient peak)."""
+    import numpy as np
+
+    return int(np.ones(nbytes, dtype=np.uint8).sum())

@@ -8,6 +8,7 @@ TORCH = BackendInfo(
     requires=("torch",),
     install_hint="pip install torch==2.13.0 'cvae-bench[torch]'",
     devices=("cpu", "cuda"),
+    modes=("eager", "compiled"),
     description="native PyTorch (modes: eager, compiled)",
 )
 
@@ -18,6 +19,7 @@ KERAS_TORCH = BackendInfo(
     install_hint="pip install torch==2.13.0 'cvae-bench[torch,keras]'",
     env={"KERAS_BACKEND": "torch"},
     devices=("cpu", "cuda"),
+    modes=("eager", "jit"),
     description="Keras 3 functional model on torch",
 )
 
@@ -28,6 +30,7 @@ KERAS_TENSORFLOW = BackendInfo(
     install_hint="pip install 'cvae-bench[tensorflow]'",
     env={"KERAS_BACKEND": "tensorflow"},
     devices=("cpu", "cuda"),
+    modes=("jit", "graph", "eager"),
     description="Keras 3 functional model on tensorflow",
 )
 
@@ -38,5 +41,6 @@ KERAS_JAX = BackendInfo(
     install_hint="pip install 'cvae-bench[jax]'",
     env={"KERAS_BACKEND": "jax"},
     devices=("cpu", "cuda"),
+    modes=("jit", "eager"),
     description="Keras 3 functional model on jax",
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from cvae_bench.backends.base import Backend
+from cvae_bench.core.checks import did_you_mean
 from cvae_bench.core.errors import BackendUnavailableError, PluginError, UnknownBackendError
 from cvae_bench.core.versions import versions as installed_versions
 
@@ -27,6 +28,9 @@ class BackendInfo:
         install_hint: the command that installs what is missing.
         env: environment variables its worker process needs before any import (KERAS_BACKEND).
         devices: device kinds it can use.
+        modes: training modes it declares, the default first (the class's `Capabilities.modes`, restated here
+            so that a mode can be checked without importing the framework); empty: not declared, the worker
+            checks it.
         description: one line for the table.
         origin: where it was registered from ("builtin" or the distribution name); set by the registry.
         error: why a plugin's module failed to import, if it did.
@@ -38,6 +42,7 @@ class BackendInfo:
     install_hint: str = ""
     env: dict[str, str] = field(default_factory=dict)
     devices: tuple[str, ...] = ("cpu",)
+    modes: tuple[str, ...] = ()
     description: str = ""
     origin: str = "builtin"
     error: str = ""
@@ -122,6 +127,7 @@ def _info_from_entry_point(ep: md.EntryPoint) -> BackendInfo:
         target=f"{module_name}:{attr or obj.__name__}",
         requires=(obj.framework,),
         devices=caps.devices,
+        modes=caps.modes,
         origin=origin,
         description=(obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else "",
     )
@@ -157,14 +163,18 @@ def get(name: str) -> BackendInfo:
         UnknownBackendError: no such name; the message lists the known ones.
     """
     backends = _discover()
-    if name not in backends:
-        raise UnknownBackendError(f"Unknown backend {name!r}. Known: {', '.join(backends)}.")
-    return backends[name]
+    if name in backends:
+        return backends[name]
+    # Names are lower case; `Torch` and `TORCH` mean torch rather than an error.
+    folded = {n.casefold(): n for n in backends}
+    if name.casefold() in folded:
+        return backends[folded[name.casefold()]]
+    raise UnknownBackendError(f"Unknown backend {name!r}.{did_you_mean(name, backends)} Known: {', '.join(backends)}.")
 
 
 def resolve(spec: str) -> list[BackendInfo]:
     """Backends named by a CLI argument: one name, a comma-separated list, or "all" (the available ones)."""
-    if spec.strip() == "all":
+    if spec.strip().casefold() == "all":
         chosen = [b for b in _discover().values() if b.available]
         if not chosen:
             raise BackendUnavailableError("no backend is available; install one, e.g. pip install 'cvae-bench[torch]'")

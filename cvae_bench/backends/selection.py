@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
-from cvae_bench.core.errors import BackendUnavailableError, TuningError, UnknownBackendError
+from cvae_bench.core.checks import did_you_mean, probe_device
+from cvae_bench.core.errors import BackendUnavailableError, TuningError, UnknownBackendError, UsageError
 from cvae_bench.core.tuning import UNTUNED, Tuning
 
 #: The mode that stands for every mode a backend declares. Modes live in the backend class's Capabilities,
@@ -47,7 +48,7 @@ def parse_selection(text: str, *, all_modes: bool = False, tunable: bool = False
         BackendUnavailableError: a named backend whose framework is missing (the message says how to
             install it).
     """
-    if text.strip() == "all":
+    if text.strip().casefold() == "all":
         mode = EVERY_MODE if all_modes else None
         return [Selection(info, mode) for info in registry.resolve("all")]
     out: list[Selection] = []
@@ -64,10 +65,51 @@ def parse_selection(text: str, *, all_modes: bool = False, tunable: bool = False
         info = registry.get(name.strip())
         if not info.available:
             raise BackendUnavailableError(info.unavailable_reason())
-        selection = Selection(info, mode.strip() or None, tuning)
+        selection = Selection(info, check_mode(info, mode.strip() or None), tuning)
         if selection not in out:
             out.append(selection)
     if not out:
         known = ", ".join(registry.all_backends())
         raise UnknownBackendError(f"No backend named in {text!r}. Known: {known}.")
     return out
+
+
+def check_mode(info: BackendInfo, mode: str | None) -> str | None:
+    """`mode` (case-insensitive) when the backend declares it; None and `EVERY_MODE` pass through.
+
+    A backend whose registry entry declares no modes (a plugin registered by a `BackendInfo` without them) is
+    checked by its worker instead.
+
+    Raises:
+        UsageError: a mode the backend does not declare, with its modes and the closest one.
+    """
+    if mode is None or mode == EVERY_MODE or not info.modes:
+        return mode
+    folded = {m.casefold(): m for m in info.modes}
+    if mode.casefold() in folded:
+        return folded[mode.casefold()]
+    raise UsageError(
+        f"backend {info.name!r} has no mode {mode!r}; choose one of {', '.join(info.modes)} "
+        f"or {EVERY_MODE}.{did_you_mean(mode, info.modes)}"
+    )
+
+
+def check_selections(selections: list[Selection], device: str, what: str = "--backend") -> list[Selection]:
+    """Refuse, before any worker starts, what the selected backends cannot do on this machine.
+
+    Checks each mode, that each backend declares the device's kind, that the device is here (probed), and
+    that a `threads` knob asks for no more than the cores available.
+
+    Raises:
+        UsageError: naming the backend and what it cannot do.
+    """
+    from cvae_bench.core.checks import check_threads
+
+    kind = device.partition(":")[0]
+    for s in selections:
+        check_mode(s.info, s.mode)
+        if kind not in s.info.devices:
+            raise UsageError(f"{what}: backend {s.info.name!r} runs on {', '.join(s.info.devices)}, not {kind}")
+        check_threads(f"{what} {s.label}: knob 'threads'", s.tuning.threads)
+    probe_device("--device", device)
+    return selections

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cvae_bench.backends.selection import Selection, parse_selection
+from cvae_bench.backends.selection import Selection, check_selections, parse_selection
 from cvae_bench.bench.calibration import calibrate, markdown
 from cvae_bench.bench.document import BenchDocument, build_document
 from cvae_bench.bench.groups import select
@@ -22,6 +22,7 @@ from cvae_bench.bench.report import (
     report_tables,
     write_results,
 )
+from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.runner import run_bench, with_runs
 from cvae_bench.runtime.files import claim_output_folder, write_json, write_text
 
@@ -82,20 +83,26 @@ def run_bench_command(
     """
     from cvae_bench.training.run import default_run_dir
 
-    selections = parse_selection(cmd.backends, all_modes=True, tunable=True)
+    # Everything is checked (and the device probed) before a folder is made or a worker started.
+    cmd = replace(cmd, options=cmd.options.check())
+    selections = check_selections(parse_selection(cmd.backends, all_modes=True, tunable=True), cmd.options.device)
     groups = select(cmd.options.groups)
     folder = Path(cmd.out_dir) if cmd.out_dir else default_run_dir("runs", "bench")
     with claim_output_folder(folder, cmd.force):
         if cmd.replicate <= 1:
-            return _bench_into(folder, selections, groups, cmd, on_event, progress)
+            return _bench_into(folder, selections, groups, cmd, on_event, progress)[0]
         outcomes = []
+        ceiling: Roofline | None = None
         for k in range(1, cmd.replicate + 1):
             on_event({"type": "stage", "what": f"replicate {k}/{cmd.replicate}"})
             rep = folder / f"rep-{k:02d}"
             rep.mkdir(exist_ok=True)
             # Each replicate shuffles its own order: the same order every time would sample one schedule only.
             one = replace(cmd, options=replace(cmd.options, seed=cmd.options.seed + k - 1))
-            outcomes.append(_bench_into(rep, selections, groups, one, on_event, progress))
+            # The matmul ceiling is the machine's, not the contestants': measured once, the later replicates
+            # reuse it (it is a fifth of a short bench's wall time and no interval depends on it).
+            outcome, ceiling = _bench_into(rep, selections, groups, one, on_event, progress, ceiling)
+            outcomes.append(outcome)
         docs = [BenchDocument.from_json(json.loads(o.json_path.read_text())) for o in outcomes]
         cal = calibrate(docs)
         write_json(folder / "calibration.json", cal.to_json())
@@ -110,7 +117,9 @@ def _bench_into(
     cmd: BenchCommand,
     on_event: Event,
     progress: Callable[[str], None] | None,
-) -> BenchOutcome:
+    ceiling: Roofline | None = None,
+) -> tuple[BenchOutcome, Roofline]:
+    """One bench into `folder`: its outcome, and the roofline it measured (or was given as `ceiling`)."""
     from cvae_bench.data.loading import load_dataset
     from cvae_bench.training.compare import load_comparison_rows
 
@@ -118,7 +127,7 @@ def _bench_into(
     if any(g.needs_data for g in groups) or cmd.with_runs:
         ds = load_dataset(options.dataset, options.data_path, progress=progress)
         options = replace(options, data_path=str(ds.path))
-    run = run_bench(selections, options, on_event)
+    run = run_bench(selections, options, on_event, ceiling)
     runs, source = None, None
     if cmd.runs_path:
         runs, source = load_comparison_rows(cmd.runs_path), cmd.runs_path
@@ -131,7 +140,7 @@ def _bench_into(
         source = str(folder / "runs" / "comparison.json")
     doc = build_document(run, cmd.command, runs, source)
     json_path, md_path = write_results(folder, doc)
-    return BenchOutcome(
+    outcome = BenchOutcome(
         tables=report_tables(doc),
         fairness=fairness_blocks(doc),
         load=load_line(doc.cvae_bench.load),
@@ -140,3 +149,4 @@ def _bench_into(
         json_path=json_path,
         md_path=md_path,
     )
+    return outcome, run.roofline

@@ -299,8 +299,10 @@ def compare_files(
     Raises:
         CvaeBenchError: either side unreadable, or no entry in common.
     """
-    a = {s.name: s for s in read_samples(base)}
-    b = {s.name: s for s in read_samples(new)}
+    # The A/A twin (a second worker of the first contestant) measures the machine's noise floor; it is not a
+    # contestant, and comparing it across two benches would list one backend twice.
+    a = {s.name: s for s in read_samples(base) if AA_MARK not in s.name}
+    b = {s.name: s for s in read_samples(new) if AA_MARK not in s.name}
     common = [n for n in b if n in a]
     if not common:
         raise CvaeBenchError(
@@ -310,6 +312,9 @@ def compare_files(
     changes = [change(a[n], b[n], tie, fail_above) for n in common]
     return GateResult(changes, sorted(set(a) - set(b)), sorted(set(b) - set(a)), fail_above, tie)
 
+
+#: What marks an A/A twin's entry in bench.json (`bench.records.Identity.variant`).
+AA_MARK = " (A/A)"
 
 GATE_HEADERS = ["entry", "base", "new", "change [95 % CI]", "verdict", "notes"]
 

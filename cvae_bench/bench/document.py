@@ -34,6 +34,7 @@ from typing import Any
 
 from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.bench.groups import GROUPS, BackendGroup, StandaloneGroup
+from cvae_bench.bench.memory import attach as attach_memory
 from cvae_bench.bench.records import BackendRun, BenchRun, Entry
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.rounds import RoundsSummary
@@ -124,6 +125,7 @@ def entries(run: BenchRun) -> list[Entry]:
             group = GROUPS[name]
             assert isinstance(group, BackendGroup)
             made = group.entries(backend.identity, result, run.roofline, threads)
+            made = attach_memory(made, backend.memory)
             if backend.twin:  # the A/A twin: the same params as its original, marked
                 made = [_as_twin(e) for e in made]
             out += made

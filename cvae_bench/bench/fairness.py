@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvae_bench.core.records import Record
+from cvae_bench.runtime.allocators import memory_cell
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ AUDIT_HEADERS = [
     "device sync",
     "data on device",
     "warm-up excluded",
+    "memory pre-allocation",
 ]
 
 
@@ -94,6 +96,7 @@ def audit_rows(entries: Sequence[AuditEntry]) -> list[list[str]]:
             e.sync,
             e.data_on_device,
             e.warmup,
+            memory_cell(e.audit),
         ]
         for e in entries
     ]

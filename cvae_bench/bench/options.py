@@ -1,11 +1,16 @@
-"""What `cvae-bench bench` measures and how long: one options object, read by the runner and every group."""
+"""What `cvae-bench bench` measures and how long: one options object, read by the runner and every group.
+
+Each field users set is declared with `core.options.option`: its flag, help, bounds and whether a sweep file
+may set it; the command line and the sweep file's [bench] table are generated from these declarations.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, PRECISIONS
+from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, MAX_BATCH_SIZE, MAX_MIN_TIME, PRECISIONS
+from cvae_bench.core.options import option
 from cvae_bench.core.stats import DEFAULT_TIE
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
@@ -43,30 +48,103 @@ class BenchOptions:
     """
 
     groups: tuple[str, ...] = ()
-    device: str = "cpu"
-    threads: int | None = None
-    epochs: int = 5
-    rounds: int = 10
-    min_time: float = 0.1
-    warmup: int = 20
-    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    precisions: tuple[str, ...] = PRECISIONS
+    device: str = option(
+        "cpu", "--device", "cpu, cuda or cuda:N (gpu reads as cuda), for the backends.", aliases=("--devices",)
+    )
+    threads: int | None = option(None, "--threads", "Threads for every framework [its own default].", minimum=1)
+    epochs: int = option(
+        5,
+        "--epochs",
+        "Epochs of fresh worker processes per contestant; every interval is taken across them.",
+        minimum=1,
+        maximum=100,
+        sweep=True,
+    )
+    rounds: int = option(10, "--rounds", "Interleaved timed rounds per epoch.", minimum=1, sweep=True)
+    min_time: float = option(
+        0.1, "--min-time", "Seconds per round, at least.", minimum=0, maximum=MAX_MIN_TIME, sweep=True
+    )
+    warmup: int = option(20, "--warmup", "Untimed training steps.", minimum=0, sweep=True)
+    batch_sizes: tuple[int, ...] = option(
+        DEFAULT_BATCH_SIZES, "--batch-sizes", "Sampling batch sizes.", minimum=1, maximum=MAX_BATCH_SIZE, sweep=True
+    )
+    precisions: tuple[str, ...] = option(
+        PRECISIONS,
+        "--precisions",
+        "onnxruntime model precisions.",
+        choices=PRECISIONS,
+        aliases=("--precision",),
+        sweep=True,
+    )
     ort_devices: tuple[str, ...] = ("cpu", "cuda")
     dataset: str = "mnist"
     data_path: str | None = None
-    train_subset: int | None = None
+    train_subset: int | None = option(
+        None, "--train-subset", "Train steps on the first N images.", minimum=64, sweep=True
+    )
     ceiling_rounds: int = 9
     ceiling_min_time: float = 0.01
     spec: ModelSpec = DEFAULT_SPEC
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    tie: float = DEFAULT_TIE
-    rel_precision: float | None = None
-    max_time: float = 300.0
-    self_check: bool = True
-    wait_quiet: float = 0.0
-    plain_loops: bool = False
-    under_load: bool = False
+    idle_timeout: float = option(
+        DEFAULT_IDLE_TIMEOUT,
+        "--worker-timeout",
+        "Seconds of silence after which a worker is declared hung (a worker speaks at least this often).",
+        minimum=1,
+    )
+    tie: float = option(DEFAULT_TIE, "--tie", "Ratios within ±TIE are a tie.", minimum=0, maximum=0.5)
+    rel_precision: float | None = option(
+        None,
+        "--rel-precision",
+        "Add interleaved sweeps until every ratio's 95 % CI half-width is within this (e.g. 0.02), or --max-time.",
+        minimum=0.001,
+        maximum=0.5,
+    )
+    max_time: float = option(300.0, "--max-time", "Seconds of timed sweeps at most with --rel-precision.", minimum=1)
+    self_check: bool = option(
+        True,
+        "--self-check",
+        "Time the first backend/mode twice, in two workers (A/A): its ratio gives this machine's noise floor.",
+        negatable=True,
+    )
+    wait_quiet: float = option(0.0, "--wait-quiet", "Wait up to SECONDS for an idle machine before timing.", minimum=0)
+    plain_loops: bool = option(
+        False,
+        "--plain-loops",
+        "Also time each selected framework's own plain training loop beside train-step (torch: nn.Module + "
+        "torch.optim.Adam; Keras: the tutorial's fit), to show the harness does not slow a framework down.",
+    )
+    under_load: bool = option(
+        False,
+        "--under-load",
+        "Judge even when foreign load overlapped too many sweeps (BUSY runs otherwise get no verdict).",
+    )
     seed: int = 0
+
+    def check(self, prefix: str = "--") -> BenchOptions:
+        """This record with its device parsed, when every value can work; else one `UsageError` line.
+
+        The command line and the sweep file both come through here, so that a sweep cell is held to the rules
+        of `cvae-bench bench` (`prefix`: `--` names options, '' names sweep keys). The device is probed.
+        """
+        from cvae_bench.core import checks
+        from cvae_bench.data.specs import check_subsets
+
+        def name(option: str) -> str:
+            return f"--{option}" if prefix == "--" else option.replace("-", "_")
+
+        device = checks.check_device(name("device"), self.device)
+        checks.check_threads(name("threads"), self.threads)
+        checks.check_precisions(name("precisions"), self.precisions)
+        for size in self.batch_sizes:
+            checks.check_int(name("batch-sizes"), size, minimum=1, maximum=MAX_BATCH_SIZE)
+        checks.check_float(name("min-time"), self.min_time, minimum=0, maximum=MAX_MIN_TIME)
+        checks.check_float(name("max-time"), self.max_time, minimum=0)
+        checks.check_float(name("wait-quiet"), self.wait_quiet, minimum=0)
+        checks.check_float(name("worker-timeout"), self.idle_timeout, minimum=1)
+        checks.check_float(name("tie"), self.tie, minimum=0, maximum=0.5)
+        checks.check_seed(name("seed"), self.seed)
+        check_subsets(self.dataset, self.train_subset, None, prefix=prefix)
+        return replace(self, device=device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for bench.json's `cvae_bench.options` (the spec is recorded beside it)."""

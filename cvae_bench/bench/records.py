@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cvae_bench.bench.roofline import Roofline, WorkloadFloor, fraction_of_floor
 from cvae_bench.bench.rounds import RoundsSummary
 from cvae_bench.bench.timing import Timing, summarize
+from cvae_bench.core.memory import MemoryFigures
 from cvae_bench.core.records import Record
 from cvae_bench.core.replication import replicated_median
 from cvae_bench.core.stats import Interval, median_interval
@@ -241,6 +242,7 @@ class BackendRun:
         results: each backend group's typed result, by group name.
         twin: True for the A/A twin (a second worker of the same backend/mode; its entries are marked).
         reference: True for a row a standalone group added (`groups.base.Reference`), not a backend.
+        memory: each timed call's memory figures, by `bench.memory.memory_key` (empty: not measured).
     """
 
     identity: BackendIdentity
@@ -248,6 +250,7 @@ class BackendRun:
     results: dict[str, Any]
     twin: bool = False
     reference: bool = False
+    memory: dict[str, MemoryFigures] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

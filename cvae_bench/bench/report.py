@@ -16,6 +16,7 @@ from cvae_bench.bench.fairness import AUDIT_HEADERS, audit_rows
 from cvae_bench.bench.groups import GROUPS
 from cvae_bench.bench.groups.base import fmt, fmt_time
 from cvae_bench.bench.groups.train_step import TrainStep
+from cvae_bench.bench.memory_table import MEMORY_HEADERS, memory_note, memory_rows
 from cvae_bench.bench.records import Entry
 from cvae_bench.bench.roofline import CEILING_COLUMNS, Roofline
 from cvae_bench.bench.verdicts import Verdict, is_twin
@@ -335,6 +336,9 @@ def to_markdown(doc: BenchDocument) -> str:
         if table.rows or table.show_empty:
             lines += ["", f"## {table.heading}", "", *markdown_table(table.headers, table.rows)]
         lines += table.notes
+    memory = memory_rows(doc.benchmarks)
+    if memory:
+        lines += ["", "## Memory", "", *markdown_table(MEMORY_HEADERS, memory), "", memory_note(doc.benchmarks)]
     lines += ["", "## Fairness audit", "", *markdown_table(AUDIT_HEADERS, audit_rows(cb.fairness))]
     return "\n".join(lines) + "\n"
 

@@ -28,7 +28,8 @@ from cvae_bench.bench.timing import Timing, calibrate, time_round
 from cvae_bench.core.records import Record
 from cvae_bench.core.replication import ONE_PROCESS, VarianceComponents, replicated_paired_ratio
 from cvae_bench.core.stats import Interval, paired_ratio
-from cvae_bench.runtime.pause import IdleRecord, worked_while_idle
+from cvae_bench.runtime import memory
+from cvae_bench.runtime.pause import IdleRecord
 from cvae_bench.runtime.sentinel import LoadSeen, Sentinel
 
 
@@ -95,6 +96,7 @@ def open_job(
     the first epoch's calls per round, so that every round of an entry times the same work), and keep the call
     open under `key`."""
     timed, info = setup(backend, emit, **setup_kwargs)
+    memory.remark(memory.AFTER_BUILD)  # the model built and the data loaded, before any call ran
     if iterations is None:
         iterations, warmup_s = calibrate(
             timed.fn, min_time=min_time, warmup=timed.warmup, sync=timed.sync, max_iterations=timed.max_iterations
@@ -115,7 +117,8 @@ def rounds_job(backend: Any, emit: Any, *, key: str, rounds: int = 1) -> list[fl
         timed, iterations = _OPEN[key]
     except KeyError:
         raise KeyError(f"no call open under {key!r}; open_job first (open: {sorted(_OPEN)})") from None
-    return [time_round(timed.fn, iterations, timed.sync) for _ in range(rounds)]
+    with memory.track(key):  # the peak resident set of these rounds (outside the timed region)
+        return [time_round(timed.fn, iterations, timed.sync) for _ in range(rounds)]
 
 
 def close_job(backend: Any, emit: Any, *, key: str) -> Any:
@@ -223,12 +226,7 @@ class Contestant:
 
     def idle_record(self) -> IdleRecord:
         """What its workers did while stopped, over every epoch so far."""
-        return IdleRecord(
-            idle_s=round(self.idle_s, 3),
-            cpu_s=round(self.idle_cpu_s, 3),
-            pauses=self.pauses,
-            worked=worked_while_idle(self.idle_cpu_s, self.idle_s),
-        )
+        return IdleRecord.of(self.idle_s, self.idle_cpu_s, self.pauses)
 
 
 def worker_of(host: Any) -> Any:
@@ -349,11 +347,10 @@ class Schedule:
             idle=c.idle_record(),
         )
 
-    def ratios(self, keep: set[int]) -> dict[str, Interval]:
-        """Each contestant's paired ratio to the fastest of its group and batch (twins compared to their
-        original instead), by label; the fastest itself is absent. Across epochs when there are two or more
-        (`core.replication`), else from one epoch's rounds."""
-        out: dict[str, Interval] = {}
+    def pairs(self, keep: set[int]) -> list[tuple[Contestant, Contestant]]:
+        """(reference, contestant) for every paired ratio: each contestant against the fastest real entry of
+        its group and batch (a twin against its original instead); the fastest itself is not paired."""
+        out: list[tuple[Contestant, Contestant]] = []
         classes: dict[tuple[str, int], list[Contestant]] = {}
         for c in self.contestants:
             classes.setdefault((c.plan.group, c.plan.batch), []).append(c)
@@ -362,14 +359,18 @@ class Schedule:
             if not real:
                 continue
             best = min(real, key=lambda c: _median(c.per_call(keep)))
-            for c in members:
-                ref = c.partner or best
-                if c is ref:
-                    continue
-                out[c.label] = epoch_paired_ratio(
-                    ref.per_call(keep), c.per_call(keep), [w for w in c.sweeps if w in keep], c.kept_epochs(keep)
-                )
+            out += [(c.partner or best, c) for c in members if c is not (c.partner or best)]
         return out
+
+    def ratios(self, keep: set[int]) -> dict[str, Interval]:
+        """Each paired ratio (`pairs`) by the contestant's label. Across epochs when there are two or more
+        (`core.replication`), else from one epoch's rounds."""
+        return {
+            c.label: epoch_paired_ratio(
+                ref.per_call(keep), c.per_call(keep), [w for w in c.sweeps if w in keep], c.kept_epochs(keep)
+            )
+            for ref, c in self.pairs(keep)
+        }
 
 
 def epoch_paired_ratio(

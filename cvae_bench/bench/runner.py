@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import random
-import statistics
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from typing import Any
 from cvae_bench.backends import registry
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.backends.selection import EVERY_MODE, Selection
+from cvae_bench.bench import memory as bench_memory
 from cvae_bench.bench.groups import BackendGroup, BenchGroup, StandaloneGroup, select
 from cvae_bench.bench.groups.base import BARE_WORKER, Event, ignore, start_worker
 from cvae_bench.bench.groups.train_step import TrainStep, plain_loop_setup
@@ -50,6 +50,7 @@ from cvae_bench.bench.rounds import (
     worker_of,
 )
 from cvae_bench.core.errors import CvaeBenchError, WorkerError
+from cvae_bench.core.memory import ProcessMemory
 from cvae_bench.core.replication import variance_components
 from cvae_bench.core.tuning import UNTUNED, Tuning
 from cvae_bench.core.versions import dist_version
@@ -90,7 +91,6 @@ class _Member:
     identity: BackendIdentity
     backend: RemoteBackend | Worker  # a reference row's host is a bare worker
     contestants: list[Contestant]
-    modes: list[str]
     twin: bool = False
     reference: bool = False
 
@@ -147,7 +147,7 @@ def _open_epoch(
     on_event: Event,
     rng: random.Random,
     by_label: dict[str, Contestant],
-    first_hosts: dict[int, Worker],
+    first_hosts: dict[int, RemoteBackend | Worker],
 ) -> tuple[list[_Member], float]:
     """Start one fresh worker per slot (in a random order, imports overlapping), then open every call one worker
     at a time with the others stopped; returns the epoch's members and the seconds the start took."""
@@ -160,7 +160,7 @@ def _open_epoch(
     hosts.update(zip([i for i in order if i not in first_hosts], started, strict=True))
     for host in hosts.values():
         worker_of(host).pause()
-    members = []
+    members: dict[int, _Member] = {}
     for i in order:
         slot, host = slots[i], hosts[i]
         identity = _identity(slot, host)
@@ -168,31 +168,37 @@ def _open_epoch(
         for c in contestants:
             c.open(on_event)
         worker_of(host).pause()
-        modes = list(host.info["capabilities"]["modes"]) if isinstance(host, RemoteBackend) else []
-        members.append(_Member(identity, host, contestants, modes, slot.twin, slot.reference is not None))
-    return members, start_s
+        members[i] = _Member(identity, host, contestants, slot.twin, slot.reference is not None)
+    return [members[i] for i in range(len(slots))], start_s  # opened in a random order, listed in the slots
 
 
-def _slots(selections: Sequence[Selection], plans: Sequence[Plan], options: BenchOptions) -> list[_Slot]:
-    """Every worker an epoch runs (a `NAME:all` selection's modes are learnt from a probe worker)."""
+def _slots(
+    selections: Sequence[Selection], plans: Sequence[Plan], options: BenchOptions, stack: ExitStack
+) -> tuple[list[_Slot], dict[int, RemoteBackend | Worker]]:
+    """Every worker an epoch runs, and the hosts already started for the first epoch, by slot index.
+
+    A `NAME:all` selection's modes are known once a backend is built: the worker built to learn them is kept
+    as the first epoch's worker of its default mode rather than started twice.
+    """
     slots: list[_Slot] = []
+    first_hosts: dict[int, RemoteBackend | Worker] = {}
     for selection in selections:
         every = selection.mode == EVERY_MODE
         slot = _Slot(selection.info, None if every else selection.mode, selection.tuning, tuple(plans))
         if not every:
             slots.append(slot)
             continue
-        # NAME:all: its modes are known once a backend is built; the probe worker ends at once.
-        with start_worker(slot.info, options, slot.tuning) as probe:
-            host = _build(slot, probe, options)
-            assert isinstance(host, RemoteBackend)
-            modes = list(host.info["capabilities"]["modes"])
+        probe = stack.enter_context(start_worker(slot.info, options, slot.tuning))
+        host = _build(slot, probe, options)
+        assert isinstance(host, RemoteBackend)
+        modes = list(host.info["capabilities"]["modes"])
+        first_hosts[len(slots)] = host  # built in its default mode, the first of `modes`
         slots += [replace(slot, mode=m) for m in modes]
     if options.self_check and slots and plans:
         slots.append(replace(slots[0], plans=tuple(plans[:1]), twin=True))
     if options.plain_loops and any(p.group == TrainStep.name for p in plans):
         slots += _plain_slots(selections, options)
-    return slots
+    return slots, first_hosts
 
 
 #: Optimiser steps in one timed `fit` call of a Keras plain-loop row: enough that `fit`'s per-call set-up (its
@@ -256,8 +262,9 @@ def measure_backends(
     t_all = time.monotonic()
     with ExitStack() as outer:
         t0 = time.monotonic()
-        slots = _slots(selections, plans, options)
-        first_hosts: dict[int, Worker] = {}
+        slots, first_hosts = _slots(selections, plans, options, outer)
+        baseline_rss = bench_memory.baseline(options)
+        reports: dict[str, list[ProcessMemory]] = {}  # each row's workers' memory, one per epoch
         names = {g.name for g in groups}
         for group in standalone:
             try:
@@ -277,8 +284,7 @@ def measure_backends(
         unmet_list: list[Unmet] = []
         while True:
             if schedule is not None:
-                busy = set() if options.under_load else schedule.busy_epochs(options.rounds)
-                clean = len(schedule.epochs_run()) - len(busy)
+                clean = len(schedule.epochs_run()) - len(_dropped(schedule, options))
                 if clean >= options.epochs:
                     if options.rel_precision is None:
                         break
@@ -328,20 +334,21 @@ def measure_backends(
                     for c in m.contestants:
                         c.close()
                     last[m.identity.label] = (m, m.backend.run_job(audit_job))
+                    reports.setdefault(m.identity.label, []).append(bench_memory.report(m.backend))
                     if epoch == 0 and isinstance(m.backend, RemoteBackend) and not m.twin:
                         profiled[m.identity.label] = {
                             g.name: g.measure(m.backend, options, on_event) for g in groups if not g.plans(options)
                         }
                 if epoch == 0:
                     for host in first_hosts.values():
-                        host.close()  # its successors are fresh workers from the reference's `info`
-                if not options.under_load and epoch in schedule.busy_epochs(options.rounds):
+                        worker_of(host).close()  # its successors are fresh workers, started like the others
+                if epoch in _dropped(schedule, options):
                     on_event({"type": "stage", "what": f"epoch {epoch + 1} overlapped foreign load: run again"})
                 t_close += time.monotonic() - t0
             epoch += 1
         assert schedule is not None
         keep = schedule.kept(options.rounds, options.under_load)
-        busy_epochs = set() if options.under_load else schedule.busy_epochs(options.rounds)
+        busy_epochs = _dropped(schedule, options)
         clean_epochs = len(schedule.epochs_run()) - len(busy_epochs)
         summary = RoundsSummary(
             schedule="interleaved epochs",
@@ -384,33 +391,27 @@ def measure_backends(
                 part = {k: v for k, v in measured.items() if k in mine}
                 if part:
                     results[g.name] = g.assemble(part)
-            runs.append(
-                BackendRun(identity=m.identity, audit=audit, results=results, twin=m.twin, reference=m.reference)
-            )
+            memory = bench_memory.by_call(m.contestants, reports.get(label, []), baseline_rss)
+            runs.append(BackendRun(m.identity, audit, results, twin=m.twin, reference=m.reference, memory=memory))
     return runs, summary
+
+
+def _dropped(schedule: Schedule, options: BenchOptions) -> set[int]:
+    """The epochs whose sweeps overlapped foreign load and are run again (none when measuring under load)."""
+    return set() if options.under_load else schedule.busy_epochs(options.rounds)
 
 
 def _components(schedule: Schedule, keep: set[int], sweeps_s: float, epochs_s: float, epochs: int) -> list[Components]:
     """Each paired ratio's variance components (log per-sweep ratios by epoch), with the costs of this run."""
     out = []
-    ratios = schedule.ratios(keep)
-    by_label = {c.label: c for c in schedule.contestants}
     round_s = sweeps_s / max(1, schedule.sweeps_run)
     epoch_s = epochs_s / max(1, epochs)
-    classes: dict[tuple[str, int], list[Contestant]] = {}
-    for c in schedule.contestants:
-        classes.setdefault((c.plan.group, c.plan.batch), []).append(c)
-    for label in ratios:
-        c = by_label[label]
-        members = classes[(c.plan.group, c.plan.batch)]
-        real = [m for m in members if m.partner is None]
-        ref = c.partner or min(real, key=lambda m: statistics.median(m.per_call(keep)))
-        base, other = ref.per_call(keep), c.per_call(keep)
-        logs = [b / a for a, b in zip(base, other, strict=True)]
-        vc = variance_components(logs, c.kept_epochs(keep), round_s, epoch_s)
+    for ref, c in schedule.pairs(keep):
+        per_sweep = [b / a for a, b in zip(ref.per_call(keep), c.per_call(keep), strict=True)]
+        vc = variance_components(per_sweep, c.kept_epochs(keep), round_s, epoch_s)
         if vc is not None:
             need = vc.epochs_for(0.03) if vc.between > 0 else None
-            out.append(Components(label, vc, need))
+            out.append(Components(c.label, vc, need))
     return out
 
 
@@ -422,8 +423,11 @@ def _standalone_groups(groups: Sequence[BenchGroup[Any]]) -> list[StandaloneGrou
     return [g for g in groups if isinstance(g, StandaloneGroup)]
 
 
-def run_bench(selections: Sequence[Selection], options: BenchOptions, on_event: Event = ignore) -> BenchRun:
-    """Measure every selected backend and mode in interleaved sweeps, the standalone groups, and the roofline.
+def run_bench(
+    selections: Sequence[Selection], options: BenchOptions, on_event: Event = ignore, ceiling: Roofline | None = None
+) -> BenchRun:
+    """Measure every selected backend and mode in interleaved sweeps, the standalone groups, and the roofline
+    (`ceiling`: a roofline this machine measured before for the same options, reused instead).
 
     Raises:
         CvaeBenchError: an unknown group in `options.groups`.
@@ -439,7 +443,7 @@ def run_bench(selections: Sequence[Selection], options: BenchOptions, on_event: 
         if not quiet:
             on_event({"type": "stage", "what": f"the machine stayed busy for {secs:.0f} s; timing anyway"})
     with Sentinel() as sentinel:
-        roofline = measure_ceiling(options, on_event)
+        roofline = ceiling if ceiling is not None else measure_ceiling(options, on_event)
         backends: list[BackendRun] = []
         rounds = None
         per_backend = _backend_groups(groups)
@@ -475,6 +479,7 @@ def with_runs(
     Like `run --resume`, a run whose result is already in `folder` (a bench repeated with `--force` into
     the same `--out`) is kept, not run again, and one that was interrupted goes on from its checkpoint.
     """
+    from cvae_bench.training.checkpoint import remove_checkpoint
     from cvae_bench.training.compare import write_comparison
     from cvae_bench.training.loop import TrainConfig
     from cvae_bench.training.matched import finished_result
@@ -494,6 +499,7 @@ def with_runs(
             what = f"train to target: {name}:{mode} seed {seed}"
             done = finished_result(cell)
             if done is not None:
+                remove_checkpoint(cell)  # a run killed between its result.json and this removal
                 on_event({"type": "stage", "what": f"{what}: finished before, kept"})
                 results.append(done)
                 continue

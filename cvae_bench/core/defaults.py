@@ -14,3 +14,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_BATCH_SIZES = (1, 64, 1024, 8192)
 #: Device kinds a backend may declare.
 DEVICES = ("cpu", "cuda")
+#: The largest batch a sampling or offline batch may have (65,536 decoded images are ~200 MB of float32):
+#: above it a typo (1e9) would exhaust memory instead of measuring anything.
+MAX_BATCH_SIZE = 65536
+#: The largest seed: numpy's legacy seeding (used by Keras's `set_random_seed`) takes 0..2**32-1.
+MAX_SEED = 2**32 - 1
+#: Cells a sweep file may expand to; a larger grid is counted and refused before it is enumerated.
+MAX_SWEEP_CELLS = 10_000
+#: Seconds a timed bench round may be asked to last at most: longer rounds measure nothing more, `inf` never ends.
+MAX_MIN_TIME = 60.0

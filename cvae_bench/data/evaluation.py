@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from cvae_bench.backends.base import Backend
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
-from cvae_bench.core.errors import BackendUnavailableError
+from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
 from cvae_bench.data.loading import load_arrays, load_dataset
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.evaluator import Evaluation, Evaluator
@@ -51,7 +52,8 @@ def evaluate_weights(
 
     Raises:
         BackendUnavailableError: the backend's framework is missing.
-        CvaeBenchError: unreadable or mismatched weights, missing data.
+        CvaeBenchError: unreadable or mismatched weights, missing data, or weights whose evaluation is not
+            finite (they overflow the networks).
         WorkerError: the worker died or hung.
     """
     if not info.available:
@@ -60,6 +62,13 @@ def evaluate_weights(
     ds = load_dataset(dataset, data_path)
     with Worker(info, idle_timeout=idle_timeout) as worker:
         backend = RemoteBackend(worker, spec, 0, device)
-        return backend.run_job(
+        ev: Evaluation = backend.run_job(
             evaluate_job, weights=weights, dataset=dataset, data_path=str(ds.path), val_subset=val_subset
         )
+    if not all(math.isfinite(v) for v in (ev.val_elbo, ev.kl, ev.nll)):
+        # A number people copy: never print one that is not a score.
+        raise CvaeBenchError(
+            f"weights {weights_path} give a non-finite val -ELBO ({ev.val_elbo}; KL {ev.kl}, NLL {ev.nll}): "
+            "the networks overflow with them; these weights come from a run that diverged"
+        )
+    return ev

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cvae_bench.core.errors import DataError
+from cvae_bench.core.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from cvae_bench.models.spec import ModelSpec
@@ -308,3 +308,15 @@ for _spec in BUILTIN:
 
 #: The names of the built-in data sets: the CLI's `--dataset` choices (`register` adds others for Python callers).
 DATASETS: tuple[str, ...] = tuple(spec.name for spec in BUILTIN)
+
+
+def check_subsets(dataset: str, train_subset: int | None, val_subset: int | None, *, prefix: str = "--") -> None:
+    """Refuse subset sizes larger than the data set (`prefix`: `--` for options, '' for sweep keys)."""
+    spec = dataset_spec(dataset)
+    for key, value, size, what in (
+        ("train-subset", train_subset, spec.train_size, "training"),
+        ("val-subset", val_subset, spec.test_size, "validation"),
+    ):
+        name = f"--{key}" if prefix == "--" else key.replace("-", "_")
+        if value is not None and value > size:
+            raise UsageError(f"{name}: {value} is more than {spec.title}'s {size} {what} images")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
-from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError, UsageError
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.spec import DEFAULT_SPEC
 
@@ -70,7 +70,7 @@ def require_export(infos: Sequence[BackendInfo], device: str) -> None:
 
     for info in {i.name: i for i in infos}.values():
         if not exports_onnx(info, device):
-            raise CvaeBenchError(
+            raise UsageError(
                 f"--export: backend {info.name!r} does not export ONNX; run without --export and export its "
                 "weights.safetensors with `cvae-bench export --backend torch`"
             )
@@ -188,10 +188,10 @@ def sample_command(
     from cvae_bench.onnx.figures import write_figures
 
     if (onnx_path is None) == (backend is None):
-        raise CvaeBenchError("give either --onnx FILE or --backend NAME --weights FILE")
+        raise UsageError("give either --onnx FILE or --backend NAME --weights FILE")
     if onnx_path is not None:
         if weights is not None:
-            raise CvaeBenchError("--weights goes with --backend; an --onnx file carries its own weights")
+            raise UsageError("--weights goes with --backend; an --onnx file carries its own weights")
         from cvae_bench.deploy import DecoderError, OnnxDecoder
 
         chosen = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
@@ -214,14 +214,14 @@ def sample_command(
     from cvae_bench.runtime.worker import RemoteBackend, Worker
 
     if weights is None:
-        raise CvaeBenchError("--backend needs --weights FILE (canonical weights, e.g. a run's weights.safetensors)")
+        raise UsageError("--backend needs --weights FILE (canonical weights, e.g. a run's weights.safetensors)")
     if providers is not None:
-        raise CvaeBenchError("--providers goes with --onnx (onnxruntime); --backend decodes in its framework")
+        raise UsageError("--providers goes with --onnx (onnxruntime); --backend decodes in its framework")
     assert backend is not None
     info = _available(backend)
     spec = DEFAULT_SPEC
     if not 0 <= digit < spec.num_classes:  # before a worker starts
-        raise CvaeBenchError(f"--digit: expected a class 0-{spec.num_classes - 1} of this decoder; received {digit}")
+        raise UsageError(f"--digit: expected a class 0-{spec.num_classes - 1} of this decoder; received {digit}")
     arrays = load_weights(weights, spec)
     with Worker(info) as worker:
         remote = RemoteBackend(worker, spec, 0, device)

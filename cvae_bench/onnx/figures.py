@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.errors import UsageError
 from cvae_bench.runtime.files import atomic_path, ensure_dir
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def write_figures(
     from matplotlib.figure import Figure
 
     if not 0 <= digit < num_classes:
-        raise CvaeBenchError(f"--digit: expected a class 0-{num_classes - 1} of this decoder; received {digit}")
+        raise UsageError(f"--digit: expected a class 0-{num_classes - 1} of this decoder; received {digit}")
     sizes: dict[str, int] = {"latent_dim": latent_dim, "classes": num_classes}
     out = ensure_dir(out_dir)
     suffix = f"\n{source}" if source else ""

@@ -9,25 +9,26 @@ from typing import Any
 
 from cvae_bench.onnx.commands import check_output
 from cvae_bench.report import charts
+from cvae_bench.report.bundle import plotly_bundle
 from cvae_bench.report.history import append_history, load_history
 from cvae_bench.report.inputs import BenchFile, ComparisonFile, Inputs, ReportError, folder_files, load_inputs
-from cvae_bench.report.page import Page, fairness_table, key_values, pre, table
+from cvae_bench.report.memory_chart import memory_vs_batch
+from cvae_bench.report.page import Page, esc, fairness_table, key_values, pre, table
 from cvae_bench.report.pictures import decoder_pictures
 from cvae_bench.report.trends import build_trends
+from cvae_bench.report.verdict import build_block
 from cvae_bench.runtime.files import ensure_dir, write_text
 from cvae_bench.training.records import RunResult
 
+#: Why a figure can pass its floor: said under every chart that draws one.
+FLOOR_NOTE = (
+    "The floor is what the spec's matrix products take as the fastest fp32 GEMMs measured on this machine, so a "
+    "figure can beat it (above 1.0 of floor, above the ceiling) where it does not do that fp32 work: int8 "
+    "multiplies 4× narrower numbers with integer instructions, and a library may fuse or skip products the "
+    "floor counts. Such a figure is not an error, and it is not comparable with the fp32 ones as a fraction."
+)
 #: At most this many decoders get pictures (one per backend/mode/precision first); the rest are listed.
 MAX_DECODERS = 8
-
-
-def _plotly_js() -> str:
-    try:
-        from plotly.offline import get_plotlyjs
-    except ImportError as exc:
-        raise ReportError("reports need plotly: pip install 'cvae-bench[report]' (or pip install plotly)") from exc
-    js: str = get_plotlyjs()
-    return js
 
 
 def _pick_decoders(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
@@ -120,7 +121,8 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             "Median ms per Adam step at batch 64; whiskers: the 95 % confidence interval "
             "of the typical step (Student's t across epochs of fresh workers; from one epoch's rounds, order "
             "statistics, when there was one), or the IQR with fewer than 6 rounds. "
-            "'of floor': the roofline floor ÷ the median (1.0 = as fast as the bare matmuls).",
+            "'of floor': the roofline floor ÷ the median (1.0 = as fast as the bare fp32 matmuls at these shapes). "
+            + FLOOR_NOTE,
         )
     page.heading("Sampling", "sampling")
     fig = charts.sampling(inputs.benches, colours)
@@ -133,7 +135,20 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             "Native backends (solid) decode NumPy in and out; onnxruntime (dashed) runs "
             "the exported decoder per provider and precision ('onnxruntime:fp32': the same CPU decoder timed in "
             "the native decoders' own sweeps, so that their ratios to it pair). The red line is the roofline ceiling: "
-            "batch ÷ the floor of the decoder's GEMMs at that batch.",
+            "batch ÷ the floor of the decoder's GEMMs at that batch. " + FLOOR_NOTE,
+        )
+    page.heading("Memory", "memory")
+    fig = memory_vs_batch(inputs.benches, colours)
+    if fig is None:
+        page.note("The bench files hold no memory figures (bench.json from before memory was measured).", True)
+    else:
+        page.chart(
+            "memory",
+            fig,
+            "Peak resident set of each backend's worker process during the timed rounds of each batch size "
+            "(median over the epochs' fresh workers; bars: lowest to highest). A process keeps what its "
+            "allocator cached, so a peak includes what earlier calls in the same worker left resident; the "
+            "dotted line is an idle worker of the same code without any framework.",
         )
     page.heading("Roofline", "roofline")
     fig = charts.roofline(inputs.benches)
@@ -145,7 +160,7 @@ def _bench_charts(page: Page, inputs: Inputs, colours: charts.Colours) -> None:
             fig,
             "Achieved GFLOP/s (the spec's FLOPs ÷ median time) of every entry (blue); the pink bar "
             "is what the same FLOPs would give at the floor, the sum of the best fp32 GEMM times "
-            "measured on this machine at the model's shapes.",
+            "measured on this machine at the model's shapes. * marks a figure above its floor. " + FLOOR_NOTE,
         )
 
 
@@ -190,10 +205,15 @@ def _history(page: Page, inputs: Inputs, base: Path | None, colours: charts.Colo
         for st in s.steps
     ]
     if rows:
-        body = table(["metric", "machine", "before", "at", "median before", "after", "change", "result"], rows)
-        for _, _, _, _, _, _, _, url in rows:  # the last column as links
-            body = body.replace(f"<td>{url}</td>", f'<td><a href="{url}">{url}</a></td>', 1)
-        page.html(body)
+        head = ["metric", "machine", "before", "at", "median before", "after", "change", "result"]
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td>{esc(c)}</td>" for c in row[:-1])
+            + (f'<td><a href="{esc(row[-1])}">{esc(row[-1])}</a></td>' if row[-1] else "<td>—</td>")
+            + "</tr>"
+            for row in rows
+        )
+        page.html("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + f"</tr></thead>{body}</table>")
     else:
         page.note("No step detected.")
 
@@ -204,7 +224,7 @@ def _evidence(page: Page, inputs: Inputs, command: str | None) -> None:
     commands += [(str(b.path), b.record.cvae_bench.command) for b in inputs.benches if b.record.cvae_bench]
     commands += [(str(c.path), c.record.command) for c in inputs.comparisons if c.record.command]
     if commands:
-        page.html("<h3>Commands</h3>" + "".join(f"<p><code>{k}</code></p>{pre(v)}" for k, v in commands))
+        page.html("<h3>Commands</h3>" + "".join(f"<p><code>{esc(k)}</code></p>{pre(v)}" for k, v in commands))
     if inputs.results:
         page.html(
             "<h3>Runs</h3>"
@@ -237,22 +257,37 @@ def _evidence(page: Page, inputs: Inputs, command: str | None) -> None:
                 ],
             )
         )
-    machines: dict[str, Any] = {}
+    machines: dict[str, tuple[dict[str, Any], list[str]]] = {}
     versions: dict[str, str] = {}
+
+    def machine(info: dict[str, Any], source: Path) -> None:
+        # One table per machine, not per input: runs and benches on one machine name the same CPU and cores.
+        key = _machine_key(info)
+        machines.setdefault(key, (info, []))[1].append(str(source))
+
     for x in inputs.results:
-        machines.setdefault(json.dumps(x.record.hardware, sort_keys=True), x.record.hardware)
+        machine(x.record.hardware, x.path)
         versions.update(x.record.versions)
     for c in inputs.comparisons:
-        machines.setdefault(json.dumps(c.record.hardware, sort_keys=True), c.record.hardware)
+        machine(c.record.hardware, c.path)
     for b in inputs.benches:
         info = b.record.machine_info
         versions.update(info.get("versions", {}))
-        machines.setdefault(
-            json.dumps(info.get("environment", info), sort_keys=True),
-            {"node": info.get("node"), "cpu": info.get("cpu"), **info.get("environment", {})},
+        cpu = info.get("cpu")
+        count = cpu.get("count") if isinstance(cpu, dict) else None
+        machine(
+            {**info.get("environment", {}), "node": info.get("node"), "cpu": _cpu_name(info), "cpu_count": count},
+            b.path,
         )
-    if machines:
-        page.html("<h3>Machine</h3>" + "".join(key_values(sorted(m.items())) for m in machines.values()))
+    for i, (m, sources) in enumerate(machines.values()):
+        title = f"Machine {i + 1} of {len(machines)}" if len(machines) > 1 else "Machine"
+        page.html(
+            f"<h3>{title}</h3>"
+            + key_values(sorted(m.items()))
+            + f'<p class="note">{esc(len(sources))} input(s) ran here: {esc(", ".join(sources[:6]))}'
+            + (f" and {len(sources) - 6} more" if len(sources) > 6 else "")
+            + "</p>"
+        )
     if versions:
         page.html("<h3>Versions</h3>" + key_values(sorted(versions.items())))
     for b in inputs.benches:
@@ -270,13 +305,24 @@ def _evidence(page: Page, inputs: Inputs, command: str | None) -> None:
                 for when, s in (("before", summary.load.before), ("after", summary.load.after))
             ]
             page.html(
-                f"<h3>Load during {b.path}</h3>"
+                f"<h3>Load during {esc(b.path)}</h3>"
                 + table(["when", "load average 1/5/15 min", "cores", "other busy processes"], rows)
             )
         if summary.fairness:
-            page.html(f"<h3>Fairness audit of {b.path}</h3>" + fairness_table(summary.fairness))
+            page.html(f"<h3>Fairness audit of {esc(b.path)}</h3>" + fairness_table(summary.fairness))
     if inputs.skipped:
-        page.html("<h3>Files not read</h3>" + "".join(f'<p class="missing">{x}</p>' for x in inputs.skipped))
+        page.html("<h3>Files not read</h3>" + "".join(f'<p class="missing">{esc(x)}</p>' for x in inputs.skipped))
+
+
+def _cpu_name(info: dict[str, Any]) -> Any:
+    cpu = info.get("cpu")
+    return cpu.get("brand_raw", cpu) if isinstance(cpu, dict) else cpu
+
+
+def _machine_key(info: dict[str, Any]) -> str:
+    """What tells machines apart: the CPU's name and core count (runs and benches write them under different
+    keys; per-run fields such as the affinity or the Python do not make another machine)."""
+    return f"{_cpu_name(info) or '?'}|{info.get('cpu_count') or ''}"
 
 
 def build_page(inputs: Inputs, base: Path | None = None, command: str | None = None) -> Page:
@@ -285,7 +331,7 @@ def build_page(inputs: Inputs, base: Path | None = None, command: str | None = N
     sources += [str(p) for p in inputs.decoders]
     if inputs.history:
         sources.append(f"{len(inputs.history)} history entries")
-    page = Page("cvae-bench report", sources)
+    page = Page("cvae-bench report", sources, block=build_block(inputs))
     colours = charts.Colours()
     _headline(page, inputs.run_results(), colours)
     _time_to_target(page, inputs, colours)
@@ -309,7 +355,7 @@ def make_report(
     Raises:
         ReportError: nothing to report, an input that cannot be read, or plotly missing.
     """
-    js = _plotly_js()
+    bundle = plotly_bundle()
     inputs = load_inputs(paths)
     if history is not None:
         inputs.history += load_history(history, inputs.skipped)
@@ -321,7 +367,7 @@ def make_report(
         )
     target = Path(out)
     ensure_dir(target.parent)
-    write_text(target, build_page(inputs, target.parent, command).render(js))
+    write_text(target, build_page(inputs, target.parent, command).render(bundle.js, bundle.name))
     return target, inputs
 
 

@@ -41,10 +41,15 @@ FORMAT = 1
 
 
 def default_history_dir() -> Path:
-    """`<project cache>/history`: $CVAE_BENCH_CACHE/history, else ~/.cache/cvae-bench/history."""
+    """$CVAE_BENCH_HISTORY, else `<project cache>/history`: $CVAE_BENCH_CACHE/history, else
+    ~/.cache/cvae-bench/history. (Its own variable so that a test suite can move the history and keep the
+    data cache.)"""
+    import os
+
     from cvae_bench.data.loading import cache_dir
 
-    return cache_dir() / "history"
+    env = os.environ.get("CVAE_BENCH_HISTORY")
+    return Path(env).expanduser() if env else cache_dir() / "history"
 
 
 def machine_fingerprint(cpu: str, cores: Any) -> tuple[str, str]:

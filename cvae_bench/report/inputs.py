@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from cvae_bench.bench.fairness import AuditEntry
+from cvae_bench.bench.verdicts import NoiseCheck
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.records import Record, RecordError
+from cvae_bench.core.stats import Interval
 from cvae_bench.runtime import files
 from cvae_bench.runtime.machine import LoadWindow
 from cvae_bench.training.records import ComparisonRow, ConvergenceVerdict, FinalEval, RunResult
@@ -107,6 +109,7 @@ class VerdictFile(Record):
     reference: str
     verdict: str
     withheld: str | None = None
+    ratio: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class BenchSummaryFile(Record):
     time_to_target: TimeToTargetFile | None = None
     verdicts: list[VerdictFile] = field(default_factory=list)
     rounds: RoundsFile | None = None
+    noise: NoiseCheck | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cvae_bench.report.inputs import HistoryEntry, Loaded
+from cvae_bench.report.page import safe_link
 from cvae_bench.report.steps import Step, detect_steps
 
 
@@ -46,13 +47,16 @@ class Trends:
 
 
 def link(path: Path, base: Path | None) -> str:
-    """A link to `path` from a page in `base` (relative when both are on one tree, else a file: URI)."""
-    if base is not None:
-        try:
-            return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-        except ValueError:  # another drive (Windows)
-            pass
-    return path.resolve().as_uri()
+    """A link to `path` from a page in `base`: a plain relative file link ('./…', percent-encoded), or '' when
+    there is none (no base, another drive, a name that looks like a scheme): a shared page never carries an
+    absolute file: URI, and no file name can become a `javascript:` URL."""
+    if base is None:
+        return ""
+    try:
+        relative = Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+    except ValueError:  # another drive (Windows)
+        return ""
+    return safe_link(relative) or ""
 
 
 def build_trends(entries: Sequence[Loaded], base: Path | None = None) -> Trends:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import glob
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,6 +23,60 @@ from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
 #: The errors of writing that are the machine's, not ours: a full disk or quota, a read-only or forbidden place.
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG})
+
+
+#: What ends the name of every temporary file of our atomic writers: `.<target>.<pid>-<random>.tmp`.
+TMP_SUFFIX = ".tmp"
+#: A temporary file of ours, with the PID of the process that wrote it (so that a stale one can be told apart).
+_TMP_NAME = re.compile(r"^\..+\.(\d+)-[A-Za-z0-9_]+\.tmp$")
+
+
+def temporary_name(target: str, tag: str = "") -> str:
+    """A fixed temporary name for `target`, in the recognisable form (for writers that do not use mkstemp)."""
+    return f".{target}.{os.getpid()}-{tag or 'w'}{TMP_SUFFIX}"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether `name` is a temporary file of one of our atomic writers."""
+    return _TMP_NAME.match(name) is not None
+
+
+#: How deep below a folder its temporaries are swept: a comparison's run, its checkpoint, a sweep's cell.
+SWEEP_DEPTH = 3
+
+
+def sweep_temporaries(folder: str | Path, depth: int = SWEEP_DEPTH) -> list[Path]:
+    """Remove every temporary file of our writers in `folder` and up to `depth` folders below it.
+
+    Only for a folder this process owns (holds its `FolderLock`) at a moment when it has no write under way:
+    whatever temporary file is there then was left by a writer that was stopped (a killed predecessor, or a
+    worker killed on the way out). The depth bounds the walk of a folder given by mistake (`--out ~`).
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    top = len(Path(folder).parts)
+    for root, dirs, names in os.walk(folder):
+        if len(Path(root).parts) - top >= depth:
+            dirs.clear()
+        for name in names:
+            if is_temporary(name):
+                path = Path(root) / name
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def _sweep_stale_temporaries(target: Path) -> None:
+    """Remove the temporaries of `target` whose writers are gone (a killed export, a killed bench)."""
+    with contextlib.suppress(OSError):
+        for entry in target.parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}"):
+            match = _TMP_NAME.match(entry.name)
+            if match and not _pid_alive(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
 
 
 def _write_error(target: Path, exc: OSError) -> CvaeBenchError:
@@ -52,8 +109,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             `path`); other errors of the block propagate as they are.
     """
     target = Path(path)
+    _sweep_stale_temporaries(target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=TMP_SUFFIX, dir=target.parent)
     except OSError as exc:
         if exc.errno in _WRITE_ERRNOS or exc.errno == errno.ENOENT:
             raise _write_error(target, exc) from exc
@@ -186,13 +244,23 @@ def load_weights(path: str | Path, spec: ModelSpec = DEFAULT_SPEC) -> dict[str, 
         CvaeBenchError: missing/unreadable file, names/shapes/dtypes that differ from the spec, or a tensor
             holding NaN or infinity.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
     p = Path(path)
     try:
+        # The header first: a tensor NumPy has no type for (BF16, F8) would fail to load as a TypeError.
+        with safe_open(str(p), framework="numpy") as f:
+            names: list[str] = f.keys()  # safe_open has keys() but is not iterable
+            dtypes = {name: (f.get_slice(name).get_dtype(), f.get_slice(name).get_shape()) for name in names}
+        for name, (dtype, shape) in sorted(dtypes.items()):
+            if dtype != "F32":
+                raise CvaeBenchError(
+                    f"weights {p}: {name} is {dtype}{list(shape)}, expected float32 (F32); "
+                    "convert the weights to float32 first"
+                )
         weights = load_file(str(p))
-    except (OSError, SafetensorError, ValueError) as exc:
+    except (OSError, SafetensorError, ValueError, TypeError) as exc:
         raise CvaeBenchError(f"cannot read weights {p}: {exc}") from exc
     expected = spec.weight_shapes()
     missing = sorted(set(expected) - set(weights))
@@ -240,61 +308,91 @@ def _pid_alive(pid: int) -> bool:
 
 
 class FolderLock:
-    """A folder held by one writing process: an O_EXCL lock file holding its PID, removed on release."""
+    """A folder held by one writing process: an flock on a lock file that holds its PID, removed on release.
+
+    The kernel holds the lock, not the file: it goes with its holder however the holder ends (kill -9
+    included), so a lock left by a dead process is simply free and nothing has to guess from a PID whether
+    its writer still lives (PIDs are reused). The PID in the file only names the holder in the message.
+    On taking the lock, the temporary files that a stopped predecessor left in the folder are swept; on
+    release, those of this process's own stopped writers (a worker killed on the way out).
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / LOCK_NAME
-        self._held = False
+        self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock, taking over a stale one whose process is gone.
+        """Take the lock (a lock file whose holder has gone is free), then sweep stale temporary files.
 
         Raises:
             CvaeBenchError: another living process holds it (naming its PID), or the folder is not writable.
         """
-        for _ in range(3):
+        if self._fd is not None:
+            raise CvaeBenchError(f"{self.folder} is already being written by this process")
+        for _ in range(100):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and owner != os.getpid() and _pid_alive(owner):
-                    raise CvaeBenchError(
-                        f"{self.folder} is in use by another cvae-bench run (PID {owner}, lock {self.path}); "
-                        "wait for it to end or pass another --out"
-                    ) from None
-                if owner == os.getpid():
-                    raise CvaeBenchError(f"{self.folder} is already being written by this process") from None
-                with contextlib.suppress(FileNotFoundError):  # stale: its writer died without cleaning up
-                    os.unlink(self.path)
-                continue
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise _write_error(self.path, exc) from exc
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise _write_error(self.path, exc) from exc
+                owner = self._owner()
+                if owner == os.getpid():
+                    raise CvaeBenchError(f"{self.folder} is already being written by this process") from None
+                who = f"PID {owner}" if owner else "PID not yet written"
+                raise CvaeBenchError(
+                    f"{self.folder} is in use by another cvae-bench run ({who}, lock {self.path}); "
+                    "wait for it to end or pass another --out"
+                ) from None
+            # A holder removes the file before it lets go: the inode locked here may be one that is no longer
+            # the lock file, and a lock on it holds nothing. Then take the new file.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            try:
+                os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
                 os.fsync(fd)
             except OSError as exc:
                 os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
                 raise _write_error(self.path, exc) from exc
-            os.close(fd)
-            self._held = True
+            self._fd = fd
+            sweep_temporaries(self.folder)
             return
-        raise CvaeBenchError(f"cannot take the lock {self.path}: it keeps coming back")
+        raise CvaeBenchError(f"cannot take the lock {self.path}: it keeps changing under this process")
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
 
     def _owner(self) -> int | None:
         try:
-            return int(self.path.read_text().strip() or "0")
+            return int(self.path.read_text().strip() or "0") or None
         except (OSError, ValueError):
-            return None  # unreadable or half-written by a writer that died: stale
+            return None
 
     def release(self) -> None:
-        """Remove the lock file (only if this process holds it)."""
-        if self._held:
-            self._held = False
+        """Sweep this process's leftover temporary files, remove the lock file and let go (if held)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            sweep_temporaries(self.folder)
+            # Removed while still held, so that whoever locks the old inode later sees it is not the lock file.
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+        finally:
+            os.close(fd)  # closing the last descriptor lets the lock go
 
     def __enter__(self) -> FolderLock:
         return self

@@ -130,6 +130,11 @@ class IdleRecord(Record):
     pauses: int
     worked: bool
 
+    @classmethod
+    def of(cls, idle_s: float, cpu_s: float, pauses: int) -> IdleRecord:
+        """The record of `pauses` stops totalling `idle_s`, in which the process tree used `cpu_s` of CPU."""
+        return cls(round(idle_s, 3), round(cpu_s, 3), pauses, worked_while_idle(cpu_s, idle_s))
+
 
 def worked_while_idle(cpu_s: float, idle_s: float) -> bool:
     """Whether `cpu_s` of CPU over `idle_s` of idleness is more than a stopped process can show."""
@@ -186,9 +191,4 @@ class IdleWatch:
 
     def record(self) -> IdleRecord:
         """What the worker did while stopped, so far."""
-        return IdleRecord(
-            idle_s=round(self.idle_s, 3),
-            cpu_s=round(self.cpu_s, 3),
-            pauses=self.pauses,
-            worked=worked_while_idle(self.cpu_s, self.idle_s),
-        )
+        return IdleRecord.of(self.idle_s, self.cpu_s, self.pauses)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cvae_bench.core.records import Record
+from cvae_bench.runtime import signals
 from cvae_bench.runtime.machine import BusyProcess
 
 #: Foreign CPU (cores) above which a sample counts as contended: a third of a core, well above the few
@@ -198,6 +199,7 @@ class Sentinel:
         return self
 
     def _loop(self) -> None:
+        signals.main_thread_only()  # a stop must wake the main thread, not this one
         probe = Probe(self.root)
         while not self._stop.wait(self.interval):
             try:

@@ -28,6 +28,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+# Declared in core (the option checks need it, below this wing); the name stays importable from here.
+from cvae_bench.core.checks import available_cores as available_cores
+
 #: The worker reads this to pin its CPU affinity before any framework is imported.
 THREADS_ENV = "CVAE_BENCH_THREADS"
 
@@ -43,13 +46,6 @@ THREAD_VARS = (
     "OMP_WAIT_POLICY",
     "KMP_BLOCKTIME",
 )
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its affinity mask), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def thread_env(threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -173,6 +169,9 @@ def process_audit() -> dict[str, Any]:
         import onnxruntime
 
         out["onnxruntime"] = {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
+    from cvae_bench.runtime.allocators import allocator_audit
+
+    out["allocators"] = allocator_audit()  # what each framework pre-allocates: read beside the memory figures
     return out
 
 

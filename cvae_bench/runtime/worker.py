@@ -11,7 +11,9 @@ frames of an 8-byte big-endian length followed by a pickle. The parent sends req
   sent as the function object itself (pickle carries it by reference, module and name), so that a rename
   fails in mypy rather than in a worker. It runs next to the backend and may ``emit(event)`` progress
   frames while it works; sent before any ``create``, the job gets ``backend=None`` (measurements that need
-  a clean process but no model: the matmul ceiling, onnxruntime sessions);
+  a clean process but no model: the matmul ceiling, onnxruntime sessions). Before work that sends
+  nothing for a while (a data load, a check, an evaluation) a job emits ``{"type": "stage", "what"}``: the
+  parent then allows the longer start limit of silence until the next frame;
 - ``{"op": "exit"}``.
 
 The worker answers each request with any number of ``{"kind": "event", "data"}`` frames followed by one
@@ -55,6 +57,7 @@ from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import WorkerError
 from cvae_bench.core.tuning import apply_in_process
 from cvae_bench.models.spec import ModelSpec
+from cvae_bench.runtime import signals
 from cvae_bench.runtime.pause import IdleWatch
 from cvae_bench.runtime.protocol import EOF, ProtocolError, check_answer, read_frame, write_frame
 
@@ -151,6 +154,7 @@ class Worker:
         _live.add(self)
 
     def _read_loop(self) -> None:
+        signals.main_thread_only()  # a stop must wake the main thread, not this one
         assert self.proc.stdout is not None
         while True:
             try:
@@ -188,7 +192,9 @@ class Worker:
     ) -> Any:
         """Send one request and wait for its result, passing events to `on_event`.
 
-        `timeout` (default `idle_timeout`) is the longest silence allowed between two frames.
+        `timeout` (default `idle_timeout`) is the longest silence allowed between two frames; after an event
+        `{"type": "stage", ...}`, which a job sends before work that reports nothing while it runs, the
+        silence allowed until the next frame is `start_timeout` (if longer).
 
         Raises:
             WorkerError: the worker died, hung, or failed with a non-cvae-bench exception.
@@ -202,7 +208,8 @@ class Worker:
             write_frame(self.proc.stdin, req)
         except (BrokenPipeError, OSError):
             raise self._died("died") from None
-        limit = self.idle_timeout if timeout is None else timeout
+        base = self.idle_timeout if timeout is None else timeout
+        limit = base
         while True:
             try:
                 frame = self._frames.get(timeout=limit)
@@ -219,6 +226,10 @@ class Worker:
                 self.kill()  # the stream is out of step now: nothing after this frame can be trusted
                 raise self._died(f"broke the protocol in {_request_name(req)}: {exc}; killed") from None
             if kind == "event":
+                # Silence is judged only where the worker can speak: a stage event announces work that
+                # reports nothing until it ends (a data load, a recipe check, an evaluation, a first step
+                # that compiles), which is given the start limit, as building the backend is.
+                limit = max(base, self.start_timeout) if _is_stage(payload) else base
                 if on_event is not None:
                     on_event(payload)
             elif kind == "result":
@@ -342,6 +353,10 @@ class RemoteBackend:
         return call
 
 
+def _is_stage(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("type") == "stage"
+
+
 def _request_name(req: dict[str, Any]) -> str:
     job = req.get("job")
     if job is not None:
@@ -352,7 +367,9 @@ def _request_name(req: dict[str, Any]) -> str:
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
     """The worker's request loop (runs in the subprocess)."""
     from cvae_bench.backends import registry
+    from cvae_bench.runtime import memory
 
+    memory.mark(memory.START)  # the worker code alone: the baseline a framework's share is read against
     backend: Any = None
 
     def emit(event: Any) -> None:
@@ -367,6 +384,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             if op == "create":
                 t0 = time.perf_counter()
                 cls = registry.get(req["name"]).load_class()
+                memory.mark(memory.AFTER_IMPORT)
                 backend = cls(ModelSpec.from_dict(req["spec"]), req["seed"], req["device"], req["mode"])
                 # Knobs that are calls into the framework: it is loaded now, and no step has run yet.
                 tuning = apply_in_process()

@@ -70,8 +70,15 @@ class LoadgenScheduler:
 
     name = "loadgen"
 
-    def __init__(self, lg: ModuleType) -> None:
+    def __init__(self, lg: ModuleType, log_dir: Path | None = None) -> None:
+        """Args:
+        lg: the imported `mlperf_loadgen`.
+        log_dir: where LoadGen's own logs (mlperf_log_summary.txt, mlperf_log_detail.txt) are kept, one
+            folder per scenario run (`NNN-<scenario>`); None: a temporary folder, removed after reading.
+        """
         self.lg = lg
+        self.log_dir = log_dir
+        self.runs = 0
         try:
             version = md.version("mlcommons-loadgen")
         except md.PackageNotFoundError:
@@ -83,14 +90,18 @@ class LoadgenScheduler:
         lg = self.lg
         sut = lg.ConstructSUT(issue, lambda: None)
         qsl = lg.ConstructQSL(samples, samples, lambda s: None, lambda s: None)
+        self.runs += 1
+        scenario = str(settings.scenario).rpartition(".")[2].lower()
         try:
             with tempfile.TemporaryDirectory(prefix="cvae-bench-loadgen-") as tmp:
+                where = Path(tmp) if self.log_dir is None else self.log_dir / f"{self.runs:03d}-{scenario}"
+                where.mkdir(parents=True, exist_ok=True)
                 log = lg.LogSettings()
-                log.log_output.outdir = tmp
+                log.log_output.outdir = str(where)
                 log.log_output.copy_summary_to_stdout = False
                 log.enable_trace = False
                 lg.StartTestWithLogSettings(sut, qsl, settings, log)
-                return read_detail(Path(tmp) / "mlperf_log_detail.txt")
+                return read_detail(where / "mlperf_log_detail.txt")
         finally:
             lg.DestroyQSL(qsl)
             lg.DestroySUT(sut)

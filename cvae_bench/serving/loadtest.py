@@ -7,27 +7,31 @@ is MLPerf LoadGen where it imports, else the built-in scheduler, and the report 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.errors import CvaeBenchError, UsageError
 from cvae_bench.deploy import OnnxDecoder
 from cvae_bench.onnx.sessions import make_session
 from cvae_bench.runtime.files import ensure_dir, file_sha256, write_json, write_text
 from cvae_bench.runtime.machine import LoadWindow, environment, machine_load
 from cvae_bench.serving.loadgen import LoadgenScheduler, import_loadgen
 from cvae_bench.serving.records import (
+    SCENARIOS,
     ConfigResult,
     LoadtestOptions,
     LoadtestReport,
     ScenarioResult,
     ServerProbe,
     ServerSearch,
+    ServingMemory,
     Threading,
 )
 from cvae_bench.serving.report import render_markdown
@@ -58,7 +62,7 @@ class Scheduler(Protocol):
     def offline(self, pool: WorkerPool, samples: int, batch: int, total: int) -> ScenarioRun: ...
 
 
-def pick_scheduler(choice: str, say: Say) -> Scheduler:
+def pick_scheduler(choice: str, say: Say, log_dir: Path | None = None) -> Scheduler:
     """LoadGen for 'loadgen' or 'auto' where it imports; the built-in scheduler otherwise, said in one line.
 
     Raises:
@@ -66,7 +70,7 @@ def pick_scheduler(choice: str, say: Say) -> Scheduler:
     """
     lg = import_loadgen() if choice in ("auto", "loadgen") else None
     if lg is not None:
-        return LoadgenScheduler(lg)
+        return LoadgenScheduler(lg, log_dir)
     if choice == "loadgen":
         raise CvaeBenchError("--scheduler loadgen: mlperf_loadgen does not import; pip install 'cvae-bench[serve]'")
     if choice == "auto":
@@ -160,47 +164,49 @@ def measure_config(
     before = machine_load(LOAD_INTERVAL_S)
     what = f"{precision} {provider.removesuffix('ExecutionProvider')} {threading.label}"
     single = None
-    if threading.sessions == 1:
+    if threading.sessions == 1 and "single-stream" in options.scenarios:
         say(f"{what}: single-stream")
         single = _result(
             "single-stream",
             scheduler.single_stream(serves[0], options.samples, options.duration_s, options.min_queries),
         )
     with WorkerPool(serves) as pool:
-        say(f"{what}: server, searching the highest rate with p99 ≤ {options.latency_bound_s * 1e3:g} ms")
+        server = None
+        if "server" in options.scenarios:
+            say(f"{what}: server, searching the highest rate with p99 ≤ {options.latency_bound_s * 1e3:g} ms")
 
-        def probe(qps: float) -> ScenarioResult:
-            r = _result(
-                "server",
-                scheduler.server(
-                    pool, options.samples, qps, options.latency_bound_s, options.duration_s, options.min_queries
-                ),
-                target_qps=qps,
-            )
-            say(f"  {qps:,.0f} QPS: p99 {r.latency.at(99.0).seconds * 1e3:.3f} ms over {r.queries} queries")
-            return r
-
-        p50 = single.latency.at(50.0).seconds if single else None
-        start = 0.5 * threading.sessions / p50 if p50 else 1000.0
-        outcome = find_max_qps(
-            probe,
-            lambda r: r.latency.at(99.0).seconds <= options.latency_bound_s,
-            start,
-            max_probes=options.max_probes,
-        )
-        server = ServerSearch(
-            latency_bound_s=options.latency_bound_s,
-            best_qps=outcome.best.qps if outcome.best else None,
-            at_best=outcome.best.result if outcome.best else None,
-            probes=[
-                ServerProbe(
-                    qps=p.qps, p99_s=p.result.latency.at(99.0).seconds, queries=p.result.queries, passed=p.passed
+            def probe(qps: float) -> ScenarioResult:
+                r = _result(
+                    "server",
+                    scheduler.server(
+                        pool, options.samples, qps, options.latency_bound_s, options.duration_s, options.min_queries
+                    ),
+                    target_qps=qps,
                 )
-                for p in outcome.probes
-            ],
-        )
+                say(f"  {qps:,.0f} QPS: p99 {r.latency.at(99.0).seconds * 1e3:.3f} ms over {r.queries} queries")
+                return r
+
+            p50 = single.latency.at(50.0).seconds if single else None
+            start = 0.5 * threading.sessions / p50 if p50 else 1000.0
+            outcome = find_max_qps(
+                probe,
+                lambda r: r.latency.at(99.0).seconds <= options.latency_bound_s,
+                start,
+                max_probes=options.max_probes,
+            )
+            server = ServerSearch(
+                latency_bound_s=options.latency_bound_s,
+                best_qps=outcome.best.qps if outcome.best else None,
+                at_best=outcome.best.result if outcome.best else None,
+                probes=[
+                    ServerProbe(
+                        qps=p.qps, p99_s=p.result.latency.at(99.0).seconds, queries=p.result.queries, passed=p.passed
+                    )
+                    for p in outcome.probes
+                ],
+            )
         offline = []
-        for batch in options.offline_batches:
+        for batch in options.offline_batches if "offline" in options.scenarios else ():
             say(f"{what}: offline, batch {batch}")
             offline.append(
                 _result(
@@ -218,8 +224,29 @@ def measure_config(
     )
 
 
-def run_loadtest(model: str, options: LoadtestOptions, say: Say) -> LoadtestReport:
-    """Every configuration of `options` on the decoder `model`.
+class _Memory:
+    """What `measure_memory` fills in when its block ends."""
+
+    value: ServingMemory | None = None
+
+
+@contextlib.contextmanager
+def measure_memory() -> Iterator[_Memory]:
+    """This process's resident memory before the block and its peak during it (`runtime.memory.PeakMeter`)."""
+    from cvae_bench.runtime.memory import PeakMeter, rss
+
+    out = _Memory()
+    before = rss()
+    meter = PeakMeter()
+    meter.start()
+    try:
+        yield out
+    finally:
+        out.value = ServingMemory(rss_before=before, peak_rss=meter.stop(), method=meter.method)
+
+
+def run_loadtest(model: str, options: LoadtestOptions, say: Say, log_dir: Path | None = None) -> LoadtestReport:
+    """Every configuration of `options` on the decoder `model`; LoadGen's own logs go into `log_dir`, if given.
 
     Raises:
         CvaeBenchError: `model` is not a decoder (`deploy.DecoderError`'s message), or LoadGen was required
@@ -231,7 +258,7 @@ def run_loadtest(model: str, options: LoadtestOptions, say: Say) -> LoadtestRepo
         OnnxDecoder(model, ["CPUExecutionProvider"])
     except DecoderError as exc:
         raise CvaeBenchError(str(exc)) from None
-    scheduler = pick_scheduler(options.scheduler, say)
+    scheduler = pick_scheduler(options.scheduler, say, log_dir)
     say(f"load generator: {scheduler.label}")
     import onnxruntime as ort
 
@@ -247,7 +274,9 @@ def run_loadtest(model: str, options: LoadtestOptions, say: Say) -> LoadtestRepo
             for provider in providers:
                 for threading in options.threadings:
                     try:
-                        configs.append(measure_config(path, precision, provider, threading, options, scheduler, say))
+                        with measure_memory() as memory:  # the decoder process's peak over this configuration
+                            config = measure_config(path, precision, provider, threading, options, scheduler, say)
+                        configs.append(dataclasses.replace(config, memory=memory.value))
                     except Exception as exc:  # one provider lacking a kernel must not end the others
                         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
                         say(f"{precision} {provider} {threading.label}: failed: {first}")
@@ -278,11 +307,9 @@ def parse_threadings(text: str | None) -> list[Threading]:
         try:
             sessions, threads = (int(v) for v in item.strip().lower().split("x"))
         except ValueError:
-            raise CvaeBenchError(
-                f"--serving: expected SESSIONSxTHREADS items such as 1x2,2x1; received {item!r}"
-            ) from None
+            raise UsageError(f"--serving: expected SESSIONSxTHREADS items such as 1x2,2x1; received {item!r}") from None
         if sessions < 1 or threads < 1:
-            raise CvaeBenchError(f"--serving: expected positive counts; received {item!r}")
+            raise UsageError(f"--serving: expected positive counts; received {item!r}")
         out.append(Threading(sessions, threads))
     return list(dict.fromkeys(out))
 
@@ -302,6 +329,7 @@ def loadtest_command(
     offline_queries: int,
     scheduler: str,
     say: Say,
+    scenarios: Sequence[str] = SCENARIOS,
 ) -> list[Path]:
     """The `loadtest` command: run every configuration and write loadtest.json and loadtest.md into `out_dir`.
 
@@ -311,13 +339,23 @@ def loadtest_command(
     Raises:
         CvaeBenchError: a bad option, a file that is not a decoder, or an unwritable `out_dir`.
     """
-    from cvae_bench.core.defaults import PRECISIONS
+    from cvae_bench.core import checks
+    from cvae_bench.core.defaults import MAX_BATCH_SIZE
 
-    unknown = [p for p in precisions if p not in PRECISIONS] + [d for d in devices if d not in PROVIDERS]
-    if unknown:
-        raise CvaeBenchError(
-            f"unknown precision or device {', '.join(unknown)}; choose from {', '.join((*PRECISIONS, *PROVIDERS))}"
-        )
+    # Everything is checked before the output folder is made: a refused command leaves nothing behind.
+    if not Path(model).is_file():
+        raise UsageError(f"MODEL: no such file {model!r}; give an exported decoder.onnx")
+    precisions = checks.check_precisions("--precisions", precisions)
+    devices = [
+        checks.check_choice("--devices", checks.DEVICE_ALIASES.get(d.strip().casefold(), d), list(PROVIDERS))
+        for d in devices
+        if d.strip()
+    ]
+    for batch in offline_batches:
+        checks.check_int("--offline-batches", batch, minimum=1, maximum=MAX_BATCH_SIZE)
+    scenarios = [checks.check_choice("--scenario", s, SCENARIOS) for s in scenarios if s.strip()]
+    if not scenarios:
+        raise UsageError(f"--scenario: name at least one of {', '.join(SCENARIOS)}")
     options = LoadtestOptions(
         precisions=list(precisions),
         providers=[PROVIDERS[d] for d in devices],
@@ -330,9 +368,10 @@ def loadtest_command(
         offline_queries=offline_queries,
         samples=SAMPLES,
         scheduler=scheduler,
+        scenarios=list(dict.fromkeys(scenarios)),
     )
     out = ensure_dir(out_dir)
-    report = run_loadtest(model, options, say)
+    report = run_loadtest(model, options, say, log_dir=out / "loadgen")
     json_path, md_path = out / "loadtest.json", out / "loadtest.md"
     write_json(json_path, report.to_json())
     write_text(md_path, "\n".join(render_markdown(report)) + "\n")

@@ -43,6 +43,7 @@ class LoadtestOptions(Record):
     offline_queries: int
     samples: int
     scheduler: str
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,26 @@ class ServerSearch(Record):
 
 
 @dataclass(frozen=True)
+class ServingMemory(Record):
+    """The decoder process's resident memory over one configuration (bytes).
+
+    Attributes:
+        rss_before: resident before its sessions were built (the process, its earlier configurations' leftovers).
+        peak_rss: the peak while its sessions were built, warmed up and served every scenario.
+        method: how the peak was read (`runtime.memory`).
+    """
+
+    rss_before: int
+    peak_rss: int
+    method: str
+
+    @property
+    def added(self) -> int:
+        """What the configuration itself added at its peak: its sessions, arenas, inputs and threads."""
+        return max(0, self.peak_rss - self.rss_before)
+
+
+@dataclass(frozen=True)
 class ConfigResult(Record):
     """One precision on one provider with one threading choice: the three scenarios and the load around them."""
 
@@ -104,6 +125,7 @@ class ConfigResult(Record):
     offline: list[ScenarioResult] = field(default_factory=list)
     load: LoadWindow | None = None
     error: str | None = None
+    memory: ServingMemory | None = None
 
     @property
     def best_offline(self) -> ScenarioResult | None:

@@ -19,6 +19,7 @@ HEADERS = (
     "p99 there [95% CI]",
     "queries",
     "offline images/s (batch)",
+    "peak memory (added)",
     "load 1 min",
 )
 
@@ -51,6 +52,13 @@ def load_cell(sample: LoadSample | None) -> str:
     return f"{sample.loadavg[0]:.1f} / {sample.cores or '?'}"
 
 
+def memory_cell(c: ConfigResult) -> str:
+    """The decoder process's peak resident memory over the configuration, and what the configuration added."""
+    if c.memory is None:
+        return "—"
+    return f"{c.memory.peak_rss / 2**20:,.0f} MiB (+{c.memory.added / 2**20:,.0f})"
+
+
 def row(c: ConfigResult) -> list[str]:
     """One table row."""
     provider = c.provider.removesuffix("ExecutionProvider")
@@ -71,6 +79,7 @@ def row(c: ConfigResult) -> list[str]:
         pct(at.latency, 99.0, ci=True) if at else "—",
         str(at.queries) if at else "—",
         f"{best.throughput_qps:,.0f} ({best.batch})" if best else "—",
+        memory_cell(c),
         load_cell(c.load.after if c.load else None),
     ]
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.sweep.cells import Cell
 from cvae_bench.sweep.config import SweepFile, read_sweep_file
 from cvae_bench.sweep.executors import Executor, ExecutorSettings, make_executor
@@ -82,7 +81,7 @@ def sweep_command(
         CvaeBenchError: a bad sweep file (one line naming the key and line), an executor that cannot run
             (Ray missing, no node that can hold a cell), a folder another sweep is writing.
     """
-    sweep = read_sweep_file(cmd.path, cmd.out)
+    sweep = read_sweep_file(cmd.path, cmd.out, local=cmd.executor == "local")
     settings = ExecutorSettings(
         data_path=sweep.data_path,
         idle_timeout=cmd.idle_timeout,
@@ -175,7 +174,10 @@ def _run_cells(
 
 
 def _report(folder: Path, say: Callable[[str], None]) -> Path | None:
-    """One report over the sweep folder, where the report wing exists; a failure is a warning."""
+    """One report over the sweep folder, where the report wing exists.
+
+    Inputs that cannot make a report are a warning; a report that cannot be written is an error.
+    """
     # Looked up by name: the summary stands without the report wing (an older or trimmed install).
     write_report = None
     for module in ("cvae_bench.report", "cvae_bench.report.api"):
@@ -187,11 +189,14 @@ def _report(folder: Path, say: Callable[[str], None]) -> Path | None:
             break
     if write_report is None:
         return None
+    from cvae_bench.report.inputs import ReportError
+
     try:
         path: Path = write_report(folder)
-    except CvaeBenchError as exc:
+    except ReportError as exc:  # the inputs cannot make a report: the sweep's own files still stand
         say(f"warning: no report: {exc}")
         return None
+    # Any other error (a full disk, a folder that cannot be written) fails the command, as for run and bench.
     return path
 
 

@@ -6,6 +6,7 @@ expected and what was found. `expand` turns the checked file into its cells, in 
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -14,8 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from cvae_bench.bench.options import BenchOptions
-from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, DEVICES, PRECISIONS
-from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.defaults import (
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_TARGET,
+    DEVICES,
+    MAX_SEED,
+    MAX_SWEEP_CELLS,
+)
+from cvae_bench.core.errors import UsageError
+from cvae_bench.core.options import DeclaredOption, declared_options, sweep_defaults
 from cvae_bench.sweep.cells import COMMANDS, BenchParams, Cell, RunParams
 
 if sys.version_info >= (3, 11):
@@ -24,22 +32,14 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-class SweepFileError(CvaeBenchError):
+class SweepFileError(UsageError):
     """A sweep file that cannot be read, or holds a key or value it should not."""
 
 
 #: The axes of the grid: they may be set in [sweep] for every command, or in [run]/[bench] for one.
 AXES = ("backends", "devices", "threads", "seeds", "repeats")
-#: The bench's own defaults when the file does not say: those of `cvae-bench bench` (`BenchOptions`).
-_BENCH = BenchOptions()
-BENCH_DEFAULTS: dict[str, Any] = {
-    "epochs": _BENCH.epochs,
-    "rounds": _BENCH.rounds,
-    "min_time": _BENCH.min_time,
-    "warmup": _BENCH.warmup,
-    "batch_sizes": list(_BENCH.batch_sizes),
-    "precisions": list(_BENCH.precisions),
-}
+#: The bench's own defaults when the file does not say: those `BenchOptions` declares for sweep files.
+BENCH_DEFAULTS: dict[str, Any] = sweep_defaults(BenchOptions)
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,12 @@ class SweepFile:
     ray: RaySettings = field(default_factory=RaySettings)
 
 
+#: What a sweep's name may hold: it becomes a folder name under runs/.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Threads a cell may ask for: a sanity bound here; a local sweep also checks them against this machine's cores.
+_MAX_THREADS = 4096
+
+
 # -- values ---------------------------------------------------------------------------------------------------
 Check = Callable[[Any], Any]
 
@@ -81,13 +87,30 @@ def _int(minimum: int) -> Check:
     return check
 
 
-def _number(minimum: float) -> Check:
+def _number(minimum: float, maximum: float | None = None) -> Check:
     def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < minimum:
-            raise _Bad(f"a number >= {minimum}")
+        bad = isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < minimum
+        if bad or (maximum is not None and v > maximum):
+            raise _Bad(f"a finite number >= {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else ""))
         return float(v)
 
     return check
+
+
+def _int_in(minimum: int, maximum: int) -> Check:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
+            raise _Bad(f"an integer from {minimum} to {maximum}")
+        return v
+
+    return check
+
+
+def _name(v: Any) -> str:
+    """A sweep's name: it names the folder runs/sweep-NAME, so it may not hold a path (`/`, `..`)."""
+    if not isinstance(v, str) or not _SAFE_NAME.fullmatch(v) or ".." in v:
+        raise _Bad("a name of letters, digits, '.', '_' and '-' (it names the folder runs/sweep-NAME)")
+    return v
 
 
 def _text(choices: Sequence[str] | None = None) -> Check:
@@ -103,9 +126,9 @@ def _threads(v: Any) -> int | None:
     if v == "all":
         return None
     try:
-        return int(_int(1)(v))
+        return int(_int_in(1, _MAX_THREADS)(v))
     except _Bad:
-        raise _Bad('an integer >= 1 or "all"') from None
+        raise _Bad(f'an integer from 1 to {_MAX_THREADS} or "all"') from None
 
 
 def _optional(check: Check) -> Check:
@@ -142,10 +165,34 @@ def _list(check: Check) -> Check:
     return inner
 
 
+def _declared_check(o: DeclaredOption) -> Check:
+    """The check of a sweep key from the option's declaration: the bounds and choices of the command line."""
+    spec = o.spec
+    check: Check
+    if spec.choices:
+        check = _text(spec.choices)
+    elif o.item_type is int:
+        low = int(spec.minimum) if spec.minimum is not None else -(2**63)
+        check = _int_in(low, int(spec.maximum)) if spec.maximum is not None else _int(low)
+    elif o.item_type is float:
+        check = _number(spec.minimum if spec.minimum is not None else -math.inf, spec.maximum)
+    else:
+        check = _text()
+    if o.is_list:
+        check = _list(check)
+    return _optional(check) if o.optional else check
+
+
 def _every_group() -> list[str]:
     from cvae_bench.bench.groups import GROUPS
 
     return list(GROUPS)
+
+
+def _default_groups() -> list[str]:
+    from cvae_bench.bench.groups import DEFAULT_GROUPS
+
+    return list(DEFAULT_GROUPS)
 
 
 def _datasets() -> tuple[str, ...]:
@@ -157,7 +204,7 @@ def _datasets() -> tuple[str, ...]:
 #: The keys each table may hold and how each is checked.
 SCHEMA: dict[str, dict[str, Check]] = {
     "sweep": {
-        "name": _text(),
+        "name": _name,
         "out": _text(),
         "commands": _list(_text(COMMANDS)),
         "dataset": _text(),
@@ -165,8 +212,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "backends": _list(_text()),
         "devices": _list(_text(DEVICES)),
         "threads": _list(_threads),
-        "seeds": _list(_int(0)),
-        "repeats": _int(1),
+        "seeds": _list(_int_in(0, MAX_SEED)),
+        "repeats": _int_in(1, MAX_SWEEP_CELLS),
     },
     "run": {
         "target": _number(-1e300),
@@ -178,22 +225,16 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "backends": _list(_text()),
         "devices": _list(_text(DEVICES)),
         "threads": _list(_threads),
-        "seeds": _list(_int(0)),
-        "repeats": _int(1),
+        "seeds": _list(_int_in(0, MAX_SEED)),
+        "repeats": _int_in(1, MAX_SWEEP_CELLS),
     },
     "bench": {
         "groups": _list(_text()),
-        "epochs": _int(1),
-        "rounds": _int(1),
-        "min_time": _number(0.0),
-        "warmup": _int(0),
-        "batch_sizes": _list(_int(1)),
-        "precisions": _list(_text(PRECISIONS)),
-        "train_subset": _optional(_int(64)),
+        **{o.name: _declared_check(o) for o in declared_options(BenchOptions) if o.spec.sweep},
         "backends": _list(_text()),
         "devices": _list(_text(DEVICES)),
         "threads": _list(_threads),
-        "repeats": _int(1),
+        "repeats": _int_in(1, MAX_SWEEP_CELLS),
     },
     "ray": {"address": _text(), "slot": _text(), "cpus": _int(1)},
 }
@@ -255,12 +296,18 @@ class _Reader:
         return out
 
 
-def read_sweep_file(path: str | Path, out: str | Path | None = None) -> SweepFile:
+def read_sweep_file(path: str | Path, out: str | Path | None = None, *, local: bool = True) -> SweepFile:
     """Read, check and expand a sweep file.
+
+    Every cell is held to the rules of the command it runs (`cvae-bench run`, `cvae-bench bench`): finite
+    numbers in their bounds, subsets within the data, modes the backend declares; and the grid is counted,
+    and refused above `MAX_SWEEP_CELLS`, before it is enumerated.
 
     Args:
         path: the TOML file.
         out: where results go, instead of the file's `[sweep] out` (default: runs/sweep-<name>).
+        local: the cells run on this machine, so `threads` may not exceed its cores (a Ray cluster's nodes may
+            have more).
 
     Raises:
         SweepFileError: the file is missing, is not TOML, or holds an unknown key, a wrong value, an unknown
@@ -287,11 +334,27 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None) -> SweepFil
     commands = sweep.get("commands") or [c for c in COMMANDS if c in doc]
     if not commands:
         raise reader.error("sweep", None, 'no command: set commands = ["run", "bench"] or add a [run] table')
-    cells: list[Cell] = []
+    plans = []
     for command in commands:
         own = reader.table(command)
         axes = {k: own.get(k, sweep.get(k)) for k in AXES}
         backends = _backends(reader, command if "backends" in own else "sweep", axes["backends"])
+        _check_cells(reader, command, own, axes, dataset, local)
+        plans.append((command, own, axes, backends))
+    count = sum(
+        len(backends)
+        * len(axes["devices"] or [1])
+        * len(axes["threads"] or [1])
+        * (len(axes["seeds"] or [0]) if command == "run" else 1)
+        * (axes["repeats"] or 1)
+        for command, own, axes, backends in plans
+    )
+    if count > MAX_SWEEP_CELLS:
+        raise reader.error(
+            "sweep", None, f"the grid has {count} cells, more than the {MAX_SWEEP_CELLS} a sweep may hold"
+        )
+    cells: list[Cell] = []
+    for command, own, axes, backends in plans:
         if command == "run":
             run = RunParams(
                 target=own.get("target", DEFAULT_TARGET),
@@ -304,21 +367,12 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None) -> SweepFil
             seeds: list[int | None] = list(axes["seeds"] or [0])
             bench = None
         else:
-            groups = own.get("groups", _every_group())
+            groups = own.get("groups", _default_groups())
             unknown_groups = sorted(set(groups) - set(_every_group()))
             if unknown_groups:
                 known = ", ".join(_every_group())
                 raise reader.error("bench", "groups", f"unknown group {unknown_groups[0]!r}; known: {known}")
-            bench = BenchParams(
-                groups=groups,
-                epochs=own.get("epochs", BENCH_DEFAULTS["epochs"]),
-                rounds=own.get("rounds", BENCH_DEFAULTS["rounds"]),
-                min_time=own.get("min_time", BENCH_DEFAULTS["min_time"]),
-                warmup=own.get("warmup", BENCH_DEFAULTS["warmup"]),
-                batch_sizes=own.get("batch_sizes", BENCH_DEFAULTS["batch_sizes"]),
-                precisions=own.get("precisions", BENCH_DEFAULTS["precisions"]),
-                train_subset=own.get("train_subset"),
-            )
+            bench = BenchParams(groups=groups, **{k: own.get(k, default) for k, default in BENCH_DEFAULTS.items()})
             seeds, run = [None], None
         for backend, mode in backends:
             for device in axes["devices"] or ["cpu"]:
@@ -340,13 +394,35 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None) -> SweepFil
     )
 
 
+def _check_cells(
+    reader: _Reader, command: str, own: dict[str, Any], axes: dict[str, Any], dataset: str, local: bool
+) -> None:
+    """What the command itself would refuse: subsets beyond the data, more threads than this machine has."""
+    from cvae_bench.core.checks import check_threads
+    from cvae_bench.data.specs import check_subsets
+
+    for key in ("train_subset", "val_subset"):
+        subsets = {key: own.get(key)}
+        try:
+            check_subsets(dataset, subsets.get("train_subset"), subsets.get("val_subset"), prefix="")
+        except UsageError as exc:
+            raise reader.error(command, key, str(exc).partition(": ")[2]) from None
+    if local:
+        where = command if "threads" in own else "sweep"
+        for threads in axes["threads"] or []:
+            try:
+                check_threads("threads", threads)
+            except UsageError as exc:
+                raise reader.error(where, "threads", str(exc).partition(": ")[2]) from None
+
+
 def _backends(reader: _Reader, table: str, names: list[str] | None) -> list[tuple[str, str | None]]:
     """(name, mode) pairs of `backends`: NAME or NAME:MODE, or "all" (every backend available here)."""
     from cvae_bench.backends import registry
+    from cvae_bench.backends.selection import check_mode
 
     if not names:
         raise reader.error(table, "backends", 'no backend: set backends = ["torch", "keras-jax:compiled"]')
-    known = registry.all_backends()
     out: list[tuple[str, str | None]] = []
     for item in names:
         if "+" in item:  # a cell's label and key name its backend and mode only: a knob would go unrecorded
@@ -357,12 +433,18 @@ def _backends(reader: _Reader, table: str, names: list[str] | None) -> list[tupl
             pairs: list[tuple[str, str | None]] = [(info.name, None) for info in registry.resolve("all")]
         else:
             name, sep, mode = item.partition(":")
-            if name not in known:
-                raise reader.error(table, "backends", f"unknown backend {name!r}; known: {', '.join(known)}")
+            try:
+                info = registry.get(name)  # case-insensitive, with "did you mean"
+            except UsageError as exc:
+                raise reader.error(table, "backends", str(exc)) from None
             if sep and (not mode or mode == "all"):
                 raise reader.error(
                     table, "backends", f"{item!r}: name one mode per entry (a cell is one mode), e.g. {name}:eager"
                 )
-            pairs = [(name, mode or None)]
+            try:
+                mode = check_mode(info, mode or None) or ""
+            except UsageError as exc:
+                raise reader.error(table, "backends", str(exc)) from None
+            pairs = [(info.name, mode or None)]
         out += [p for p in pairs if p not in out]
     return out

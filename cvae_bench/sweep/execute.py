@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.runtime.machine import MachineFingerprint, machine_fingerprint
@@ -170,19 +171,19 @@ def _run_train(cell: Cell, threads: int, data_path: str, idle_timeout: float, ou
 def _run_bench(cell: Cell, threads: int, data_path: str, idle_timeout: float, out: Path) -> tuple[str, str, bool]:
     from cvae_bench.bench.api import BenchCommand, run_bench_command
     from cvae_bench.bench.options import BenchOptions
+    from cvae_bench.sweep.config import BENCH_DEFAULTS
 
     assert cell.bench is not None
     p = cell.bench
+    # The fields a sweep file sets are those BenchOptions declares for it, under the same names.
+    swept: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in p.to_json().items() if k in BENCH_DEFAULTS
+    }
     options = BenchOptions(
         groups=tuple(p.groups),
         device=cell.device,
         threads=threads,
-        epochs=p.epochs,
-        rounds=p.rounds,
-        min_time=p.min_time,
-        warmup=p.warmup,
-        batch_sizes=tuple(p.batch_sizes),
-        precisions=tuple(p.precisions),
+        **swept,
         ort_devices=(cell.device,),
         dataset=cell.dataset,
         data_path=data_path,

@@ -16,9 +16,9 @@ much work after the last checkpoint a crash cost).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,15 @@ from numpy.typing import NDArray
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.records import Record
 from cvae_bench.models.spec import ModelSpec
-from cvae_bench.runtime.files import ensure_dir, file_sha256, load_weights, save_weights, write_bytes, write_json
+from cvae_bench.runtime.files import (
+    ensure_dir,
+    file_sha256,
+    load_weights,
+    save_weights,
+    temporary_name,
+    write_bytes,
+    write_json,
+)
 from cvae_bench.training.audit import AuditState
 from cvae_bench.training.records import EvalPoint, Resumption
 
@@ -114,7 +122,7 @@ def write_progress(run_folder: str | Path, progress: Progress) -> None:
     folder = Path(run_folder) / CHECKPOINT_DIR
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".progress.json.tmp"
+        tmp = folder / temporary_name("progress.json")
         tmp.write_text(json.dumps(progress.to_json()))
         tmp.replace(folder / "progress.json")
     except OSError:
@@ -153,15 +161,11 @@ def load_checkpoint(run_folder: str | Path, spec: ModelSpec) -> Checkpoint | Non
 
 
 def remove_checkpoint(run_folder: str | Path) -> None:
-    """Remove a finished run's checkpoint (its result.json and weights now say everything)."""
+    """Remove a finished run's checkpoint folder, whole (its result.json and weights now say everything)."""
     folder = Path(run_folder) / CHECKPOINT_DIR
     (folder / "checkpoint.json").unlink(missing_ok=True)  # first: without it, nothing else is a checkpoint
-    for leftover in (*folder.glob("weights-*"), *folder.glob("state-*"), *folder.glob("*progress.json*")):
-        leftover.unlink(missing_ok=True)
-    for leftover in folder.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+    # Everything else goes too, whatever a killed writer left there (temporaries, a stray progress note).
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def time_lost(checkpoint: Checkpoint) -> Resumption:

@@ -26,6 +26,10 @@ def _spread(values: Sequence[float]) -> list[float] | None:
     return [min(values), max(values)] if values else None
 
 
+def _median_int(values: Sequence[int]) -> int | None:
+    return int(statistics.median(values)) if values else None
+
+
 def _deviant(r: RunResult) -> bool:
     return r.convergence is not None and r.convergence.deviant
 
@@ -80,6 +84,8 @@ def summarize(results: Sequence[RunResult], tie: float = DEFAULT_TIE) -> list[Co
                 first_step_s=_median([r.outcome.first_step_s for r in runs]),
                 final_val_elbo=_median(finals),
                 target=runs[0].outcome.target,
+                peak_rss=_median_int([r.memory.peak_rss for r in runs if r.memory is not None]),
+                peak_rss_spread=_spread([r.memory.peak_rss for r in runs if r.memory is not None]),
             )
         )
     ranked = [r for r in rows if r.time_to_target_s is not None and not r.deviant]
@@ -219,6 +225,7 @@ def _brief(r: RunResult) -> dict[str, Any]:
         "final": o.final.to_json() if o.final else None,
         "convergence": r.convergence.to_json() if r.convergence else None,
         "load": r.load.to_json() if r.load else None,
+        "memory": r.memory.to_json() if r.memory else None,
         "versions": r.versions,
     }
 

@@ -47,6 +47,7 @@ def train_job(
     A backend without `get_train_state` trains without checkpoints (and cannot be resumed); asking to
     resume one is an error.
     """
+    emit({"type": "stage", "what": "data load"})  # silent work: see runtime.worker
     x_train, y_train, x_val, y_val = load_arrays(dataset, data_path, train_subset, val_subset, model=backend.spec)
     evaluator = Evaluator(x_val, y_val, backend.spec)
     resumable = _can_checkpoint(backend)

@@ -18,6 +18,7 @@ from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.training.audit import Auditor
 from cvae_bench.training.checkpoint import Checkpoint, LoopState, Progress, save_checkpoint, write_progress
+from cvae_bench.training.divergence import blown_weights
 from cvae_bench.training.records import Divergence, EvalPoint, FinalEval, TrainOutcome
 
 Event = dict[str, Any]
@@ -73,8 +74,9 @@ def train(
 
     Times are wall-clock seconds. `time_to_target_s` counts training steps only, from the second step
     on: the first step (which includes any compilation) is `first_step_s`, and evaluations are
-    `eval_time_s`, both reported apart. A non-finite training loss or val −ELBO stops the run at once
-    with status `diverged`: training on NaN for the remaining epochs would only waste the time.
+    `eval_time_s`, both reported apart. A non-finite training loss or val −ELBO, or weights the optimiser
+    has lost (`training.divergence`), stop the run at once with status `diverged`: training on NaN for the
+    remaining epochs would only waste the time.
 
     With `checkpoint_to` (a run folder), a checkpoint is written after every evaluation; with `resume`,
     training goes on from one, exactly where the interrupted run stood (weights, Adam state, noise and
@@ -96,6 +98,7 @@ def train(
     total_steps = epochs * steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
     rng = np.random.default_rng(config.seed)
+    on_event({"type": "stage", "what": "loading the data into the backend"})  # silent: see runtime.worker
     auditor = None
     if config.audit:
         auditor = Auditor(backend, x_train, y_train, config.seed, state=resume.loop.audit if resume else None)
@@ -135,6 +138,7 @@ def train(
             backend.set_order(order)  # resumed in the middle of an epoch
             if auditor is not None:
                 auditor.start_epoch(step // steps_per_epoch, order)
+    on_event({"type": "stage", "what": "first step"})  # may compile, silently: see runtime.worker
     chunk = _Chunk()
     while step < total_steps and reached_at is None and divergence is None:
         index = step % steps_per_epoch
@@ -178,8 +182,10 @@ def train(
                 divergence = Divergence(step=step, what="training loss", value=str(loss))
                 at_eval = True  # evaluate once more, so that the history shows where it ended
             if at_eval:
+                on_event({"type": "stage", "what": "evaluation"})  # silent: see runtime.worker
                 t_eval = time.perf_counter()
                 ev = evaluator(backend)
+                weights = backend.get_weights()  # held to a bound (`training.divergence`), and checkpointed
                 eval_s += time.perf_counter() - t_eval
                 if auditor is not None:
                     auditor.flush()  # the replays of the steps audited since the last evaluation
@@ -198,6 +204,7 @@ def train(
                 else:
                     history.append(point)
                     on_event({"type": "eval", **point.to_json()})
+                    divergence = divergence or blown_weights(weights, backend.spec, step)
                 if divergence is not None:
                     on_event({"type": "diverged", **divergence.to_json()})
                 elif target is not None and ev.val_elbo <= target:
@@ -214,7 +221,7 @@ def train(
                         load_s=load_s,
                         audit=auditor.state if auditor is not None else None,
                     )
-                    save_checkpoint(checkpoint_to, state, backend.get_weights(), backend.get_train_state(), order)
+                    save_checkpoint(checkpoint_to, state, weights, backend.get_train_state(), order)
             chunk = _Chunk()
 
     final = history[-1] if history else None

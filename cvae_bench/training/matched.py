@@ -14,6 +14,7 @@ from cvae_bench.backends.selection import Selection
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.records import Record
 from cvae_bench.runtime.files import claim_output_folder, file_sha256, write_json
+from cvae_bench.training.checkpoint import remove_checkpoint
 from cvae_bench.training.compare import write_comparison
 from cvae_bench.training.records import ComparisonRow, RunResult
 from cvae_bench.training.run import (
@@ -175,6 +176,7 @@ def _run_cells(
         options = replace(base, mode=cell.selection.mode, config=replace(base.config, seed=cell.seed))
         finished = finished_result(cell.folder) if resume else None
         if finished is not None:
+            remove_checkpoint(cell.folder)  # a run killed between its result.json and this removal
             outcome.results.append(finished)
             say(f"{cell.label}: finished before, kept -> {cell.folder}")
             continue

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from cvae_bench.core.memory import RunMemory
 from cvae_bench.core.records import Record
 from cvae_bench.runtime.sentinel import LoadSeen
 
@@ -43,7 +44,7 @@ class Divergence(Record):
     """Where a run stopped because a value was no longer finite."""
 
     step: int
-    what: str  # "training loss" or "val -ELBO"
+    what: str  # "training loss", "val -ELBO" or "weight <name>" (`training.divergence`)
     value: str  # "nan", "inf" or "-inf": strict JSON has no non-finite numbers
 
 
@@ -197,6 +198,8 @@ class RunResult(Record):
     resumptions: list[Resumption] = field(default_factory=list)
     #: The load the contention sentinel saw on the machine while the worker trained (None: older files).
     load: LoadSeen | None = None
+    #: The worker's peak resident set over the run (`core.memory.RunMemory`; None: older files).
+    memory: RunMemory | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The flat result.json document: the outcome's fields sit beside the identity's."""
@@ -255,3 +258,6 @@ class ComparisonRow(Record):
     verdict: str | None = None
     #: Runs during which the contention sentinel saw the machine busy.
     busy_runs: int = 0
+    #: The training worker's peak resident set, median over the runs (bytes; None: not recorded), and its range.
+    peak_rss: int | None = None
+    peak_rss_spread: list[float] | None = None

@@ -14,9 +14,11 @@ from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
+from cvae_bench.core.memory import RunMemory
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.runtime.files import ensure_dir, fsync_dir, save_weights, write_json
+from cvae_bench.runtime.memory import run_memory_job
 from cvae_bench.runtime.sentinel import Sentinel, wait_quiet
 from cvae_bench.runtime.threads import thread_env
 from cvae_bench.runtime.worker import RemoteBackend, Worker
@@ -24,7 +26,7 @@ from cvae_bench.training.checkpoint import load_checkpoint, remove_checkpoint, t
 from cvae_bench.training.convergence import assess_convergence
 from cvae_bench.training.jobs import train_job
 from cvae_bench.training.loop import TrainConfig
-from cvae_bench.training.records import RunResult, WeightsRef
+from cvae_bench.training.records import RunResult, TrainOutcome, WeightsRef
 
 #: Files of an earlier run in the same folder that describe weights this run replaces: removed before it
 #: writes anything, so that a run stopped half-way never leaves an old result naming new weights.
@@ -108,6 +110,7 @@ def run_backend(
             checkpoint_to=str(out),
             resume=checkpoint,
         )
+        memory = RunMemory.from_json(backend.run_job(run_memory_job))  # the worker's peak over the whole run
     weights_path = out / "weights.safetensors"
     sha256 = save_weights(weights_path, job.weights, metadata={"backend": info.name, "seed": str(options.config.seed)})
     result = RunResult(
@@ -128,6 +131,7 @@ def run_backend(
         convergence=assess_convergence(job.outcome, options.spec, options.dataset),
         resumptions=resumptions,
         load=sentinel.seen(),
+        memory=memory,
     )
     try:
         write_json(out / "result.json", result.to_json())
@@ -142,18 +146,7 @@ def summary_line(result: RunResult, out_dir: str | Path) -> str:
     o = result.outcome
     speed = f"{o.ms_per_step_median:.2f} ms/step median" if o.ms_per_step_median is not None else "n/a ms/step"
     timing = f"build {result.build_s:.2f} s, first step {o.first_step_s:.2f} s, {speed}"
-    if o.status == "diverged" and o.divergence is not None:
-        what = f"DIVERGED: {o.divergence.what} was {o.divergence.value} at step {o.divergence.step}"
-    elif o.status == "fixed-epochs":
-        what = f"trained {o.epochs:.0f} epochs ({o.steps} steps) in {o.train_time_s:.1f} s"
-    elif o.status == "reached":
-        assert o.epochs_to_target is not None and o.time_to_target_s is not None
-        what = (
-            f"reached val -ELBO <= {o.target} at step {o.steps_to_target} "
-            f"(epoch {o.epochs_to_target:.2f}) in {o.time_to_target_s:.1f} s"
-        )
-    else:
-        what = f"did NOT reach val -ELBO <= {o.target} in {o.epochs:.0f} epochs ({o.steps} steps)"
+    what = outcome_phrase(o)
     final = f"final val -ELBO {o.final.val_elbo:.2f}" if o.final else "no finite evaluation"
     if o.audit is not None:
         timing += f", {o.audit.points} steps audited ({o.audit.seconds:.2f} s apart)"
@@ -169,6 +162,22 @@ def summary_line(result: RunResult, out_dir: str | Path) -> str:
         else ""
     )
     return f"{result.label}: {what}; {final}; {timing}{deviant}{resumed}{busy} -> {out_dir}"
+
+
+def outcome_phrase(o: TrainOutcome) -> str:
+    """How a run ended, in words (the summary line's first part); a diverged run says so first."""
+    if o.status == "diverged":
+        d = o.divergence
+        return "diverged" + (f": {d.what} was {d.value} at step {d.step}" if d is not None else "") + ", stopped"
+    if o.status == "fixed-epochs":
+        return f"trained {o.epochs:.0f} epochs ({o.steps} steps) in {o.train_time_s:.1f} s"
+    if o.status == "reached":
+        assert o.epochs_to_target is not None and o.time_to_target_s is not None
+        return (
+            f"reached val -ELBO <= {o.target} at step {o.steps_to_target} "
+            f"(epoch {o.epochs_to_target:.2f}) in {o.time_to_target_s:.1f} s"
+        )
+    return f"did NOT reach val -ELBO <= {o.target} in {o.epochs:.0f} epochs ({o.steps} steps)"
 
 
 def options_to_json(options: RunOptions) -> dict[str, Any]:

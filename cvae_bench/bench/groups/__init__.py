@@ -14,7 +14,8 @@ from cvae_bench.bench.groups.sample_native import SampleNative
 from cvae_bench.bench.groups.sample_onnxruntime import SampleOnnxruntime
 from cvae_bench.bench.groups.sample_onnxruntime_web import SampleOnnxruntimeWeb
 from cvae_bench.bench.groups.train_step import TrainStep
-from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.checks import did_you_mean
+from cvae_bench.core.errors import UsageError
 
 GROUPS: dict[str, BenchGroup[Any]] = {
     group.name: group
@@ -27,19 +28,23 @@ GROUPS: dict[str, BenchGroup[Any]] = {
     )
 }
 
+#: The groups `cvae-bench bench` runs when `--groups` is not given, as the groups themselves declare.
+DEFAULT_GROUPS: tuple[str, ...] = tuple(name for name, group in GROUPS.items() if group.by_default)
+
 
 def select(names: tuple[str, ...] | list[str]) -> list[BenchGroup[Any]]:
     """The registered groups named in `names`, in registry order (every registered group when `names` is empty).
 
     Raises:
-        CvaeBenchError: a name that is not registered (the message lists the known ones).
+        UsageError: a name that is not registered (the message lists the known ones).
     """
     if not names:
         return list(GROUPS.values())
     unknown = sorted(set(names) - set(GROUPS))
     if unknown:
-        raise CvaeBenchError(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+        hint = did_you_mean(unknown[0], GROUPS)
+        raise UsageError(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}.{hint}")
     return [group for name, group in GROUPS.items() if name in names]
 
 
-__all__ = ["GROUPS", "BackendGroup", "BenchGroup", "StandaloneGroup", "select"]
+__all__ = ["DEFAULT_GROUPS", "GROUPS", "BackendGroup", "BenchGroup", "StandaloneGroup", "select"]

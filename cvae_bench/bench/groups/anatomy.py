@@ -159,6 +159,7 @@ class AnatomyGroup(StandaloneGroup[AnatomyRun]):
     """
 
     name = "anatomy"
+    by_default = False  # a profile, not a timing: `--anatomy` asks for it
     title = "anatomy: where each backend's step and decoder call spend their time"
     headers = ANATOMY_HEADERS
     info_type = AnatomyInfo

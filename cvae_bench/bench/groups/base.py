@@ -106,6 +106,7 @@ class BenchGroup(ABC, Generic[R]):
         needs_data: whether it reads the data set (the command verifies it, downloading if needed, first).
         split_by_batch: whether pytest-benchmark shows one table per batch size.
         section: a key of its own under bench.json's `cvae_bench` (None: none), filled by `section_json`.
+        by_default: whether `cvae-bench bench` without `--groups` runs it (opt-in groups: browsers, profiles).
     """
 
     name: ClassVar[str]
@@ -114,6 +115,7 @@ class BenchGroup(ABC, Generic[R]):
     info_type: ClassVar[type[MeasuredInfo]]
     needs_data: ClassVar[bool] = False
     split_by_batch: ClassVar[bool] = True
+    by_default: ClassVar[bool] = True
     section: ClassVar[str | None] = None
 
     @abstractmethod

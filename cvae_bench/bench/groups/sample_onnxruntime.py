@@ -35,6 +35,7 @@ from cvae_bench.bench.groups.base import (
     start_worker,
 )
 from cvae_bench.bench.groups.sample_native import SampleNative, decode_workloads, plan_key
+from cvae_bench.bench.memory import with_memory
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, CallTiming, Entry, MeasuredInfo, measured
 from cvae_bench.bench.roofline import DECODE, Roofline, Workload
@@ -42,6 +43,7 @@ from cvae_bench.bench.rounds import Plan, Timed
 from cvae_bench.bench.timing import time_rounds
 from cvae_bench.core.defaults import PRECISIONS
 from cvae_bench.core.errors import BackendUnavailableError
+from cvae_bench.core.memory import MemoryFigures
 from cvae_bench.core.records import Record
 from cvae_bench.core.versions import dist_version
 from cvae_bench.runtime.worker import RemoteBackend, Worker
@@ -73,6 +75,8 @@ class OrtSession(Record):
     session_s: float | None = None
     batches: dict[int, CallTiming] = field(default_factory=dict)
     error: str | None = None
+    #: The worker's memory while each batch size was timed (`core.memory`; one process, so no range).
+    memory: dict[int, MemoryFigures] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -262,9 +266,11 @@ def sample_onnxruntime_job(
 
     from cvae_bench.models.spec import DEFAULT_SPEC
     from cvae_bench.onnx.sessions import make_session, session_settings
+    from cvae_bench.runtime import memory
 
     spec = backend.spec if backend is not None else DEFAULT_SPEC
     results: dict[str, dict[str, OrtSession]] = {}
+    memory.mark(memory.AFTER_IMPORT)
     for provider in providers:
         results[provider] = {}
         for precision, path in models.items():
@@ -278,14 +284,20 @@ def sample_onnxruntime_job(
                 continue
             session_s = time.perf_counter() - t0
             batches: dict[int, CallTiming] = {}
+            figures: dict[int, MemoryFigures] = {}
+            built = memory.rss()
             for b in batch_sizes:
                 run, sync, first, _out = bound_call(sess, spec, b, provider)  # _out: alive while it is timed
-                timing = time_rounds(run, rounds=rounds, min_time=min_time, warmup=warmup, sync=sync)
+                with memory.track(f"ort/{provider}/{precision}/b{b}"):
+                    timing = time_rounds(run, rounds=rounds, min_time=min_time, warmup=warmup, sync=sync)
                 batches[b] = CallTiming(timing=timing, first_call_s=first)
+                found = memory.phase_figures(built)
+                if found is not None:
+                    figures[b] = found
                 emit(
                     {"type": "bench", "what": f"ort {provider} {precision} batch {b}", "median_s": timing.median_call()}
                 )
-            results[provider][precision] = OrtSession(session_s=session_s, batches=batches)
+            results[provider][precision] = OrtSession(session_s=session_s, batches=batches, memory=figures)
     settings = session_settings(threads)
     return OrtSamples(
         results=results,
@@ -450,7 +462,8 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
                         **measured(call.timing, b, floor),
                     )
                     params = {"provider": short, "precision": precision, "batch": b}
-                    out.append(Entry.make(self.name, f"{short}-{precision}-b{b}", params, call.timing, info))
+                    entry = Entry.make(self.name, f"{short}-{precision}-b{b}", params, call.timing, info)
+                    out.append(with_memory(entry, session.memory.get(b)))
         return out
 
     def row(self, entry: Entry, ratio: float) -> list[str]:

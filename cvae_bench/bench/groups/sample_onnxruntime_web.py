@@ -72,6 +72,7 @@ class SampleOnnxruntimeWeb(StandaloneGroup[WebRun]):
     """sample-onnxruntime-web: see the module docstring."""
 
     name = "sample-onnxruntime-web"
+    by_default = False  # needs a browser or Node, and minutes
     title = "sample-onnxruntime-web: the exported decoder in headless Chromium (onnxruntime-web, WASM)"
     headers = (
         "batch",

@@ -1,0 +1,139 @@
+"""Click options generated from the declarations of an options record (`core.options`), and the parameter
+types they need: the command line says nothing about a declared option that the record does not say."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
+
+import click
+
+from cvae_bench.core.options import DeclaredOption, declared_options
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FiniteFloat(click.ParamType[float, Any]):
+    """A float option that must be finite (click's FLOAT and FloatRange accept nan and inf), in [min, max].
+
+    Args:
+        min: the smallest value accepted, if any.
+        max: the largest value accepted, if any.
+    """
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, max: float | None = None) -> None:
+        self.min, self.max = min, max
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.min is not None and number < self.min:
+            self.fail(f"{number:g} is below the minimum {self.min:g}", param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"{number:g} is above the maximum {self.max:g}", param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"FiniteFloat({self.min}, {self.max})"
+
+
+def click_options(record: type, *, skip: Collection[str] = ()) -> Callable[[F], F]:
+    """A decorator adding one click option per declared field of `record` (but those in `skip`).
+
+    Each option's parameter name is the field's name, so that `record(**those keyword arguments)` builds it.
+    """
+    declared = [o for o in declared_options(record) if o.name not in skip]
+
+    def decorate(function: F) -> F:
+        for o in reversed(declared):
+            function = _click_option(o)(function)
+        return function
+
+    return decorate
+
+
+def declared_names(record: type, *, skip: Collection[str] = ()) -> list[str]:
+    """The parameter names `click_options(record, skip=skip)` adds."""
+    return [o.name for o in declared_options(record) if o.name not in skip]
+
+
+def _click_option(o: DeclaredOption) -> Callable[[F], F]:
+    spec = o.spec
+    if o.item_type is bool:
+        if spec.negatable:
+            flag = f"{spec.flag}/--no-{spec.flag.removeprefix('--')}"
+            return click.option(flag, o.name, default=o.default, show_default=True, help=spec.help)
+        return click.option(spec.flag, *spec.aliases, o.name, is_flag=True, default=o.default, help=spec.help)
+    names = (spec.flag, *spec.aliases, o.name)
+    if o.is_list:
+        return click.option(
+            *names,
+            default=",".join(map(str, o.default)),
+            show_default=True,
+            callback=_list_callback(o),
+            help=spec.help + _bounds_text(o),
+        )
+    kind: Any
+    if o.item_type is int:
+        low, high = spec.minimum, spec.maximum
+        kind = click.IntRange(None if low is None else int(low), None if high is None else int(high))
+    elif o.item_type is float:
+        kind = FiniteFloat(spec.minimum, spec.maximum)
+    elif spec.choices:
+        kind = click.Choice(spec.choices, case_sensitive=False)
+    else:
+        kind = click.STRING
+    return click.option(*names, type=kind, default=o.default, show_default=o.default is not None, help=spec.help)
+
+
+def _bounds_text(o: DeclaredOption) -> str:
+    spec = o.spec
+    if spec.choices:
+        return " Of: " + ", ".join(spec.choices) + "."
+    if spec.maximum is not None:
+        return f" Each from {spec.minimum:g} to {spec.maximum:g}."
+    return ""
+
+
+def _list_callback(o: DeclaredOption) -> Callable[[click.Context, click.Parameter, str], tuple[Any, ...]]:
+    """Comma-separated items, each of the field's item type and within its bounds or choices."""
+    spec = o.spec
+
+    def parse(ctx: click.Context, param: click.Parameter, text: str) -> tuple[Any, ...]:
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        if not items:
+            raise click.BadParameter(f"expected a comma-separated list; received {text!r}")
+        out: list[Any] = []
+        for item in items:
+            if spec.choices:
+                folded = {c.casefold(): c for c in spec.choices}
+                if item.casefold() not in folded:
+                    from cvae_bench.core.checks import did_you_mean
+
+                    raise click.BadParameter(
+                        f"{item!r} is not one of {', '.join(spec.choices)}.{did_you_mean(item, spec.choices)}"
+                    )
+                value: Any = folded[item.casefold()]
+            elif o.item_type is int:
+                try:
+                    value = int(item)
+                except ValueError:
+                    raise click.BadParameter(f"expected comma-separated whole numbers; received {text!r}") from None
+                if spec.minimum is not None and value < spec.minimum:
+                    raise click.BadParameter(f"{value} is below the minimum {spec.minimum:g}")
+                if spec.maximum is not None and value > spec.maximum:
+                    raise click.BadParameter(f"{value} is above the maximum {spec.maximum:g}")
+            else:
+                value = item
+            if value not in out:
+                out.append(value)
+        return tuple(out)
+
+    return parse

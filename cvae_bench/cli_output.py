@@ -1,0 +1,70 @@
+"""What the command line prints, fitted to where it goes: rich tables on a terminal, Markdown tables (never cut)
+in a pipe or file, and versioned JSON documents for programs (`--json`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+#: The `schema` field of every JSON document the command line prints: `cvae-bench/<command>/<version>`. The
+#: version grows when a field is removed or changes meaning (adding a field keeps it).
+SCHEMA_VERSION = 1
+
+
+def schema(command: str) -> str:
+    """`cvae-bench/<command>/<version>`, the first field of the command's `--json` document."""
+    return f"cvae-bench/{command}/{SCHEMA_VERSION}"
+
+
+def json_document(command: str, body: dict[str, Any]) -> str:
+    """The `--json` document of `command`: `schema` first, then `body`; strict JSON (no NaN)."""
+    return json.dumps({"schema": schema(command), **body}, indent=2, allow_nan=False)
+
+
+def _cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> list[str]:
+    """A GitHub-flavoured Markdown table (pipes in cells escaped), under a bold title when there is one."""
+    lines = [f"**{_cell(title)}**", ""] if title else []
+    lines.append("| " + " | ".join(_cell(h) for h in headers) + " |")
+    lines.append("|" + "|".join("---" for _ in headers) + "|")
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def show_table(
+    title: str | None,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    stream: TextIO | None = None,
+    markdown: bool | None = None,
+) -> None:
+    """Print a table: rich on a terminal, Markdown elsewhere (a pipe or a file: never truncated or wrapped).
+
+    Args:
+        title: the heading, if any.
+        headers, rows: the cells, as text (rich markup in them is not interpreted).
+        stream: where to print (stdout).
+        markdown: force Markdown (True) or rich (False); None: Markdown unless `stream` is a terminal.
+    """
+    out = stream or sys.stdout
+    if markdown is None:
+        markdown = not out.isatty()
+    if markdown:
+        out.write("\n".join(markdown_table(headers, rows, title)) + "\n\n")
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    Console(file=out).print(table)

@@ -1,0 +1,239 @@
+"""Bad usage is refused before any work: one `error:` line on stderr, exit 2, and no file or folder left."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cvae_bench.backends import registry
+from cvae_bench.cli import main
+from cvae_bench.core.checks import cuda_device_count
+from cvae_bench.core.errors import USAGE_EXIT
+from cvae_bench.sweep.config import SweepFileError, read_sweep_file
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+no_cuda = pytest.mark.skipif(cuda_device_count() > 0, reason="this machine has a CUDA device")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder and home, so that anything a refused command writes would show."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))
+    return work
+
+
+def refused(args: list[str], workdir: Path) -> str:
+    """Run the CLI in-process; assert exit 2, one `error:` line on stderr, nothing on stdout, nothing written."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == USAGE_EXIT, (result.exit_code, result.output, result.exception)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output and not result.stdout.strip(), result.output
+    assert list(workdir.iterdir()) == [], "a refused command left files behind"
+    assert not (workdir.parent / "home" / ".cache" / "cvae-bench").exists(), "a refused command wrote a history"
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["bench", "--precisions", "fp8"], "error: --precisions: 'fp8' is not one of fp32, fp16, int8"),
+        (["bench", "--precisions", "fp32,fp64"], "error: --precisions: 'fp64' is not one of fp32, fp16, int8"),
+        (["bench", "--batch-sizes", "1000000000"], "error: --batch-sizes: 1000000000 is above the maximum 65536"),
+        (["bench", "--min-time", "inf"], "error: --min-time: 'inf' is not a finite number"),
+        (["bench", "--groups", "train-stp"], "Did you mean 'train-step'?"),
+        (["bench", "--device", "tpu"], "error: --device: 'tpu' is not a device"),
+        (["run", "--backend", "torch", "--seed", "-1"], "error: --seed: -1 is not in the range 0<=x<=4294967295"),
+        (["run", "--backend", "torch", "--seed", str(2**64)], "error: --seed: 18446744073709551616 is not in"),
+        (["run", "--backend", "torch", "--target", "nan"], "error: --target: 'nan' is not a finite number"),
+        (["run", "--backend", "torch", "--threads", "999"], "error: --threads: 999 threads is more than the"),
+        (["run", "--backend", "pytorch"], "error: Unknown backend 'pytorch'. Did you mean 'torch'? Known: "),
+        (["run", "--bogus"], "error: No such option '--bogus'"),
+        (["compare"], "error: Missing argument 'BASE'."),
+        (["loadtest", "/nonexistent.onnx"], "error: MODEL: no such file '/nonexistent.onnx'"),
+        (["sample", "--seed", "-3"], "error: --seed: -3 is not in the range"),
+        (["export", "--backend", "torch", "--weights", "w", "-o", "x.onnx", "--precision", "fp64"], "--precision"),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, list) else None,
+)
+def test_refused_before_any_work(workdir: Path, args: list[str], says: str) -> None:
+    assert says in refused(args, workdir)
+
+
+def test_loadtest_offline_batches_are_bounded(workdir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "decoder.onnx"
+    model.write_bytes(b"not read: the options are refused first")
+    for batches, says in (("0", "0 is below the minimum 1"), ("1000000000000", "above the maximum 65536")):
+        line = refused(["loadtest", str(model), "--offline-batches", batches], workdir)
+        assert line.startswith("error: --offline-batches: ") and says in line
+
+
+@needs_torch
+def test_a_mode_the_backend_lacks_leaves_no_plan(workdir: Path) -> None:
+    line = refused(["run", "--backend", "torch:jit", "--epochs", "1"], workdir)
+    assert line == "error: backend 'torch' has no mode 'jit'; choose one of eager, compiled or all."
+    assert refused(["run", "--backend", "torch", "--mode", "jit"], workdir) == line
+
+
+@needs_torch
+def test_a_knob_beyond_the_cores_is_refused(workdir: Path) -> None:
+    line = refused(["bench", "--backend", "torch:eager+threads=99"], workdir)
+    assert line.startswith("error: --backend torch:eager+threads=99: knob 'threads': 99 threads is more than")
+
+
+@needs_torch
+@no_cuda
+@pytest.mark.parametrize("command", ["bench", "run"])
+@pytest.mark.parametrize("device", ["cuda", "GPU", "cuda:1"])
+def test_a_missing_cuda_device_is_found_before_any_work(workdir: Path, command: str, device: str) -> None:
+    args = [command, "--device", device] + (["--backend", "torch"] if command == "run" else [])
+    line = refused(args, workdir)
+    assert "the driver shows no CUDA device on this machine; use cpu" in line
+
+
+@needs_torch
+def test_backend_names_are_case_insensitive() -> None:
+    assert registry.get("Torch").name == registry.get("TORCH").name == "torch"
+
+
+def test_click_errors_and_ours_share_one_style(workdir: Path) -> None:
+    """A bad value that click checks reads like one our own checks refuse: `error: --opt: what is wrong`."""
+    ours = refused(["run", "--backend", "torch", "--threads", "999"], workdir)
+    clicks = refused(["bench", "--epochs", "0"], workdir)
+    assert ours.startswith("error: --threads: ") and clicks.startswith("error: --epochs: ")
+    assert isinstance(click.UsageError("x"), click.ClickException)
+
+
+# -- the sweep file is held to the rules of the commands it runs -------------------------------------------------
+SWEEP = '[sweep]\nbackends = ["torch"]\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (SWEEP + "[run]\ntarget = nan\n", "[run] target: expected a finite number"),
+        (SWEEP + "[run]\ntarget = inf\n", "[run] target: expected a finite number"),
+        (SWEEP + "[bench]\nmin_time = inf\n", "[bench] min_time: expected a finite number >= 0 and <= 60"),
+        (SWEEP + "[bench]\nmin_time = nan\n", "[bench] min_time: expected a finite number"),
+        (SWEEP + "threads = [999]\n[run]\n", "[sweep] threads: 999 threads is more than the"),
+        (SWEEP + "[run]\ntrain_subset = 1000000000\n", "[run] train_subset: 1000000000 is more than MNIST's"),
+        (SWEEP + "[run]\nval_subset = 10001\n", "[run] val_subset: 10001 is more than MNIST's 10000"),
+        (SWEEP + "[bench]\nbatch_sizes = [1000000000]\n", "[bench] batch_sizes: expected a list of an integer from 1"),
+        ('[sweep]\nbackends = ["torch:jit"]\n[run]\n', "[sweep] backends: backend 'torch' has no mode 'jit'"),
+        ('[sweep]\nname = "x/../../../../../escaped-sweep"\nbackends = ["torch"]\n[run]\n', "[sweep] name: expected a"),
+        ('[sweep]\nname = ".."\nbackends = ["torch"]\n[run]\n', "[sweep] name: expected a"),
+        (SWEEP + "seeds = [-1]\n[run]\n", "[sweep] seeds: expected a list of an integer from 0 to 4294967295"),
+        (
+            SWEEP + "seeds = " + str(list(range(1000))) + "\nrepeats = 1000\n[run]\n",
+            "the grid has 1000000 cells, more than the 10000 a sweep may hold",
+        ),
+    ],
+    ids=[
+        "target-nan",
+        "target-inf",
+        "min-time-inf",
+        "min-time-nan",
+        "threads",
+        "train-subset",
+        "val-subset",
+        "batch-size",
+        "mode",
+        "name-escapes",
+        "name-dots",
+        "seed",
+        "grid",
+    ],
+)
+def test_sweep_files_are_held_to_the_commands_rules(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    with pytest.raises(SweepFileError) as info:
+        read_sweep_file(path)
+    assert says in str(info.value) and str(info.value).startswith(str(path))
+
+
+def test_sweep_dry_run_refuses_a_bad_cell_in_one_line(workdir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP + "[bench]\nmin_time = inf\n")
+    line = refused(["sweep", str(path), "--dry-run"], workdir)
+    assert line.startswith(f"error: {path}:4: [bench] min_time: ")
+
+
+# -- the same surface everywhere ----------------------------------------------------------------------------------
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    out: list[tuple[tuple[str, ...], click.Command]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out += _commands(command, (*path, name))
+        else:
+            out.append(((*path, name), command))
+    return out
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    missing = [
+        f"{' '.join(path)} {param.opts[0]}"
+        for path, command in _commands(main)
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help and param.name != "help"
+    ]
+    assert missing == []
+
+
+def test_every_output_option_is_o_out() -> None:
+    """Whatever a command writes (a file or a folder) is named by `-o/--out`."""
+    for path, command in _commands(main):
+        for param in command.params:
+            if isinstance(param, click.Option) and "--out" in param.opts:
+                assert "-o" in param.opts, f"{' '.join(path)}: --out without -o"
+
+
+def test_singular_and_plural_spellings_are_both_accepted() -> None:
+    for path, command in _commands(main):
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            for one, many in (("--device", "--devices"), ("--precision", "--precisions")):
+                if one in param.opts or many in param.opts:
+                    assert one in param.opts and many in param.opts, f"{' '.join(path)} {param.opts}"
+
+
+def test_bench_options_are_declared_once() -> None:
+    """The command line, the sweep file's [bench] table and bench.json's options all come from BenchOptions."""
+    from dataclasses import fields
+
+    from cvae_bench.bench.options import BenchOptions
+    from cvae_bench.core.options import declared_options
+    from cvae_bench.sweep.config import BENCH_DEFAULTS, SCHEMA
+
+    bench = main.commands["bench"]
+    by_name = {p.name: p for p in bench.params}
+    defaults = {f.name: f.default for f in fields(BenchOptions)}
+    for o in declared_options(BenchOptions):
+        param = by_name[o.name]
+        assert o.spec.flag in param.opts
+        assert param.help and o.spec.help in param.help
+        if o.spec.sweep:
+            assert o.name in SCHEMA["bench"]
+            assert BENCH_DEFAULTS[o.name] == (list(o.default) if isinstance(o.default, tuple) else o.default)
+        assert defaults[o.name] == o.default
+    # What bench.json records is the record itself, so a declared option is recorded under its field name.
+    recorded = BenchOptions().to_dict()
+    assert all(o.name in recorded for o in declared_options(BenchOptions))
+
+
+@needs_torch
+def test_registry_modes_are_the_classes_modes() -> None:
+    """The modes a registry entry restates (checked without a framework) are those its class declares."""
+    for info in registry.all_backends().values():
+        if info.origin != "builtin" or not info.available:
+            continue
+        assert info.modes == info.load_class().capabilities.modes, info.name
