@@ -29,6 +29,7 @@ FLOORS: dict[str, int] = {
     "cli_click": 11,  # click options generated from declared options records
     "cli_output": 11,  # tables for terminals and pipes, the JSON documents
     "__main__": 12,
+    "entry": 12,  # the console script: signal handlers first, then the CLI
 }
 #: Siblings on one floor that must not import each other.
 SIBLINGS = {("training", "onnx"), ("onnx", "training")}

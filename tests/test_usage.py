@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -233,7 +236,16 @@ def test_bench_options_are_declared_once() -> None:
 @needs_torch
 def test_registry_modes_are_the_classes_modes() -> None:
     """The modes a registry entry restates (checked without a framework) are those its class declares."""
+    # Each class is loaded in a process of its own: importing jax here would make every later fork in this
+    # test process (workers started with a pre-exec hook) warn that JAX is multithreaded.
     for info in registry.all_backends().values():
         if info.origin != "builtin" or not info.available:
             continue
-        assert info.modes == info.load_class().capabilities.modes, info.name
+        code = (
+            "import sys; from cvae_bench.backends import registry; "
+            "print(','.join(registry.get(sys.argv[1]).load_class().capabilities.modes))"
+        )
+        env = {**os.environ, **info.env}
+        proc = subprocess.run([sys.executable, "-c", code, info.name], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert info.modes == tuple(proc.stdout.strip().split(",")), info.name
