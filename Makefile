@@ -1,4 +1,4 @@
-.PHONY: install lock test test-all lint format typecheck bench
+.PHONY: install lock test test-all lint format typecheck bench docs results
 
 # Everything, from the lock (what .ci/run and the README's test command install).
 install:
@@ -32,3 +32,11 @@ typecheck:
 
 bench:
 	pytest benchmarks --benchmark-only
+
+# The documentation site, strict: a broken link or anchor fails the build.
+docs:
+	mkdocs build --strict --site-dir site
+
+# The README's results table, generated from the committed bench.json (docs/development.md).
+results:
+	python -m cvae_bench.bench.results_table docs/results/bench.json README.md
