@@ -64,3 +64,18 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     home = (tmp_path / "site" / "index.html").read_text()
     assert "What a bench answers" in home and 'href="verdicts/' in home
+
+
+def test_memory_stands_beside_speed_when_the_bench_measured_it() -> None:
+    """A bench.json with memory figures (recorded) gets the peak column, each row its own backend's peak."""
+    from cvae_bench.bench.results_table import MEMORY_HEADER
+    from cvae_bench.core.memory import MIB, of_extra_info
+
+    doc = BenchDocument.from_json(read_json(ROOT / "tests" / "data" / "memory" / "bench.json"))
+    block = render(doc)
+    assert MEMORY_HEADER in block
+    torch_eager = next(e for e in doc.benchmarks if e.name == "train-step[torch-eager]")
+    figures = of_extra_info(torch_eager.extra_info)
+    assert figures is not None
+    row = next(line for line in block.splitlines() if line.startswith("| torch | eager |"))
+    assert row.rstrip(" |").endswith(f"{figures.peak_rss / MIB:,.0f}")
