@@ -377,7 +377,8 @@ def measure_backends(
                 close_s=round(t_close, 3),
                 total_s=round(time.monotonic() - t_all, 3),
             ),
-            components=_components(schedule, keep, t_sweeps, t_open + t_close, epoch),
+            # an epoch's own cost is its workers' start as well as opening and closing its calls
+            components=_components(schedule, keep, t_sweeps, t_start + t_open + t_close, epoch),
         )
         runs = []
         for label, (m, audit) in last.items():
