@@ -652,6 +652,7 @@ def test_a_train_step_round_ends_only_when_an_asynchronous_backends_steps_are_do
     assert timed.finish is not None and np.isfinite(timed.finish().loss)
 
 
+@pytest.mark.slow  # ~50 s of workers: keeps the default suite under 8 min on 2 cores (`pytest -m slow` runs it)
 def test_replicated_bench_calibrates_and_measures_the_ceiling_once(tmp_path: Path, mnist: tuple) -> None:
     """`--replicate 2` of a `NAME:all` selection: two independent benches in rep-01/rep-02, read together in
     calibration.json; the machine's matmul ceiling measured by the first and reused by the second."""
