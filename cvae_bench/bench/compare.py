@@ -13,14 +13,13 @@ interval lies above 1) and its estimate is larger than `fail_above`.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cvae_bench.core.errors import CvaeBenchError
-from cvae_bench.core.records import Record, RecordError
+from cvae_bench.core.records import Record, finite_number
 from cvae_bench.core.stats import DEFAULT_TIE, Interval, notch_ratio, unpaired_ratio, verdict
 from cvae_bench.runtime.files import read_json
 from cvae_bench.training.records import RunResult
@@ -66,23 +65,6 @@ class Change(Record):
     notes: list[str] = field(default_factory=list)
 
 
-def _read(path: Path) -> Any:
-    return read_json(path)
-
-
-def _number(value: Any, where: str, *, positive: bool = False) -> float:
-    """`value` as a finite float (positive where a time is meant); a one-line error naming the field if not."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CvaeBenchError(f"{where}: expected a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise CvaeBenchError(f"{where}: the number is too large") from None
-    if not math.isfinite(number) or (positive and number <= 0):
-        raise CvaeBenchError(f"{where}: expected a {'positive ' if positive else ''}finite number, got {value!r}")
-    return number
-
-
 def _object(value: Any, where: str) -> dict[str, Any]:
     """`value` when it is a JSON object (None: an empty one)."""
     if value is None:
@@ -116,9 +98,9 @@ def _bench_samples(doc: dict[str, Any]) -> list[Sample]:
         if "median" not in stats:
             continue
         data = _array(stats.get("data"), f"{at}.stats.data")
-        values = [_number(v, f"{at}.stats.data[{j}]", positive=True) for j, v in enumerate(data)]
+        values = [finite_number(v, f"{at}.stats.data[{j}]", positive=True) for j, v in enumerate(data)]
         rounds_n = stats.get("rounds")
-        n = len(values) if rounds_n is None else _number(rounds_n, f"{at}.stats.rounds", positive=True)
+        n = len(values) if rounds_n is None else finite_number(rounds_n, f"{at}.stats.rounds", positive=True)
         iqr, floor = stats.get("iqr"), info.get("floor_s")
         name = e.get("name") or e.get("fullname")
         if not isinstance(name, str):
@@ -126,11 +108,11 @@ def _bench_samples(doc: dict[str, Any]) -> list[Sample]:
         out.append(
             Sample(
                 name=name,
-                median=_number(stats["median"], f"{at}.stats.median", positive=True),
+                median=finite_number(stats["median"], f"{at}.stats.median", positive=True),
                 n=int(n),
                 values=values or None,
-                iqr=None if iqr is None else _number(iqr, f"{at}.stats.iqr"),
-                floor_s=None if floor is None else _number(floor, f"{at}.extra_info.floor_s", positive=True),
+                iqr=None if iqr is None else finite_number(iqr, f"{at}.stats.iqr"),
+                floor_s=None if floor is None else finite_number(floor, f"{at}.extra_info.floor_s", positive=True),
                 machine=machine,
                 busy=busy or bool(stats.get("contended_rounds")),
             )
@@ -150,7 +132,7 @@ def _run_samples(runs: Sequence[Any], machine: str, where: str = "runs") -> list
         busy = any(bool(_object(r.get("load"), f"{at}.load").get("busy")) for at, r in members)
         for metric, scale in (("time_to_target_s", 1.0), ("ms_per_step_median", 1e-3)):
             values = [
-                _number(r[metric], f"{at}.{metric}", positive=True) * scale
+                finite_number(r[metric], f"{at}.{metric}", positive=True) * scale
                 for at, r in members
                 if r.get(metric) is not None
             ]
@@ -168,10 +150,7 @@ def _mid(values: list[float]) -> float:
 
 def _result_samples(doc: dict[str, Any]) -> list[Sample]:
     """The samples of one result.json, after the whole file is checked against `RunResult`."""
-    try:
-        RunResult.from_json(doc)
-    except RecordError as exc:
-        raise CvaeBenchError(str(exc)) from exc
+    RunResult.from_json(doc)  # a RecordError names the field; `_checked` puts the file in front
     return _run_samples([doc], _hardware_machine(doc.get("hardware")), "result")
 
 
@@ -220,18 +199,18 @@ def read_samples(path: str | Path) -> list[Sample]:
         if results:
             out = []
             for f in results:
-                doc = _read(f)
+                doc = read_json(f)
                 if not isinstance(doc, dict):
                     raise CvaeBenchError(f"{f}: expected a JSON object, got {type(doc).__name__}")
                 out += _checked(f, functools.partial(_result_samples, doc))
             return _merge_runs(out)
         saved = sorted(p.rglob("*.json"), key=lambda f: f.stat().st_mtime)
         for f in reversed(saved):  # pytest-benchmark's saved runs: the newest
-            doc = _read(f)
+            doc = read_json(f)
             if isinstance(doc, dict) and "benchmarks" in doc:
                 return _checked(f, functools.partial(_bench_samples, doc))
         raise CvaeBenchError(f"no bench.json, comparison.json, result.json or pytest-benchmark JSON under {p}")
-    doc = _read(p)
+    doc = read_json(p)
     if isinstance(doc, dict) and "benchmarks" in doc:
         return _checked(p, lambda: _bench_samples(doc))
     if isinstance(doc, dict) and "rows" in doc and "runs" in doc:

@@ -80,6 +80,23 @@ def _nested(cls: type[R], value: Any, where: str) -> R:
         ) from exc
 
 
+def finite_number(value: Any, where: str, *, positive: bool = False) -> float:
+    """`value` (a JSON number) as a finite float, and above zero when `positive` (a time, a median).
+
+    Raises:
+        RecordError: naming `where`: not a number, too large for a float, not finite, or not positive.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(f"{where}: expected a number, got {_kind(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise RecordError(f"{where}: the number is too large") from None
+    if not math.isfinite(number) or (positive and number <= 0):
+        raise RecordError(f"{where}: expected a {'positive ' if positive else ''}finite number, got {value!r}")
+    return number
+
+
 def _kind(value: Any) -> str:
     """A JSON value's kind in JSON's words, for messages."""
     if isinstance(value, bool):
@@ -171,15 +188,7 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
             raise RecordError(f"{where}: expected an integer, got {_kind(value)}")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecordError(f"{where}: expected a number, got {_kind(value)}")
-        try:
-            number = float(value)
-        except OverflowError:
-            raise RecordError(f"{where}: the number is too large") from None
-        if not math.isfinite(number):
-            raise RecordError(f"{where}: expected a finite number, got {value!r}")
-        return number
+        return finite_number(value, where)
     if hint is str:
         if not isinstance(value, str):
             raise RecordError(f"{where}: expected a string, got {_kind(value)}")
