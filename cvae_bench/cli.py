@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchOptions
-from cvae_bench.cli_click import FiniteFloat, click_options
+from cvae_bench.cli_click import FiniteFloat, click_options, out_option
 from cvae_bench.cli_output import json_document, show_table
 from cvae_bench.core.defaults import (
     DEFAULT_IDLE_TIMEOUT,
@@ -334,12 +334,9 @@ class ConsoleReporter:
 @click_options(RunCommand)
 @_dataset_opt
 @_data_opt
-@click.option(
-    "-o",
-    "--out",
+@out_option(
     "out_dir",
-    type=click.Path(file_okay=False),
-    default=None,
+    folder=True,
     help="Run folder [runs/<backend>-<timestamp>, or runs/compare-<timestamp> for several runs].",
 )
 @click.option("--force", is_flag=True, help="Write into a --out folder that already holds files.")
@@ -535,14 +532,7 @@ def _bench_groups(text: str | None) -> tuple[str, ...]:
 )
 @_dataset_opt
 @_data_opt
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Results folder [runs/bench-<timestamp>].",
-)
+@out_option("out_dir", folder=True, help="Results folder [runs/bench-<timestamp>].")
 @click.option("--force", is_flag=True, help="Write into an --out folder that already holds files.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html into the results folder.")
 @click.option(
@@ -651,7 +641,7 @@ def bench(
 @main.command()
 @click.option("--backend", "backend_name", required=True, help="Backend whose exporter writes the file.")
 @click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights.")
-@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+@out_option("out_path", folder=False, help="ONNX file to write.", required=True)
 @click.option(
     "--part",
     type=click.Choice(["decoder", "encoder"]),
@@ -740,15 +730,7 @@ def export(
     show_default=True,
     help="Where --backend runs. cpu, cuda, cuda:N (gpu reads as cuda).",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default="samples",
-    show_default=True,
-    help="Folder for the PNGs.",
-)
+@out_option("out_dir", folder=True, help="Folder for the PNGs.", default="samples")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the prior draws.")
 @click.option("--digit", type=click.IntRange(min=0), default=0, show_default=True, help="Digit of the latent manifold.")
 def sample(
@@ -783,14 +765,8 @@ def sample(
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default="loadtest",
-    show_default=True,
-    help="Folder for loadtest.json, loadtest.md and LoadGen's logs.",
+@out_option(
+    "out_dir", folder=True, help="Folder for loadtest.json, loadtest.md and LoadGen's logs.", default="loadtest"
 )
 @click.option(
     "--precisions",
@@ -910,9 +886,7 @@ def loadtest(
     help="local: this machine, one cell at a time; ray: each cell a Ray task on a cluster.",
 )
 @click.option("--address", default=None, help="The Ray cluster (ray://HOST:10001 or HOST:6379) [$RAY_ADDRESS].")
-@click.option(
-    "-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Results folder [the file's out]."
-)
+@out_option("out_dir", folder=True, help="Results folder [the file's out].")
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
@@ -957,15 +931,7 @@ def sweep(
 # -- report ---------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    default="report.html",
-    show_default=True,
-    help="The HTML page to write.",
-)
+@out_option("out_path", folder=False, help="The HTML page to write.", default="report.html")
 @click.option(
     "--history",
     "history_dir",
@@ -987,15 +953,7 @@ def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, appen
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default="site",
-    show_default=True,
-    help="Folder for the static site.",
-)
+@out_option("out_dir", folder=True, help="Folder for the static site.", default="site")
 @click.option("--no-webgpu", is_flag=True, help="Ship the WASM build only (14 MB instead of 40 MB).")
 def web(model: str, out_dir: str, no_webgpu: bool) -> None:
     """Write a static page that runs the decoder in the browser (onnxruntime-web, WASM or WebGPU)."""

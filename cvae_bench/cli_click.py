@@ -44,6 +44,17 @@ class FiniteFloat(click.ParamType[float, Any]):
         return f"FiniteFloat({self.min}, {self.max})"
 
 
+def out_option(
+    dest: str, *, folder: bool, help: str, default: str | None = None, required: bool = False
+) -> Callable[[F], F]:
+    """`-o/--out`, the one name of every command's output: a folder (`folder`) or a file, into parameter `dest`."""
+    path = click.Path(file_okay=False) if folder else click.Path(dir_okay=False)
+    shown = default is not None
+    return click.option(
+        "-o", "--out", dest, type=path, default=default, required=required, show_default=shown, help=help
+    )
+
+
 def click_options(record: type, *, skip: Collection[str] = ()) -> Callable[[F], F]:
     """A decorator adding one click option per declared field of `record` (but those in `skip`).
 
