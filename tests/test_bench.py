@@ -458,15 +458,17 @@ def test_time_to_target_beside_ms_per_step(tmp_path: Path) -> None:
 
 
 # -- end to end -------------------------------------------------------------------------------------------
+def _bench_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`cvae-bench bench ARGS` in a process of its own, as a user runs it."""
+    cmd = [sys.executable, "-m", "cvae_bench", "bench", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+
+
 def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
     out = tmp_path / "bench"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    proc = subprocess.run(
+    proc = _bench_cli(
         [
-            sys.executable,
-            "-m",
-            "cvae_bench",
-            "bench",
             "--backend",
             "torch",
             "--groups",
@@ -485,11 +487,7 @@ def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
             "--quiet",
             "--no-report",  # the report has tests of its own
         ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-        env=env,
+        env,
     )
     assert proc.returncode == 0, proc.stderr
     assert "train-step" in proc.stdout and "fairness audit" in proc.stdout
@@ -658,12 +656,8 @@ def test_replicated_bench_calibrates_and_measures_the_ceiling_once(tmp_path: Pat
     calibration.json; the machine's matmul ceiling measured by the first and reused by the second."""
     pytest.importorskip("cvae_bench_numpy", reason="the example plugin (examples/numpy_plugin) is not installed")
     out = tmp_path / "cal"
-    proc = subprocess.run(
+    proc = _bench_cli(
         [
-            sys.executable,
-            "-m",
-            "cvae_bench",
-            "bench",
             "--backend",
             "numpy:all",
             "--groups",
@@ -682,11 +676,7 @@ def test_replicated_bench_calibrates_and_measures_the_ceiling_once(tmp_path: Pat
             "--out",
             str(out),
             "--no-report",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
+        ]
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("matmul ceiling") == 1, proc.stderr

@@ -197,15 +197,14 @@ def _blocked_in_a_pipe_read(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def _stuck_in_start_up(tmp_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """A `run` blocked in its start-up (before plan.json), reading a data file that is a FIFO nobody writes."""
-    fifo = tmp_path / "mnist.npz"
+def _blocked_reading(fifo: Path, args: list[str], env: dict[str, str], what: str) -> Iterator[subprocess.Popen[str]]:
+    """The CLI with `args`, blocked reading `fifo` (made here; nobody writes it) at `what`."""
     os.mkfifo(fifo)
-    with start_cli(*LONG_RUN, "--data", str(fifo), "--out", str(tmp_path / "run"), env=env) as proc:
+    with start_cli(*args, env=env) as proc:
         fd = None
         try:
-            fd = wait_for("the command to open its data", lambda: _open_writer(fifo))
-            wait_for("the command to block reading it", lambda: _blocked_in_a_pipe_read(proc.pid))
+            fd = wait_for(f"the command to open {what}", lambda: _open_writer(fifo))
+            wait_for(f"the command to block reading {what}", lambda: _blocked_in_a_pipe_read(proc.pid))
             yield proc
         finally:
             if proc.poll() is None:
@@ -213,6 +212,15 @@ def _stuck_in_start_up(tmp_path: Path, env: dict[str, str]) -> Iterator[subproce
                 proc.communicate()
             if fd is not None:
                 os.close(fd)
+
+
+@contextlib.contextmanager
+def _stuck_in_start_up(tmp_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A `run` blocked in its start-up (before plan.json), reading a data file that is a FIFO nobody writes."""
+    fifo = tmp_path / "mnist.npz"
+    args = [*LONG_RUN, "--data", str(fifo), "--out", str(tmp_path / "run")]
+    with _blocked_reading(fifo, args, env, "its data") as proc:
+        yield proc
 
 
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
@@ -233,23 +241,13 @@ def test_a_signal_while_the_command_line_is_imported_is_one_line(
 ) -> None:
     # The earliest point: `rich`, which the command line imports first, is shadowed by a module that blocks.
     fifo, shadow = tmp_path / "fifo", tmp_path / "shadow" / "rich"
-    os.mkfifo(fifo)
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text(f"open({str(fifo)!r}).read()\n")
     env = {**tmp_env, "PYTHONPATH": os.pathsep.join([str(shadow.parent), str(ROOT)])}
-    with start_cli(*LONG_RUN, "--out", str(tmp_path / "run"), env=env) as proc:
-        fd = None
-        try:
-            fd = wait_for("the command line to be imported", lambda: _open_writer(fifo))
-            wait_for("the import to block", lambda: _blocked_in_a_pipe_read(proc.pid))
-            proc.send_signal(sig)
-            _, stderr = proc.communicate(timeout=WAIT_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-            if fd is not None:
-                os.close(fd)
+    args = [*LONG_RUN, "--out", str(tmp_path / "run")]
+    with _blocked_reading(fifo, args, env, "the shadowed `rich` while importing the command line") as proc:
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == code, stderr
     assert word in one_error_line(proc.returncode, stderr)
 
