@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cvae_bench import __version__
-from cvae_bench.bench.options import BenchOptions
-from cvae_bench.cli_click import FiniteFloat, click_options, out_option
+from cvae_bench.bench.options import BenchCommand, BenchOptions
+from cvae_bench.cli_click import FiniteFloat, click_options, declared_names, out_option
 from cvae_bench.cli_output import json_document, show_table
 from cvae_bench.core.defaults import (
     DEFAULT_IDLE_TIMEOUT,
@@ -36,6 +36,8 @@ from cvae_bench.core.events import (
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
 from cvae_bench.runtime import signals
 from cvae_bench.training.command import RunCommand
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Lines are never hard-wrapped (soft_wrap): a terminal wraps them itself, and a log file keeps each figure whole.
 err_console = Console(stderr=True, soft_wrap=True)
@@ -248,6 +250,26 @@ def data_info(dataset: str, data_path: str | None) -> None:
 
 
 # -- run ------------------------------------------------------------------------------------------------
+def _after_work_options(function: F) -> F:
+    """What run and bench do with their results folder once the work is done: its report, the history."""
+    for decorate in reversed(
+        (
+            click.option("--no-report", is_flag=True, help="Do not write report.html into the results folder."),
+            click.option(
+                "--history",
+                "history_dir",
+                type=click.Path(file_okay=False),
+                default=None,
+                help="The history store the results are appended to (see `cvae-bench report --history`) "
+                "[$CVAE_BENCH_HISTORY, else ~/.cache/cvae-bench/history].",
+            ),
+            click.option("--no-history", is_flag=True, help="Do not append the results to any history store."),
+        )
+    ):
+        function = decorate(function)
+    return function
+
+
 class _RunDisplay:
     """Rich progress for training events coming from a worker."""
 
@@ -325,48 +347,12 @@ class ConsoleReporter:
 
 
 @main.command()
-@click.option(
-    "--backend",
-    "backend_name",
-    default=None,
-    help="Backend name, a comma-separated list (NAME or NAME:MODE each), or 'all'. Required unless --resume.",
-)
 @click_options(RunCommand)
-@_dataset_opt
-@_data_opt
-@out_option(
-    "out_dir",
-    folder=True,
-    help="Run folder [runs/<backend>-<timestamp>, or runs/compare-<timestamp> for several runs].",
-)
-@click.option("--force", is_flag=True, help="Write into a --out folder that already holds files.")
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
-@click.option(
-    "--resume",
-    "resume_dir",
-    type=click.Path(file_okay=False, exists=True),
-    default=None,
-    help="Finish an interrupted run folder: keep the runs that finished, go on from the last checkpoint.",
-)
-@click.option("--no-report", is_flag=True, help="Do not write report.html into the run folder.")
-@click.option(
-    "--history",
-    "history_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="The history store the results are appended to (see `cvae-bench report --history`) "
-    "[$CVAE_BENCH_HISTORY, else ~/.cache/cvae-bench/history].",
-)
-@click.option("--no-history", is_flag=True, help="Do not append the results to any history store.")
+@_after_work_options
 @_json_opt
 def run(
-    backend_name: str | None,
-    dataset: str,
-    data_path: str | None,
-    out_dir: str | None,
-    force: bool,
     quiet: bool,
-    resume_dir: str | None,
     no_report: bool,
     history_dir: str | None,
     no_history: bool,
@@ -380,12 +366,6 @@ def run(
 
     # The declared options arrive under their field names: the record is built from them as they are.
     cmd = RunCommand(
-        backends=backend_name,
-        resume=Path(resume_dir) if resume_dir is not None else None,
-        dataset=dataset,
-        data_path=data_path,
-        out_dir=out_dir,
-        force=force,
         command="cvae-bench " + " ".join(sys.argv[1:]),
         **declared,
     )
@@ -502,101 +482,40 @@ def _bench_groups(text: str | None) -> tuple[str, ...]:
 
 @main.command()
 @click.option(
-    "--backend",
-    "backend_name",
-    default="all",
-    show_default=True,
-    help="NAME (its default mode), NAME:MODE, NAME:all (every mode), a comma-separated list, or 'all'; "
-    "each item may end in +KNOB=VALUE... to time a tuned worker beside the untuned one (knobs: threads, "
-    "flush-denormal, mkldnn, torch-compile-mode, onednn, env:VAR; docs/design.md, 'Tuning knobs').",
-)
-@click.option(
     "--groups",
     default=None,
     help="Comma-separated benchmark groups: train-step, sample-native, sample-onnxruntime, sample-onnxruntime-web, "
     "anatomy [the groups that declare themselves default: the first three].",
 )
+@click_options(BenchCommand)
 @click_options(BenchOptions)
-@click.option(
-    "--runs",
-    "runs_path",
-    type=click.Path(exists=True),
-    default=None,
-    help="Time-to-target from `cvae-bench run --repeats N` output (comparison.json, result.json or a folder).",
-)
-@click.option(
-    "--with-runs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Also train every benchmarked backend/mode N times to the target, for time-to-target.",
-)
-@_dataset_opt
-@_data_opt
-@out_option("out_dir", folder=True, help="Results folder [runs/bench-<timestamp>].")
-@click.option("--force", is_flag=True, help="Write into an --out folder that already holds files.")
-@click.option("--no-report", is_flag=True, help="Do not write report.html into the results folder.")
-@click.option(
-    "--history",
-    "history_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="The history store the results are appended to (see `cvae-bench report --history`) "
-    "[$CVAE_BENCH_HISTORY, else ~/.cache/cvae-bench/history].",
-)
-@click.option("--no-history", is_flag=True, help="Do not append the results to any history store.")
+@_after_work_options
 @click.option(
     "--anatomy",
     is_flag=True,
     help="Also profile each backend's step and decoder (and onnxruntime's) by category: the anatomy groups.",
 )
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-@click.option(
-    "--replicate",
-    type=click.IntRange(min=1, max=100),
-    default=1,
-    show_default=True,
-    help="Run the bench N times, independently, and write calibration.md: how often each interval holds the "
-    "pooled estimate, and how often the A/A check fails.",
-)
 @_json_opt
 def bench(
-    backend_name: str,
     groups: str | None,
-    runs_path: str | None,
-    with_runs: int | None,
-    dataset: str,
-    data_path: str | None,
-    out_dir: str | None,
-    force: bool,
     no_report: bool,
     history_dir: str | None,
     no_history: bool,
     anatomy: bool,
     quiet: bool,
-    replicate: int,
     as_json: bool,
     **declared: Any,
 ) -> None:
     """Benchmark training steps and sampling in interleaved rounds, with verdicts, roofline and fairness audit."""
-    from cvae_bench.bench.api import BenchCommand, run_bench_command
+    from cvae_bench.bench.api import run_bench_command
 
-    # The declared options arrive under their field names: the record is built from them as they are.
+    # The declared options arrive under their field names: each record is built from its own.
     options = BenchOptions(
         groups=_bench_groups(groups) + (("anatomy",) if anatomy else ()),
-        dataset=dataset,
-        data_path=data_path,
-        **declared,
+        **{name: declared.pop(name) for name in declared_names(BenchOptions)},
     )
-    command = BenchCommand(
-        backends=backend_name,
-        options=options,
-        command="cvae-bench " + " ".join(sys.argv[1:]),
-        out_dir=out_dir,
-        runs_path=runs_path,
-        with_runs=with_runs,
-        force=force,
-        replicate=replicate,
-    )
+    command = BenchCommand(options=options, command="cvae-bench " + " ".join(sys.argv[1:]), **declared)
 
     reporter = ConsoleReporter(quiet)
     outcome = run_bench_command(command, reporter.wire, progress=reporter.progress)

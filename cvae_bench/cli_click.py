@@ -77,12 +77,23 @@ def declared_names(record: type, *, skip: Collection[str] = ()) -> list[str]:
 
 def _click_option(o: DeclaredOption) -> Callable[[F], F]:
     spec = o.spec
+    kind: Any
+    if spec.path is not None:
+        kind = click.Path(exists=spec.exists, file_okay=spec.path != "folder", dir_okay=spec.path != "file")
+        return click.option(
+            *_names(o),
+            type=kind,
+            default=o.default,
+            required=spec.required,
+            show_default=o.default is not None,
+            help=spec.help,
+        )
     if o.item_type is bool:
         if spec.negatable:
             flag = f"{spec.flag}/--no-{spec.flag.removeprefix('--')}"
             return click.option(flag, o.name, default=o.default, show_default=True, help=spec.help)
-        return click.option(spec.flag, *spec.aliases, o.name, is_flag=True, default=o.default, help=spec.help)
-    names = (spec.flag, *spec.aliases, o.name)
+        return click.option(*_names(o), is_flag=True, default=o.default, help=spec.help)
+    names = _names(o)
     if o.is_list:
         return click.option(
             *names,
@@ -91,7 +102,6 @@ def _click_option(o: DeclaredOption) -> Callable[[F], F]:
             callback=_list_callback(o),
             help=spec.help + _bounds_text(o),
         )
-    kind: Any
     if o.item_type is int:
         low, high = spec.minimum, spec.maximum
         kind = click.IntRange(None if low is None else int(low), None if high is None else int(high))
@@ -101,7 +111,21 @@ def _click_option(o: DeclaredOption) -> Callable[[F], F]:
         kind = click.Choice(spec.choices, case_sensitive=False)
     else:
         kind = click.STRING
-    return click.option(*names, type=kind, default=o.default, show_default=o.default is not None, help=spec.help)
+    return click.option(
+        *names,
+        type=kind,
+        default=o.default,
+        required=spec.required,
+        show_default=o.default is not None,
+        help=spec.help,
+    )
+
+
+def _names(o: DeclaredOption) -> tuple[str, ...]:
+    """The option's spellings, short ones first (`-o`, `--out`), then the parameter name (the field's)."""
+    spellings = (o.spec.flag, *o.spec.aliases)
+    short = tuple(s for s in spellings if not s.startswith("--"))
+    return (*short, *(s for s in spellings if s.startswith("--")), o.name)
 
 
 def _bounds_text(o: DeclaredOption) -> str:

@@ -13,7 +13,7 @@ from cvae_bench.bench.calibration import calibrate, markdown
 from cvae_bench.bench.document import BenchDocument, build_document
 from cvae_bench.bench.groups import select
 from cvae_bench.bench.groups.base import BenchGroup, Event, ignore
-from cvae_bench.bench.options import BenchOptions
+from cvae_bench.bench.options import BenchCommand
 from cvae_bench.bench.report import (
     ReportTable,
     fairness_blocks,
@@ -25,32 +25,6 @@ from cvae_bench.bench.report import (
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.runner import run_bench, with_runs
 from cvae_bench.runtime.files import claim_output_folder, write_json, write_text
-
-
-@dataclass(frozen=True)
-class BenchCommand:
-    """What `cvae-bench bench` was asked.
-
-    Attributes:
-        backends: `NAME`, `NAME:MODE`, `NAME:all`, a comma-separated list, or `all`.
-        options: what to measure and how long (`data_path` is filled in by the command).
-        command: the command line, recorded in the results.
-        out_dir: the results folder (None: runs/bench-<timestamp>).
-        runs_path: time-to-target from `cvae-bench run` output, shown beside the benchmark.
-        with_runs: also train every benchmarked backend/mode this many times to the target.
-        force: write into an `out_dir` that already holds files.
-        replicate: run the bench this many times, independently and back to back, into `rep-01`, `rep-02`…
-            of the results folder, and write calibration.json/.md beside them (`bench.calibration`).
-    """
-
-    backends: str
-    options: BenchOptions
-    command: str
-    out_dir: str | None = None
-    runs_path: str | None = None
-    with_runs: int | None = None
-    force: bool = False
-    replicate: int = 1
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ may set it; the command line and the sweep file's [bench] table are generated fr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_IDLE_TIMEOUT, MAX_BATCH_SIZE, MAX_MIN_TIME, PRECISIONS
-from cvae_bench.core.options import option
+from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, MAX_BATCH_SIZE, MAX_MIN_TIME, PRECISIONS
+from cvae_bench.core.options import device_option, force_option, option, out_option, worker_timeout_option
 from cvae_bench.core.stats import DEFAULT_TIE
+from cvae_bench.data.specs import data_option, dataset_option
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
 
@@ -48,9 +49,7 @@ class BenchOptions:
     """
 
     groups: tuple[str, ...] = ()
-    device: str = option(
-        "cpu", "--device", "cpu, cuda or cuda:N (gpu reads as cuda), for the backends.", aliases=("--devices",)
-    )
+    device: str = device_option("cpu, cuda or cuda:N (gpu reads as cuda), for the backends.")
     threads: int | None = option(None, "--threads", "Threads for every framework [its own default].", minimum=1)
     epochs: int = option(
         5,
@@ -77,20 +76,15 @@ class BenchOptions:
         sweep=True,
     )
     ort_devices: tuple[str, ...] = ("cpu", "cuda")
-    dataset: str = "mnist"
-    data_path: str | None = None
+    dataset: str = dataset_option()
+    data_path: str | None = data_option()
     train_subset: int | None = option(
         None, "--train-subset", "Train steps on the first N images.", minimum=64, sweep=True
     )
     ceiling_rounds: int = 9
     ceiling_min_time: float = 0.01
     spec: ModelSpec = DEFAULT_SPEC
-    idle_timeout: float = option(
-        DEFAULT_IDLE_TIMEOUT,
-        "--worker-timeout",
-        "Seconds of silence after which a worker is declared hung (a worker speaks at least this often).",
-        minimum=1,
-    )
+    idle_timeout: float = worker_timeout_option()
     tie: float = option(DEFAULT_TIE, "--tie", "Ratios within ±TIE are a tie.", minimum=0, maximum=0.5)
     rel_precision: float | None = option(
         None,
@@ -151,3 +145,55 @@ class BenchOptions:
         d = asdict(self)
         d.pop("spec")
         return d
+
+
+@dataclass(frozen=True)
+class BenchCommand:
+    """What `cvae-bench bench` was asked: which backends, what to measure (`options`), where the results go.
+
+    Attributes:
+        options: what to measure and how long (`data_path` is filled in by the command).
+        backends: `NAME`, `NAME:MODE`, `NAME:all`, a comma-separated list, or `all`; each item may end in
+            `+KNOB=VALUE...` (a tuned worker beside the untuned one).
+        command: the command line, recorded in the results.
+        out_dir: the results folder (None: runs/bench-<timestamp>).
+        force: write into an `out_dir` that already holds files.
+        runs_path: time-to-target from `cvae-bench run` output, shown beside the benchmark.
+        with_runs: also train every benchmarked backend/mode this many times to the target.
+        replicate: run the bench this many times, independently and back to back, into `rep-01`, `rep-02`…
+            of the results folder, and write calibration.json/.md beside them (`bench.calibration`).
+    """
+
+    options: BenchOptions = field(default_factory=BenchOptions)
+    backends: str = option(
+        "all",
+        "--backend",
+        "NAME (its default mode), NAME:MODE, NAME:all (every mode), a comma-separated list, or 'all'; each item "
+        "may end in +KNOB=VALUE... to time a tuned worker beside the untuned one (knobs: threads, "
+        "flush-denormal, mkldnn, torch-compile-mode, onednn, env:VAR; docs/design.md, 'Tuning knobs').",
+        aliases=("--backends",),
+    )
+    command: str = "cvae-bench bench"
+    out_dir: str | None = out_option("Results folder [runs/bench-<timestamp>].", folder=True)
+    force: bool = force_option()
+    runs_path: str | None = option(
+        None,
+        "--runs",
+        "Time-to-target from `cvae-bench run --repeats N` output (comparison.json, result.json or a folder).",
+        path="either",
+        exists=True,
+    )
+    with_runs: int | None = option(
+        None,
+        "--with-runs",
+        "Also train every benchmarked backend/mode N times to the target, for time-to-target.",
+        minimum=1,
+    )
+    replicate: int = option(
+        1,
+        "--replicate",
+        "Run the bench N times, independently, and write calibration.md: how often each interval holds the "
+        "pooled estimate, and how often the A/A check fails.",
+        minimum=1,
+        maximum=100,
+    )

@@ -12,6 +12,8 @@ DEFAULT_IDLE_TIMEOUT = 600.0
 PRECISIONS = ("fp32", "fp16", "int8")
 #: Sampling batch sizes of the benchmarks.
 DEFAULT_BATCH_SIZES = (1, 64, 1024, 8192)
+#: Where a backend runs unless told otherwise.
+DEFAULT_DEVICE = "cpu"
 #: Device kinds a backend may declare.
 DEVICES = ("cpu", "cuda")
 #: The largest batch a sampling or offline batch may have (65,536 decoded images are ~200 MB of float32):

@@ -11,7 +11,9 @@ import types
 import typing
 from collections.abc import Iterator
 from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
+
+from cvae_bench.core.defaults import DEFAULT_DEVICE, DEFAULT_IDLE_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class OptionSpec:
         choices: the values a text (or each item of a list of texts) may take.
         sweep: whether a sweep file's table may set it (under the field's name).
         negatable: a boolean given as `--flag/--no-flag` rather than a plain flag.
+        path: the text names a "file", a "folder", or "either" (one that need not exist unless `exists`).
+        exists: the path must exist already.
+        required: the command cannot run without it (there is no default to fall back on).
     """
 
     flag: str
@@ -36,6 +41,9 @@ class OptionSpec:
     choices: tuple[str, ...] | None = None
     sweep: bool = False
     negatable: bool = False
+    path: Literal["file", "folder", "either"] | None = None
+    exists: bool = False
+    required: bool = False
 
 
 def option(default: Any, flag: str, help: str, **spec: Any) -> Any:
@@ -102,3 +110,29 @@ def _default(f: Field[Any]) -> Any:
     if f.default_factory is not MISSING:
         return f.default_factory()
     return None
+
+
+# -- the options several commands share: each declared here once, so its flag, default and help agree ---------
+def device_option(help: str = "cpu, cuda or cuda:N (gpu reads as cuda), where the backend runs.") -> Any:
+    """`--device` (also spelled `--devices`): where a backend runs; the check probes it before work."""
+    return option(DEFAULT_DEVICE, "--device", help, aliases=("--devices",))
+
+
+def worker_timeout_option() -> Any:
+    """`--worker-timeout`: the seconds of silence after which a worker counts as hung."""
+    return option(
+        DEFAULT_IDLE_TIMEOUT,
+        "--worker-timeout",
+        "Seconds of silence after which a worker is declared hung (a worker speaks at least this often).",
+        minimum=1,
+    )
+
+
+def out_option(help: str, *, folder: bool, default: str | None = None, required: bool = False) -> Any:
+    """`-o/--out`, the one name of every command's output: a folder or a file."""
+    return option(default, "--out", help, aliases=("-o",), path="folder" if folder else "file", required=required)
+
+
+def force_option(help: str = "Write into an --out folder that already holds files.") -> Any:
+    """`--force`: the one way to let a command write where files already are."""
+    return option(False, "--force", help)

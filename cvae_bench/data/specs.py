@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cvae_bench.core.errors import DataError, UsageError
+from cvae_bench.core.options import option
 
 if TYPE_CHECKING:
     from cvae_bench.models.spec import ModelSpec
@@ -308,6 +309,26 @@ for _spec in BUILTIN:
 
 #: The names of the built-in data sets: the CLI's `--dataset` choices (`register` adds others for Python callers).
 DATASETS: tuple[str, ...] = tuple(spec.name for spec in BUILTIN)
+
+
+def dataset_option() -> Any:
+    """`--dataset`: which registered data set a command reads (declared once for every command)."""
+    return option(DEFAULT_DATASET, "--dataset", "Which data set.", choices=DATASETS)
+
+
+def data_option() -> Any:
+    """`--data`: a local .npz instead of the caches and the download (declared once for every command)."""
+    return option(
+        None,
+        "--data",
+        "Read the data set from this .npz file (else $CVAE_BENCH_DATA, caches, download).",
+        path="file",
+    )
+
+
+def val_subset_option(help: str = "Score on the first N validation images.") -> Any:
+    """`--val-subset`: score on the first N validation images only."""
+    return option(None, "--val-subset", help, minimum=1)
 
 
 def check_subsets(dataset: str, train_subset: int | None, val_subset: int | None, *, prefix: str = "--") -> None:

@@ -169,8 +169,8 @@ def _run_train(cell: Cell, threads: int, data_path: str, idle_timeout: float, ou
 
 
 def _run_bench(cell: Cell, threads: int, data_path: str, idle_timeout: float, out: Path) -> tuple[str, str, bool]:
-    from cvae_bench.bench.api import BenchCommand, run_bench_command
-    from cvae_bench.bench.options import BenchOptions
+    from cvae_bench.bench.api import run_bench_command
+    from cvae_bench.bench.options import BenchCommand, BenchOptions
     from cvae_bench.sweep.config import BENCH_DEFAULTS
 
     assert cell.bench is not None

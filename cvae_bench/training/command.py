@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, MAX_SEED
+from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, MAX_SEED
 from cvae_bench.core.errors import UsageError
-from cvae_bench.core.options import option
-from cvae_bench.data.specs import DEFAULT_DATASET
+from cvae_bench.core.options import device_option, force_option, option, out_option, worker_timeout_option
+from cvae_bench.data.specs import data_option, dataset_option, val_subset_option
 
 if TYPE_CHECKING:  # the command line imports this module for the record: it stays light
     from cvae_bench.backends.registry import BackendInfo
@@ -33,10 +33,21 @@ class RunCommand:
         The others are `cvae-bench run`'s options; those declared with `option` generate its click options.
     """
 
-    backends: str | None = None
-    resume: Path | None = None
+    backends: str | None = option(
+        None,
+        "--backend",
+        "Backend name, a comma-separated list (NAME or NAME:MODE each), or 'all'. Required unless --resume.",
+        aliases=("--backends",),
+    )
+    resume: str | None = option(
+        None,
+        "--resume",
+        "Finish an interrupted run folder: keep the runs that finished, go on from the last checkpoint.",
+        path="folder",
+        exists=True,
+    )
     mode: str | None = option(None, "--mode", "Backend mode, e.g. eager/compiled (torch) [the backend's default].")
-    device: str = option("cpu", "--device", "cpu, cuda or cuda:N (gpu reads as cuda).", aliases=("--devices",))
+    device: str = device_option()
     target: float = option(DEFAULT_TARGET, "--target", "Stop at val -ELBO <= target (nats).")
     max_epochs: int = option(DEFAULT_MAX_EPOCHS, "--max-epochs", "Give up on the target after N epochs.", minimum=1)
     epochs: int | None = option(None, "--epochs", "Train exactly N epochs, no target.", minimum=1)
@@ -49,18 +60,15 @@ class RunCommand:
         maximum=MAX_SEED,
     )
     repeats: int = option(1, "--repeats", "Runs per backend, with seeds seed..seed+N-1.", minimum=1)
-    dataset: str = DEFAULT_DATASET
-    data_path: str | None = None
-    out_dir: str | None = None
-    force: bool = False
-    train_subset: int | None = option(None, "--train-subset", "Use only the first N training images.", minimum=64)
-    val_subset: int | None = option(None, "--val-subset", "Use only the first N validation images.", minimum=1)
-    idle_timeout: float = option(
-        DEFAULT_IDLE_TIMEOUT,
-        "--worker-timeout",
-        "Seconds of silence after which a worker is declared hung (a worker speaks at least this often).",
-        minimum=1,
+    dataset: str = dataset_option()
+    data_path: str | None = data_option()
+    out_dir: str | None = out_option(
+        "Run folder [runs/<backend>-<timestamp>, or runs/compare-<timestamp> for several runs].", folder=True
     )
+    force: bool = force_option()
+    train_subset: int | None = option(None, "--train-subset", "Use only the first N training images.", minimum=64)
+    val_subset: int | None = val_subset_option("Use only the first N validation images.")
+    idle_timeout: float = worker_timeout_option()
     threads: int | None = option(
         None, "--threads", "Threads for every framework, at most the cores available [its own default].", minimum=1
     )
@@ -141,7 +149,7 @@ def run_command(
 
     after_run = export_after if cmd.export_onnx else None
     if cmd.resume is not None:
-        outcome = resume_matched(cmd.resume, display, say, warn, after_run)
+        outcome = resume_matched(Path(cmd.resume), display, say, warn, after_run)
         target = cmd.target
         if outcome.results and outcome.results[0].outcome.target is not None:
             target = outcome.results[0].outcome.target
