@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cvae_bench import __version__
-from cvae_bench.bench.options import BenchCommand, BenchOptions
+from cvae_bench.bench.options import BenchCommand, BenchOptions, CompareCommand
 from cvae_bench.cli_click import FiniteFloat, click_options, declared_names, out_option
 from cvae_bench.cli_output import json_document, show_table
 from cvae_bench.core.defaults import (
@@ -33,7 +33,8 @@ from cvae_bench.core.events import (
     TrainStart,
     read_event,
 )
-from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET
+from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET, DataChoice
+from cvae_bench.report.options import ReportCommand
 from cvae_bench.runtime import signals
 from cvae_bench.training.command import RunCommand
 
@@ -192,9 +193,6 @@ def backends(as_json: bool) -> None:
 
 
 # -- data -----------------------------------------------------------------------------------------------
-#: bench's defaults, declared once in `BenchOptions`.
-_BENCH_DEFAULTS = BenchOptions()
-
 _dataset_opt = click.option(
     "--dataset",
     type=click.Choice(DATASETS),
@@ -225,26 +223,26 @@ def data() -> None:
 
 
 @data.command("fetch")
-@_dataset_opt
-@_data_opt
-def data_fetch(dataset: str, data_path: str | None) -> None:
+@click_options(DataChoice)
+def data_fetch(**declared: Any) -> None:
     """Find or download the data set, verify it and cache it."""
     from cvae_bench.data.loading import load_dataset
 
-    ds = load_dataset(dataset, data_path, progress=ConsoleReporter().progress)
+    choice = DataChoice(**declared)
+    ds = load_dataset(choice.dataset, choice.data_path, progress=ConsoleReporter().progress)
     click.echo(
         f"{ds.name}: {len(ds.x_train)} train + {len(ds.x_test)} test images, checksums OK, from {ds.source} ({ds.path})"
     )
 
 
 @data.command("info")
-@_dataset_opt
-@_data_opt
-def data_info(dataset: str, data_path: str | None) -> None:
+@click_options(DataChoice)
+def data_info(**declared: Any) -> None:
     """Show where the data set comes from, its shapes and whether its checksums verify (no download)."""
     from cvae_bench.data.loading import dataset_info
 
-    info = dataset_info(dataset, data_path)
+    choice = DataChoice(**declared)
+    info = dataset_info(choice.dataset, choice.data_path)
     for key, value in info.to_json().items():
         click.echo(f"{key:>12}: {value}")
 
@@ -399,31 +397,18 @@ def run(
         raise CvaeBenchError(f"{len(outcome.failures)} run(s) failed; see the lines above")
 
 
-def _history(history_dir: str | None, no_history: bool) -> str | None:
+def _history(history_dir: str | None, no_history: bool) -> Path | None:
     """The history store results go to: `--history`, else the default store; None with `--no-history`."""
-    if no_history:
-        return None
-    from cvae_bench.report.history import default_history_dir
+    from cvae_bench.report.history import history_store
 
-    return history_dir or str(default_history_dir())
+    return history_store(history_dir, no_history)
 
 
-def _report_and_history(folder: Path, no_report: bool, history_dir: str | None, result: Path | None = None) -> None:
-    """report.html into `folder` (a warning, not a failure, when it cannot be made) and the history entry of
-    `result` (default: the folder; none when `history_dir` is None)."""
-    if not no_report:
-        from cvae_bench.report.api import write_report
-        from cvae_bench.report.inputs import ReportError
+def _report_and_history(folder: Path, no_report: bool, history: Path | None, result: Path | None = None) -> None:
+    """report.html into `folder` and the history entry of `result` (default: the folder), said on stderr."""
+    from cvae_bench.report.api import publish_results
 
-        try:
-            click.echo(f"report written to {write_report(folder)}", err=True)
-        except ReportError as exc:
-            click.echo(f"warning: no report.html: {exc}", err=True)
-    if history_dir is not None:
-        from cvae_bench.report.history import append_history
-
-        append_history(result or folder, Path(history_dir))
-        click.echo(f"results appended to the history in {history_dir}", err=True)
+    publish_results(folder, ConsoleReporter(to_stderr=True), report=not no_report, history=history, result=result)
 
 
 @main.command()
@@ -850,23 +835,13 @@ def sweep(
 # -- report ---------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-@out_option("out_path", folder=False, help="The HTML page to write.", default="report.html")
-@click.option(
-    "--history",
-    "history_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="A results history folder to draw as trends across commits (run/bench append to "
-    "~/.cache/cvae-bench/history by default).",
-)
-@click.option("--append", is_flag=True, help="Add the result files of PATHS to --history first.")
-@click.option("--force", is_flag=True, help="Replace an existing -o file (never one the report reads).")
-def report(paths: tuple[str, ...], out_path: str, history_dir: str | None, append: bool, force: bool) -> None:
+@click_options(ReportCommand)
+def report(paths: tuple[str, ...], **declared: Any) -> None:
     """One self-contained HTML page from run folders, comparison.json, bench.json, decoder.onnx and history."""
     from cvae_bench.report.api import report_command
 
     command = "cvae-bench " + " ".join(sys.argv[1:])
-    for line in report_command(paths, out_path, history=history_dir, append=append, command=command, force=force):
+    for line in report_command(ReportCommand(paths=paths, command=command, **declared)):
         click.echo(line)
 
 
@@ -888,35 +863,14 @@ def web(model: str, out_dir: str, no_webgpu: bool) -> None:
 @main.command("compare")
 @click.argument("base", type=click.Path(exists=True))
 @click.argument("new", type=click.Path(exists=True))
-@click.option(
-    "--fail-above",
-    type=FiniteFloat(min=0),
-    default=0.05,
-    show_default=True,
-    help="Exit 1 when an entry is significantly slower by more than this (0.05: 5 %).",
-)
-@click.option(
-    "--tie",
-    type=FiniteFloat(min=0, max=0.5),
-    default=_BENCH_DEFAULTS.tie,
-    show_default=True,
-    help="Changes within ±TIE are a tie, never a regression (0.03: 3 %).",
-)
-@click.option(
-    "--fail-above-memory",
-    type=FiniteFloat(min=0),
-    default=None,
-    help="Exit 1 when an entry's peak resident memory grew by more than this (0.10: 10 %) [default: not gated].",
-)
+@click_options(CompareCommand)
 @_json_opt
 @click.option(
     "--markdown",
     is_flag=True,
     help="Print the table and verdict as Markdown, ready to paste into a pull request comment.",
 )
-def compare(
-    base: str, new: str, fail_above: float, tie: float, fail_above_memory: float | None, as_json: bool, markdown: bool
-) -> None:
+def compare(as_json: bool, markdown: bool, **declared: Any) -> None:
     """The regression gate: each entry's change from BASE to NEW with its 95 % CI and verdict.
 
     BASE and NEW: bench.json, pytest-benchmark JSON (or a .benchmarks folder), comparison.json, result.json, or
@@ -929,15 +883,17 @@ def compare(
 
     if as_json and markdown:
         raise UsageError("--json and --markdown: choose one")
-    result = compare_files(base, new, tie=tie, fail_above=fail_above)
-    memory = compare_memory(base, new, fail_above_memory)
+    cmd = CompareCommand(**declared)
+    base, new = cmd.base, cmd.new
+    result = compare_files(base, new, tie=cmd.tie, fail_above=cmd.fail_above)
+    memory = compare_memory(base, new, cmd.fail_above_memory)
     if as_json:
         body = {"base": base, "new": new, "failed": result.failed or memory.failed, "summary": gate_summary(result)}
         doc = {**body, **result.to_json(), "memory": memory.to_json(), "memory_summary": memory_summary(memory)}
         click.echo(json_document("compare", doc))
     else:
         headers, rows = with_memory(GATE_HEADERS, gate_rows(result), [c.name for c in result.changes], memory)
-        title = f"{new} vs {base} (above 0: slower; tie within ±{tie:.0%})"
+        title = f"{new} vs {base} (above 0: slower; tie within ±{cmd.tie:.0%})"
         show_table(title, headers, rows, markdown=True if markdown else None)
         bullet = "- " if markdown else ""
         for name in result.only_base:

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cvae_bench.core.errors import UsageError
 from cvae_bench.report.api import make_report, report_command, write_report
 from cvae_bench.report.history import append_history, load_history
 from cvae_bench.report.inputs import ReportError, load_inputs
+from cvae_bench.report.options import ReportCommand
 from cvae_bench.report.pictures import png
 from cvae_bench.runtime.files import write_json
 from cvae_bench.training.records import (
@@ -328,8 +330,9 @@ def test_bad_inputs_are_one_clear_error(tmp_path: Path) -> None:
         load_inputs([tmp_path / "missing"])
     with pytest.raises(ReportError, match="nothing to report"):
         make_report([tmp_path], tmp_path / "r.html")
-    with pytest.raises(ReportError, match="--append: expected --history"):
-        report_command([tmp_path], tmp_path / "r.html", append=True)
+    with pytest.raises(UsageError, match="--append: expected --history"):
+        report_command(ReportCommand(paths=(str(tmp_path),), out=str(tmp_path / "r.html"), append=True))
+    assert not (tmp_path / "r.html").exists()
 
 
 # -- history ------------------------------------------------------------------------------------------------
@@ -348,7 +351,7 @@ def test_history_files_are_keyed_and_a_slowdown_is_marked(tmp_path: Path) -> Non
     assert [e.record.commit[:2] for e in entries] == ["00", "11", "22", "33", "44"]
 
     out = tmp_path / "site" / "report.html"
-    lines = report_command([], out, history=history)
+    lines = report_command(ReportCommand(out=str(out), history=str(history)))
     text = out.read_text()
     assert "5 history entries" in lines[-1] and 'data-chart="history-train-step"' in text
     assert "+12.0%" in text, "the slowdown is marked as a step"

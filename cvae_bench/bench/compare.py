@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cvae_bench.core.defaults import DEFAULT_FAIL_ABOVE
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.records import Record, finite_number
 from cvae_bench.core.stats import DEFAULT_TIE, Interval, notch_ratio, unpaired_ratio, verdict
 from cvae_bench.runtime.files import read_json
 from cvae_bench.training.records import RunResult
-
-#: Default `--fail-above`: a significant regression larger than 5 % fails the gate.
-DEFAULT_FAIL_ABOVE = 0.05
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, MAX_BATCH_SIZE, MAX_MIN_TIME, PRECISIONS
+from cvae_bench.core.defaults import DEFAULT_BATCH_SIZES, DEFAULT_FAIL_ABOVE, MAX_BATCH_SIZE, MAX_MIN_TIME, PRECISIONS
 from cvae_bench.core.options import device_option, force_option, option, out_option, worker_timeout_option
 from cvae_bench.core.stats import DEFAULT_TIE
 from cvae_bench.data.specs import data_option, dataset_option
@@ -196,4 +196,35 @@ class BenchCommand:
         "pooled estimate, and how often the A/A check fails.",
         minimum=1,
         maximum=100,
+    )
+
+
+@dataclass(frozen=True)
+class CompareCommand:
+    """What `cvae-bench compare` was asked: the regression gate from `base` to `new`.
+
+    Attributes:
+        base, new: bench.json, pytest-benchmark JSON (or a .benchmarks folder), comparison.json, result.json, or
+            folders of them.
+        fail_above: a significant slowdown larger than this fails the gate.
+        tie: changes within ±tie read as a tie, never a regression (the bench's own band by default).
+        fail_above_memory: a peak resident memory growth larger than this fails the gate (None: not gated).
+    """
+
+    base: str = ""
+    new: str = ""
+    fail_above: float = option(
+        DEFAULT_FAIL_ABOVE,
+        "--fail-above",
+        "Exit 1 when an entry is significantly slower by more than this (0.05: 5 %).",
+        minimum=0,
+    )
+    tie: float = option(
+        DEFAULT_TIE, "--tie", "Changes within ±TIE are a tie, never a regression (0.03: 3 %).", minimum=0, maximum=0.5
+    )
+    fail_above_memory: float | None = option(
+        None,
+        "--fail-above-memory",
+        "Exit 1 when an entry's peak resident memory grew by more than this (0.10: 10 %) [default: not gated].",
+        minimum=0,
     )

@@ -25,3 +25,5 @@ MAX_SEED = 2**32 - 1
 MAX_SWEEP_CELLS = 10_000
 #: Seconds a timed bench round may be asked to last at most: longer rounds measure nothing more, `inf` never ends.
 MAX_MIN_TIME = 60.0
+#: Default `--fail-above`: a significant regression larger than 5 % fails the gate.
+DEFAULT_FAIL_ABOVE = 0.05

@@ -331,6 +331,14 @@ def val_subset_option(help: str = "Score on the first N validation images.") -> 
     return option(None, "--val-subset", help, minimum=1)
 
 
+@dataclass(frozen=True)
+class DataChoice:
+    """Which data set a `cvae-bench data` command reads, and from where (`data fetch`, `data info`)."""
+
+    dataset: str = dataset_option()
+    data_path: str | None = data_option()
+
+
 def check_subsets(dataset: str, train_subset: int | None, val_subset: int | None, *, prefix: str = "--") -> None:
     """Refuse subset sizes larger than the data set (`prefix`: `--` for options, '' for sweep keys)."""
     spec = dataset_spec(dataset)

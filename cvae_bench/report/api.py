@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cvae_bench.core.errors import UsageError
+from cvae_bench.core.events import Message, Reporter
 from cvae_bench.onnx.commands import check_output
 from cvae_bench.report import charts
 from cvae_bench.report.bundle import plotly_bundle
 from cvae_bench.report.history import append_history, load_history
 from cvae_bench.report.inputs import BenchFile, ComparisonFile, Inputs, ReportError, folder_files, load_inputs
 from cvae_bench.report.memory_chart import memory_vs_batch
+from cvae_bench.report.options import ReportCommand
 from cvae_bench.report.page import Page, esc, fairness_table, key_values, pre, table
 from cvae_bench.report.pictures import decoder_pictures
 from cvae_bench.report.trends import build_trends
@@ -391,6 +394,22 @@ def write_report(folder_or_paths: str | Path | Sequence[str | Path], out: str | 
     return make_report(paths, out)[0]
 
 
+def publish_results(
+    folder: Path, reporter: Reporter, *, report: bool = True, history: Path | None = None, result: Path | None = None
+) -> None:
+    """What `run` and `bench` do with their results once the work is done: report.html into `folder` (a warning,
+    not a failure, when it cannot be made) and the history entry of `result` (default: the folder) in `history`
+    (none when None)."""
+    if report:
+        try:
+            reporter.report(Message(f"report written to {write_report(folder)}"))
+        except ReportError as exc:
+            reporter.report(Message(f"warning: no report.html: {exc}", "warning"))
+    if history is not None:
+        append_history(result or folder, history)
+        reporter.report(Message(f"results appended to the history in {history}"))
+
+
 def input_files(paths: Sequence[str | Path], history: str | Path | None) -> list[Path]:
     """Every file a report over `paths` (and the history folder) may read: the page must not replace one."""
     files: list[Path] = []
@@ -402,34 +421,20 @@ def input_files(paths: Sequence[str | Path], history: str | Path | None) -> list
     return files
 
 
-def report_command(
-    paths: Sequence[str | Path],
-    out: str | Path,
-    *,
-    history: str | Path | None = None,
-    append: bool = False,
-    command: str | None = None,
-    force: bool = False,
-) -> list[str]:
-    """`cvae-bench report`: optionally add `paths` to the history, then write the page; returns lines to print.
-
-    Args:
-        paths: run folders, result.json, comparison.json, bench.json, decoder.onnx or history files.
-        out: the page to write.
-        history: a history folder whose entries are drawn as trends (None: no history).
-        append: add every result file of `paths` to `history` first (as `cvae-bench run`/`bench` do).
-        command: the command line, shown on the page.
-        force: replace an existing `out` (never one of the files read).
+def report_command(cmd: ReportCommand) -> list[str]:
+    """`cvae-bench report`: optionally add `cmd.paths` to the history, then write the page; returns lines to print.
 
     Raises:
-        ReportError: `append` without `history`, nothing to report, an unreadable input, or plotly missing.
+        UsageError: `append` without `history` (before any work).
+        ReportError: nothing to report, an unreadable input, or plotly missing.
         CvaeBenchError: `out` is a file the report reads, or exists without `force`.
     """
-    check_output(out, input_files(paths, history), force=force)
+    paths, out, history, command = cmd.paths, cmd.out, cmd.history, cmd.command
+    if cmd.append and history is None:
+        raise UsageError("--append: expected --history DIR to append to")
+    check_output(out, input_files(paths, history), force=cmd.force)
     lines = []
-    if append:
-        if history is None:
-            raise ReportError("--append: expected --history DIR to append to")
+    if cmd.append and history is not None:
         inputs = load_inputs(paths)
         for loaded in (*inputs.results, *inputs.comparisons, *inputs.benches):
             lines.append(f"history: {append_history(loaded.path, history)}")

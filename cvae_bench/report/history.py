@@ -52,6 +52,13 @@ def default_history_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "history"
 
 
+def history_store(history: str | Path | None, off: bool = False) -> Path | None:
+    """Where `run` and `bench` append their results: `history`, else the default store; None when `off`."""
+    if off:
+        return None
+    return Path(history).expanduser() if history else default_history_dir()
+
+
 def machine_fingerprint(cpu: str, cores: Any) -> tuple[str, str]:
     """(fingerprint, name) of a machine from its CPU model and core count."""
     return short_digest([cpu, cores], 12), f"{cpu}, {cores} cores"
