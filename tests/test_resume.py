@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.testing.support import load_mnist
+from cvae_bench.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Generous: a busy 2-core machine may take minutes to start a worker; nothing here asserts a duration.
@@ -141,3 +143,14 @@ def test_a_resume_that_finds_the_result_removes_the_checkpoint_and_what_a_killed
     assert not checkpoint.exists()
     assert [p.name for p in out.rglob("*") if is_temporary(p.name)] == []
     assert (out / "result.json").read_bytes() == result
+
+
+@pytest.mark.parametrize(("text", "says"), [("{}", "missing"), ('{"step": NaN}', "NaN is not strict JSON"), ("[", "")])
+def test_a_checkpoint_that_is_not_one_is_named(tmp_path: Path, text: str, says: str) -> None:
+    """Whatever is wrong with checkpoint.json, the one error line names the file, so a user knows what to remove."""
+    (tmp_path / "checkpoint").mkdir()
+    meta = tmp_path / "checkpoint" / "checkpoint.json"
+    meta.write_text(text)
+    with pytest.raises(CvaeBenchError) as caught:
+        load_checkpoint(tmp_path, DEFAULT_SPEC)
+    assert str(meta) in str(caught.value) and says in str(caught.value)

@@ -27,12 +27,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvae_bench.core.errors import CvaeBenchError
-from cvae_bench.core.records import Record
+from cvae_bench.core.records import Record, RecordError
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime.files import (
     ensure_dir,
     file_sha256,
     load_weights,
+    read_json,
     save_weights,
     temporary_name,
     write_bytes,
@@ -140,8 +141,8 @@ def load_checkpoint(run_folder: str | Path, spec: ModelSpec) -> Checkpoint | Non
     if not meta.is_file():
         return None
     try:
-        loop = LoopState.from_json(json.loads(meta.read_text()))
-    except (OSError, ValueError) as exc:
+        loop = LoopState.from_json(read_json(meta))
+    except RecordError as exc:  # read, but not a checkpoint record: say which file
         raise CvaeBenchError(f"cannot read checkpoint {meta}: {exc}") from exc
     for name, want in ((loop.weights_file, loop.weights_sha256), (loop.state_file, loop.state_sha256)):
         path = folder / name
@@ -154,8 +155,8 @@ def load_checkpoint(run_folder: str | Path, spec: ModelSpec) -> Checkpoint | Non
     progress = None
     if (folder / "progress.json").is_file():
         try:
-            progress = Progress.from_json(json.loads((folder / "progress.json").read_text()))
-        except (OSError, ValueError, CvaeBenchError):
+            progress = Progress.from_json(read_json(folder / "progress.json"))
+        except CvaeBenchError:  # a lost progress note only makes the time lost less precise
             progress = None
     return Checkpoint(loop, load_weights(folder / loop.weights_file, spec), state, order, progress)
 
