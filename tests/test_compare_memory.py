@@ -146,3 +146,17 @@ def test_the_report_s_verdict_block_reads_the_recorded_peaks() -> None:
 
     rows = {r.label: r.memory for r in build_block(load_inputs([RECORDED])).rows}
     assert rows["torch:eager"] == "895 MiB" and rows["keras-jax:jit"] == "1591 MiB"
+
+
+def test_unreadable_memory_figures_are_said_not_dropped(tmp_path: Path) -> None:
+    """An entry whose memory figures are there but malformed is left out of the memory side by name."""
+    base, new = pair(tmp_path, (500, 495, 505), (510, 500, 520))
+    doc = json.loads(new.read_text())
+    doc["benchmarks"][0]["extra_info"]["memory"]["peak_rss"] = "a lot"
+    write(new, doc)
+    gate = compare_memory(base, new, fail_above=0.10)
+    assert gate.changes == [] and gate.left_out == ["train-step[x] (NEW)"]
+    result = CliRunner().invoke(main, ["compare", str(base), str(new), "--fail-above-memory", "0.1"])
+    assert "left out, unreadable: train-step[x] (NEW)" in result.output
+    payload = json.loads(CliRunner().invoke(main, ["compare", str(base), str(new), "--json"]).output)
+    assert payload["memory"]["left_out"] == ["train-step[x] (NEW)"]

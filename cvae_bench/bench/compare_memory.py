@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,23 +63,35 @@ def _run_key(run: dict[str, Any]) -> str:
     return f"peak-rss[{run.get('backend')}-{run.get('mode')}-{run.get('device')}]"
 
 
-def _from_doc(doc: Any) -> list[MemorySample]:
+def _from_doc(doc: Any, left_out: list[str]) -> list[MemorySample]:
+    """The memory samples of one document; the name of each entry whose memory figures are there but cannot
+    be read goes to `left_out` (said beside the table, never silently dropped)."""
     if not isinstance(doc, dict):
         return []
     out = []
     if "benchmarks" in doc:
-        for e in doc["benchmarks"]:
-            figures = of_extra_info(e.get("extra_info") or {})
+        for e in doc["benchmarks"] if isinstance(doc["benchmarks"], list) else []:
+            extra = (e.get("extra_info") if isinstance(e, dict) else None) or {}
+            if not isinstance(extra, dict):
+                continue
+            name = str(e.get("name") or e.get("fullname"))
+            figures = of_extra_info(extra)
             if figures is not None:
-                name = str(e.get("name") or e.get("fullname"))
                 out.append(MemorySample(name, figures.peak_rss, figures.peak_rss_interval))
+            elif "memory" in extra:
+                left_out.append(name)
         return out
     runs = doc["runs"] if "runs" in doc and "rows" in doc else [doc] if "backend" in doc else []
     by_key: dict[str, list[int]] = {}
-    for r in runs:
-        peak = (r.get("memory") or {}).get("peak_rss") if isinstance(r, dict) else None
-        if isinstance(peak, int):
+    for r in runs if isinstance(runs, list) else []:
+        if not isinstance(r, dict) or "memory" not in r:
+            continue
+        memory = r.get("memory")
+        peak = memory.get("peak_rss") if isinstance(memory, dict) else None
+        if isinstance(peak, int) and not isinstance(peak, bool) and peak > 0:
             by_key.setdefault(_run_key(r), []).append(peak)
+        elif memory is not None:
+            left_out.append(_run_key(r))
     for key, peaks in by_key.items():
         peaks.sort()
         interval = (peaks[0], peaks[-1]) if len(peaks) >= 2 else None
@@ -87,8 +99,10 @@ def _from_doc(doc: Any) -> list[MemorySample]:
     return out
 
 
-def read_memory(path: str | Path) -> dict[str, MemorySample]:
-    """Every entry's memory in a result file or folder (the files `bench.compare.read_samples` reads), by name."""
+def read_memory(path: str | Path, left_out: list[str] | None = None) -> dict[str, MemorySample]:
+    """Every entry's memory in a result file or folder (the files `bench.compare.read_samples` reads), by name;
+    the names of entries with unreadable memory figures are added to `left_out`."""
+    unread: list[str] = [] if left_out is None else left_out
     p = Path(path)
     docs: list[Any] = []
     if p.is_dir():
@@ -105,9 +119,9 @@ def read_memory(path: str | Path) -> dict[str, MemorySample]:
         docs = [_read(p)]
     samples: list[MemorySample] = []
     if len(docs) > 1:  # a folder of result.json files: one run each, pooled like comparison.json's runs
-        samples = _from_doc({"rows": [], "runs": [d for d in docs if isinstance(d, dict)]})
+        samples = _from_doc({"rows": [], "runs": [d for d in docs if isinstance(d, dict)]}, unread)
     elif docs:
-        samples = _from_doc(docs[0])
+        samples = _from_doc(docs[0], unread)
     return {s.name: s for s in samples}
 
 
@@ -127,6 +141,7 @@ class MemoryGate(Record):
 
     changes: list[MemoryChange]
     fail_above: float | None
+    left_out: list[str] = field(default_factory=list)  # "NAME (BASE)": memory figures there but unreadable
 
     @property
     def failed(self) -> bool:
@@ -140,8 +155,11 @@ class MemoryGate(Record):
 
 def compare_memory(base: str | Path, new: str | Path, fail_above: float | None = None) -> MemoryGate:
     """The memory change of every entry with memory figures on both sides."""
-    a, b = read_memory(base), read_memory(new)
-    return MemoryGate([memory_change(a[n], b[n], fail_above) for n in b if n in a], fail_above)
+    unread_base: list[str] = []
+    unread_new: list[str] = []
+    a, b = read_memory(base, unread_base), read_memory(new, unread_new)
+    left_out = [f"{n} (BASE)" for n in unread_base] + [f"{n} (NEW)" for n in unread_new]
+    return MemoryGate([memory_change(a[n], b[n], fail_above) for n in b if n in a], fail_above, left_out)
 
 
 def _mib(n: int) -> str:
@@ -188,9 +206,14 @@ def with_memory(
 
 
 def memory_summary(gate: MemoryGate) -> str | None:
-    """The closing line of the memory side (None: no memory figures on both sides)."""
+    """The closing line of the memory side (None: no memory figures on both sides, none left out)."""
+    unread = f" ({len(gate.left_out)} left out, unreadable: {', '.join(gate.left_out)})" if gate.left_out else ""
     if not gate.changes:
-        return None
+        return f"memory: nothing compared{unread}" if unread else None
+    return _summary(gate) + unread
+
+
+def _summary(gate: MemoryGate) -> str:
     if gate.fail_above is None:
         return f"memory: {len(gate.changes)} entries compared (no --fail-above-memory: not gated)"
     bad = [c.name for c in gate.changes if c.regression]
