@@ -19,7 +19,6 @@ from cvae_bench.cli_click import FiniteFloat, click_options, declared_names, out
 from cvae_bench.cli_output import json_document, show_table
 from cvae_bench.core.defaults import (
     DEFAULT_IDLE_TIMEOUT,
-    MAX_SEED,
     PRECISIONS,
 )
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
@@ -33,7 +32,9 @@ from cvae_bench.core.events import (
     TrainStart,
     read_event,
 )
+from cvae_bench.data.evaluate_command import EvaluateCommand
 from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET, DataChoice
+from cvae_bench.onnx.options import ExportCommand, SampleCommand
 from cvae_bench.report.options import ReportCommand
 from cvae_bench.runtime import signals
 from cvae_bench.training.command import RunCommand
@@ -412,47 +413,14 @@ def _report_and_history(folder: Path, no_report: bool, history: Path | None, res
 
 
 @main.command()
-@click.option("--backend", "backend_name", required=True, help="Backend that runs the networks.")
-@click.option(
-    "--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights to score."
-)
-@click.option(
-    "--device",
-    "--devices",
-    "device",
-    default="cpu",
-    show_default=True,
-    help="cpu, cuda or cuda:N (gpu reads as cuda), where the backend runs.",
-)
-@_dataset_opt
-@_data_opt
-@click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
-def evaluate(
-    backend_name: str,
-    weights_path: str,
-    device: str,
-    dataset: str,
-    data_path: str | None,
-    val_subset: int | None,
-) -> None:
+@click_options(EvaluateCommand)
+def evaluate(**declared: Any) -> None:
     """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
-    from cvae_bench.backends import registry
-    from cvae_bench.core.checks import check_device
-    from cvae_bench.data.specs import check_subsets
+    from cvae_bench.data.evaluate_command import evaluate_command
 
-    device = check_device("--device", device)
-    check_subsets(dataset, None, val_subset)
-    from cvae_bench.data.evaluation import evaluate_weights
-
-    ev = evaluate_weights(
-        registry.get(backend_name),
-        weights_path,
-        device=device,
-        dataset=dataset,
-        data_path=data_path,
-        val_subset=val_subset,
-    )
-    click.echo(f"{backend_name}: val -ELBO {ev.val_elbo:.4f}  (KL {ev.kl:.4f}, NLL {ev.nll:.4f})  [{weights_path}]")
+    # The declared options arrive under their field names: the record is built from them as they are.
+    outcome = evaluate_command(EvaluateCommand(**declared), ConsoleReporter())
+    click.echo(outcome.line())
 
 
 # -- bench ----------------------------------------------------------------------------------------------
@@ -543,127 +511,23 @@ def bench(
 
 # -- export, sample ---------------------------------------------------------------------------------------
 @main.command()
-@click.option("--backend", "backend_name", required=True, help="Backend whose exporter writes the file.")
-@click.option("--weights", "weights_path", required=True, type=click.Path(dir_okay=False), help="Canonical weights.")
-@out_option("out_path", folder=False, help="ONNX file to write.", required=True)
-@click.option(
-    "--part",
-    type=click.Choice(["decoder", "encoder"]),
-    default="decoder",
-    show_default=True,
-    help="Which network to export.",
-)
-@click.option(
-    "--precision",
-    "--precisions",
-    "precision",
-    type=click.Choice(PRECISIONS, case_sensitive=False),
-    default="fp32",
-    show_default=True,
-    help="fp16: onnxconverter-common, float32 inputs/outputs kept; int8: onnxruntime dynamic quantisation.",
-)
-@click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True, help="ONNX opset of the file.")
-@click.option(
-    "--device",
-    "--devices",
-    "device",
-    default="cpu",
-    show_default=True,
-    help="Where the backend runs (the check's reference). cpu, cuda, cuda:N (gpu reads as cuda).",
-)
-@_dataset_opt
-@_data_opt
-@click.option("--val-subset", type=click.IntRange(min=1), default=None, help="Score on the first N validation images.")
-@_worker_timeout_opt
-@click.option("--force", is_flag=True, help="Replace an existing -o file.")
-def export(
-    backend_name: str,
-    weights_path: str,
-    out_path: str,
-    part: str,
-    precision: str,
-    opset: int,
-    device: str,
-    dataset: str,
-    data_path: str | None,
-    val_subset: int | None,
-    worker_timeout: float,
-    force: bool,
-) -> None:
+@click_options(ExportCommand)
+def export(**declared: Any) -> None:
     """Export a decoder (or encoder) to ONNX with the one interface, verified against the framework."""
-    from cvae_bench.core.checks import check_device
-    from cvae_bench.data.specs import check_subsets
     from cvae_bench.onnx.commands import export_command
 
-    device = check_device("--device", device)
-    check_subsets(dataset, None, val_subset)
-
-    lines = export_command(
-        backend_name,
-        weights_path,
-        out_path,
-        part=part,
-        precision=precision,
-        opset=opset,
-        device=device,
-        dataset=dataset,
-        data_path=data_path,
-        val_subset=val_subset,
-        idle_timeout=worker_timeout,
-        force=force,
-        progress=ConsoleReporter().progress,
-    )
-    for line in lines:
+    # The declared options arrive under their field names: the record is built from them as they are.
+    for line in export_command(ExportCommand(**declared), ConsoleReporter()):
         click.echo(line)
 
 
 @main.command()
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="An exported decoder.")
-@click.option(
-    "--providers",
-    default=None,
-    help="Comma-separated onnxruntime providers, in order [CUDAExecutionProvider if present, CPUExecutionProvider].",
-)
-@click.option("--backend", "backend_name", default=None, help="Decode with this backend instead (needs --weights).")
-@click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="Canonical weights.")
-@click.option(
-    "--device",
-    "--devices",
-    "device",
-    default="cpu",
-    show_default=True,
-    help="Where --backend runs. cpu, cuda, cuda:N (gpu reads as cuda).",
-)
-@out_option("out_dir", folder=True, help="Folder for the PNGs.", default="samples")
-@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the prior draws.")
-@click.option("--digit", type=click.IntRange(min=0), default=0, show_default=True, help="Digit of the latent manifold.")
-def sample(
-    onnx_path: str | None,
-    providers: str | None,
-    backend_name: str | None,
-    weights_path: str | None,
-    device: str,
-    out_dir: str,
-    seed: int,
-    digit: int,
-) -> None:
+@click_options(SampleCommand)
+def sample(**declared: Any) -> None:
     """Draw a decoder: prior samples per digit, one z across labels 1-9, the latent manifold (PNGs)."""
-    from cvae_bench.core.checks import check_device
     from cvae_bench.onnx.commands import sample_command
 
-    device = check_device("--device", device)
-
-    paths = sample_command(
-        onnx_path=onnx_path,
-        providers=providers,
-        backend=backend_name,
-        weights=weights_path,
-        device=device,
-        out_dir=out_dir,
-        seed=seed,
-        digit=digit,
-    )
-    for path in paths:
+    for path in sample_command(SampleCommand(**declared)):
         click.echo(path)
 
 

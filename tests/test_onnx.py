@@ -28,6 +28,7 @@ from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.onnx import export as onnx_export
 from cvae_bench.onnx.check import TOLERANCES, _summary, check_structure, interface_problems, verify
 from cvae_bench.onnx.interface import normalize_interface, rename_tensor, tensor_names
+from cvae_bench.onnx.options import ExportCommand, ExportSettings
 from cvae_bench.onnx.sessions import make_session as session
 from cvae_bench.runtime.files import save_weights
 from cvae_bench.testing.onnx_models import SyntheticExporter, dense_model, export_synthetic
@@ -342,15 +343,13 @@ def _export(backend: Any, out: Path, mnist: tuple, **kwargs: Any) -> onnx_export
     return onnx_export.export_verified(
         backend,
         out,
+        ExportSettings(val_subset=500, measure_speed=False, **kwargs),
         backend_name=backend.name,
         versions=backend.info["versions"],
         x_test=mnist[2],
         y_test=mnist[3],
         val_elbo=float("nan"),
         weights_sha256="0" * 64,
-        val_subset=500,
-        measure_speed=False,
-        **kwargs,
     )
 
 
@@ -447,9 +446,8 @@ def test_export_part_records_the_shared_evaluator_and_the_weights(weights_file: 
 
     if not registry.get("torch").available:
         pytest.skip("torch is not installed")
-    result = onnx_export.export_part(
-        registry.get("torch"), weights_file, tmp_path / "d.onnx", val_subset=300, measure_speed=False
-    )
+    cmd = ExportCommand(backend="torch", weights=str(weights_file), out=str(tmp_path / "d.onnx"), val_subset=300)
+    result = onnx_export.export_part(cmd, measure_speed=False)
     ref = reference.evaluator_parts(weights(), *_val(300))
     assert abs(result.val_elbo - float(ref.total.mean())) < 1e-3
     assert abs(result.measurements["fp32"].val_elbo - result.val_elbo) < 1e-3
@@ -472,7 +470,9 @@ def test_backend_that_does_not_export_is_refused(weights_file: Path, tmp_path: P
     if not names:
         pytest.skip("the example numpy plugin (which does not export) is not installed")
     with pytest.raises(OnnxExportError, match="does not export ONNX"):
-        onnx_export.export_part(registry.get("numpy"), weights_file, tmp_path / "x.onnx", val_subset=10)
+        onnx_export.export_part(
+            ExportCommand(backend="numpy", weights=str(weights_file), out=str(tmp_path / "x.onnx"), val_subset=10)
+        )
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -579,7 +579,7 @@ def test_cli_export_writes_a_verified_file(weights_file: Path, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--weights", "missing.safetensors"], "error: cannot read weights missing.safetensors"),
+        (["--weights", "missing.safetensors"], "error: --weights: no such file 'missing.safetensors'"),
         (["--backend", "tf"], "error: Unknown backend 'tf'. Known: "),
     ],
     ids=["missing-weights", "unknown-backend"],
@@ -596,18 +596,27 @@ def test_cli_export_errors_are_one_line(args: list[str], expected: str, weights_
 
 
 def test_cli_export_refuses_an_output_that_is_the_input_or_exists(weights_file: Path, tmp_path: Path) -> None:
+    from cvae_bench.backends import registry
+
+    if not registry.get("torch").available:
+        pytest.skip("torch is not installed")
     copy = tmp_path / "w.safetensors"
     copy.write_bytes(weights_file.read_bytes())
     before = copy.read_bytes()
+    missing = tmp_path / "missing.npz"
     for out, force, expected in [
         (copy, [], f"error: -o {copy} is the input {copy}; it is read, so write to another file"),
         (copy, ["--force"], f"error: -o {copy} is the input {copy}; it is read, so write to another file"),
         (tmp_path / "x.onnx", [], f"error: -o {tmp_path / 'x.onnx'} exists; pass --force to replace it"),
-        # --force lets an existing file through: the next check (the backend's name) answers.
-        (tmp_path / "x.onnx", ["--force"], "error: Unknown backend 'tf'. Known: "),
+        # --force lets an existing file through: the next step (reading the --data file) answers.
+        (tmp_path / "x.onnx", ["--force"], f"error: --data {missing} does not exist"),
+        # The options are checked before the files: a bad name is answered first, whatever -o is.
+        (copy, [], "error: Unknown backend 'tf'. Known: "),
     ]:
         (tmp_path / "x.onnx").write_text("old")
-        proc = _cli("export", "--backend", "tf", "--weights", str(copy), "-o", str(out), *force)
+        backend = "tf" if "Unknown backend" in expected else "torch"
+        args = ["--backend", backend, "--weights", str(copy), "-o", str(out), "--data", str(missing), *force]
+        proc = _cli("export", *args)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert (
             proc.returncode == (2 if "Unknown backend" in expected else 1)

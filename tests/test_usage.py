@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -45,6 +47,11 @@ def refused(args: list[str], workdir: Path) -> str:
     return lines[0]
 
 
+#: Complete `export` and `evaluate` command lines but for what a case adds (a later option replaces an earlier).
+EXPORT = ["export", "--backend", "torch", "--weights", "w.safetensors", "-o", "x.onnx"]
+EVALUATE = ["evaluate", "--backend", "torch", "--weights", "w.safetensors"]
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -64,11 +71,127 @@ def refused(args: list[str], workdir: Path) -> str:
         (["loadtest", "/nonexistent.onnx"], "error: MODEL: no such file '/nonexistent.onnx'"),
         (["sample", "--seed", "-3"], "error: --seed: -3 is not in the range"),
         (["export", "--backend", "torch", "--weights", "w", "-o", "x.onnx", "--precision", "fp64"], "--precision"),
+        # Each command's typical mistakes are answered before a file is read or a worker started.
+        ([*EXPORT, "--backend", "pytorch"], "error: Unknown backend 'pytorch'. Did you mean 'torch'? Known: "),
+        ([*EXPORT, "--backend", "torch:eager"], "error: --backend: name one backend (NAME, no mode or list)"),
+        ([*EXPORT, "--opset", "6"], "error: --opset: 6 is not in the range x>=7"),
+        ([*EXPORT, "--val-subset", "20000"], "error: --val-subset: 20000 is more than MNIST's 10000 validation"),
+        (["sample", "--onnx", "d.onnx", "--backend", "torch"], "error: give either --onnx FILE or --backend NAME"),
+        (["sample", "--backend", "pytorch", "--weights", "w"], "error: Unknown backend 'pytorch'. Did you mean"),
+        (["sample", "--backend", "torch", "--weights", "w", "--digit", "10"], "error: --digit: expected a class 0-9"),
+        ([*EVALUATE, "--backend", "pytorch"], "error: Unknown backend 'pytorch'. Did you mean 'torch'? Known: "),
+        ([*EVALUATE, "--val-subset", "10001"], "error: --val-subset: 10001 is more than MNIST's 10000 validation"),
+        ([*EVALUATE, "--device", "tpu"], "error: --device: 'tpu' is not a device"),
     ],
     ids=lambda v: "-".join(v) if isinstance(v, list) else None,
 )
 def test_refused_before_any_work(workdir: Path, args: list[str], says: str) -> None:
     assert says in refused(args, workdir)
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["export", "--backend", "torch", "--weights", "{missing}", "-o", "x.onnx"], "error: --weights: no such file"),
+        (
+            ["export", "--backend", "Torch", "--weights", "{weights}", "-o", "{existing}"],
+            "error: -o {existing} exists;",
+        ),
+        (["sample", "--onnx", "{missing}"], "error: --onnx: no such file"),
+        (["sample", "--backend", "TORCH", "--weights", "{missing}"], "error: --weights: no such file"),
+        (["evaluate", "--backend", "torch", "--weights", "{missing}"], "error: --weights: no such file"),
+    ],
+    ids=["export-weights", "export-o-exists", "sample-onnx", "sample-weights", "evaluate-weights"],
+)
+def test_a_missing_input_or_a_kept_output_fails_before_any_work(
+    workdir: Path, tmp_path: Path, args: list[str], says: str
+) -> None:
+    """A file problem is exit 1 (docs/cli.md), still one line, found before any work: nothing is written."""
+    inputs = tmp_path / "inputs"  # outside the working folder, which must stay empty
+    inputs.mkdir()
+    (inputs / "w.safetensors").write_bytes(b"not read: the -o check answers first")
+    (inputs / "x.onnx").write_text("kept")
+    names = {"missing": inputs / "missing", "weights": inputs / "w.safetensors", "existing": inputs / "x.onnx"}
+    result = CliRunner().invoke(main, [a.format(**names) for a in args])
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, (result.exit_code, result.output)
+    assert lines[0].startswith(says.format(**names)), lines[0]
+    assert list(workdir.iterdir()) == [] and (inputs / "x.onnx").read_text() == "kept"
+    assert sorted(p.name for p in inputs.iterdir()) == ["w.safetensors", "x.onnx"]
+
+
+def test_the_records_declarations_drive_the_options() -> None:
+    """export's, sample's and evaluate's options are generated from their records: flags, aliases, defaults,
+    bounds and choices as declared (the help shows them, the parser holds values to them)."""
+    from cvae_bench.cli_click import declared_names
+    from cvae_bench.core.options import declared_options
+    from cvae_bench.data.evaluate_command import EvaluateCommand
+    from cvae_bench.onnx.options import MIN_OPSET, ExportCommand, SampleCommand
+
+    for name, record in (("export", ExportCommand), ("sample", SampleCommand), ("evaluate", EvaluateCommand)):
+        command = main.commands[name]
+        assert [p.name for p in command.params if p.name != "help"] == declared_names(record)
+        by_name = {p.name: p for p in command.params}
+        for o in declared_options(record):
+            param = by_name[o.name]
+            assert isinstance(param, click.Option)
+            assert {o.spec.flag, *o.spec.aliases} <= set(param.opts) and param.help == o.spec.help
+            assert param.required == o.spec.required and (o.spec.required or param.default == o.default)
+    export = main.commands["export"]
+    text = export.get_help(click.Context(export, info_name="export"))
+    assert f"[default: {ExportCommand.opset}; x>={MIN_OPSET}]" in " ".join(text.split())
+    base = ["--backend", "torch", "--weights", "w", "-o", "x.onnx"]
+    # The spellings and case the record accepts reach it as declared: parsed only, never run.
+    parsed = export.make_context("export", [*base, "--precisions", "FP16", "--opset", str(MIN_OPSET)]).params
+    assert parsed["precision"] == "fp16" and parsed["opset"] == MIN_OPSET and parsed["out"] == "x.onnx"
+    assert ExportCommand(**parsed).opset == MIN_OPSET
+    with pytest.raises(click.BadParameter, match=f"x>={MIN_OPSET}"):
+        export.make_context("export", [*base, "--opset", str(MIN_OPSET - 1)])
+    sample = main.commands["sample"]
+    assert sample.make_context("sample", ["--provider", "CPUExecutionProvider"]).params["providers"] == (
+        "CPUExecutionProvider"
+    )
+    with pytest.raises(TypeError):  # a required option is a required field: no record without it
+        ExportCommand(backend="torch", weights="w")
+
+
+def test_the_records_hold_python_callers_to_the_same_rules(tmp_path: Path) -> None:
+    """`check` refuses what click would, for a record built in Python, and reads names as the CLI does."""
+    from cvae_bench.core.errors import UsageError
+    from cvae_bench.data.evaluate_command import EvaluateCommand
+    from cvae_bench.onnx.options import ExportCommand, SampleCommand
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    export = ExportCommand(backend="torch", weights=str(weights), out=str(tmp_path / "x.onnx"))
+    for change, says in (
+        ({"precision": "fp64"}, "--precision: 'fp64' is not one of fp32, fp16, int8."),
+        ({"part": "decoer"}, "--part: 'decoer' is not one of decoder, encoder. Did you mean 'decoder'?"),
+        ({"opset": 6}, "--opset: 6 is below the minimum 7"),
+        ({"idle_timeout": 0.0}, "--worker-timeout: 0 is below the minimum 1"),
+        ({"device": "tpu"}, "--device: 'tpu' is not a device"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(says)):
+            replace(export, **change).check()
+    with pytest.raises(UsageError, match=re.escape("--seed: 4294967296 is above the maximum 4294967295")):
+        SampleCommand(onnx="d.onnx", seed=2**32).check()
+    with pytest.raises(UsageError, match=re.escape("--val-subset: 0 is below the minimum 1")):
+        EvaluateCommand(backend="torch", weights=str(weights), val_subset=0).check()
+    if registry.get("torch").available:
+        checked = replace(export, backend="Torch", precision="FP16", part="Encoder", device="CPU").check()
+        assert (checked.backend, checked.precision, checked.part, checked.device) == ("torch", "fp16", "encoder", "cpu")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_records_are_light() -> None:
+    """The command line imports the records at start-up: they import neither onnx nor numpy."""
+    code = (
+        "import sys, cvae_bench.onnx.options, cvae_bench.data.evaluate_command, cvae_bench.cli; "
+        "print(sorted(m for m in ('numpy', 'onnx', 'onnxruntime', 'safetensors') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_loadtest_offline_batches_are_bounded(workdir: Path, tmp_path: Path) -> None:

@@ -113,3 +113,26 @@ def check_selections(selections: list[Selection], device: str, what: str = "--ba
         check_threads(f"{what} {s.label}: knob 'threads'", s.tuning.threads)
     probe_device("--device", device)
     return selections
+
+
+def check_backend(what: str, name: str, device: str) -> BackendInfo:
+    """The one backend `name` names, read as `registry.get` reads it (case-insensitively, with the closest
+    known name when unknown), available, and declaring the kind of `device` (parsed already).
+
+    For the commands that take a single backend and no mode (`export`, `sample`, `evaluate`).
+
+    Raises:
+        UsageError: an unknown name, a list or a mode where one name is meant, or a device kind it does not
+            run on.
+        BackendUnavailableError: its framework is missing (the message says how to install it).
+    """
+    text = name.strip()
+    if "," in text or ":" in text or "+" in text or text.casefold() == "all":
+        raise UsageError(f"{what}: name one backend (NAME, no mode or list); received {name!r}")
+    info = registry.get(text)
+    if not info.available:
+        raise BackendUnavailableError(info.unavailable_reason())
+    kind = device.partition(":")[0]
+    if kind not in info.devices:
+        raise UsageError(f"{what}: backend {info.name!r} runs on {', '.join(info.devices)}, not {kind}")
+    return info

@@ -1,7 +1,8 @@
 """Checks of option values, shared by the command line and the sweep file, run before any work starts.
 
 Each check raises `UsageError` with one line that names the option (or sweep key, through `what`), says what
-was expected and what was received; the command line turns it into `error: …` and exit `USAGE_EXIT`.
+was expected and what was received; the command line turns it into `error: …` and exit `USAGE_EXIT`. The one
+exception is `check_input_file`: a missing input is a file problem (exit 1, docs/cli.md), found as early.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from functools import cache
+from pathlib import Path
 
 from cvae_bench.core.defaults import DEVICES, MAX_BATCH_SIZE, MAX_SEED, PRECISIONS
-from cvae_bench.core.errors import UsageError
+from cvae_bench.core.errors import CvaeBenchError, UsageError
 
 #: Other names of a device kind, read as the kind (`--device gpu` is what most people type for CUDA).
 DEVICE_ALIASES = {"gpu": "cuda"}
@@ -155,3 +157,18 @@ def probe_device(what: str, device: str) -> str:
 def check_device(what: str, text: str) -> str:
     """`parse_device` then `probe_device`."""
     return probe_device(what, parse_device(what, text))
+
+
+def check_input_file(what: str, path: str | Path) -> str:
+    """`path` when it names a file that exists, for an option naming an input (`--weights`, `--onnx`).
+
+    Raises:
+        CvaeBenchError: no such file, or a folder: a file problem (exit 1), not bad usage, as docs/cli.md's
+            table has it; still found before any work.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise CvaeBenchError(f"{what}: {str(path)!r} is a folder; expected a file")
+    if not p.is_file():
+        raise CvaeBenchError(f"{what}: no such file {str(path)!r}")
+    return str(path)

@@ -129,8 +129,12 @@ def worker_timeout_option() -> Any:
 
 
 def out_option(help: str, *, folder: bool, default: str | None = None, required: bool = False) -> Any:
-    """`-o/--out`, the one name of every command's output: a folder or a file."""
-    return option(default, "--out", help, aliases=("-o",), path="folder" if folder else "file", required=required)
+    """`-o/--out`, the one name of every command's output: a folder or a file.
+
+    A `required` one has no default in the record either: a caller that builds the record must name it.
+    """
+    value: Any = MISSING if required else default
+    return option(value, "--out", help, aliases=("-o",), path="folder" if folder else "file", required=required)
 
 
 def force_option(help: str = "Write into an --out folder that already holds files.") -> Any:

@@ -12,6 +12,7 @@ from cvae_bench.backends.base import Backend
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
+from cvae_bench.core.events import Message, Reporter
 from cvae_bench.data.loading import load_arrays, load_dataset
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.evaluator import Evaluation, Evaluator
@@ -47,8 +48,12 @@ def evaluate_weights(
     val_subset: int | None = None,
     spec: ModelSpec = DEFAULT_SPEC,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    reporter: Reporter | None = None,
 ) -> Evaluation:
     """Score a canonical weights file with `info`'s networks in a worker of its own.
+
+    The weights are read first, then the data set is fetched if needed (`reporter` hears its progress), then
+    the worker starts.
 
     Raises:
         BackendUnavailableError: the backend's framework is missing.
@@ -59,7 +64,8 @@ def evaluate_weights(
     if not info.available:
         raise BackendUnavailableError(info.unavailable_reason())
     weights = load_weights(weights_path, spec)
-    ds = load_dataset(dataset, data_path)
+    say = None if reporter is None else (lambda text: reporter.report(Message(text, "progress")))
+    ds = load_dataset(dataset, data_path, progress=say)
     with Worker(info, idle_timeout=idle_timeout) as worker:
         backend = RemoteBackend(worker, spec, 0, device)
         ev: Evaluation = backend.run_job(

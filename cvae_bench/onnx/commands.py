@@ -1,4 +1,5 @@
-"""What `cvae-bench export` and `cvae-bench sample` do, one function each; the CLI parses and prints.
+"""What `cvae-bench export` and `cvae-bench sample` do, one function each, given their options record
+(`onnx.options`); the CLI parses and prints.
 
 `export_lines` and `require_export` are also what `cvae-bench run --export` calls for each run.
 """
@@ -7,29 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import CvaeBenchError, UsageError
-from cvae_bench.data.specs import DEFAULT_DATASET
+from cvae_bench.core.events import Reporter
 from cvae_bench.models.spec import DEFAULT_SPEC
+from cvae_bench.onnx.options import ExportCommand, SampleCommand
 
 if TYPE_CHECKING:
     from cvae_bench.backends.registry import BackendInfo
     from cvae_bench.deploy import OnnxDecoder
-
-Progress = Callable[[str], None]
-
-
-def _available(name: str) -> BackendInfo:
-    from cvae_bench.backends import registry
-
-    info = registry.get(name)
-    if not info.available:
-        raise CvaeBenchError(info.unavailable_reason())
-    return info
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -84,72 +74,46 @@ def export_lines(
     dataset: str,
     data_path: str | Path | None,
     val_subset: int | None,
-    **kwargs: Any,
 ) -> list[str]:
-    """Export, verify and write one part (`export_part`), and describe it: `ExportResult.lines()` + `written …`.
+    """`run --export`: export and verify one run's decoder (the `Exporter` of `training.command`).
 
-    Args:
-        info, weights, out, device, dataset, data_path, val_subset: as for `export_part`.
-        kwargs: the rest of `export_part`'s options (part, precision, opset, idle_timeout, …).
+    The run has checked its options and fetched its data already; its export is an `ExportCommand` with the
+    command's defaults for the rest.
 
     Returns:
         The lines to print.
     """
-    from cvae_bench.onnx.export import export_part
-
-    result = export_part(
-        info,
-        weights,
-        out,
+    cmd = ExportCommand(
+        backend=info.name,
+        weights=str(weights),
+        out=str(out),
         device=device,
         dataset=dataset,
         data_path=str(data_path) if data_path else None,
         val_subset=val_subset,
-        **kwargs,
     )
-    return [*result.lines(), f"written {out}"]
+    return _export_lines(cmd)
 
 
-def export_command(
-    backend: str,
-    weights: str | Path,
-    out: str | Path,
-    *,
-    part: str = "decoder",
-    precision: str = "fp32",
-    opset: int | None = None,
-    device: str = "cpu",
-    dataset: str = DEFAULT_DATASET,
-    data_path: str | None = None,
-    val_subset: int | None = None,
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-    force: bool = False,
-    progress: Progress | None = None,
-) -> list[str]:
-    """`cvae-bench export`: refuse a bad -o first, fetch the data set if needed, then `export_lines`.
+def _export_lines(cmd: ExportCommand, reporter: Reporter | None = None) -> list[str]:
+    """Export, verify and write one part (`export_part`), and describe it: `ExportResult.lines()` + `written …`."""
+    from cvae_bench.onnx.export import export_part
+
+    return [*export_part(cmd, reporter).lines(), f"written {cmd.out}"]
+
+
+def export_command(cmd: ExportCommand, reporter: Reporter) -> list[str]:
+    """`cvae-bench export`: check every option first (`ExportCommand.check`), then read the weights, fetch
+    the data set if needed (`reporter` hears its progress), export, verify and write.
+
+    Returns:
+        The lines to print.
 
     Raises:
-        CvaeBenchError: an unknown or unavailable backend, a refused -o, or any failure of the export.
+        UsageError: an option that cannot work (nothing is started or written).
+        CvaeBenchError: a missing or unreadable weights file, a refused -o, or any failure of the export.
     """
-    from cvae_bench.data.loading import load_dataset
-    from cvae_bench.onnx.interface import DEFAULT_OPSET
-
-    check_output(out, [weights], force=force)
-    info = _available(backend)
-    ds = load_dataset(dataset, data_path, progress=progress)
-    return export_lines(
-        info,
-        Path(weights),
-        Path(out),
-        device,
-        dataset,
-        ds.path,
-        val_subset,
-        part=part,
-        precision=precision,
-        opset=DEFAULT_OPSET if opset is None else opset,
-        idle_timeout=idle_timeout,
-    )
+    return _export_lines(cmd.check(), reporter)
 
 
 def describe_source(decoder: OnnxDecoder) -> str:
@@ -162,77 +126,59 @@ def describe_source(decoder: OnnxDecoder) -> str:
     return f"{Path(decoder.path).name}: {', '.join(p for p in parts if p)} ({', '.join(decoder.providers)})"
 
 
-def sample_command(
-    *,
-    onnx_path: str | None = None,
-    providers: str | None = None,
-    backend: str | None = None,
-    weights: str | None = None,
-    device: str = "cpu",
-    out_dir: str | Path = "samples",
-    seed: int = 0,
-    digit: int = 0,
-) -> list[str]:
+def sample_command(cmd: SampleCommand) -> list[str]:
     """`cvae-bench sample`: the three pictures of an ONNX decoder or of a backend with weights.
 
-    Args:
-        onnx_path: an exported decoder (with `providers`, comma-separated), or
-        backend, weights, device: a backend that decodes the weights in its framework.
+    Every option is checked first (`SampleCommand.check`); the decoder's own classes (for `--digit`) and the
+    providers are checked when the file is opened, before anything is written.
 
     Returns:
         The paths written, one per line.
 
     Raises:
-        CvaeBenchError: a bad combination of options, a file that is not a decoder, or a digit out of range.
+        UsageError: a bad combination of options, or a value that cannot work.
+        CvaeBenchError: a missing file, a file that is not a decoder, or an unavailable provider.
     """
     from cvae_bench.onnx.figures import write_figures
 
-    if (onnx_path is None) == (backend is None):
-        raise UsageError("give either --onnx FILE or --backend NAME --weights FILE")
-    if onnx_path is not None:
-        if weights is not None:
-            raise UsageError("--weights goes with --backend; an --onnx file carries its own weights")
+    cmd = cmd.check()
+    if cmd.onnx is not None:
         from cvae_bench.deploy import DecoderError, OnnxDecoder
 
-        chosen = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
+        chosen = [p.strip() for p in cmd.providers.split(",") if p.strip()] if cmd.providers else None
         try:
-            decoder = OnnxDecoder(onnx_path, chosen)
+            decoder = OnnxDecoder(cmd.onnx, chosen)
             paths = write_figures(
                 decoder.decode,
-                out_dir,
+                cmd.out,
                 latent_dim=decoder.latent_dim,
                 num_classes=decoder.num_classes,
-                seed=seed,
-                digit=digit,
+                seed=cmd.seed,
+                digit=cmd.digit,
                 source=describe_source(decoder),
             )
         except DecoderError as exc:
             raise CvaeBenchError(str(exc)) from None
         return [str(p) for p in paths]
 
+    from cvae_bench.backends import registry
     from cvae_bench.runtime.files import load_weights
     from cvae_bench.runtime.worker import RemoteBackend, Worker
 
-    if weights is None:
-        raise UsageError("--backend needs --weights FILE (canonical weights, e.g. a run's weights.safetensors)")
-    if providers is not None:
-        raise UsageError("--providers goes with --onnx (onnxruntime); --backend decodes in its framework")
-    assert backend is not None
-    info = _available(backend)
+    assert cmd.backend is not None and cmd.weights is not None  # as `check` leaves a backend's record
+    info = registry.get(cmd.backend)
     spec = DEFAULT_SPEC
-    if not 0 <= digit < spec.num_classes:  # before a worker starts
-        raise UsageError(f"--digit: expected a class 0-{spec.num_classes - 1} of this decoder; received {digit}")
-    arrays = load_weights(weights, spec)
+    arrays = load_weights(cmd.weights, spec)
     with Worker(info) as worker:
-        remote = RemoteBackend(worker, spec, 0, device)
+        remote = RemoteBackend(worker, spec, 0, cmd.device)
         remote.set_weights(arrays)
         paths = write_figures(
             remote.decode,
-            out_dir,
+            cmd.out,
             latent_dim=spec.latent_dim,
             num_classes=spec.num_classes,
-            seed=seed,
-            digit=digit,
-            source=f"{Path(weights).name} on {info.name}",
+            seed=cmd.seed,
+            digit=cmd.digit,
+            source=f"{Path(cmd.weights).name} on {info.name}",
         )
     return [str(p) for p in paths]

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 import onnx
 
 from cvae_bench import __version__
+from cvae_bench.backends import registry
 from cvae_bench.backends.base import F32, Backend
 from cvae_bench.backends.registry import BackendInfo
-from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import OnnxExportError
+from cvae_bench.core.events import Message, Reporter
 from cvae_bench.core.records import Record
 from cvae_bench.data.evaluation import evaluate_job
 from cvae_bench.data.loading import as_float, load_dataset
@@ -28,8 +29,9 @@ from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 from cvae_bench.onnx.check import Verdict, check_inputs, check_structure, verify
-from cvae_bench.onnx.interface import DEFAULT_OPSET, interface, normalize_interface, set_metadata
+from cvae_bench.onnx.interface import interface, normalize_interface, set_metadata
 from cvae_bench.onnx.metadata import OnnxMetadata
+from cvae_bench.onnx.options import ExportCommand, ExportSettings
 from cvae_bench.onnx.scratch import scratch_dir
 from cvae_bench.onnx.sessions import make_session
 from cvae_bench.onnx.variants import SPEED_BATCH, compare_speed, make_variant, onnx_evaluation, speed_feeds
@@ -89,37 +91,25 @@ class ExportResult(Record):
 
 
 def export_part(
-    info: BackendInfo,
-    weights_path: str | Path,
-    out_path: str | Path,
+    cmd: ExportCommand,
+    reporter: Reporter | None = None,
     *,
-    part: str = "decoder",
-    precision: str = "fp32",
-    opset: int | None = DEFAULT_OPSET,
-    device: str = "cpu",
-    dataset: str = DEFAULT_DATASET,
-    data_path: str | None = None,
-    val_subset: int | None = None,
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     measure_speed: bool = True,
     spec: ModelSpec = DEFAULT_SPEC,
 ) -> ExportResult:
-    """Export `part` of the weights with the backend's exporter, normalise, verify, and write it.
+    """Export `cmd.part` of `cmd.weights` with `cmd.backend`'s exporter, normalise, verify, and write `cmd.out`.
 
     The backend runs in a worker of its own; this process imports onnx and onnxruntime only. The file
     is written (atomically) only once every check has passed; on any failure nothing is left behind.
 
+    The weights are read first, then the data set is fetched if needed (`reporter` hears its progress), then
+    the worker starts.
+
     Args:
-        info: the backend's registry entry; it must declare `onnx_export`.
-        weights_path: canonical weights (safetensors).
-        out_path: where the ONNX file goes.
-        part: "decoder" or "encoder".
-        precision: "fp32", or a variant ("fp16", "int8") checked at its own tolerance.
-        opset: the default-domain opset of the file (None: whatever the exporter writes).
-        device: where the backend runs (the reference for the check).
-        dataset, data_path: the data set for the val −ELBO and the real-input checks (must be local).
-        val_subset: evaluate on the first N validation images only.
+        cmd: what to export (`ExportCommand.check` has passed, or the caller knows its values are good).
+        reporter: hears the progress of the data set's download or verification.
         measure_speed: time onnxruntime at batch 1024.
+        spec: the model.
 
     Returns:
         What was written and measured.
@@ -128,35 +118,34 @@ def export_part(
         OnnxExportError: the backend cannot export, or its file cannot be brought to the interface.
         OnnxCheckError: onnxruntime differs from the framework beyond the tolerance.
     """
-    weights = load_weights(weights_path, spec)
-    ensure_dir(Path(out_path).parent)  # an unwritable folder fails now, not after the verification
-    ds = load_dataset(dataset, data_path, download=False)
+    info = registry.get(cmd.backend)
+    settings = cmd.settings(measure_speed=measure_speed, spec=spec)
+    weights = load_weights(cmd.weights, spec)
+    say = None if reporter is None else (lambda text: reporter.report(Message(text, "progress")))
+    ds = load_dataset(cmd.dataset, cmd.data_path, progress=say)
+    ensure_dir(Path(cmd.out).parent)  # an unwritable folder fails now, not after the verification
     _, _, x_test, y_test = as_float(ds)
-    with Worker(info, idle_timeout=idle_timeout) as worker:
-        backend = RemoteBackend(worker, spec, 0, device)
+    with Worker(info, idle_timeout=cmd.idle_timeout) as worker:
+        backend = RemoteBackend(worker, spec, 0, cmd.device)
         if not backend.info.get("capabilities", {}).get("onnx_export"):
             raise OnnxExportError(
                 f"backend {info.name!r} does not export ONNX (its Capabilities.onnx_export is False); "
                 "export the same weights with one that does, e.g. --backend torch"
             )
         backend.set_weights(weights)
-        evaluation = backend.run_job(evaluate_job, dataset=dataset, data_path=str(ds.path), val_subset=val_subset)
+        evaluation = backend.run_job(
+            evaluate_job, dataset=cmd.dataset, data_path=str(ds.path), val_subset=cmd.val_subset
+        )
         return export_verified(
             backend,
-            out_path,
+            cmd.out,
+            settings,
             backend_name=info.name,
             versions=backend.info["versions"],
             x_test=x_test,
             y_test=y_test,
             val_elbo=evaluation.val_elbo,
-            weights_sha256=file_sha256(weights_path),
-            dataset=dataset,
-            val_subset=val_subset,
-            part=part,
-            precision=precision,
-            opset=opset,
-            measure_speed=measure_speed,
-            spec=spec,
+            weights_sha256=file_sha256(cmd.weights),
         )
 
 
@@ -171,6 +160,7 @@ class Exporting(Protocol):
 def export_verified(
     backend: Exporting,
     out_path: str | Path,
+    settings: ExportSettings,
     *,
     backend_name: str,
     versions: dict[str, str],
@@ -178,19 +168,23 @@ def export_verified(
     y_test: F32,
     val_elbo: float,
     weights_sha256: str | None,
-    dataset: str = DEFAULT_DATASET,
-    val_subset: int | None = None,
-    part: str = "decoder",
-    precision: str = "fp32",
-    opset: int | None = DEFAULT_OPSET,
-    measure_speed: bool = True,
-    spec: ModelSpec = DEFAULT_SPEC,
 ) -> ExportResult:
-    """The export itself, for a backend that already holds the weights (see `export_part` for the args).
+    """The export itself, for a backend that already holds the weights.
 
     Raw export to a temporary folder, `normalize_interface`, `check_structure`, the fp32 check against the
     backend at `TOLERANCES`, the variant and its check, the measurements, the metadata, the atomic write.
+
+    Args:
+        backend: the framework's networks, local or in a worker; the reference of the checks.
+        out_path: where the ONNX file goes.
+        settings: the part, precision, opset, data set, validation subset, timing and model.
+        backend_name, versions: who exported it, recorded in the metadata.
+        x_test, y_test: the validation split, as floats (the real-input checks and the ONNX val −ELBO).
+        val_elbo: the shared evaluator's score of the weights in the framework.
+        weights_sha256: of the weights file, if there is one.
     """
+    part, precision, opset, spec = settings.part, settings.precision, settings.opset, settings.spec
+    dataset, val_subset = settings.dataset, settings.val_subset
     # The exporter writes into a scratch folder that goes however this ends (a failing exporter included).
     with scratch_dir("export") as tmp:
         raw_path = tmp / f"raw-{part}.onnx"
@@ -216,7 +210,7 @@ def export_verified(
         verdicts[name] = verify(sess, reference, cases, part=part, precision=name, reference_name=backend_name)
         score = onnx_evaluation(part, sess, backend, x_val, y_val, spec).val_elbo
         measurements[name] = Measurement(name, 0, None, score)
-    if measure_speed:  # last, once the framework's threads are idle
+    if settings.measure_speed:  # last, once the framework's threads are idle
         for name, ms in compare_speed(sessions, speed_feeds(part, spec)).items():
             measurements[name] = Measurement(name, 0, ms, measurements[name].val_elbo)
     want = interface(part, spec)
@@ -286,15 +280,13 @@ def export_decoder(
     result = export_verified(
         backend,
         path,
+        ExportSettings(dataset=dataset, measure_speed=False, spec=backend.spec),
         backend_name=backend.name,
         versions=backend.framework_versions(),
         x_test=x_test,
         y_test=y_test,
         val_elbo=evaluation.val_elbo,
         weights_sha256=None,
-        dataset=dataset,
-        measure_speed=False,
-        spec=backend.spec,
     )
     return result.metadata.to_props()
 

@@ -19,11 +19,12 @@ from onnx import TensorProto, helper, numpy_helper
 from cvae_bench.core.errors import OnnxExportError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
-PARTS: tuple[str, ...] = ("decoder", "encoder")
+# Declared with the export's options (a light module the command line reads); named here too, where they act.
+from cvae_bench.onnx.options import DEFAULT_OPSET as DEFAULT_OPSET
+from cvae_bench.onnx.options import PARTS as PARTS
+
 #: The name of the dynamic batch axis on every input and output.
 BATCH = "batch"
-#: Supported by every exporter used here and by onnxruntime ≥ 1.14.
-DEFAULT_OPSET = 18
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from cvae_bench.models import DEFAULT_SPEC, reference
 from cvae_bench.onnx import export as onnx_export
 from cvae_bench.onnx.interface import normalize_interface, set_metadata
+from cvae_bench.onnx.options import ExportSettings
 from cvae_bench.testing.support import biased_weights
 
 SPEC = DEFAULT_SPEC
@@ -143,19 +144,18 @@ def _synthetic_data(n: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     return rng.random((n, 28, 28), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
 
 
-def export_synthetic(backend: SyntheticExporter, out: Path, **kwargs: Any) -> onnx_export.ExportResult:
-    """`export_verified` of `backend` to `out` on fixed random data (val -ELBO 250, 200 examples, no timing)."""
+def export_synthetic(backend: SyntheticExporter, out: Path, **settings: Any) -> onnx_export.ExportResult:
+    """`export_verified` of `backend` to `out` on fixed random data (val -ELBO 250, 200 examples, no timing);
+    `settings`: other fields of its `ExportSettings`."""
     x, y = _synthetic_data()
     return onnx_export.export_verified(
         backend,
         out,
+        ExportSettings(**{"val_subset": 200, "measure_speed": False, **settings}),
         backend_name="synthetic",
         versions={"numpy": np.__version__},
         x_test=x,
         y_test=y,
         val_elbo=250.0,
         weights_sha256="ab" * 32,
-        val_subset=200,
-        measure_speed=False,
-        **kwargs,
     )
