@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 from collections import deque
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +16,19 @@ from click.testing import CliRunner
 
 from cvae_bench.backends import registry
 from cvae_bench.cli import main
+from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, PRECISIONS
 from cvae_bench.core.errors import CvaeBenchError, UsageError
 from cvae_bench.core.events import Event, Message
+from cvae_bench.core.options import declared_options, sweep_defaults
 from cvae_bench.sweep.api import sweep_command
 from cvae_bench.sweep.cells import Cell, RunParams
-from cvae_bench.sweep.config import SweepFileError, read_sweep_file
+from cvae_bench.sweep.config import AXES, RUN_DEFAULTS, SCHEMA, SweepFileError, read_sweep_file
 from cvae_bench.sweep.execute import CellOutcome
 from cvae_bench.sweep.executors import EXECUTORS, ExecutorSettings, make_executor
 from cvae_bench.sweep.executors.base import Executor
 from cvae_bench.sweep.options import EXECUTOR_NAMES, SweepCommand
 from cvae_bench.sweep.store import SweepStore
+from cvae_bench.training.command import RunCommand
 
 #: A sweep of tiny real cells: numpy trains 10 steps of 64 images in about a second.
 TINY = """
@@ -170,6 +173,74 @@ def test_bad_sweep_files_say_where(tmp_path: Path, text: str, expected: str) -> 
         read_sweep_file(path)
     assert expected in str(info.value)
     assert str(info.value).startswith(str(path))
+
+
+# -- [run] is generated from RunCommand, as [bench] from BenchOptions ----------------------------------------------
+def test_run_keys_are_run_commands_sweep_options() -> None:
+    """[run]'s own keys, their checks and their defaults are RunCommand's options declared for sweep files."""
+    declared = [o for o in declared_options(RunCommand) if o.spec.sweep]
+    assert [o.name for o in declared] == [k for k in SCHEMA["run"] if k not in AXES]
+    assert {o.name: o.default for o in declared} == RUN_DEFAULTS
+    assert [f.name for f in fields(RunParams)] == list(RUN_DEFAULTS)  # a cell records every one of them
+
+
+@pytest.mark.parametrize("key", ["max_epochs", "epochs", "eval_every", "train_subset", "val_subset"])
+def test_a_run_key_below_its_options_bound_is_refused_with_that_bound(tmp_path: Path, key: str) -> None:
+    (o,) = [o for o in declared_options(RunCommand) if o.name == key]
+    assert o.spec.minimum is not None
+    low = int(o.spec.minimum)
+    path = write(tmp_path, f'[sweep]\nbackends = ["torch"]\n[run]\n{key} = {low - 1}\n')
+    with pytest.raises(SweepFileError) as info:
+        read_sweep_file(path)
+    expected = f"an integer >= {low}" + (" or false" if o.optional else "")
+    assert str(info.value) == f"{path}:4: [run] {key}: expected {expected}, got {low - 1}"
+
+
+def test_a_run_cell_gets_run_commands_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the file does not say, a cell takes from RunCommand: `--max-epochs`'s default is a cell's max_epochs."""
+    path = write(tmp_path, '[sweep]\nbackends = ["torch"]\n[run]\nepochs = 1\n')
+    (cell,) = read_sweep_file(path).cells
+    assert cell.run is not None
+    assert cell.run.max_epochs == RunCommand().max_epochs == DEFAULT_MAX_EPOCHS
+    assert cell.run == RunParams(**{**sweep_defaults(RunCommand), "epochs": 1})
+    # The cell reads the defaults generated from the record, not a copy of its own.
+    monkeypatch.setitem(RUN_DEFAULTS, "max_epochs", 7)
+    (cell,) = read_sweep_file(path).cells
+    assert cell.run is not None and cell.run.max_epochs == 7
+
+
+@needs_numpy
+def test_a_cells_command_is_built_from_its_params_through_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run cell becomes a RunCommand, a bench cell a BenchOptions, each from the cell's params by field name."""
+    from cvae_bench.sweep import execute
+
+    class Built(Exception):
+        pass
+
+    def built(*args: Any) -> Any:
+        raise Built(*args)
+
+    cells = read_sweep_file(write(tmp_path, GRID)).cells
+    run = next(c for c in cells if c.command == "run" and c.backend == "numpy" and c.seed == 2)
+    monkeypatch.setattr("cvae_bench.training.run.run_backend", built)
+    with pytest.raises(Built) as info:
+        execute._run_train(run, 3, "mnist.npz", 60.0, tmp_path)
+    options = info.value.args[1]
+    assert (options.config.target, options.config.max_epochs, options.config.seed) == (240.0, 3, 2)
+    assert options.config.epochs is None and options.train_subset is None and options.val_subset is None
+    assert (options.device, options.threads, options.data_path, options.idle_timeout) == ("cpu", 3, "mnist.npz", 60.0)
+
+    bench = next(c for c in cells if c.command == "bench")
+    monkeypatch.setattr("cvae_bench.bench.api.run_bench_command", built)
+    with pytest.raises(Built) as info:
+        execute._run_bench(bench, 3, "mnist.npz", 60.0, tmp_path)
+    command = info.value.args[0]
+    assert (command.backends, command.out_dir) == (bench.selection, str(tmp_path))
+    got = command.options
+    assert (got.groups, got.epochs, got.rounds, got.batch_sizes) == (("train-step",), 2, 3, (1, 64))
+    assert (got.precisions, got.train_subset, got.threads, got.data_path) == (PRECISIONS, None, 3, "mnist.npz")
 
 
 # -- the command's options --------------------------------------------------------------------------------------
