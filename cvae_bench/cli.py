@@ -15,12 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchCommand, BenchOptions, CompareCommand
-from cvae_bench.cli_click import FiniteFloat, click_options, declared_names, out_option
+from cvae_bench.cli_click import click_options, declared_names
 from cvae_bench.cli_output import json_document, show_table
-from cvae_bench.core.defaults import (
-    DEFAULT_IDLE_TIMEOUT,
-    PRECISIONS,
-)
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.core.events import (
     Evaluated,
@@ -33,10 +29,12 @@ from cvae_bench.core.events import (
     read_event,
 )
 from cvae_bench.data.evaluate_command import EvaluateCommand
-from cvae_bench.data.specs import DATASETS, DEFAULT_DATASET, DataChoice
+from cvae_bench.data.specs import DataChoice
 from cvae_bench.onnx.options import ExportCommand, SampleCommand
 from cvae_bench.report.options import ReportCommand
 from cvae_bench.runtime import signals
+from cvae_bench.serving.options import LoadtestCommand, WebCommand
+from cvae_bench.sweep.options import SweepCommand
 from cvae_bench.training.command import RunCommand
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -194,30 +192,6 @@ def backends(as_json: bool) -> None:
 
 
 # -- data -----------------------------------------------------------------------------------------------
-_dataset_opt = click.option(
-    "--dataset",
-    type=click.Choice(DATASETS),
-    default=DEFAULT_DATASET,
-    show_default=True,
-    help="Which data set.",
-)
-#: One declaration of each option that several commands share, so that its default and help are written once.
-_worker_timeout_opt = click.option(
-    "--worker-timeout",
-    type=FiniteFloat(min=1),
-    default=DEFAULT_IDLE_TIMEOUT,
-    show_default=True,
-    help="Seconds of silence after which a worker is declared hung (a worker speaks at least this often).",
-)
-_data_opt = click.option(
-    "--data",
-    "data_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Read the data set from this .npz file (else $CVAE_BENCH_DATA, caches, download).",
-)
-
-
 @main.group()
 def data() -> None:
     """Obtain and inspect the data sets (checksummed)."""
@@ -533,111 +507,14 @@ def sample(**declared: Any) -> None:
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@out_option(
-    "out_dir", folder=True, help="Folder for loadtest.json, loadtest.md and LoadGen's logs.", default="loadtest"
-)
-@click.option(
-    "--precisions",
-    "--precision",
-    "precisions",
-    default=",".join(PRECISIONS),
-    show_default=True,
-    help="Variants to measure (made from fp32).",
-)
-@click.option(
-    "--devices",
-    "--device",
-    "devices",
-    default="cpu,cuda",
-    show_default=True,
-    help="onnxruntime providers, where available (gpu reads as cuda).",
-)
-@click.option(
-    "--serving", default=None, help="SESSIONSxTHREADS choices, e.g. 1x1,1x2,2x1 [default: 1x1,1xN,Nx1 for N cores]."
-)
-@click.option(
-    "--latency-bound",
-    "latency_bound_ms",
-    type=FiniteFloat(min=1e-3),
-    default=1.0,
-    show_default=True,
-    help="Server p99 bound, ms.",
-)
-@click.option(
-    "--duration",
-    "duration_s",
-    type=FiniteFloat(min=0.01),
-    default=0.5,
-    show_default=True,
-    help="Seconds per run at least.",
-)
-@click.option(
-    "--min-queries", type=click.IntRange(min=1), default=1000, show_default=True, help="Queries per run at least."
-)
-@click.option(
-    "--max-probes", type=click.IntRange(min=1), default=6, show_default=True, help="Server rates tried at most."
-)
-@click.option("--offline-batches", default="64,1024", show_default=True, help="Offline batch sizes.")
-@click.option(
-    "--scenario",
-    "--scenarios",
-    "scenarios",
-    default="single-stream,server,offline",
-    show_default=True,
-    help="LoadGen's scenarios to run, comma-separated: single-stream, server, offline.",
-)
-@click.option(
-    "--offline-queries",
-    type=click.IntRange(min=1),
-    default=16384,
-    show_default=True,
-    help="Samples in the offline scenario's one query.",
-)
-@click.option(
-    "--scheduler",
-    type=click.Choice(["auto", "loadgen", "builtin"]),
-    default="auto",
-    show_default=True,
-    help="Who issues the queries: MLPerf LoadGen, the built-in scheduler, or LoadGen where it imports.",
-)
+@click_options(LoadtestCommand)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def loadtest(
-    model: str,
-    out_dir: str,
-    precisions: str,
-    devices: str,
-    serving: str | None,
-    latency_bound_ms: float,
-    duration_s: float,
-    min_queries: int,
-    max_probes: int,
-    offline_batches: str,
-    offline_queries: int,
-    scheduler: str,
-    quiet: bool,
-    scenarios: str,
-) -> None:
+def loadtest(model: str, quiet: bool, **declared: Any) -> None:
     """Measure an ONNX decoder under MLPerf's single-stream, server and offline scenarios."""
-    from cvae_bench.core.checks import check_int_list
     from cvae_bench.serving.loadtest import loadtest_command
 
-    batches = check_int_list("--offline-batches", offline_batches, minimum=1)
-    paths = loadtest_command(
-        model,
-        out_dir,
-        precisions=precisions.split(","),
-        devices=devices.split(","),
-        serving=serving,
-        latency_bound_ms=latency_bound_ms,
-        duration_s=duration_s,
-        min_queries=min_queries,
-        max_probes=max_probes,
-        offline_batches=batches,
-        offline_queries=offline_queries,
-        scheduler=scheduler,
-        scenarios=scenarios.split(","),
-        say=ConsoleReporter(quiet).progress,
-    )
+    # The declared options arrive under their field names: the record is built from them as they are.
+    paths = loadtest_command(LoadtestCommand(model=model, **declared), ConsoleReporter(quiet))
     for path in paths:
         click.echo(path)
 
@@ -645,49 +522,13 @@ def loadtest(
 # -- sweep ----------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
-@click.option("--dry-run", is_flag=True, help="List the cells, whether each will run, and the resources it needs.")
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: this machine, one cell at a time; ray: each cell a Ray task on a cluster.",
-)
-@click.option("--address", default=None, help="The Ray cluster (ray://HOST:10001 or HOST:6379) [$RAY_ADDRESS].")
-@out_option("out_dir", folder=True, help="Results folder [the file's out].")
-@click.option(
-    "--retries",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Times a failed cell is run again before it is recorded as failed.",
-)
-@click.option("--retry-failed", is_flag=True, help="Run again the cells an earlier sweep recorded as failed.")
-@_worker_timeout_opt
-def sweep(
-    sweep_file: str,
-    dry_run: bool,
-    executor: str,
-    address: str | None,
-    out_dir: str | None,
-    retries: int,
-    retry_failed: bool,
-    worker_timeout: float,
-) -> None:
+@click_options(SweepCommand)
+def sweep(sweep_file: str, **declared: Any) -> None:
     """Run every cell of a sweep file (run/bench × backends × devices × threads × seeds × repeats) not yet done."""
-    from cvae_bench.sweep.api import SweepCommand, sweep_command
+    from cvae_bench.sweep.api import sweep_command
 
-    cmd = SweepCommand(
-        path=sweep_file,
-        executor=executor,
-        address=address,
-        out=out_dir,
-        retries=retries,
-        retry_failed=retry_failed,
-        dry_run=dry_run,
-        idle_timeout=worker_timeout,
-    )
-    outcome = sweep_command(cmd, say=click.echo)
+    # The declared options arrive under their field names: the record is built from them as they are.
+    outcome = sweep_command(SweepCommand(path=sweep_file, **declared), ConsoleReporter())
     if outcome.summary_md is not None:
         click.echo(f"summary written to {outcome.summary_md} and {outcome.summary_json}")
     if outcome.report is not None:
@@ -711,15 +552,14 @@ def report(paths: tuple[str, ...], **declared: Any) -> None:
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@out_option("out_dir", folder=True, help="Folder for the static site.", default="site")
-@click.option("--no-webgpu", is_flag=True, help="Ship the WASM build only (14 MB instead of 40 MB).")
-def web(model: str, out_dir: str, no_webgpu: bool) -> None:
+@click_options(WebCommand)
+def web(model: str, **declared: Any) -> None:
     """Write a static page that runs the decoder in the browser (onnxruntime-web, WASM or WebGPU)."""
-    from cvae_bench.serving.web import write_site
+    from cvae_bench.serving.web import web_command
 
-    index = write_site(model, out_dir, webgpu=not no_webgpu)
-    click.echo(index)
-    how = f"python -m cvae_bench.serving.browser {out_dir}"
+    cmd = WebCommand(model=model, **declared)
+    click.echo(web_command(cmd))
+    how = f"python -m cvae_bench.serving.browser {cmd.out}"
     err_console.print(f"[dim]serve it (COOP/COEP set, for WASM threads): {how}[/dim]")
 
 

@@ -44,6 +44,24 @@ class FiniteFloat(click.ParamType[float, Any]):
         return f"FiniteFloat({self.min}, {self.max})"
 
 
+class SynonymChoice(click.Choice[str]):
+    """A choice that also takes other names of its choices (`gpu` for cuda), read as the choice.
+
+    Args:
+        choices: the values, as they are written back.
+        synonyms: (other name, choice) pairs.
+    """
+
+    def __init__(self, choices: tuple[str, ...], synonyms: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(choices, case_sensitive=False)
+        self.synonyms = {name.casefold(): choice for name, choice in synonyms}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if isinstance(value, str) and value.strip().casefold() in self.synonyms:
+            return self.synonyms[value.strip().casefold()]
+        return super().convert(value, param, ctx)
+
+
 def out_option(
     dest: str, *, folder: bool, help: str, default: str | None = None, required: bool = False
 ) -> Callable[[F], F]:
@@ -107,6 +125,8 @@ def _click_option(o: DeclaredOption) -> Callable[[F], F]:
         kind = click.IntRange(None if low is None else int(low), None if high is None else int(high))
     elif o.item_type is float:
         kind = FiniteFloat(spec.minimum, spec.maximum)
+    elif spec.choices and spec.synonyms:
+        kind = SynonymChoice(spec.choices, spec.synonyms)
     elif spec.choices:
         kind = click.Choice(spec.choices, case_sensitive=False)
     else:
@@ -148,14 +168,13 @@ def _list_callback(o: DeclaredOption) -> Callable[[click.Context, click.Paramete
         out: list[Any] = []
         for item in items:
             if spec.choices:
-                folded = {c.casefold(): c for c in spec.choices}
-                if item.casefold() not in folded:
+                value: Any = spec.choice(item)
+                if value is None:
                     from cvae_bench.core.checks import did_you_mean
 
                     raise click.BadParameter(
                         f"{item!r} is not one of {', '.join(spec.choices)}.{did_you_mean(item, spec.choices)}"
                     )
-                value: Any = folded[item.casefold()]
             elif o.item_type is int:
                 try:
                     value = int(item)

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cvae_bench.core.errors import UsageError
 from cvae_bench.serving import stats
 from cvae_bench.serving.loadgen import LoadgenScheduler, import_loadgen, read_detail
 from cvae_bench.serving.loadtest import parse_threadings, pick_scheduler
+from cvae_bench.serving.options import LoadtestCommand
 from cvae_bench.serving.records import LoadtestReport, Threading
 from cvae_bench.serving.report import render_markdown
 from cvae_bench.serving.scheduler import BuiltinScheduler, WorkerPool, poisson_arrivals, queue_latencies
@@ -158,12 +161,67 @@ def test_loadtest_command_writes_records_and_table(decoder_file: Path, tmp_path:
 
 
 def test_loadtest_refuses_a_file_that_is_not_a_decoder(tmp_path: Path) -> None:
+    """A failure (exit 1), found before the output folder is made: nothing is left behind."""
     from cvae_bench.cli import main
 
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"not onnx")
     result = CliRunner().invoke(main, ["loadtest", str(bad), "--out", str(tmp_path / "o"), "--scheduler", "builtin"])
-    assert result.exit_code == 1 and "error:" in result.output and "expected an ONNX decoder" in result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and not result.stdout.strip()
+    assert lines[0].startswith("error: ") and "expected an ONNX decoder" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_loadtest_requiring_a_missing_loadgen_leaves_no_folder(
+    decoder_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cvae_bench.cli import main
+
+    monkeypatch.setattr("cvae_bench.serving.loadtest.import_loadgen", lambda: None)  # as where it is not installed
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["loadtest", str(decoder_file), "-o", str(out), "--scheduler", "loadgen"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: --scheduler loadgen: mlperf_loadgen does not")
+    assert not out.exists()
+
+
+def test_loadtest_options_are_the_records(decoder_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line's defaults are the record's own (written once, in `LoadtestCommand`); gpu reads as cuda."""
+    from cvae_bench.cli import main
+    from cvae_bench.core.events import Reporter
+    from cvae_bench.serving import loadtest
+
+    asked: list[LoadtestCommand] = []
+
+    def record(cmd: LoadtestCommand, reporter: Reporter) -> list[Path]:
+        asked.append(cmd.check())
+        return []
+
+    monkeypatch.setattr(loadtest, "loadtest_command", record)
+    assert CliRunner().invoke(main, ["loadtest", str(decoder_file)]).exit_code == 0
+    assert asked.pop() == LoadtestCommand(model=str(decoder_file))
+    args = ["loadtest", str(decoder_file), "--device", "GPU,cpu,cuda", "--scenarios", "Offline", "--precision", "FP16"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    cmd = asked.pop()
+    assert (cmd.devices, cmd.scenarios, cmd.precisions) == (("cuda", "cpu"), ("offline",), ("fp16",))
+
+
+def test_a_loadtest_record_built_in_python_is_held_to_the_options_rules(decoder_file: Path) -> None:
+    model = str(decoder_file)
+    for wrong, says in (
+        ({"offline_batches": (64, 0)}, "--offline-batches: 0 is below the minimum 1"),
+        ({"scenarios": ("server", "multi")}, "--scenario: 'multi' is not one of single-stream, server, offline"),
+        ({"devices": ()}, "--devices: name at least one value"),
+        ({"latency_bound_ms": float("nan")}, "--latency-bound: nan is not a finite number"),
+        ({"serving": "1x0"}, "--serving: expected positive counts; received '1x0'"),
+        ({"model": model + ".missing"}, "MODEL: no such file"),
+    ):
+        with pytest.raises(UsageError) as info:
+            replace(LoadtestCommand(model=model), **wrong).check()
+        assert says in str(info.value)
+    checked = LoadtestCommand(model=model, devices=("gpu",), scheduler="BUILTIN").check()
+    assert (checked.devices, checked.scheduler) == (("cuda",), "builtin")
 
 
 def test_loadgen_scheduler_label() -> None:

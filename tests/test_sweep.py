@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections import deque
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,19 @@ from click.testing import CliRunner
 
 from cvae_bench.backends import registry
 from cvae_bench.cli import main
-from cvae_bench.core.errors import CvaeBenchError
-from cvae_bench.sweep.api import SweepCommand, sweep_command
+from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, PRECISIONS
+from cvae_bench.core.errors import CvaeBenchError, UsageError
+from cvae_bench.core.events import Event, Message
+from cvae_bench.core.options import declared_options, sweep_defaults
+from cvae_bench.sweep.api import sweep_command
 from cvae_bench.sweep.cells import Cell, RunParams
-from cvae_bench.sweep.config import SweepFileError, read_sweep_file
+from cvae_bench.sweep.config import AXES, RUN_DEFAULTS, SCHEMA, SweepFileError, read_sweep_file
 from cvae_bench.sweep.execute import CellOutcome
 from cvae_bench.sweep.executors import EXECUTORS, ExecutorSettings, make_executor
 from cvae_bench.sweep.executors.base import Executor
+from cvae_bench.sweep.options import EXECUTOR_NAMES, SweepCommand
 from cvae_bench.sweep.store import SweepStore
+from cvae_bench.training.command import RunCommand
 
 #: A sweep of tiny real cells: numpy trains 10 steps of 64 images in about a second.
 TINY = """
@@ -61,6 +67,18 @@ rounds = 3
 batch_sizes = [1, 64]
 repeats = 1
 """
+
+
+class Heard:
+    """A `Reporter` that keeps the text of each message it hears: the lines, and the warnings apart."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.warnings: list[str] = []
+
+    def report(self, event: Event) -> None:
+        if isinstance(event, Message):
+            (self.warnings if event.level == "warning" else self.lines).append(event.text)
 
 
 def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
@@ -157,6 +175,96 @@ def test_bad_sweep_files_say_where(tmp_path: Path, text: str, expected: str) -> 
     assert str(info.value).startswith(str(path))
 
 
+# -- [run] is generated from RunCommand, as [bench] from BenchOptions ----------------------------------------------
+def test_run_keys_are_run_commands_sweep_options() -> None:
+    """[run]'s own keys, their checks and their defaults are RunCommand's options declared for sweep files."""
+    declared = [o for o in declared_options(RunCommand) if o.spec.sweep]
+    assert [o.name for o in declared] == [k for k in SCHEMA["run"] if k not in AXES]
+    assert {o.name: o.default for o in declared} == RUN_DEFAULTS
+    assert [f.name for f in fields(RunParams)] == list(RUN_DEFAULTS)  # a cell records every one of them
+
+
+@pytest.mark.parametrize("key", ["max_epochs", "epochs", "eval_every", "train_subset", "val_subset"])
+def test_a_run_key_below_its_options_bound_is_refused_with_that_bound(tmp_path: Path, key: str) -> None:
+    (o,) = [o for o in declared_options(RunCommand) if o.name == key]
+    assert o.spec.minimum is not None
+    low = int(o.spec.minimum)
+    path = write(tmp_path, f'[sweep]\nbackends = ["torch"]\n[run]\n{key} = {low - 1}\n')
+    with pytest.raises(SweepFileError) as info:
+        read_sweep_file(path)
+    expected = f"an integer >= {low}" + (" or false" if o.optional else "")
+    assert str(info.value) == f"{path}:4: [run] {key}: expected {expected}, got {low - 1}"
+
+
+def test_a_run_cell_gets_run_commands_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the file does not say, a cell takes from RunCommand: `--max-epochs`'s default is a cell's max_epochs."""
+    path = write(tmp_path, '[sweep]\nbackends = ["torch"]\n[run]\nepochs = 1\n')
+    (cell,) = read_sweep_file(path).cells
+    assert cell.run is not None
+    assert cell.run.max_epochs == RunCommand().max_epochs == DEFAULT_MAX_EPOCHS
+    assert cell.run == RunParams(**{**sweep_defaults(RunCommand), "epochs": 1})
+    # The cell reads the defaults generated from the record, not a copy of its own.
+    monkeypatch.setitem(RUN_DEFAULTS, "max_epochs", 7)
+    (cell,) = read_sweep_file(path).cells
+    assert cell.run is not None and cell.run.max_epochs == 7
+
+
+@needs_numpy
+def test_a_cells_command_is_built_from_its_params_through_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run cell becomes a RunCommand, a bench cell a BenchOptions, each from the cell's params by field name."""
+    from cvae_bench.sweep import execute
+
+    class Built(Exception):
+        pass
+
+    def built(*args: Any) -> Any:
+        raise Built(*args)
+
+    cells = read_sweep_file(write(tmp_path, GRID)).cells
+    run = next(c for c in cells if c.command == "run" and c.backend == "numpy" and c.seed == 2)
+    monkeypatch.setattr("cvae_bench.training.run.run_backend", built)
+    with pytest.raises(Built) as info:
+        execute._run_train(run, 3, "mnist.npz", 60.0, tmp_path)
+    options = info.value.args[1]
+    assert (options.config.target, options.config.max_epochs, options.config.seed) == (240.0, 3, 2)
+    assert options.config.epochs is None and options.train_subset is None and options.val_subset is None
+    assert (options.device, options.threads, options.data_path, options.idle_timeout) == ("cpu", 3, "mnist.npz", 60.0)
+
+    bench = next(c for c in cells if c.command == "bench")
+    monkeypatch.setattr("cvae_bench.bench.api.run_bench_command", built)
+    with pytest.raises(Built) as info:
+        execute._run_bench(bench, 3, "mnist.npz", 60.0, tmp_path)
+    command = info.value.args[0]
+    assert (command.backends, command.out_dir) == (bench.selection, str(tmp_path))
+    got = command.options
+    assert (got.groups, got.epochs, got.rounds, got.batch_sizes) == (("train-step",), 2, 3, (1, 64))
+    assert (got.precisions, got.train_subset, got.threads, got.data_path) == (PRECISIONS, None, 3, "mnist.npz")
+
+
+# -- the command's options --------------------------------------------------------------------------------------
+def test_sweep_options_are_the_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line's defaults are SweepCommand's own; a record built in Python is held to the same rules."""
+    from cvae_bench.sweep import api
+
+    asked: list[SweepCommand] = []
+    monkeypatch.setattr(api, "sweep_command", lambda cmd, reporter: asked.append(cmd) or api.SweepOutcome(tmp_path, 0))
+    assert CliRunner().invoke(main, ["sweep", "s.toml"]).exit_code == 0
+    assert asked == [SweepCommand(path="s.toml")]
+    assert CliRunner().invoke(main, ["sweep", "s.toml", "--executor", "Ray", "--worker-timeout", "5"]).exit_code == 0
+    assert (asked[-1].executor, asked[-1].idle_timeout) == ("ray", 5.0)
+    monkeypatch.undo()
+    for wrong, says in (
+        ({"retries": -1}, "--retries: -1 is below the minimum 0"),
+        ({"executor": "slurm"}, "--executor: 'slurm' is not one of local, ray"),
+        ({"idle_timeout": 0.5}, "--worker-timeout: 0.5 is below the minimum 1"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(says)):  # before the file is read: it does not exist
+            sweep_command(SweepCommand(str(tmp_path / "missing.toml"), **wrong), Heard())
+    assert tuple(EXECUTORS) == EXECUTOR_NAMES
+
+
 def test_cli_answers_a_bad_sweep_file_with_one_error_line(tmp_path: Path) -> None:
     path = write(tmp_path, '[sweep]\nbackends = ["numpy"]\n[run]\nepochs = 0\n')
     result = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
@@ -171,10 +279,10 @@ def test_dry_run_lists_cells_and_resources_and_runs_nothing(tmp_path: Path) -> N
         tmp_path,
         GRID.replace('threads = [1, "all"]', "threads = [2]").replace("devices", "x") + '\n[ray]\nslot = "node"\n',
     )
-    lines: list[str] = []
     for executor, resources in (("local", "this machine alone, 2 thread(s)"), ("ray", "node 1, CPU 2")):
-        lines.clear()
-        sweep_command(SweepCommand(str(path), executor=executor, dry_run=True, out=str(tmp_path / "out")), lines.append)
+        heard = Heard()
+        sweep_command(SweepCommand(str(path), executor=executor, dry_run=True, out=str(tmp_path / "out")), heard)
+        lines = heard.lines
         assert lines[0].startswith(f"sweep 'grid': 13 cells, 0 finished, 13 to run with the {executor} executor")
         assert len(lines) == 3 + 13 and all(resources in ln for ln in lines[3:])
     assert not (tmp_path / "out").exists()
@@ -242,16 +350,16 @@ def test_a_failing_cell_is_retried_then_recorded_and_not_run_again(
     flaky = FlakyExecutor({first: 1, second: 99})
     monkeypatch.setattr("cvae_bench.sweep.api.make_executor", lambda name, settings: flaky)
     cmd = SweepCommand(str(path), out=str(tmp_path / "out"), retries=2)
-    outcome = sweep_command(cmd, say=lambda _: None)
+    outcome = sweep_command(cmd, Heard())
     assert flaky.runs == {first: 2, second: 3}  # recovered on its retry / failed 1 + 2 retries times
     by_key = {r.key: r for r in outcome.ran}
     assert by_key[first].status == "fixed-epochs" and by_key[first].errors == ["boom 1"]
     assert by_key[second].status == "failed" and by_key[second].attempts == 3
     assert by_key[second].errors == ["boom 1", "boom 2", "boom 3"]
     # Recorded as failed: the next sweep leaves it alone, unless asked to run failed cells again.
-    assert sweep_command(cmd, say=lambda _: None).ran == []
+    assert sweep_command(cmd, Heard()).ran == []
     flaky.failures = {}
-    again = sweep_command(replace(cmd, retry_failed=True, retries=0), say=lambda _: None)
+    again = sweep_command(replace(cmd, retry_failed=True, retries=0), Heard())
     assert [(r.key, r.status, r.attempts) for r in again.ran] == [(second, "fixed-epochs", 4)]
     assert flaky.runs == {first: 2, second: 4}
 
@@ -264,7 +372,7 @@ def test_tiny_real_sweep_runs_resumes_and_summarises(tmp_path: Path) -> None:
     out = tmp_path / "out"
     cmd = SweepCommand(str(path), out=str(out), retries=0)  # retries themselves: the test above
     cpu, cuda = read_sweep_file(path).cells
-    first = sweep_command(cmd, say=lambda _: None)
+    first = sweep_command(cmd, Heard())
     assert first.skipped == 0 and [r.key for r in first.ran] == [cpu.key, cuda.key]
 
     records = {r.key: r for r in SweepStore(out).records()}
@@ -288,12 +396,12 @@ def test_tiny_real_sweep_runs_resumes_and_summarises(tmp_path: Path) -> None:
     assert f"## Machine `{machine}`" in markdown and "## Errors" in markdown
 
     # Run again: nothing is run twice. Lose the trained cell (and leave a half-written folder): only it runs.
-    again = sweep_command(cmd, say=lambda _: None)
+    again = sweep_command(cmd, Heard())
     assert again.ran == [] and again.skipped == 2
     kept = (out / "cells" / cuda.key / "cell.json").read_bytes()
     shutil.rmtree(out / "cells" / cpu.key)
     (out / "cells" / f".tmp-{cpu.key}-killed").mkdir()
-    resumed = sweep_command(cmd, say=lambda _: None)
+    resumed = sweep_command(cmd, Heard())
     assert [r.key for r in resumed.ran] == [cpu.key]
     assert (out / "cells" / cuda.key / "cell.json").read_bytes() == kept
     assert json.loads((out / "cells" / cpu.key / "result.json").read_text())["final"] == result["final"]
@@ -349,12 +457,12 @@ def test_a_report_that_cannot_be_written_fails_the_sweep_like_run_and_bench(
 
     monkeypatch.setattr(report_api, "write_report", full_disk)
     with pytest.raises(CvaeBenchError, match=r"report\.html: No space left on device"):
-        sweep_command(SweepCommand(str(path), out=str(tmp_path / "out")), say=lambda _: None)
+        sweep_command(SweepCommand(str(path), out=str(tmp_path / "out")), Heard())
 
     def unreadable(*args: Any, **kwargs: Any) -> Path:
         raise ReportError("no results to report")
 
     monkeypatch.setattr(report_api, "write_report", unreadable)
-    said: list[str] = []
-    sweep_command(SweepCommand(str(path), out=str(tmp_path / "again")), say=said.append)
-    assert "warning: no report: no results to report" in said
+    heard = Heard()
+    sweep_command(SweepCommand(str(path), out=str(tmp_path / "again")), heard)
+    assert heard.warnings == ["warning: no report: no results to report"]

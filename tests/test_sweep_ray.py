@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from cvae_bench.backends import registry
-from cvae_bench.sweep.api import SweepCommand, sweep_command
+from cvae_bench.sweep.api import sweep_command
 from cvae_bench.sweep.config import read_sweep_file
+from cvae_bench.sweep.options import SweepCommand
 from cvae_bench.sweep.store import CellRecord, SweepStore
+from tests.test_sweep import Heard
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 pytestmark = pytest.mark.skipif("numpy" not in registry.all_backends(), reason="the numpy plugin is not installed")
@@ -43,7 +45,7 @@ def test_a_cell_runs_as_a_ray_task(tmp_path: Path, one_node_ray: Any) -> None:
     """One cell through Ray: its files travel back whole, and it set every framework's threads itself."""
     path = tmp_path / "sweep.toml"
     path.write_text(tiny(1))
-    ran = sweep_command(SweepCommand(str(path), executor="ray", out=str(tmp_path / "ray")), say=lambda _: None).ran
+    ran = sweep_command(SweepCommand(str(path), executor="ray", out=str(tmp_path / "ray")), Heard()).ran
     assert [(r.status, r.executor, r.attempts) for r in ran] == [("fixed-epochs", "ray", 1)]
     # Ray gave the task OMP_NUM_THREADS; the cell kept it in the audit and set the worker's threads itself.
     threads = ran[0].threads
@@ -57,8 +59,8 @@ def test_ray_results_equal_the_local_ones(tmp_path: Path, one_node_ray: Any) -> 
     """The same cells through Ray and locally: same keys, same machine, the same trained numbers."""
     path = tmp_path / "sweep.toml"
     path.write_text(tiny(2))
-    ran = sweep_command(SweepCommand(str(path), executor="ray", out=str(tmp_path / "ray")), say=lambda _: None).ran
-    local = sweep_command(SweepCommand(str(path), out=str(tmp_path / "local")), say=lambda _: None).ran
+    ran = sweep_command(SweepCommand(str(path), executor="ray", out=str(tmp_path / "ray")), Heard()).ran
+    local = sweep_command(SweepCommand(str(path), out=str(tmp_path / "local")), Heard()).ran
     by_key = {r.key: r for r in local}
     assert sorted(by_key) == sorted(r.key for r in ran)
     for record in ran:
@@ -71,10 +73,10 @@ def test_no_slot_node_is_refused_before_anything_waits(tmp_path: Path, one_node_
     path = tmp_path / "sweep.toml"
     path.write_text(tiny(1) + '[ray]\nslot = "gpu_slot"\n')
     with pytest.raises(Exception, match="no live Ray node advertises the resource 'gpu_slot'"):
-        sweep_command(SweepCommand(str(path), executor="ray", out=str(tmp_path / "o")), say=lambda _: None)
+        sweep_command(SweepCommand(str(path), executor="ray", out=str(tmp_path / "o")), Heard())
     path.write_text(tiny(1) + "[ray]\ncpus = 64\n")
     with pytest.raises(Exception, match="needs bench_slot 1, CPU 64"):
-        sweep_command(SweepCommand(str(path), executor="ray", out=str(tmp_path / "o")), say=lambda _: None)
+        sweep_command(SweepCommand(str(path), executor="ray", out=str(tmp_path / "o")), Heard())
 
 
 @pytest.mark.ray
@@ -99,7 +101,7 @@ def test_two_node_cluster_losing_a_node_loses_and_duplicates_nothing(tmp_path: P
                 removed.append(cluster.remove_node(node_b, allow_graceful=False))
 
         cmd = SweepCommand(str(path), executor="ray", out=str(out), retries=2)
-        outcome = sweep_command(cmd, say=lambda _: None, on_cell=lose_a_node)
+        outcome = sweep_command(cmd, Heard(), on_cell=lose_a_node)
         assert removed
         keys = [c.key for c in read_sweep_file(path, out).cells]
         records = {r.key: r for r in SweepStore(out).records()}

@@ -194,12 +194,26 @@ def test_the_records_are_light() -> None:
     assert proc.stdout.strip() == "[]"
 
 
-def test_loadtest_offline_batches_are_bounded(workdir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--scenario", "bogus"], "error: --scenario: 'bogus' is not one of single-stream, server, offline."),
+        (["--offline-batches", "0"], "error: --offline-batches: 0 is below the minimum 1"),
+        (["--offline-batches", "1000000000000"], "error: --offline-batches: 1000000000000 is above the maximum 65536"),
+        (["--devices", "tpu"], "error: --devices: 'tpu' is not one of cpu, cuda."),
+        (["--precision", "fp8"], "error: --precisions: 'fp8' is not one of fp32, fp16, int8."),
+        (["--serving", "2y1"], "error: --serving: expected SESSIONSxTHREADS items such as 1x2,2x1; received '2y1'"),
+        (["--scheduler", "mlperf"], "error: --scheduler: 'mlperf' is not one of 'auto', 'loadgen', 'builtin'."),
+        (["--latency-bound", "nan"], "error: --latency-bound: 'nan' is not a finite number"),
+        (["--min-queries", "0"], "error: --min-queries: 0 is not in the range x>=1."),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, list) else None,
+)
+def test_loadtest_refuses_before_any_work(workdir: Path, tmp_path: Path, args: list[str], says: str) -> None:
+    """Each mistake exits 2 with one line, and the default output folder (./loadtest) is never made."""
     model = tmp_path / "decoder.onnx"
     model.write_bytes(b"not read: the options are refused first")
-    for batches, says in (("0", "0 is below the minimum 1"), ("1000000000000", "above the maximum 65536")):
-        line = refused(["loadtest", str(model), "--offline-batches", batches], workdir)
-        assert line.startswith("error: --offline-batches: ") and says in line
+    assert refused(["loadtest", str(model), *args], workdir).startswith(says)
 
 
 @needs_torch
@@ -354,6 +368,25 @@ def test_bench_options_are_declared_once() -> None:
     # What bench.json records is the record itself, so a declared option is recorded under its field name.
     recorded = BenchOptions().to_dict()
     assert all(o.name in recorded for o in declared_options(BenchOptions))
+
+
+@pytest.mark.parametrize("command", ["loadtest", "sweep"])
+def test_loadtest_and_sweep_options_are_declared_once(command: str) -> None:
+    """Each option of loadtest and sweep is a declared field of its record: its flags, help and default."""
+    from cvae_bench.core.options import declared_options
+    from cvae_bench.serving.options import LoadtestCommand
+    from cvae_bench.sweep.options import SweepCommand
+
+    record = {"loadtest": LoadtestCommand, "sweep": SweepCommand}[command]
+    by_name = {p.name: p for p in main.commands[command].params}
+    declared = list(declared_options(record))
+    for o in declared:
+        param = by_name[o.name]
+        assert set(param.opts) == {o.spec.flag, *o.spec.aliases}
+        assert param.help and param.help.startswith(o.spec.help)
+        assert param.default == (",".join(map(str, o.default)) if o.is_list else o.default)
+    # Besides the record's fields, only the argument and what shows the work (--quiet) are the command's own.
+    assert set(by_name) - {o.name for o in declared} <= {"model", "sweep_file", "quiet"}
 
 
 @needs_torch

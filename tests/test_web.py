@@ -137,3 +137,20 @@ def test_web_group_is_registered_and_says_why_it_did_not_run(monkeypatch: pytest
     assert result.samples is None and group.entries(result, None, 1) == []  # type: ignore[arg-type]
     section = group.section_json(result)
     assert group.notes(section) == ["", "Not measured: no chromium at /nowhere"]
+
+
+def test_web_never_writes_into_a_folder_that_holds_files(decoder_file: Path, tmp_path: Path) -> None:
+    """A site folder that already holds files is refused in one line, untouched, unless --force."""
+    if ort_web.find_dist() is None:
+        pytest.skip(ort_web.HOW)
+    from cvae_bench.cli import main
+
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "index.html").write_text("mine")
+    refused = CliRunner().invoke(main, ["web", str(decoder_file), "-o", str(out), "--no-webgpu"])
+    assert refused.exit_code == 1 and "is not empty (index.html); pass --force" in refused.output
+    assert [p.name for p in out.iterdir()] == ["index.html"] and (out / "index.html").read_text() == "mine"
+    forced = CliRunner().invoke(main, ["web", str(decoder_file), "-o", str(out), "--no-webgpu", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert (out / "index.html").read_text() != "mine" and (out / "decoder.onnx").is_file()

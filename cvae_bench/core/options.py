@@ -10,8 +10,8 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterator
-from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from typing import Any, Literal, TypeVar
 
 from cvae_bench.core.defaults import DEFAULT_DEVICE, DEFAULT_IDLE_TIMEOUT
 
@@ -31,6 +31,7 @@ class OptionSpec:
         path: the text names a "file", a "folder", or "either" (one that need not exist unless `exists`).
         exists: the path must exist already.
         required: the command cannot run without it (there is no default to fall back on).
+        synonyms: other names of a choice, each read as the choice (`("gpu", "cuda")`: gpu reads as cuda).
     """
 
     flag: str
@@ -44,6 +45,13 @@ class OptionSpec:
     path: Literal["file", "folder", "either"] | None = None
     exists: bool = False
     required: bool = False
+    synonyms: tuple[tuple[str, str], ...] = ()
+
+    def choice(self, value: str) -> str | None:
+        """The choice `value` names (case-insensitively, or through a synonym), None when it names none."""
+        folded = {c.casefold(): c for c in self.choices or ()}
+        folded |= {name.casefold(): choice for name, choice in self.synonyms}
+        return folded.get(value.strip().casefold())
 
 
 def option(default: Any, flag: str, help: str, **spec: Any) -> Any:
@@ -102,6 +110,53 @@ def sweep_defaults(record: type) -> dict[str, Any]:
         for o in declared_options(record)
         if o.spec.sweep
     }
+
+
+R = TypeVar("R")
+
+
+def check_declared(record: R, prefix: str = "--") -> R:
+    """`record` with each declared choice spelt as declared, when every declared value keeps its option's rules.
+
+    The command line enforces the rules while it parses; a record built in Python (a notebook, a test, a
+    sweep cell) comes through here, so that it is held to the same bounds and choices.
+
+    Args:
+        record: an options record (a dataclass whose fields carry `OptionSpec`s).
+        prefix: `--` names each value by its flag; '' by its field name (a sweep key).
+
+    Raises:
+        UsageError: one line naming the option, what it takes and what it was given.
+    """
+    from cvae_bench.core import checks
+    from cvae_bench.core.errors import UsageError
+
+    changed: dict[str, Any] = {}
+    for o in declared_options(type(record)):
+        value = getattr(record, o.name)
+        if value is None and o.optional:
+            continue
+        what = o.spec.flag if prefix == "--" else o.name
+        items = tuple(value) if o.is_list else (value,)
+        if o.is_list and not items:
+            raise UsageError(f"{what}: name at least one value")
+        spec, out = o.spec, []
+        for item in items:
+            if spec.choices:
+                item = spec.choice(str(item)) or checks.check_choice(what, str(item), spec.choices)
+            elif o.item_type is int:
+                checks.check_int(what, item, minimum=_bound(spec.minimum), maximum=_bound(spec.maximum))
+            elif o.item_type is float:
+                checks.check_float(what, item, minimum=spec.minimum, maximum=spec.maximum)
+            out.append(item)
+        checked = tuple(dict.fromkeys(out)) if o.is_list else out[0]
+        if checked != value:
+            changed[o.name] = checked
+    return replace(record, **changed) if changed else record  # type: ignore[type-var]
+
+
+def _bound(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _default(f: Field[Any]) -> Any:

@@ -326,9 +326,9 @@ def data_option() -> Any:
     )
 
 
-def val_subset_option(help: str = "Score on the first N validation images.") -> Any:
-    """`--val-subset`: score on the first N validation images only."""
-    return option(None, "--val-subset", help, minimum=1)
+def val_subset_option(help: str = "Score on the first N validation images.", *, sweep: bool = False) -> Any:
+    """`--val-subset`: score on the first N validation images only (`sweep`: a sweep file may set it too)."""
+    return option(None, "--val-subset", help, minimum=1, sweep=sweep)
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cvae_bench.core.errors import CvaeBenchError, UsageError
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.events import Message, Reporter
 from cvae_bench.deploy import OnnxDecoder
 from cvae_bench.onnx.sessions import make_session
 from cvae_bench.runtime.files import ensure_dir, file_sha256, write_json, write_text
 from cvae_bench.runtime.machine import LoadWindow, environment, machine_load
 from cvae_bench.serving.loadgen import LoadgenScheduler, import_loadgen
+from cvae_bench.serving.options import PROVIDERS, LoadtestCommand, serving_counts
 from cvae_bench.serving.records import (
-    SCENARIOS,
     ConfigResult,
     LoadtestOptions,
     LoadtestReport,
@@ -39,8 +40,8 @@ from cvae_bench.serving.scheduler import BuiltinScheduler, ScenarioRun, Serve, W
 from cvae_bench.serving.search import find_max_qps
 from cvae_bench.serving.stats import summarize
 
+#: A progress line's destination, inside the load test (the command reports each as a `Message`).
 Say = Callable[[str], None]
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 #: Seconds of load sampling before and after each configuration.
 LOAD_INTERVAL_S = 0.2
 #: Distinct inputs the queries draw from (LoadGen's sample library).
@@ -245,12 +246,11 @@ def measure_memory() -> Iterator[_Memory]:
         out.value = ServingMemory(rss_before=before, peak_rss=meter.stop(), method=meter.method)
 
 
-def run_loadtest(model: str, options: LoadtestOptions, say: Say, log_dir: Path | None = None) -> LoadtestReport:
-    """Every configuration of `options` on the decoder `model`; LoadGen's own logs go into `log_dir`, if given.
+def check_decoder(model: str) -> None:
+    """Open `model` as a decoder once, on the CPU, before anything is made.
 
     Raises:
-        CvaeBenchError: `model` is not a decoder (`deploy.DecoderError`'s message), or LoadGen was required
-            and is missing.
+        CvaeBenchError: `model` is not a decoder (`deploy.DecoderError`'s message).
     """
     from cvae_bench.deploy import DecoderError
 
@@ -258,7 +258,11 @@ def run_loadtest(model: str, options: LoadtestOptions, say: Say, log_dir: Path |
         OnnxDecoder(model, ["CPUExecutionProvider"])
     except DecoderError as exc:
         raise CvaeBenchError(str(exc)) from None
-    scheduler = pick_scheduler(options.scheduler, say, log_dir)
+
+
+def run_loadtest(model: str, options: LoadtestOptions, scheduler: Scheduler, say: Say) -> LoadtestReport:
+    """Every configuration of `options` on the decoder `model` (checked by `check_decoder`), its queries
+    issued by `scheduler`."""
     say(f"load generator: {scheduler.label}")
     import onnxruntime as ort
 
@@ -298,80 +302,52 @@ def parse_threadings(text: str | None) -> list[Threading]:
     """'1x1,1x2,2x1' (sessions x intra-op threads) as `Threading`s; None or '' gives `default_threadings()`.
 
     Raises:
-        CvaeBenchError: an item that is not two positive integers joined by 'x'.
+        UsageError: an item that is not two positive integers joined by 'x'.
     """
-    if not text:
-        return default_threadings()
-    out = []
-    for item in text.split(","):
-        try:
-            sessions, threads = (int(v) for v in item.strip().lower().split("x"))
-        except ValueError:
-            raise UsageError(f"--serving: expected SESSIONSxTHREADS items such as 1x2,2x1; received {item!r}") from None
-        if sessions < 1 or threads < 1:
-            raise UsageError(f"--serving: expected positive counts; received {item!r}")
-        out.append(Threading(sessions, threads))
-    return list(dict.fromkeys(out))
+    return [Threading(*pair) for pair in serving_counts(text)] or default_threadings()
 
 
-def loadtest_command(
-    model: str,
-    out_dir: str,
-    *,
-    precisions: Sequence[str],
-    devices: Sequence[str],
-    serving: str | None,
-    latency_bound_ms: float,
-    duration_s: float,
-    min_queries: int,
-    max_probes: int,
-    offline_batches: Sequence[int],
-    offline_queries: int,
-    scheduler: str,
-    say: Say,
-    scenarios: Sequence[str] = SCENARIOS,
-) -> list[Path]:
-    """The `loadtest` command: run every configuration and write loadtest.json and loadtest.md into `out_dir`.
+def loadtest_command(cmd: LoadtestCommand, reporter: Reporter) -> list[Path]:
+    """The `loadtest` command: run every configuration and write loadtest.json and loadtest.md into `cmd.out`.
+
+    Everything is checked before the output folder is made (the options, the decoder, the load generator),
+    so that a refused command leaves nothing behind.
+
+    Args:
+        cmd: the command's options.
+        reporter: hears each progress line (a `Message` at level "progress").
 
     Returns:
         The paths written.
 
     Raises:
-        CvaeBenchError: a bad option, a file that is not a decoder, or an unwritable `out_dir`.
+        UsageError: a bad option or a missing model file.
+        CvaeBenchError: a file that is not a decoder, LoadGen required and missing, or an unwritable folder.
     """
-    from cvae_bench.core import checks
-    from cvae_bench.core.defaults import MAX_BATCH_SIZE
 
-    # Everything is checked before the output folder is made: a refused command leaves nothing behind.
-    if not Path(model).is_file():
-        raise UsageError(f"MODEL: no such file {model!r}; give an exported decoder.onnx")
-    precisions = checks.check_precisions("--precisions", precisions)
-    devices = [
-        checks.check_choice("--devices", checks.DEVICE_ALIASES.get(d.strip().casefold(), d), list(PROVIDERS))
-        for d in devices
-        if d.strip()
-    ]
-    for batch in offline_batches:
-        checks.check_int("--offline-batches", batch, minimum=1, maximum=MAX_BATCH_SIZE)
-    scenarios = [checks.check_choice("--scenario", s, SCENARIOS) for s in scenarios if s.strip()]
-    if not scenarios:
-        raise UsageError(f"--scenario: name at least one of {', '.join(SCENARIOS)}")
+    def say(text: str) -> None:
+        reporter.report(Message(text, "progress"))
+
+    cmd = cmd.check()
+    check_decoder(cmd.model)
+    out = Path(cmd.out)
+    scheduler = pick_scheduler(cmd.scheduler, say, log_dir=out / "loadgen")  # its logs' folder is made when used
     options = LoadtestOptions(
-        precisions=list(precisions),
-        providers=[PROVIDERS[d] for d in devices],
-        threadings=parse_threadings(serving),
-        latency_bound_s=latency_bound_ms / 1e3,
-        duration_s=duration_s,
-        min_queries=min_queries,
-        max_probes=max_probes,
-        offline_batches=list(offline_batches),
-        offline_queries=offline_queries,
+        precisions=list(cmd.precisions),
+        providers=[PROVIDERS[d] for d in cmd.devices],
+        threadings=parse_threadings(cmd.serving),
+        latency_bound_s=cmd.latency_bound_ms / 1e3,
+        duration_s=cmd.duration_s,
+        min_queries=cmd.min_queries,
+        max_probes=cmd.max_probes,
+        offline_batches=list(cmd.offline_batches),
+        offline_queries=cmd.offline_queries,
         samples=SAMPLES,
-        scheduler=scheduler,
-        scenarios=list(dict.fromkeys(scenarios)),
+        scheduler=cmd.scheduler,
+        scenarios=list(cmd.scenarios),
     )
-    out = ensure_dir(out_dir)
-    report = run_loadtest(model, options, say, log_dir=out / "loadgen")
+    ensure_dir(out)
+    report = run_loadtest(cmd.model, options, scheduler, say)
     json_path, md_path = out / "loadtest.json", out / "loadtest.md"
     write_json(json_path, report.to_json())
     write_text(md_path, "\n".join(render_markdown(report)) + "\n")

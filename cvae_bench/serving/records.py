@@ -7,9 +7,8 @@ from typing import Any
 
 from cvae_bench.core.records import Record
 from cvae_bench.runtime.machine import LoadSample, LoadWindow
+from cvae_bench.serving.options import SCENARIOS
 from cvae_bench.serving.stats import LatencyStats
-
-SCENARIOS = ("single-stream", "server", "offline")
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class Threading(Record):
 
 @dataclass(frozen=True)
 class LoadtestOptions(Record):
-    """What the load test was asked for (the CLI's options)."""
+    """What the load test was asked for, as loadtest.json records it (from `serving.options.LoadtestCommand`)."""
 
     precisions: list[str]
     providers: list[str]

@@ -9,20 +9,29 @@ from pathlib import Path
 
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.deploy import DecoderError, OnnxDecoder
-from cvae_bench.runtime.files import ensure_dir, write_bytes, write_text
+from cvae_bench.runtime.files import claim_output_folder, ensure_dir, write_bytes, write_text
+from cvae_bench.serving.options import WebCommand
 from cvae_bench.serving.ort_web import ORT_WEB_VERSION, SITE_FILES, WASM_FILES, checked_files
 
 #: The page's own files, copied from the package (cvae_bench/serving/site/).
 PAGE_FILES = ("index.html", "app.mjs", "style.css")
 
 
-def write_site(model: str, out_dir: str, *, webgpu: bool = True) -> Path:
+def web_command(cmd: WebCommand) -> Path:
+    """`cvae-bench web`: the site of `cmd.model` in `cmd.out`; the path of its index.html."""
+    return write_site(cmd.model, cmd.out, webgpu=cmd.webgpu, force=cmd.force)
+
+
+def write_site(model: str, out_dir: str, *, webgpu: bool = True, force: bool = False) -> Path:
     """Write the page, its config, the decoder and onnxruntime-web's files into `out_dir`.
+
+    The decoder and onnxruntime-web's files are checked before the folder is made.
 
     Args:
         model: the decoder's .onnx file (checked with `deploy.OnnxDecoder`).
-        out_dir: the site folder (created; existing files of the same names are replaced).
+        out_dir: the site folder (created; one that already holds files is refused unless `force`).
         webgpu: also ship the WebGPU build (26 MB more); without it the page runs WASM only.
+        force: write into a folder that already holds files (files of the same names are replaced).
 
     Returns:
         The path of index.html.
@@ -36,7 +45,11 @@ def write_site(model: str, out_dir: str, *, webgpu: bool = True) -> Path:
     except DecoderError as exc:
         raise CvaeBenchError(str(exc)) from None
     ort_files = checked_files(list(SITE_FILES) if webgpu else list(WASM_FILES))
-    out = ensure_dir(out_dir)
+    with claim_output_folder(out_dir, force):
+        return _write_site(model, Path(out_dir), decoder, ort_files, webgpu)
+
+
+def _write_site(model: str, out: Path, decoder: OnnxDecoder, ort_files: dict[str, Path], webgpu: bool) -> Path:
     ort_dir = ensure_dir(out / "ort")
     for name, path in ort_files.items():
         shutil.copyfile(path, ort_dir / name)

@@ -7,36 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cvae_bench.core.events import Message, Reporter
+from cvae_bench.core.options import check_declared
 from cvae_bench.sweep.cells import Cell
 from cvae_bench.sweep.config import SweepFile, read_sweep_file
 from cvae_bench.sweep.executors import Executor, ExecutorSettings, make_executor
+from cvae_bench.sweep.options import SweepCommand
 from cvae_bench.sweep.store import CellRecord, SweepStore
 from cvae_bench.sweep.summary import summarize_sweep, write_summary
-
-
-@dataclass(frozen=True)
-class SweepCommand:
-    """What `cvae-bench sweep` was asked.
-
-    Attributes:
-        path: the sweep file.
-        executor: "local" (this machine, one cell at a time) or "ray".
-        address: the Ray cluster's address (default: the file's [ray] address, then $RAY_ADDRESS).
-        out: the results folder instead of the file's `[sweep] out`.
-        retries: times a failed cell is run again before it is recorded as failed.
-        retry_failed: run again the cells an earlier sweep recorded as failed.
-        dry_run: list the cells and the resources each needs; run nothing.
-        idle_timeout: seconds a silent worker is given before it counts as hung.
-    """
-
-    path: str
-    executor: str = "local"
-    address: str | None = None
-    out: str | None = None
-    retries: int = 1
-    retry_failed: bool = False
-    dry_run: bool = False
-    idle_timeout: float = 600.0
 
 
 @dataclass
@@ -63,7 +41,7 @@ def _ignore(_: CellRecord) -> None:
 
 def sweep_command(
     cmd: SweepCommand,
-    say: Callable[[str], None] = print,
+    reporter: Reporter,
     on_cell: Callable[[CellRecord], None] = _ignore,
 ) -> SweepOutcome:
     """Run (or, with `dry_run`, list) every cell of a sweep file that has not finished yet.
@@ -74,13 +52,15 @@ def sweep_command(
 
     Args:
         cmd: the command's options.
-        say: where the progress lines go.
+        reporter: hears the sweep's lines (each cell as it is written, the dry run's table) and warnings.
         on_cell: called with each cell's record once it is written.
 
     Raises:
-        CvaeBenchError: a bad sweep file (one line naming the key and line), an executor that cannot run
-            (Ray missing, no node that can hold a cell), a folder another sweep is writing.
+        UsageError: an option out of its bounds, or a bad sweep file (one line naming the key and line).
+        CvaeBenchError: an executor that cannot run (Ray missing, no node that can hold a cell), a folder
+            another sweep is writing.
     """
+    cmd = check_declared(cmd)  # what the command line checked while parsing; a caller in Python comes here
     sweep = read_sweep_file(cmd.path, cmd.out, local=cmd.executor == "local")
     settings = ExecutorSettings(
         data_path=sweep.data_path,
@@ -93,7 +73,7 @@ def sweep_command(
     store = SweepStore(sweep.out)
     if cmd.dry_run:
         for line in plan_lines(sweep, store, executor, cmd.retry_failed):
-            say(line)
+            reporter.report(Message(line))
         return SweepOutcome(folder=sweep.out, cells=len(sweep.cells))
     outcome = SweepOutcome(folder=sweep.out, cells=len(sweep.cells))
     with store:
@@ -101,23 +81,25 @@ def sweep_command(
         previous = {c.key: store.record(c.key) for c in sweep.cells}
         todo = [c for c in sweep.cells if _should_run(previous[c.key], cmd.retry_failed)]
         outcome.skipped = len(sweep.cells) - len(todo)
-        say(
-            f"sweep {sweep.name!r}: {len(sweep.cells)} cells, {outcome.skipped} finished before, {len(todo)} to run "
-            f"-> {sweep.out}"
+        reporter.report(
+            Message(
+                f"sweep {sweep.name!r}: {len(sweep.cells)} cells, {outcome.skipped} finished before, "
+                f"{len(todo)} to run -> {sweep.out}"
+            )
         )
         if todo:
             if executor.name == "local" and settings.data_path is None:
-                executor.settings = replace(settings, data_path=_local_data(sweep, say))
+                executor.settings = replace(settings, data_path=_local_data(sweep, reporter))
 
             def written(record: CellRecord) -> None:
                 outcome.ran.append(record)
                 on_cell(record)
 
-            _run_cells(todo, previous, executor, store, cmd.retries, say, written)
+            _run_cells(todo, previous, executor, store, cmd.retries, reporter, written)
         records = [r for c in sweep.cells if (r := store.record(c.key)) is not None]
         summary = summarize_sweep(sweep.name, sweep.out, records, pending=len(sweep.cells) - len(records))
         outcome.summary_json, outcome.summary_md = write_summary(summary, sweep.out)
-        outcome.report = _report(sweep.out, say)
+        outcome.report = _report(sweep.out, reporter)
     return outcome
 
 
@@ -125,13 +107,13 @@ def _should_run(record: CellRecord | None, retry_failed: bool) -> bool:
     return record is None or (retry_failed and record.status == "failed")
 
 
-def _local_data(sweep: SweepFile, say: Callable[[str], None]) -> str:
+def _local_data(sweep: SweepFile, reporter: Reporter) -> str:
     """Fetch and verify the data set once, here, so that every cell reads the same local copy."""
     from cvae_bench.data.loading import load_dataset
 
     datasets = {c.dataset for c in sweep.cells}
     (dataset,) = datasets
-    return str(load_dataset(dataset, progress=say).path)
+    return str(load_dataset(dataset, progress=lambda text: reporter.report(Message(text, "progress"))).path)
 
 
 def _run_cells(
@@ -140,7 +122,7 @@ def _run_cells(
     executor: Executor,
     store: SweepStore,
     retries: int,
-    say: Callable[[str], None],
+    reporter: Reporter,
     written: Callable[[CellRecord], None],
 ) -> None:
     """Submit every cell, write each as it finishes, submit a failed one again while attempts are left."""
@@ -152,7 +134,7 @@ def _run_cells(
         errors[cell.key] = list(old.errors) if old is not None else []
     budget = {cell.key: attempts[cell.key] + retries + 1 for cell in todo}
     with executor:
-        say(f"executor: {executor.describe()}")
+        reporter.report(Message(f"executor: {executor.describe()}"))
         for cell in todo:
             executor.submit(cell)
         done = 0
@@ -163,17 +145,20 @@ def _run_cells(
             if result.status == "failed":
                 errors[key].append(result.error or "unknown error")
                 if attempts[key] < budget[key]:
-                    say(f"retrying {result.cell.label} ({key}): {result.error}")
+                    reporter.report(Message(f"retrying {result.cell.label} ({key}): {result.error}"))
                     executor.submit(result.cell)
                     continue
             record = store.write(result, attempts[key], errors[key], executor.name)
             done += 1
             where = f" on {record.node}" if record.node else ""
-            say(f"[{done}/{len(todo)}] {record.label}: {record.summary} ({record.seconds:.1f} s{where}) -> cells/{key}")
+            line = (
+                f"[{done}/{len(todo)}] {record.label}: {record.summary} ({record.seconds:.1f} s{where}) -> cells/{key}"
+            )
+            reporter.report(Message(line))
             written(record)
 
 
-def _report(folder: Path, say: Callable[[str], None]) -> Path | None:
+def _report(folder: Path, reporter: Reporter) -> Path | None:
     """One report over the sweep folder, where the report wing exists.
 
     Inputs that cannot make a report are a warning; a report that cannot be written is an error.
@@ -194,7 +179,7 @@ def _report(folder: Path, say: Callable[[str], None]) -> Path | None:
     try:
         path: Path = write_report(folder)
     except ReportError as exc:  # the inputs cannot make a report: the sweep's own files still stand
-        say(f"warning: no report: {exc}")
+        reporter.report(Message(f"warning: no report: {exc}", "warning"))
         return None
     # Any other error (a full disk, a folder that cannot be written) fails the command, as for run and bench.
     return path

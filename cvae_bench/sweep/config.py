@@ -15,16 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from cvae_bench.bench.options import BenchOptions
-from cvae_bench.core.defaults import (
-    DEFAULT_MAX_EPOCHS,
-    DEFAULT_TARGET,
-    DEVICES,
-    MAX_SEED,
-    MAX_SWEEP_CELLS,
-)
+from cvae_bench.core.defaults import DEVICES, MAX_SEED, MAX_SWEEP_CELLS
 from cvae_bench.core.errors import UsageError
 from cvae_bench.core.options import DeclaredOption, declared_options, sweep_defaults
 from cvae_bench.sweep.cells import COMMANDS, BenchParams, Cell, RunParams
+from cvae_bench.training.command import RunCommand
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +35,8 @@ class SweepFileError(UsageError):
 AXES = ("backends", "devices", "threads", "seeds", "repeats")
 #: The bench's own defaults when the file does not say: those `BenchOptions` declares for sweep files.
 BENCH_DEFAULTS: dict[str, Any] = sweep_defaults(BenchOptions)
+#: A run's own defaults when the file does not say: those `RunCommand` declares for sweep files (`RunParams`).
+RUN_DEFAULTS: dict[str, Any] = sweep_defaults(RunCommand)
 
 
 @dataclass(frozen=True)
@@ -87,11 +84,15 @@ def _int(minimum: int) -> Check:
     return check
 
 
-def _number(minimum: float, maximum: float | None = None) -> Check:
+def _number(minimum: float | None = None, maximum: float | None = None) -> Check:
+    bounds = [f">= {minimum:g}"] if minimum is not None else []
+    bounds += [f"<= {maximum:g}"] if maximum is not None else []
+    expected = " ".join(["a finite number", " and ".join(bounds)]).strip()
+
     def check(v: Any) -> float:
-        bad = isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < minimum
-        if bad or (maximum is not None and v > maximum):
-            raise _Bad(f"a finite number >= {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else ""))
+        bad = isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+        if bad or (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+            raise _Bad(expected)
         return float(v)
 
     return check
@@ -175,7 +176,7 @@ def _declared_check(o: DeclaredOption) -> Check:
         low = int(spec.minimum) if spec.minimum is not None else -(2**63)
         check = _int_in(low, int(spec.maximum)) if spec.maximum is not None else _int(low)
     elif o.item_type is float:
-        check = _number(spec.minimum if spec.minimum is not None else -math.inf, spec.maximum)
+        check = _number(spec.minimum, spec.maximum)
     else:
         check = _text()
     if o.is_list:
@@ -216,12 +217,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "repeats": _int_in(1, MAX_SWEEP_CELLS),
     },
     "run": {
-        "target": _number(-1e300),
-        "max_epochs": _int(1),
-        "epochs": _optional(_int(1)),
-        "eval_every": _optional(_int(1)),
-        "train_subset": _optional(_int(64)),
-        "val_subset": _optional(_int(1)),
+        **{o.name: _declared_check(o) for o in declared_options(RunCommand) if o.spec.sweep},
         "backends": _list(_text()),
         "devices": _list(_text(DEVICES)),
         "threads": _list(_threads),
@@ -356,14 +352,7 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None, *, local: b
     cells: list[Cell] = []
     for command, own, axes, backends in plans:
         if command == "run":
-            run = RunParams(
-                target=own.get("target", DEFAULT_TARGET),
-                max_epochs=own.get("max_epochs", DEFAULT_MAX_EPOCHS),
-                epochs=own.get("epochs"),
-                eval_every=own.get("eval_every"),
-                train_subset=own.get("train_subset"),
-                val_subset=own.get("val_subset"),
-            )
+            run = RunParams(**{k: own.get(k, default) for k, default in RUN_DEFAULTS.items()})
             seeds: list[int | None] = list(axes["seeds"] or [0])
             bench = None
         else:

@@ -13,7 +13,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,25 +144,24 @@ def _run(cell: Cell, threads: int, data_path: str | None, idle_timeout: float, o
 
 def _run_train(cell: Cell, threads: int, data_path: str, idle_timeout: float, out: Path) -> tuple[str, str, bool]:
     from cvae_bench.backends.selection import parse_selection
-    from cvae_bench.training.loop import TrainConfig
-    from cvae_bench.training.run import RunOptions, run_backend, summary_line
+    from cvae_bench.training.command import RunCommand, run_options
+    from cvae_bench.training.run import run_backend, summary_line
 
     assert cell.run is not None and cell.seed is not None
     (selection,) = parse_selection(cell.selection)
-    p = cell.run
-    options = RunOptions(
-        config=TrainConfig(
-            target=p.target, max_epochs=p.max_epochs, epochs=p.epochs, eval_every=p.eval_every, seed=cell.seed
-        ),
+    # The fields a sweep file sets are those RunCommand declares for it, under the same names.
+    cmd = RunCommand(
+        backends=cell.selection,
         device=cell.device,
-        mode=selection.mode,
+        seed=cell.seed,
         dataset=cell.dataset,
         data_path=data_path,
-        train_subset=p.train_subset,
-        val_subset=p.val_subset,
         idle_timeout=idle_timeout,
         threads=threads,
+        command=f"cvae-bench sweep (cell {cell.key}: {cell.label})",
+        **asdict(cell.run),
     )
+    options = replace(run_options(cmd), mode=selection.mode)
     result = run_backend(selection.info, options, out)
     deviant = result.convergence is not None and result.convergence.deviant
     return result.outcome.status, summary_line(result, out).rsplit(" -> ", 1)[0], deviant
@@ -175,20 +174,19 @@ def _run_bench(cell: Cell, threads: int, data_path: str, idle_timeout: float, ou
 
     assert cell.bench is not None
     p = cell.bench
-    # The fields a sweep file sets are those BenchOptions declares for it, under the same names.
+    # The fields a sweep file sets are those BenchOptions declares for it, under the same names (lists as tuples).
     swept: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in p.to_json().items() if k in BENCH_DEFAULTS
+        k: tuple(v) if isinstance(v, list) else v for k, v in asdict(p).items() if k in BENCH_DEFAULTS
     }
     options = BenchOptions(
         groups=tuple(p.groups),
         device=cell.device,
         threads=threads,
-        **swept,
         ort_devices=(cell.device,),
         dataset=cell.dataset,
         data_path=data_path,
-        train_subset=p.train_subset,
         idle_timeout=idle_timeout,
+        **swept,
     )
     command = f"cvae-bench sweep (cell {cell.key}: {cell.label})"
     done = run_bench_command(BenchCommand(backends=cell.selection, options=options, command=command, out_dir=str(out)))

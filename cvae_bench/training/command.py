@@ -19,6 +19,7 @@ from cvae_bench.data.specs import data_option, dataset_option, val_subset_option
 if TYPE_CHECKING:  # the command line imports this module for the record: it stays light
     from cvae_bench.backends.registry import BackendInfo
     from cvae_bench.training.matched import DisplayFactory, MatchedOutcome
+    from cvae_bench.training.run import RunOptions
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,14 @@ class RunCommand:
     )
     mode: str | None = option(None, "--mode", "Backend mode, e.g. eager/compiled (torch) [the backend's default].")
     device: str = device_option()
-    target: float = option(DEFAULT_TARGET, "--target", "Stop at val -ELBO <= target (nats).")
-    max_epochs: int = option(DEFAULT_MAX_EPOCHS, "--max-epochs", "Give up on the target after N epochs.", minimum=1)
-    epochs: int | None = option(None, "--epochs", "Train exactly N epochs, no target.", minimum=1)
-    eval_every: int | None = option(None, "--eval-every", "Steps between evaluations [one epoch].", minimum=1)
+    target: float = option(DEFAULT_TARGET, "--target", "Stop at val -ELBO <= target (nats).", sweep=True)
+    max_epochs: int = option(
+        DEFAULT_MAX_EPOCHS, "--max-epochs", "Give up on the target after N epochs.", minimum=1, sweep=True
+    )
+    epochs: int | None = option(None, "--epochs", "Train exactly N epochs, no target.", minimum=1, sweep=True)
+    eval_every: int | None = option(
+        None, "--eval-every", "Steps between evaluations [one epoch].", minimum=1, sweep=True
+    )
     seed: int = option(
         0,
         "--seed",
@@ -66,8 +71,10 @@ class RunCommand:
         "Run folder [runs/<backend>-<timestamp>, or runs/compare-<timestamp> for several runs].", folder=True
     )
     force: bool = force_option()
-    train_subset: int | None = option(None, "--train-subset", "Use only the first N training images.", minimum=64)
-    val_subset: int | None = val_subset_option("Use only the first N validation images.")
+    train_subset: int | None = option(
+        None, "--train-subset", "Use only the first N training images.", minimum=64, sweep=True
+    )
+    val_subset: int | None = val_subset_option("Use only the first N validation images.", sweep=True)
     idle_timeout: float = worker_timeout_option()
     threads: int | None = option(
         None, "--threads", "Threads for every framework, at most the cores available [its own default].", minimum=1
@@ -130,9 +137,7 @@ def run_command(
     from cvae_bench.core import checks
     from cvae_bench.data.loading import load_dataset
     from cvae_bench.data.specs import check_subsets
-    from cvae_bench.training.loop import TrainConfig
     from cvae_bench.training.matched import default_folder, resume_matched, run_matched
-    from cvae_bench.training.run import RunOptions
 
     if (cmd.backends is None) == (cmd.resume is None):
         raise UsageError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
@@ -169,19 +174,32 @@ def run_command(
     folder = Path(cmd.out_dir) if cmd.out_dir else default_folder(selections, cmd.repeats)
     # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
     data_path = str(load_dataset(cmd.dataset, cmd.data_path, progress=progress).path)
+    base = run_options(replace(cmd, device=device, data_path=data_path))
+    outcome = run_matched(selections, base, cmd.repeats, folder, cmd.command, display, say, warn, after_run, cmd.force)
+    title = f"matched runs: val -ELBO <= {cmd.target}" if cmd.epochs is None else f"{cmd.epochs} epochs"
+    return RunCommandOutcome(outcome, title)
+
+
+def run_options(cmd: RunCommand) -> RunOptions:
+    """What each run of `cmd` is given (its training config, device, data, threads), read from the record once,
+    for `run_command` and for a sweep's run cell alike.
+
+    `cmd.device` and `cmd.data_path` are taken as they are: the caller has checked the device and fetched
+    the data set (to a verified local copy) before.
+    """
+    from cvae_bench.training.loop import TrainConfig
+    from cvae_bench.training.run import RunOptions
+
     config = TrainConfig(
         target=cmd.target, max_epochs=cmd.max_epochs, epochs=cmd.epochs, eval_every=cmd.eval_every, seed=cmd.seed
     )
-    base = RunOptions(
+    return RunOptions(
         config=config,
-        device=device,
+        device=cmd.device,
         dataset=cmd.dataset,
-        data_path=data_path,
+        data_path=cmd.data_path,
         train_subset=cmd.train_subset,
         val_subset=cmd.val_subset,
         idle_timeout=cmd.idle_timeout,
         threads=cmd.threads,
     )
-    outcome = run_matched(selections, base, cmd.repeats, folder, cmd.command, display, say, warn, after_run, cmd.force)
-    title = f"matched runs: val -ELBO <= {cmd.target}" if cmd.epochs is None else f"{cmd.epochs} epochs"
-    return RunCommandOutcome(outcome, title)
