@@ -197,7 +197,7 @@ def test_the_records_are_light() -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--scenario", "bogus"], "error: --scenario: 'bogus' is not one of single-stream, server, offline."),
+        (["--scenario", "bogus"], "error: --scenarios: 'bogus' is not one of single-stream, server, offline."),
         (["--offline-batches", "0"], "error: --offline-batches: 0 is below the minimum 1"),
         (["--offline-batches", "1000000000000"], "error: --offline-batches: 1000000000000 is above the maximum 65536"),
         (["--devices", "tpu"], "error: --devices: 'tpu' is not one of cpu, cuda."),

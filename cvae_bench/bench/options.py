@@ -65,7 +65,13 @@ class BenchOptions:
     )
     warmup: int = option(20, "--warmup", "Untimed training steps.", minimum=0, sweep=True)
     batch_sizes: tuple[int, ...] = option(
-        DEFAULT_BATCH_SIZES, "--batch-sizes", "Sampling batch sizes.", minimum=1, maximum=MAX_BATCH_SIZE, sweep=True
+        DEFAULT_BATCH_SIZES,
+        "--batch-sizes",
+        "Sampling batch sizes.",
+        aliases=("--batch-size",),
+        minimum=1,
+        maximum=MAX_BATCH_SIZE,
+        sweep=True,
     )
     precisions: tuple[str, ...] = option(
         PRECISIONS,

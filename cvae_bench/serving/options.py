@@ -66,10 +66,15 @@ class LoadtestCommand:
     min_queries: int = option(1000, "--min-queries", "Queries per run at least.", minimum=1)
     max_probes: int = option(6, "--max-probes", "Server rates tried at most.", minimum=1)
     offline_batches: tuple[int, ...] = option(
-        (64, 1024), "--offline-batches", "Offline batch sizes.", minimum=1, maximum=MAX_BATCH_SIZE
+        (64, 1024),
+        "--offline-batches",
+        "Offline batch sizes.",
+        aliases=("--offline-batch",),
+        minimum=1,
+        maximum=MAX_BATCH_SIZE,
     )
     scenarios: tuple[str, ...] = option(
-        SCENARIOS, "--scenario", "LoadGen's scenarios to run.", aliases=("--scenarios",), choices=SCENARIOS
+        SCENARIOS, "--scenarios", "LoadGen's scenarios to run.", aliases=("--scenario",), choices=SCENARIOS
     )
     offline_queries: int = option(16384, "--offline-queries", "Samples in the offline scenario's one query.", minimum=1)
     scheduler: str = option(
