@@ -211,7 +211,7 @@ def test_a_loadtest_record_built_in_python_is_held_to_the_options_rules(decoder_
     model = str(decoder_file)
     for wrong, says in (
         ({"offline_batches": (64, 0)}, "--offline-batches: 0 is below the minimum 1"),
-        ({"scenarios": ("server", "multi")}, "--scenario: 'multi' is not one of single-stream, server, offline"),
+        ({"scenarios": ("server", "multi")}, "--scenarios: 'multi' is not one of single-stream, server, offline"),
         ({"devices": ()}, "--devices: name at least one value"),
         ({"latency_bound_ms": float("nan")}, "--latency-bound: nan is not a finite number"),
         ({"serving": "1x0"}, "--serving: expected positive counts; received '1x0'"),
@@ -248,5 +248,5 @@ def test_loadtest_runs_only_the_scenarios_asked_for(decoder_file: Path, tmp_path
     assert config.single_stream is None and config.server is None and config.offline[0].queries == 64
     assert "# Load test" in (out / "loadtest.md").read_text()
     bad = CliRunner().invoke(main, ["loadtest", str(decoder_file), "-o", str(tmp_path / "x"), "--scenario", "multi"])
-    assert bad.exit_code == 2 and "--scenario: 'multi' is not one of single-stream, server, offline" in bad.stderr
+    assert bad.exit_code == 2 and "--scenarios: 'multi' is not one of single-stream, server, offline" in bad.stderr
     assert not (tmp_path / "x").exists()
