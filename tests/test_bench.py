@@ -506,6 +506,9 @@ def test_bench_command_end_to_end(tmp_path: Path, mnist: tuple) -> None:
     assert entry["extra_info"]["batch_size"] == 64 and entry["extra_info"]["threads"] is None
     assert entry["extra_info"]["first_step_s"] > 0 and entry["extra_info"]["fraction_of_floor"] > 0
     cb = doc["cvae_bench"]
+    # bench.json records the options record: the command line's values under the fields' names
+    assert (cb["options"]["epochs"], cb["options"]["rounds"], cb["options"]["min_time"]) == (2, 3, 0.01)
+    assert cb["options"]["warmup"] == 2 and cb["options"]["groups"] == ["train-step"]
     assert cb["roofline"]["train_step"]["spec_flops"] == 323_026_944
     assert cb["roofline"]["decode"] == {}
     audit, _ = cb["fairness"]

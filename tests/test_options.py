@@ -3,8 +3,12 @@ of the few flags that only say how to print), and the records follow one spellin
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 import pytest
+from click.testing import CliRunner
 
 from cvae_bench.bench.options import BenchCommand, BenchOptions, CompareCommand
 from cvae_bench.cli import main
@@ -98,3 +102,40 @@ def test_a_shared_option_is_the_same_everywhere() -> None:
                 seen.setdefault(o.spec.flag, set()).add((o.default, o.spec.minimum, o.spec.choices, o.spec.path))
     assert set(seen) == {"--device", "--worker-timeout", "--dataset", "--data"}
     assert all(len(kinds) == 1 for kinds in seen.values()), seen
+
+
+def test_an_option_is_traced_from_the_command_line_through_a_sweep_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench --rounds 3 --min-time 0.05 ...` and a sweep file's `[bench] rounds = 3, min_time = 0.05 ...` build
+    the same `BenchOptions`, the record bench.json records (`cvae_bench.options`, tests/test_bench.py)."""
+    from cvae_bench.sweep import execute
+    from cvae_bench.sweep.config import read_sweep_file
+
+    built: list[BenchCommand] = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(command: BenchCommand, *args: Any, **kwargs: Any) -> Any:
+        built.append(command)
+        raise Stop
+
+    monkeypatch.setattr("cvae_bench.bench.api.run_bench_command", capture)
+    values = {"epochs": "2", "rounds": "3", "min-time": "0.05", "warmup": "5", "batch-sizes": "1,64"}
+    args = [f"--{k}={v}" for k, v in values.items()]
+    CliRunner().invoke(main, ["bench", "--backend", "numpy", "--groups", "train-step", "--threads", "1", *args])
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(
+        '[sweep]\nname = "trace"\ncommands = ["bench"]\nbackends = ["numpy"]\nthreads = [1]\n'
+        '[bench]\ngroups = ["train-step"]\nepochs = 2\nrounds = 3\nmin_time = 0.05\nwarmup = 5\nbatch_sizes = [1, 64]\n'
+    )
+    (cell,) = read_sweep_file(sweep).cells
+    with pytest.raises(Stop):
+        execute._run_bench(cell, 1, "mnist.npz", BenchOptions().idle_timeout, tmp_path)
+    from_cli, from_sweep = (c.options.to_dict() for c in built)
+    assert (from_cli["rounds"], from_cli["min_time"], from_cli["batch_sizes"]) == (3, 0.05, (1, 64))
+    assert from_sweep.pop("data_path") == "mnist.npz" and from_cli.pop("data_path") is None  # the sweep fetched it
+    # devices are an axis of a sweep: a cpu cell times onnxruntime on cpu only; bench tries CUDA where present
+    assert (from_sweep.pop("ort_devices"), from_cli.pop("ort_devices")) == (("cpu",), ("cpu", "cuda"))
+    assert from_cli == from_sweep
