@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchCommand, BenchOptions, CompareCommand
-from cvae_bench.cli_click import click_options, declared_names
+from cvae_bench.cli_click import ExistingPath, click_options, declared_names
 from cvae_bench.cli_output import json_document, show_table
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.core.events import (
@@ -539,7 +539,7 @@ def sweep(sweep_file: str, **declared: Any) -> None:
 
 # -- report ---------------------------------------------------------------------------------------------
 @main.command()
-@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, type=ExistingPath())
 @click_options(ReportCommand)
 def report(paths: tuple[str, ...], **declared: Any) -> None:
     """One self-contained HTML page from run folders, comparison.json, bench.json, decoder.onnx and history."""
@@ -565,8 +565,8 @@ def web(model: str, **declared: Any) -> None:
 
 # -- compare: the regression gate ------------------------------------------------------------------------
 @main.command("compare")
-@click.argument("base", type=click.Path(exists=True))
-@click.argument("new", type=click.Path(exists=True))
+@click.argument("base", type=ExistingPath())
+@click.argument("new", type=ExistingPath())
 @click_options(CompareCommand)
 @_json_opt
 @click.option(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cvae_bench.core.errors import UsageError
+from cvae_bench.core.errors import CvaeBenchError, UsageError
 from cvae_bench.serving import stats
 from cvae_bench.serving.loadgen import LoadgenScheduler, import_loadgen, read_detail
 from cvae_bench.serving.loadtest import parse_threadings, pick_scheduler
@@ -215,11 +215,13 @@ def test_a_loadtest_record_built_in_python_is_held_to_the_options_rules(decoder_
         ({"devices": ()}, "--devices: name at least one value"),
         ({"latency_bound_ms": float("nan")}, "--latency-bound: nan is not a finite number"),
         ({"serving": "1x0"}, "--serving: expected positive counts; received '1x0'"),
-        ({"model": model + ".missing"}, "MODEL: no such file"),
     ):
         with pytest.raises(UsageError) as info:
             replace(LoadtestCommand(model=model), **wrong).check()
         assert says in str(info.value)
+    with pytest.raises(CvaeBenchError, match="MODEL: no such file") as missing:  # a file problem: exit 1
+        LoadtestCommand(model=model + ".missing").check()
+    assert not isinstance(missing.value, UsageError)
     checked = LoadtestCommand(model=model, devices=("gpu",), scheduler="BUILTIN").check()
     assert (checked.devices, checked.scheduler) == (("cuda",), "builtin")
 

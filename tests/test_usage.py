@@ -68,7 +68,6 @@ EVALUATE = ["evaluate", "--backend", "torch", "--weights", "w.safetensors"]
         (["run", "--backend", "pytorch"], "error: Unknown backend 'pytorch'. Did you mean 'torch'? Known: "),
         (["run", "--bogus"], "error: No such option '--bogus'"),
         (["compare"], "error: Missing argument 'BASE'."),
-        (["loadtest", "/nonexistent.onnx"], "error: MODEL: no such file '/nonexistent.onnx'"),
         (["sample", "--seed", "-3"], "error: --seed: -3 is not in the range"),
         (["export", "--backend", "torch", "--weights", "w", "-o", "x.onnx", "--precision", "fp64"], "--precision"),
         # Each command's typical mistakes are answered before a file is read or a worker started.
@@ -119,6 +118,32 @@ def test_a_missing_input_or_a_kept_output_fails_before_any_work(
     assert lines[0].startswith(says.format(**names)), lines[0]
     assert list(workdir.iterdir()) == [] and (inputs / "x.onnx").read_text() == "kept"
     assert sorted(p.name for p in inputs.iterdir()) == ["w.safetensors", "x.onnx"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["loadtest", "{missing}"], "error: MODEL: no such file '{missing}'"),
+        (["web", "{missing}"], "error: {missing}: expected an ONNX decoder file"),
+        (["report", "{missing}"], "error: PATHS: no such file or folder '{missing}'"),
+        (["compare", "{missing}", "{missing}"], "error: BASE: no such file or folder '{missing}'"),
+        (["bench", "--runs", "{missing}"], "error: --runs: no such file or folder '{missing}'"),
+        (["run", "--resume", "{missing}"], "error: --resume: no such file or folder '{missing}'"),
+        (["sweep", "{missing}"], "error: SWEEP_FILE: no such file '{missing}'"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else None,
+)
+def test_a_missing_input_is_a_file_problem_in_every_command(
+    workdir: Path, tmp_path: Path, args: list[str], says: str
+) -> None:
+    """Whether an input is an option or an argument, a path that is not there is exit 1 (docs/cli.md), one line,
+    before any work."""
+    missing = str(tmp_path / "missing")
+    result = CliRunner().invoke(main, [a.format(missing=missing) for a in args])
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, (result.exit_code, result.output)
+    assert lines[0].startswith(says.format(missing=missing)), lines[0]
+    assert list(workdir.iterdir()) == []
 
 
 def test_the_records_declarations_drive_the_options() -> None:

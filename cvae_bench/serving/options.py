@@ -7,7 +7,6 @@ The command line imports this module for the options, so it stays light: no nump
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from cvae_bench.core.defaults import MAX_BATCH_SIZE, PRECISIONS
 from cvae_bench.core.errors import UsageError
@@ -87,13 +86,18 @@ class LoadtestCommand:
     def check(self) -> LoadtestCommand:
         """This record with its choices spelt as declared, when everything can work; else one `UsageError`.
 
-        Nothing is opened or made here: the decoder's file must exist, each value keep its option's bounds
-        and choices, and `serving` read as SESSIONSxTHREADS items.
+        Nothing is opened or made here: each value must keep its option's bounds and choices, `serving` read
+        as SESSIONSxTHREADS items (usage errors, exit 2), then the decoder's file exist (a file problem, exit 1).
+
+        Raises:
+            UsageError: a value out of its bounds or choices.
+            CvaeBenchError: no decoder file at `model`.
         """
-        if not Path(self.model).is_file():
-            raise UsageError(f"MODEL: no such file {self.model!r}; give an exported decoder.onnx")
+        from cvae_bench.core.checks import check_input_file
+
         checked = check_declared(self)
         serving_counts(checked.serving)
+        check_input_file("MODEL", self.model)
         return checked
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.core.defaults import DEVICES, MAX_SEED, MAX_SWEEP_CELLS
-from cvae_bench.core.errors import UsageError
+from cvae_bench.core.errors import CvaeBenchError, UsageError
 from cvae_bench.core.options import DeclaredOption, declared_options, sweep_defaults
 from cvae_bench.sweep.cells import COMMANDS, BenchParams, Cell, RunParams
 from cvae_bench.training.command import RunCommand
@@ -312,8 +312,10 @@ def read_sweep_file(path: str | Path, out: str | Path | None = None, *, local: b
     p = Path(path)
     try:
         text = p.read_text()
+    except FileNotFoundError:  # a file problem (exit 1), as a missing --weights is: docs/cli.md
+        raise CvaeBenchError(f"SWEEP_FILE: no such file {str(path)!r}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SweepFileError(f"cannot read sweep file {p}: {exc}") from exc
+        raise CvaeBenchError(f"cannot read sweep file {p}: {exc}") from exc
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
