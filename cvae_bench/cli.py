@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cvae_bench import __version__
 from cvae_bench.bench.options import BenchCommand, BenchOptions, CompareCommand
 from cvae_bench.cli_click import ExistingPath, click_options, declared_names
-from cvae_bench.cli_output import json_document, show_table
+from cvae_bench.cli_output import json_document, show_blocks, show_table
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.core.events import (
     Evaluated,
@@ -467,11 +467,7 @@ def bench(
         if not shown.rows and not shown.show_empty:
             continue
         show_table(shown.title, shown.headers, shown.rows)
-    out_console.print("[bold]fairness audit[/bold]")
-    for process, audit in outcome.fairness:  # one block per process: too many columns for one table
-        out_console.print(f"  [bold]{process}[/bold]")
-        for header, cell in audit:
-            out_console.print(f"    {header}: {cell}", highlight=False)
+    show_blocks("fairness audit", outcome.fairness)  # one block per process: too many columns for one table
     click.echo(outcome.load)
     for line in outcome.noise:
         click.echo(line)

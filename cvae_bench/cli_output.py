@@ -68,3 +68,39 @@ def show_table(
     for row in rows:
         table.add_row(*(escape(c) for c in row))
     Console(file=out).print(table)
+
+
+def show_blocks(
+    title: str,
+    blocks: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+    *,
+    stream: TextIO | None = None,
+    markdown: bool | None = None,
+) -> None:
+    """Print named blocks of `key: value` lines (too many columns for one table: the fairness audit per process):
+    indented under bold names on a terminal, a Markdown heading and bullets elsewhere (never cut or wrapped).
+
+    Args:
+        title: the heading.
+        blocks: (name, [(key, value), ...]) for each block, as text (rich markup in them is not interpreted).
+        stream: where to print (stdout).
+        markdown: force Markdown (True) or rich (False); None: Markdown unless `stream` is a terminal.
+    """
+    out = stream or sys.stdout
+    if markdown is None:
+        markdown = not out.isatty()
+    if markdown:
+        lines = [f"**{_cell(title)}**", ""]
+        for name, pairs in blocks:
+            lines += [f"- **{_cell(name)}**", *(f"  - {_cell(k)}: {_cell(v)}" for k, v in pairs)]
+        out.write("\n".join(lines) + "\n\n")
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(file=out, soft_wrap=True)
+    console.print(f"[bold]{escape(title)}[/bold]")
+    for name, pairs in blocks:
+        console.print(f"  [bold]{escape(name)}[/bold]")
+        for key, value in pairs:
+            console.print(f"    {escape(key)}: {escape(value)}", highlight=False)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cvae_bench.cli import main
-from cvae_bench.cli_output import markdown_table, schema, show_table
+from cvae_bench.cli_output import markdown_table, schema, show_blocks, show_table
 from tests.test_compare_gate import bench_doc, rounds, write
 
 
@@ -23,6 +23,28 @@ def test_a_table_in_a_pipe_is_markdown_and_never_cut() -> None:
     assert text.startswith("**anatomy**\n\n| backend | mode | precision |\n|---|---|---|\n")
     assert long.replace("|", "\\|") in text  # whole, with its pipe escaped
     assert markdown_table(["a"], [["x|y"]]) == ["| a |", "|---|", "| x\\|y |"]
+
+
+def test_the_fairness_blocks_in_a_pipe_are_markdown_and_never_cut() -> None:
+    """The audit's blocks (a key per line, too many for one table) are Markdown bullets in a pipe, rich text on a
+    terminal; a value longer than any terminal stays on its line, whole."""
+    long = "OMP_NUM_THREADS=unset, MKL_NUM_THREADS=unset, " * 6
+    blocks = [("torch:eager", [("intra-op threads", "2"), ("env", long)]), ("keras-jax:jit", [("xla", "cpu|fast")])]
+    out = io.StringIO()
+    show_blocks("fairness audit", blocks, stream=out)
+    assert out.getvalue().splitlines() == [
+        "**fairness audit**",
+        "",
+        "- **torch:eager**",
+        "  - intra-op threads: 2",
+        f"  - env: {long}",
+        "- **keras-jax:jit**",
+        "  - xla: cpu\\|fast",
+        "",
+    ]
+    shown = io.StringIO()
+    show_blocks("fairness audit", blocks, stream=shown, markdown=False)
+    assert f"    env: {long}" in shown.getvalue().splitlines() and "**" not in shown.getvalue()
 
 
 def test_compare_json_is_a_versioned_document(tmp_path: Path) -> None:
