@@ -19,6 +19,7 @@ from cvae_bench.cli_click import ExistingPath, click_options, declared_names
 from cvae_bench.cli_output import json_document, show_blocks, show_table
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.core.events import (
+    Diverged,
     Evaluated,
     Event,
     Measured,
@@ -26,7 +27,6 @@ from cvae_bench.core.events import (
     Stage,
     TrainProgress,
     TrainStart,
-    read_event,
 )
 from cvae_bench.data.evaluate_command import EvaluateCommand
 from cvae_bench.data.specs import DataChoice
@@ -244,7 +244,8 @@ def _after_work_options(function: F) -> F:
 
 
 class _RunDisplay:
-    """Rich progress for training events coming from a worker."""
+    """One training run's `Reporter` on the console while it trains: a rich progress bar (none with `quiet`)
+    and a line per evaluation; entered before the run and left after it (`ConsoleReporter.run`)."""
 
     def __init__(self, label: str, quiet: bool) -> None:
         self.label, self.quiet = label, quiet
@@ -267,12 +268,8 @@ class _RunDisplay:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
 
-    def __call__(self, wire: dict[str, Any]) -> None:
-        """A worker's event as it arrives (the wire format), read into its record."""
-        self.report(read_event(wire))
-
     def report(self, event: Event) -> None:
-        """Show one training event: the bar's start and progress, a line per evaluation."""
+        """Show one training event: the bar's start and progress, a line per evaluation, a divergence."""
         if isinstance(event, TrainStart):
             self.task = self.progress.add_task("train", total=event.total_steps, label=self.label, loss="-", rate="-")
         elif isinstance(event, TrainProgress) and self.task is not None:
@@ -285,11 +282,16 @@ class _RunDisplay:
                 f"val -ELBO {event.val_elbo:8.3f}  (KL {event.kl:.3f}, NLL {event.nll:.3f})  "
                 f"train {event.train_time_s:.1f} s"
             )
+        elif isinstance(event, Diverged) and not self.quiet:
+            self.progress.console.print(
+                f"{self.label}  diverged at step {event.step}: {escape(event.what)} = {escape(event.value)}"
+            )
 
 
 class ConsoleReporter:
-    """The console's `Reporter`: stages and measurements and progress on stderr (none with `quiet`), result
-    lines on stdout (stderr with `to_stderr`, when stdout holds a JSON document), warnings on stderr."""
+    """The console's `RunReporter`: stages and measurements and progress on stderr (none with `quiet`), result
+    lines on stdout (stderr with `to_stderr`, when stdout holds a JSON document), warnings on stderr, and a
+    progress bar per training run (`run`)."""
 
     def __init__(self, quiet: bool = False, to_stderr: bool = False) -> None:
         self.quiet, self.to_stderr = quiet, to_stderr
@@ -310,12 +312,12 @@ class ConsoleReporter:
         elif isinstance(event, Measured):
             err_console.print(f"[dim]  {escape(event.what)}: {event.median_s * 1e3:.3f} ms median[/dim]")
 
-    def wire(self, event: dict[str, Any]) -> None:
-        """An engine's or worker's event in the wire format, read into its record."""
-        self.report(read_event(event))
+    def run(self, label: str) -> _RunDisplay:
+        """The progress display of one training run, `label`, while it trains."""
+        return _RunDisplay(label, self.quiet)
 
     def progress(self, text: str) -> None:
-        """A progress line (a download, a verification, a stage of a load test)."""
+        """A progress line, for the commands whose work reports plain lines (data, export, loadtest)."""
         self.report(Message(text, "progress"))
 
 
@@ -343,13 +345,9 @@ def run(
         **declared,
     )
     # With --json, stdout holds the one document: the result lines go to stderr.
-    reporter = ConsoleReporter(quiet, to_stderr=as_json)
     done = run_command(
         cmd,
-        display=lambda label: _RunDisplay(label, quiet),
-        say=lambda line: reporter.report(Message(line)),
-        warn=lambda line: reporter.report(Message(line, "warning")),
-        progress=reporter.progress,
+        ConsoleReporter(quiet, to_stderr=as_json),
         exporter=onnx_commands if cmd.export_onnx else None,
     )
     outcome = done.matched
@@ -444,8 +442,7 @@ def bench(
     )
     command = BenchCommand(options=options, command="cvae-bench " + " ".join(sys.argv[1:]), **declared)
 
-    reporter = ConsoleReporter(quiet)
-    outcome = run_bench_command(command, reporter.wire, progress=reporter.progress)
+    outcome = run_bench_command(command, ConsoleReporter(quiet))
     if as_json:
         tables = [
             {"title": t.title, "headers": list(t.headers), "rows": [list(r) for r in t.rows]} for t in outcome.tables

@@ -111,15 +111,34 @@ def test_compare_leaves_out_the_a_a_twin(tmp_path: Path) -> None:
 
 
 def test_wire_events_become_records_and_unknown_ones_are_kept() -> None:
-    from cvae_bench.core.events import Evaluated, Measured, Other, Stage, TrainProgress, read_event
+    from cvae_bench.core.events import (
+        BandwidthMeasured,
+        CeilingMeasured,
+        Diverged,
+        Evaluated,
+        Measured,
+        Other,
+        Stage,
+        TrainProgress,
+        read_event,
+    )
 
     assert read_event({"type": "stage", "what": "bench matmul ceiling"}) == Stage("bench matmul ceiling")
     assert read_event({"type": "bench", "what": "x", "median_s": 0.5}) == Measured("x", 0.5)
     assert read_event({"type": "progress", "step": 3, "loss": 1.5, "steps_per_s": 10}) == TrainProgress(3, 1.5, 10.0)
     ev = {"type": "eval", "epoch": 1, "step": 9, "val_elbo": 240.0, "kl": 5.0, "nll": 235.0, "train_time_s": 2.0}
     assert isinstance(read_event(ev), Evaluated)
-    assert read_event({"type": "ceiling", "shape": "64x64"}) == Other("ceiling", {"shape": "64x64"})
+    ceiling = {"type": "ceiling", "shape": "64x784x512", "numpy": 1e-4}
+    assert read_event(ceiling) == CeilingMeasured("64x784x512", {"numpy": 1e-4})
+    stream = {"type": "ceiling", "bandwidth": "torch", "4096": 2e10}
+    assert read_event(stream) == BandwidthMeasured("torch", {"4096": 2e10})
+    diverged = {"type": "diverged", "step": 7, "what": "val -ELBO", "value": "nan"}
+    assert read_event(diverged) == Diverged(7, "val -ELBO", "nan")
+    assert read_event({"type": "novel", "x": [1]}) == Other("novel", {"x": [1]})  # unknown: kept whole
     assert read_event({"type": "eval", "epoch": "x"}) == Other("eval", {"epoch": "x"})  # incomplete: kept
+    assert read_event({"step": 3}) == Other("", {"step": 3})  # no type at all
+    assert read_event({"type": 5}) == Other("", {"type": 5})  # a type that is not a name stays a field
+    assert read_event("not a dict") == Other("", {"data": "not a dict"})
 
 
 def test_console_reporter_sends_each_kind_where_it_belongs() -> None:
@@ -139,3 +158,31 @@ def test_console_reporter_sends_each_kind_where_it_belongs() -> None:
     result = runner.invoke(show)
     assert result.stdout == "result line\n"
     assert result.stderr == "careful\nbeside a JSON document\n"
+
+
+def test_a_runs_display_hears_records_and_shows_evaluations_and_a_divergence() -> None:
+    from cvae_bench.cli import ConsoleReporter
+    from cvae_bench.core.events import Diverged, Evaluated, Event, Stage, TrainProgress, TrainStart
+
+    runner = CliRunner()
+    events: list[Event] = [
+        Stage("data load"),  # a worker's stage: the bar says nothing of it
+        TrainStart(total_steps=20),
+        TrainProgress(step=10, loss=180.0, steps_per_s=50.0),
+        Evaluated(epoch=1.0, step=20, val_elbo=150.25, kl=5.0, nll=145.25, train_time_s=0.4),
+        Diverged(step=20, what="val -ELBO", value="nan"),
+    ]
+
+    @click.command()
+    @click.option("--quiet", is_flag=True)
+    def show(quiet: bool) -> None:
+        with ConsoleReporter(quiet).run("torch seed 0") as run:
+            for event in events:
+                run.report(event)
+
+    shown = runner.invoke(show)
+    assert shown.exit_code == 0 and shown.stdout == ""
+    assert "torch seed 0  epoch   1.00  step     20  val -ELBO  150.250" in shown.stderr
+    assert "torch seed 0  diverged at step 20: val -ELBO = nan" in shown.stderr
+    assert "data load" not in shown.stderr
+    assert runner.invoke(show, ["--quiet"]).stderr == ""

@@ -14,10 +14,19 @@ import pytest
 
 from cvae_bench.backends import registry
 from cvae_bench.core.errors import BackendUnavailableError, DataError, WorkerError
+from cvae_bench.core.events import (
+    CeilingMeasured,
+    Collect,
+    Diverged,
+    Measured,
+    Other,
+    Stage,
+    TrainProgress,
+)
 from cvae_bench.models import DEFAULT_SPEC
 from cvae_bench.runtime.protocol import ProtocolError, check_answer, write_frame
 from cvae_bench.runtime.worker import RemoteBackend, Worker
-from tests.worker_jobs import chatty, die, hang, raise_other, raise_ours, silent_stage
+from tests.worker_jobs import WIRE_EVENTS, chatty, die, hang, raise_other, raise_ours, silent_stage, wire_events
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
@@ -43,10 +52,26 @@ def test_calls_return_numpy_results(remote: RemoteBackend) -> None:
 
 
 def test_events_stream_and_stdout_noise_is_harmless(remote: RemoteBackend) -> None:
-    seen: list[int] = []
-    assert remote.run_job(chatty, lambda e: seen.append(e["i"]), n=5) == 5
-    assert seen == [0, 1, 2, 3, 4]
+    seen = Collect()
+    assert remote.run_job(chatty, seen, n=5) == 5
+    assert seen.events == [Other("", {"i": i}) for i in range(5)]  # no type: kept whole, in order
     assert "noise 4" in remote.worker.stderr_path.read_text()
+
+
+def test_wire_events_become_records_at_the_edge_and_unknown_ones_arrive_whole(remote: RemoteBackend) -> None:
+    """The reporter of a job hears records only: each wire dict is read once, where its frame arrives; one this
+    version has no record for (or a half-formed one) arrives as `Other` with every field it carried."""
+    seen = Collect()
+    assert remote.run_job(wire_events, seen) == len(WIRE_EVENTS)
+    assert seen.events == [
+        Stage("first step"),
+        Measured("decode batch 64", 0.002),
+        CeilingMeasured("64x784x512", {"numpy": 1e-4, "torch": 8e-5}),
+        TrainProgress(100, 180.5, 900.0),
+        Diverged(7, "training loss", "nan"),
+        Other("novel", {"figures": {"a": [1, 2]}, "note": "from a newer worker"}),
+        Other("eval", {"epoch": 1.0}),
+    ]
 
 
 def test_our_errors_keep_their_type(remote: RemoteBackend) -> None:
@@ -82,9 +107,9 @@ def test_silence_after_a_stage_event_is_given_the_start_limit() -> None:
     # healthy worker hung there, while silence outside a stage still is (the test above).
     with Worker(registry.get("torch"), idle_timeout=1, start_timeout=300, extra_env=ENV) as worker:
         remote = RemoteBackend(worker, DEFAULT_SPEC, seed=0)
-        seen: list[Any] = []
-        assert remote.run_job(silent_stage, seen.append, seconds=3) == "done"
-        assert seen == [{"type": "stage", "what": "loading"}]
+        seen = Collect()
+        assert remote.run_job(silent_stage, seen, seconds=3) == "done"
+        assert seen.events == [Stage("loading")]
 
 
 def test_bad_device_is_a_clear_error() -> None:

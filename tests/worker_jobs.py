@@ -20,6 +20,25 @@ def chatty(backend: Any, emit: Any, n: int) -> int:
     return n
 
 
+#: What `wire_events` sends, in order: events the parent has records for, a novel one and one half-formed.
+WIRE_EVENTS: list[dict[str, Any]] = [
+    {"type": "stage", "what": "first step"},
+    {"type": "bench", "what": "decode batch 64", "median_s": 0.002},
+    {"type": "ceiling", "shape": "64x784x512", "numpy": 1e-4, "torch": 8e-5},
+    {"type": "progress", "step": 100, "epoch": 0.2, "loss": 180.5, "steps_per_s": 900.0},
+    {"type": "diverged", "step": 7, "what": "training loss", "value": "nan"},
+    {"type": "novel", "figures": {"a": [1, 2]}, "note": "from a newer worker"},
+    {"type": "eval", "epoch": 1.0},
+]
+
+
+def wire_events(backend: Any, emit: Any) -> int:
+    """Emits `WIRE_EVENTS` as they are (the wire format), then returns how many."""
+    for event in WIRE_EVENTS:
+        emit(event)
+    return len(WIRE_EVENTS)
+
+
 def die(backend: Any, emit: Any) -> None:
     """The worker is killed from inside, after a word on stderr."""
     print("about to be killed", file=sys.stderr, flush=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from cvae_bench.backends.selection import Selection, check_selections, parse_sel
 from cvae_bench.bench.calibration import calibrate, markdown
 from cvae_bench.bench.document import BenchDocument, build_document
 from cvae_bench.bench.groups import select
-from cvae_bench.bench.groups.base import BenchGroup, Event, ignore
+from cvae_bench.bench.groups.base import BenchGroup
 from cvae_bench.bench.options import BenchCommand
 from cvae_bench.bench.report import (
     ReportTable,
@@ -24,6 +23,7 @@ from cvae_bench.bench.report import (
 )
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.runner import run_bench, with_runs
+from cvae_bench.core.events import SILENT, Reporter, Stage, lines_to
 from cvae_bench.runtime.files import claim_output_folder, write_json, write_text
 
 
@@ -42,15 +42,13 @@ class BenchOutcome:
     calibration: list[str] | None = None
 
 
-def run_bench_command(
-    cmd: BenchCommand, on_event: Event = ignore, progress: Callable[[str], None] | None = None
-) -> BenchOutcome:
+def run_bench_command(cmd: BenchCommand, reporter: Reporter = SILENT) -> BenchOutcome:
     """Benchmark, write bench.json and bench.md, and return what to show.
 
     Args:
         cmd: the command's options.
-        on_event: progress events of the measurements.
-        progress: messages of the data set's download or verification.
+        reporter: hears the stages and measurements, and the data set's download or verification as
+            progress messages.
 
     Raises:
         CvaeBenchError: an unknown backend or group, a missing data set, a failed worker.
@@ -64,18 +62,18 @@ def run_bench_command(
     folder = Path(cmd.out_dir) if cmd.out_dir else default_run_dir("runs", "bench")
     with claim_output_folder(folder, cmd.force):
         if cmd.replicate <= 1:
-            return _bench_into(folder, selections, groups, cmd, on_event, progress)[0]
+            return _bench_into(folder, selections, groups, cmd, reporter)[0]
         outcomes = []
         ceiling: Roofline | None = None
         for k in range(1, cmd.replicate + 1):
-            on_event({"type": "stage", "what": f"replicate {k}/{cmd.replicate}"})
+            reporter.report(Stage(f"replicate {k}/{cmd.replicate}"))
             rep = folder / f"rep-{k:02d}"
             rep.mkdir(exist_ok=True)
             # Each replicate shuffles its own order: the same order every time would sample one schedule only.
             one = replace(cmd, options=replace(cmd.options, seed=cmd.options.seed + k - 1))
             # The matmul ceiling is the machine's, not the contestants': measured once, the later replicates
             # reuse it (it is a fifth of a short bench's wall time and no interval depends on it).
-            outcome, ceiling = _bench_into(rep, selections, groups, one, on_event, progress, ceiling)
+            outcome, ceiling = _bench_into(rep, selections, groups, one, reporter, ceiling)
             outcomes.append(outcome)
         docs = [BenchDocument.from_json(json.loads(o.json_path.read_text())) for o in outcomes]
         cal = calibrate(docs)
@@ -89,8 +87,7 @@ def _bench_into(
     selections: list[Selection],
     groups: list[BenchGroup[Any]],
     cmd: BenchCommand,
-    on_event: Event,
-    progress: Callable[[str], None] | None,
+    reporter: Reporter,
     ceiling: Roofline | None = None,
 ) -> tuple[BenchOutcome, Roofline]:
     """One bench into `folder`: its outcome, and the roofline it measured (or was given as `ceiling`)."""
@@ -99,9 +96,9 @@ def _bench_into(
 
     options = cmd.options
     if any(g.needs_data for g in groups) or cmd.with_runs:
-        ds = load_dataset(options.dataset, options.data_path, progress=progress)
+        ds = load_dataset(options.dataset, options.data_path, progress=lines_to(reporter))
         options = replace(options, data_path=str(ds.path))
-    run = run_bench(selections, options, on_event, ceiling)
+    run = run_bench(selections, options, reporter, ceiling)
     runs, source = None, None
     if cmd.runs_path:
         runs, source = load_comparison_rows(cmd.runs_path), cmd.runs_path
@@ -110,7 +107,7 @@ def _bench_into(
         pairs = list(
             dict.fromkeys((b.identity.backend, b.identity.mode) for b in run.backends if not b.twin and not b.reference)
         )
-        runs = with_runs(pairs, cmd.with_runs, options, folder / "runs", on_event, cmd.command)
+        runs = with_runs(pairs, cmd.with_runs, options, folder / "runs", reporter, cmd.command)
         source = str(folder / "runs" / "comparison.json")
     doc = build_document(run, cmd.command, runs, source)
     json_path, md_path = write_results(folder, doc)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvae_bench.bench.timing import Timing, calibrate, time_round
+from cvae_bench.core.events import Reporter
 from cvae_bench.core.records import Record
 from cvae_bench.core.replication import ONE_PROCESS, VarianceComponents, replicated_paired_ratio
 from cvae_bench.core.stats import Interval, paired_ratio
@@ -192,13 +193,14 @@ class Contestant:
     pauses: int = 0
     end: Any = None
 
-    def open(self, on_event: Callable[[dict[str, Any]], None] | None = None) -> Opened:
-        """Run the setup in the current host, and calibrate (first epoch) or warm up (later ones)."""
+    def open(self, reporter: Reporter | None = None) -> Opened:
+        """Run the setup in the current host, and calibrate (first epoch) or warm up (later ones); `reporter`
+        hears what the setup reports."""
         p = self.plan
         fixed = self.opened.iterations if self.opened is not None else None
         opened: Opened = self.host.run_job(
             open_job,
-            on_event,
+            reporter,
             key=p.key,
             setup=p.setup,
             min_time=p.min_time,
@@ -415,9 +417,10 @@ def remeasure_budget(rounds: int) -> int:
 
 
 def measure_alone(
-    host: Any, plans: Sequence[Plan], rounds: int, on_event: Any = None
+    host: Any, plans: Sequence[Plan], rounds: int, reporter: Reporter | None = None
 ) -> dict[str, tuple[Timing, Any, Any]]:
-    """Every plan's rounds in a row, one plan after the other, in the worker of `host`.
+    """Every plan's rounds in a row, one plan after the other, in the worker of `host` (`reporter` hears what
+    the setups report).
 
     Returns:
         key -> (the timing, the setup's record, what `finish` returned).
@@ -425,7 +428,7 @@ def measure_alone(
     out = {}
     for plan in plans:
         opened: Opened = host.run_job(
-            open_job, on_event, key=plan.key, setup=plan.setup, min_time=plan.min_time, setup_kwargs=plan.setup_kwargs
+            open_job, reporter, key=plan.key, setup=plan.setup, min_time=plan.min_time, setup_kwargs=plan.setup_kwargs
         )
         round_s = host.run_job(rounds_job, None, key=plan.key, rounds=rounds)
         end = host.run_job(close_job, None, key=plan.key)

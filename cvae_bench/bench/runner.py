@@ -23,7 +23,7 @@ from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.backends.selection import EVERY_MODE, Selection
 from cvae_bench.bench import memory as bench_memory
 from cvae_bench.bench.groups import BackendGroup, BenchGroup, StandaloneGroup, select
-from cvae_bench.bench.groups.base import BARE_WORKER, Event, ignore, start_worker
+from cvae_bench.bench.groups.base import BARE_WORKER, start_worker
 from cvae_bench.bench.groups.train_step import TrainStep, plain_loop_setup
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, BackendRun, BenchRun
@@ -50,6 +50,7 @@ from cvae_bench.bench.rounds import (
     worker_of,
 )
 from cvae_bench.core.errors import CvaeBenchError, WorkerError
+from cvae_bench.core.events import SILENT, Message, Reporter, Stage
 from cvae_bench.core.memory import ProcessMemory
 from cvae_bench.core.replication import variance_components
 from cvae_bench.core.tuning import UNTUNED, Tuning
@@ -61,11 +62,11 @@ from cvae_bench.runtime.worker import RemoteBackend, Worker
 from cvae_bench.training.records import ComparisonRow
 
 
-def measure_ceiling(options: BenchOptions, on_event: Event = ignore) -> Roofline:
+def measure_ceiling(options: BenchOptions, reporter: Reporter = SILENT) -> Roofline:
     """The matmul ceiling at every GEMM shape the chosen groups need, one worker per library."""
     workloads = [w for group in select(options.groups) for w in group.workloads(options)]
     shapes = needed_shapes(workloads)
-    on_event({"type": "stage", "what": f"matmul ceiling ({len(shapes)} shapes)"})
+    reporter.report(Stage(f"matmul ceiling ({len(shapes)} shapes)"))
     ceiling = Ceiling()
     # One worker per library: a pool of spinning threads left by one (OpenBLAS, onnxruntime) slows the
     # next one's (torch's OpenMP) by orders of magnitude on a small machine.
@@ -73,7 +74,7 @@ def measure_ceiling(options: BenchOptions, on_event: Event = ignore) -> Roofline
         with start_worker(BARE_WORKER, options) as w:
             part = w.run_job(
                 ceiling_job,
-                on_event,
+                reporter,
                 shapes=shapes,
                 rounds=options.ceiling_rounds,
                 min_time=options.ceiling_min_time,
@@ -144,7 +145,7 @@ def _open_epoch(
     stack: ExitStack,
     slots: list[_Slot],
     options: BenchOptions,
-    on_event: Event,
+    reporter: Reporter,
     rng: random.Random,
     by_label: dict[str, Contestant],
     first_hosts: dict[int, RemoteBackend | Worker],
@@ -166,7 +167,7 @@ def _open_epoch(
         identity = _identity(slot, host)
         contestants = [_contestant(by_label, f"{identity.label} {p.key}", host, p) for p in slot.plans]
         for c in contestants:
-            c.open(on_event)
+            c.open(reporter)
         worker_of(host).pause()
         members[i] = _Member(identity, host, contestants, slot.twin, slot.reference is not None)
     return [members[i] for i in range(len(slots))], start_s  # opened in a random order, listed in the slots
@@ -241,7 +242,7 @@ def measure_backends(
     groups: Sequence[BackendGroup[Any]],
     options: BenchOptions,
     sentinel: Sentinel | None,
-    on_event: Event = ignore,
+    reporter: Reporter = SILENT,
     waited: WaitedQuiet | None = None,
     standalone: Sequence[StandaloneGroup[Any]] = (),
 ) -> tuple[list[BackendRun], RoundsSummary]:
@@ -268,11 +269,11 @@ def measure_backends(
         names = {g.name for g in groups}
         for group in standalone:
             try:
-                for ref in group.references(options, names, outer, on_event):
+                for ref in group.references(options, names, outer, reporter):
                     first_hosts[len(slots)] = ref.host
                     slots.append(_Slot(ref.info, None, UNTUNED, tuple(ref.plans), reference=ref.identity))
             except CvaeBenchError as exc:  # a reference row is a comparison, not the measurement: report, go on
-                on_event({"type": "stage", "what": f"no reference row from {group.name}: {str(exc).splitlines()[0]}"})
+                reporter.report(Stage(f"no reference row from {group.name}: {str(exc).splitlines()[0]}"))
         t_start += time.monotonic() - t0
         schedule: Schedule | None = None
         remeasured = 0
@@ -300,9 +301,9 @@ def measure_backends(
                     break  # busy: verdicts withheld below
             with ExitStack() as stack:
                 t0 = time.monotonic()
-                on_event({"type": "stage", "what": f"epoch {epoch + 1}: starting {len(slots)} workers"})
+                reporter.report(Stage(f"epoch {epoch + 1}: starting {len(slots)} workers"))
                 members, start_s = _open_epoch(
-                    stack, slots, options, on_event, rng, by_label, first_hosts if epoch == 0 else {}
+                    stack, slots, options, reporter, rng, by_label, first_hosts if epoch == 0 else {}
                 )
                 t_start += start_s
                 t_open += time.monotonic() - t0 - start_s
@@ -310,11 +311,8 @@ def measure_backends(
                     schedule = Schedule(list(by_label.values()), sentinel, options.seed)
                 schedule.begin_epoch(epoch, {c.label: c.host for m in members for c in m.contestants})
                 t0 = time.monotonic()
-                on_event(
-                    {
-                        "type": "stage",
-                        "what": f"epoch {epoch + 1}: {len(schedule.contestants)} entries, {options.rounds} sweeps",
-                    }
+                reporter.report(
+                    Stage(f"epoch {epoch + 1}: {len(schedule.contestants)} entries, {options.rounds} sweeps")
                 )
                 for _ in range(options.rounds):
                     schedule.sweep()
@@ -323,7 +321,7 @@ def measure_backends(
                 while extra < budget and schedule.clean_in_epoch(epoch) < options.rounds:
                     if not schedule.contended_sweeps():
                         break
-                    on_event({"type": "stage", "what": f"re-measuring a contended sweep ({extra + 1}/{budget})"})
+                    reporter.report(Stage(f"re-measuring a contended sweep ({extra + 1}/{budget})"))
                     schedule.sweep()
                     extra += 1
                 remeasured += extra
@@ -337,13 +335,13 @@ def measure_backends(
                     reports.setdefault(m.identity.label, []).append(bench_memory.report(m.backend))
                     if epoch == 0 and isinstance(m.backend, RemoteBackend) and not m.twin:
                         profiled[m.identity.label] = {
-                            g.name: g.measure(m.backend, options, on_event) for g in groups if not g.plans(options)
+                            g.name: g.measure(m.backend, options, reporter) for g in groups if not g.plans(options)
                         }
                 if epoch == 0:
                     for host in first_hosts.values():
                         worker_of(host).close()  # its successors are fresh workers, started like the others
                 if epoch in _dropped(schedule, options):
-                    on_event({"type": "stage", "what": f"epoch {epoch + 1} overlapped foreign load: run again"})
+                    reporter.report(Stage(f"epoch {epoch + 1} overlapped foreign load: run again"))
                 t_close += time.monotonic() - t0
             epoch += 1
         assert schedule is not None
@@ -425,7 +423,10 @@ def _standalone_groups(groups: Sequence[BenchGroup[Any]]) -> list[StandaloneGrou
 
 
 def run_bench(
-    selections: Sequence[Selection], options: BenchOptions, on_event: Event = ignore, ceiling: Roofline | None = None
+    selections: Sequence[Selection],
+    options: BenchOptions,
+    reporter: Reporter = SILENT,
+    ceiling: Roofline | None = None,
 ) -> BenchRun:
     """Measure every selected backend and mode in interleaved sweeps, the standalone groups, and the roofline
     (`ceiling`: a roofline this machine measured before for the same options, reused instead).
@@ -438,22 +439,22 @@ def run_bench(
     load_before = machine_load()
     waited = None
     if options.wait_quiet > 0:
-        on_event({"type": "stage", "what": f"waiting up to {options.wait_quiet:.0f} s for a quiet machine"})
+        reporter.report(Stage(f"waiting up to {options.wait_quiet:.0f} s for a quiet machine"))
         quiet, secs = wait_quiet(options.wait_quiet)
         waited = WaitedQuiet(allowed_s=options.wait_quiet, waited_s=round(secs, 1), quiet=quiet)
         if not quiet:
-            on_event({"type": "stage", "what": f"the machine stayed busy for {secs:.0f} s; timing anyway"})
+            reporter.report(Stage(f"the machine stayed busy for {secs:.0f} s; timing anyway"))
     with Sentinel() as sentinel:
-        roofline = ceiling if ceiling is not None else measure_ceiling(options, on_event)
+        roofline = ceiling if ceiling is not None else measure_ceiling(options, reporter)
         backends: list[BackendRun] = []
         rounds = None
         per_backend = _backend_groups(groups)
         if per_backend and selections:
             backends, rounds = measure_backends(
-                selections, per_backend, options, sentinel, on_event, waited, _standalone_groups(groups)
+                selections, per_backend, options, sentinel, reporter, waited, _standalone_groups(groups)
             )
         identities = [b.identity for b in backends if not b.twin and not b.reference]
-        standalone = {g.name: g.measure(options, identities, on_event) for g in _standalone_groups(groups)}
+        standalone = {g.name: g.measure(options, identities, reporter) for g in _standalone_groups(groups)}
     return BenchRun(
         started=started,
         options=options.to_dict(),
@@ -472,7 +473,7 @@ def with_runs(
     repeats: int,
     options: BenchOptions,
     folder: Path,
-    on_event: Event,
+    reporter: Reporter,
     command: str,
 ) -> list[ComparisonRow]:
     """Train every (backend, mode) `repeats` times to the default target, in sequence; returns the rows.
@@ -501,13 +502,13 @@ def with_runs(
             done = finished_result(cell)
             if done is not None:
                 remove_checkpoint(cell)  # a run killed between its result.json and this removal
-                on_event({"type": "stage", "what": f"{what}: finished before, kept"})
+                reporter.report(Stage(f"{what}: finished before, kept"))
                 results.append(done)
                 continue
-            on_event({"type": "stage", "what": what})
+            reporter.report(Stage(what))
             run_opts = replace(base, mode=mode, config=TrainConfig(seed=seed))
             try:
                 results.append(run_backend(registry.get(name), run_opts, cell, resume=True))
             except WorkerError as exc:  # a run that crashes is reported; the others go on
-                on_event({"type": "stage", "what": f"error: {name}:{mode} seed {seed} failed: {exc}"})
+                reporter.report(Message(f"error: {name}:{mode} seed {seed} failed: {exc}", "warning"))
     return write_comparison(folder, results, command) if results else []

@@ -1,13 +1,18 @@
 """What a command tells its user while it works: typed event records, and the one `Reporter` that hears them.
 
-Workers and the bench engine send events as JSON objects (`{"type": "eval", ...}`: the worker protocol's wire
-format). `read_event` turns one into its record once, at the edge, so that what shows them (the console, a
-log, a test) matches on types rather than on string keys, and says everything through one method.
+In-process layers (the bench engine, matched training runs, the command bodies) send records. Workers send
+events as plain dicts (`{"type": "eval", ...}`: the worker protocol's wire format, across the process
+boundary); `read_event` turns each into its record once, at the edge where the worker's frame arrives
+(`runtime.worker.Worker.request`), so that what shows them (the console, a log, a test) matches on types
+rather than on string keys, and hears everything through one method.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 
@@ -24,6 +29,22 @@ class Measured:
 
     what: str
     median_s: float
+
+
+@dataclass(frozen=True)
+class CeilingMeasured:
+    """The matmul ceiling at one GEMM shape (`m×k×n`): the fastest seconds per product, by library."""
+
+    shape: str
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BandwidthMeasured:
+    """One library's memory bandwidth: bytes per second, by working-set size in bytes."""
+
+    library: str
+    bytes_per_s: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,15 @@ class Evaluated:
 
 
 @dataclass(frozen=True)
+class Diverged:
+    """A training run diverged at `step`: `what` (the loss, val −ELBO, a weight) reached `value`; it stops."""
+
+    step: int
+    what: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Message:
     """A line for the user: `info` (a result line), `progress` (what is being done), `warning`."""
 
@@ -64,13 +94,30 @@ class Message:
 
 @dataclass(frozen=True)
 class Other:
-    """An event this version does not show (a ceiling measured, a divergence recorded): kept, not lost."""
+    """A wire event this version has no record for (or an incomplete one): kept whole, not lost.
+
+    `type` is the event's `type` ("" when it had none); `fields` everything else it carried.
+    """
 
     type: str
     fields: dict[str, Any]
 
 
-Event = Stage | Measured | TrainStart | TrainProgress | Evaluated | Message | Other
+Event = (
+    Stage
+    | Measured
+    | CeilingMeasured
+    | BandwidthMeasured
+    | TrainStart
+    | TrainProgress
+    | Evaluated
+    | Diverged
+    | Message
+    | Other
+)
+
+#: What a worker job sends its events through (`job(backend, emit, **kwargs)`): the wire format, a dict.
+Emit = Callable[[dict[str, Any]], None]
 
 
 class Reporter(Protocol):
@@ -80,14 +127,68 @@ class Reporter(Protocol):
         """Show (or keep) one event."""
 
 
-def read_event(wire: dict[str, Any]) -> Event:
-    """The record of one wire event (`{"type": ..., ...}`); an unknown or incomplete one becomes `Other`."""
-    kind = str(wire.get("type"))
+class RunReporter(Reporter, Protocol):
+    """A `Reporter` for matched training runs: its lines, and a display of each run's own events."""
+
+    def run(self, label: str) -> AbstractContextManager[Reporter]:
+        """The reporter of one run's events (`TrainStart`, `TrainProgress`, `Evaluated`, ...) while it trains
+        (the console's progress bar, entered before the run and left after it, however it ends)."""
+        ...
+
+
+class Silent:
+    """A `RunReporter` that drops every event: the default of callers that show nothing."""
+
+    def report(self, event: Event) -> None:
+        """Drop `event`."""
+
+    def run(self, label: str) -> AbstractContextManager[Reporter]:
+        """Itself: a run's events are dropped too."""
+        return contextlib.nullcontext(self)
+
+
+#: The one `Silent` reporter (it holds nothing).
+SILENT = Silent()
+
+
+@dataclass
+class Collect:
+    """A `RunReporter` that keeps every event in order, each run's included (a test's, a notebook's)."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def report(self, event: Event) -> None:
+        """Keep `event`."""
+        self.events.append(event)
+
+    def run(self, label: str) -> AbstractContextManager[Reporter]:
+        """Itself: a run's events join the others."""
+        return contextlib.nullcontext(self)
+
+
+def lines_to(reporter: Reporter, level: Literal["info", "progress", "warning"] = "progress") -> Callable[[str], None]:
+    """A callback for an API that reports plain lines (the data set's download): each one a `Message` of `level`."""
+
+    def line(text: str) -> None:
+        reporter.report(Message(text, level))
+
+    return line
+
+
+def read_event(wire: Any) -> Event:
+    """The record of one wire event (`{"type": ..., ...}`); an unknown or incomplete one becomes `Other`, whole."""
+    if not isinstance(wire, dict):
+        return Other("", {"data": wire})
+    kind = wire.get("type")
     try:
         if kind == "stage":
-            return Stage(str(wire["what"]))
+            return Stage(str(wire.get("what", "")))
         if kind == "bench" and "median_s" in wire:
             return Measured(str(wire["what"]), float(wire["median_s"]))
+        if kind == "ceiling" and "shape" in wire:
+            return CeilingMeasured(str(wire["shape"]), _figures(wire, "shape"))
+        if kind == "ceiling" and "bandwidth" in wire:
+            return BandwidthMeasured(str(wire["bandwidth"]), _figures(wire, "bandwidth"))
         if kind == "start":
             return TrainStart(int(wire["total_steps"]))
         if kind == "progress":
@@ -101,6 +202,15 @@ def read_event(wire: dict[str, Any]) -> Event:
                 float(wire["nll"]),
                 float(wire["train_time_s"]),
             )
+        if kind == "diverged":
+            return Diverged(int(wire["step"]), str(wire["what"]), str(wire["value"]))
     except (KeyError, TypeError, ValueError):
         pass
+    if not isinstance(kind, str):  # no type, or one that is not a name: kept among the fields
+        return Other("", dict(wire))
     return Other(kind, {k: v for k, v in wire.items() if k != "type"})
+
+
+def _figures(wire: dict[str, Any], name: str) -> dict[str, float]:
+    """Every field but `type` and `name`, as numbers (raises ValueError or TypeError on one that is not)."""
+    return {str(k): float(v) for k, v in wire.items() if k not in ("type", name)}

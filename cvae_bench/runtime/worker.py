@@ -10,10 +10,11 @@ frames of an 8-byte big-endian length followed by a pickle. The parent sends req
 - ``{"op": "run", "job", "kwargs"}`` → ``job(backend, emit, **kwargs)``: a job is a module-level function,
   sent as the function object itself (pickle carries it by reference, module and name), so that a rename
   fails in mypy rather than in a worker. It runs next to the backend and may ``emit(event)`` progress
-  frames while it works; sent before any ``create``, the job gets ``backend=None`` (measurements that need
-  a clean process but no model: the matmul ceiling, onnxruntime sessions). Before work that sends
-  nothing for a while (a data load, a check, an evaluation) a job emits ``{"type": "stage", "what"}``: the
-  parent then allows the longer start limit of silence until the next frame;
+  frames while it works (a dict, the wire format; the parent reads each into its `core.events` record);
+  sent before any ``create``, the job gets ``backend=None`` (measurements that need a clean process but no
+  model: the matmul ceiling, onnxruntime sessions). Before work that sends nothing for a while (a data
+  load, a check, an evaluation) a job emits ``{"type": "stage", "what"}``: the parent then allows the
+  longer start limit of silence until the next frame;
 - ``{"op": "exit"}``.
 
 The worker answers each request with any number of ``{"kind": "event", "data"}`` frames followed by one
@@ -55,6 +56,7 @@ from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core import errors
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import WorkerError
+from cvae_bench.core.events import Reporter, Stage, read_event
 from cvae_bench.core.tuning import apply_in_process
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime import signals
@@ -187,14 +189,15 @@ class Worker:
             f"worker for backend {self.info.name!r} {what} (exit code {code}){detail} [full log: {self.stderr_path}]"
         )
 
-    def request(
-        self, req: dict[str, Any], on_event: Callable[[Any], None] | None = None, timeout: float | None = None
-    ) -> Any:
-        """Send one request and wait for its result, passing events to `on_event`.
+    def request(self, req: dict[str, Any], reporter: Reporter | None = None, timeout: float | None = None) -> Any:
+        """Send one request and wait for its result, passing its events to `reporter`.
 
-        `timeout` (default `idle_timeout`) is the longest silence allowed between two frames; after an event
-        `{"type": "stage", ...}`, which a job sends before work that reports nothing while it runs, the
-        silence allowed until the next frame is `start_timeout` (if longer).
+        This is the edge of the worker protocol: each event frame (a dict, the wire format) is read into its
+        `core.events` record here, once (`read_event`; one this version does not know arrives as `Other`).
+
+        `timeout` (default `idle_timeout`) is the longest silence allowed between two frames; after a `Stage`
+        event, which a job sends before work that reports nothing while it runs, the silence allowed until
+        the next frame is `start_timeout` (if longer).
 
         Raises:
             WorkerError: the worker died, hung, or failed with a non-cvae-bench exception.
@@ -229,9 +232,10 @@ class Worker:
                 # Silence is judged only where the worker can speak: a stage event announces work that
                 # reports nothing until it ends (a data load, a recipe check, an evaluation, a first step
                 # that compiles), which is given the start limit, as building the backend is.
-                limit = max(base, self.start_timeout) if _is_stage(payload) else base
-                if on_event is not None:
-                    on_event(payload)
+                event = read_event(payload)
+                limit = max(base, self.start_timeout) if isinstance(event, Stage) else base
+                if reporter is not None:
+                    reporter.report(event)
             elif kind == "result":
                 return payload
             else:
@@ -244,18 +248,18 @@ class Worker:
                     f"{payload['message']} [traceback in {self.stderr_path}]"
                 )
 
-    def run_job(self, job: Callable[..., T], on_event: Callable[[Any], None] | None = None, **kwargs: Any) -> T:
+    def run_job(self, job: Callable[..., T], reporter: Reporter | None = None, **kwargs: Any) -> T:
         """Run `job(backend, emit, **kwargs)` in the worker and return what it returns.
 
         Args:
             job: a module-level function importable in the worker; `backend` is the worker's backend, or
                 None before any `create`.
-            on_event: called in this process with every event the job emits.
+            reporter: hears, in this process, the record of every event the job emits (None: dropped).
             kwargs: the job's keyword arguments (pickled).
         """
         if getattr(job, "__qualname__", "").count("<") or not getattr(job, "__module__", None):
             raise WorkerError(f"worker job {job!r} must be a module-level function")
-        value: T = self.request({"op": "run", "job": job, "kwargs": kwargs}, on_event)
+        value: T = self.request({"op": "run", "job": job, "kwargs": kwargs}, reporter)
         return value
 
     def pause(self) -> None:
@@ -339,9 +343,9 @@ class RemoteBackend:
         self.device: str = self.info["device"]
         self.mode: str = self.info["mode"]
 
-    def run_job(self, job: Callable[..., T], on_event: Callable[[Any], None] | None = None, **kwargs: Any) -> T:
+    def run_job(self, job: Callable[..., T], reporter: Reporter | None = None, **kwargs: Any) -> T:
         """Run `job(backend, emit, **kwargs)` next to the backend in the worker; see `Worker.run_job`."""
-        return self.worker.run_job(job, on_event, **kwargs)
+        return self.worker.run_job(job, reporter, **kwargs)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
@@ -351,10 +355,6 @@ class RemoteBackend:
             return self.worker.request({"op": "call", "method": method, "args": args, "kwargs": kwargs})
 
         return call
-
-
-def _is_stage(event: Any) -> bool:
-    return isinstance(event, dict) and event.get("type") == "stage"
 
 
 def _request_name(req: dict[str, Any]) -> str:
@@ -372,7 +372,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
     memory.mark(memory.START)  # the worker code alone: the baseline a framework's share is read against
     backend: Any = None
 
-    def emit(event: Any) -> None:
+    def emit(event: dict[str, Any]) -> None:
         write_frame(out, {"kind": "event", "data": event})
 
     while True:

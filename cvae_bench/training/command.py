@@ -6,19 +6,20 @@ runs exactly what `cvae-bench run` runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, MAX_SEED
 from cvae_bench.core.errors import UsageError
+from cvae_bench.core.events import RunReporter, lines_to
 from cvae_bench.core.options import device_option, force_option, option, out_option, worker_timeout_option
 from cvae_bench.data.specs import data_option, dataset_option, val_subset_option
 
 if TYPE_CHECKING:  # the command line imports this module for the record: it stays light
     from cvae_bench.backends.registry import BackendInfo
-    from cvae_bench.training.matched import DisplayFactory, MatchedOutcome
+    from cvae_bench.training.matched import MatchedOutcome
     from cvae_bench.training.run import RunOptions
 
 
@@ -112,21 +113,13 @@ class Exporter(Protocol):
         ...
 
 
-def run_command(
-    cmd: RunCommand,
-    display: DisplayFactory,
-    say: Callable[[str], None],
-    warn: Callable[[str], None],
-    progress: Callable[[str], None] | None = None,
-    exporter: Exporter | None = None,
-) -> RunCommandOutcome:
+def run_command(cmd: RunCommand, reporter: RunReporter, exporter: Exporter | None = None) -> RunCommandOutcome:
     """Check every option (and probe the device) before any work, then train or resume the runs.
 
     Args:
         cmd: the command's options.
-        display: makes the progress display of one run from its label.
-        say, warn: a run's summary line; a warning.
-        progress: messages of the data set's download or verification.
+        reporter: hears each run's summary line and warnings, the data set's download or verification (as
+            progress messages), and each run's own events through `reporter.run(label)`.
         exporter: the ONNX export, needed with `cmd.export_onnx`.
 
     Raises:
@@ -137,7 +130,7 @@ def run_command(
     from cvae_bench.core import checks
     from cvae_bench.data.loading import load_dataset
     from cvae_bench.data.specs import check_subsets
-    from cvae_bench.training.matched import default_folder, resume_matched, run_matched
+    from cvae_bench.training.matched import MatchedRuns, default_folder, resume_matched, run_matched
 
     if (cmd.backends is None) == (cmd.resume is None):
         raise UsageError("give --backend NAME to start runs, or --resume FOLDER to finish interrupted ones")
@@ -154,7 +147,7 @@ def run_command(
 
     after_run = export_after if cmd.export_onnx else None
     if cmd.resume is not None:
-        outcome = resume_matched(Path(cmd.resume), display, say, warn, after_run)
+        outcome = resume_matched(Path(cmd.resume), reporter, after_run=after_run)
         target = cmd.target
         if outcome.results and outcome.results[0].outcome.target is not None:
             target = outcome.results[0].outcome.target
@@ -171,11 +164,12 @@ def run_command(
     check_selections(selections, device)
     if exporter is not None and cmd.export_onnx:
         exporter.require_export([s.info for s in selections], device)
-    folder = Path(cmd.out_dir) if cmd.out_dir else default_folder(selections, cmd.repeats)
     # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
-    data_path = str(load_dataset(cmd.dataset, cmd.data_path, progress=progress).path)
+    data_path = str(load_dataset(cmd.dataset, cmd.data_path, progress=lines_to(reporter)).path)
     base = run_options(replace(cmd, device=device, data_path=data_path))
-    outcome = run_matched(selections, base, cmd.repeats, folder, cmd.command, display, say, warn, after_run, cmd.force)
+    runs = MatchedRuns(tuple(selections), base, cmd.repeats, cmd.command)
+    folder = Path(cmd.out_dir) if cmd.out_dir else default_folder(runs)
+    outcome = run_matched(runs, folder, reporter, after_run=after_run, force=cmd.force)
     title = f"matched runs: val -ELBO <= {cmd.target}" if cmd.epochs is None else f"{cmd.epochs} epochs"
     return RunCommandOutcome(outcome, title)
 

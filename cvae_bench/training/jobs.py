@@ -10,12 +10,13 @@ import numpy as np
 
 from cvae_bench.backends.base import Backend
 from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.events import Emit
 from cvae_bench.data.loading import load_arrays
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.runtime.machine import environment
 from cvae_bench.training.checkpoint import Checkpoint
-from cvae_bench.training.loop import EventSink, TrainConfig, train
+from cvae_bench.training.loop import TrainConfig, train
 from cvae_bench.training.recipe import check_recipe
 from cvae_bench.training.records import DataUsed, TrainOutcome
 
@@ -32,7 +33,7 @@ class TrainJobResult:
 
 def train_job(
     backend: Backend,
-    emit: EventSink,
+    emit: Emit,
     *,
     config: TrainConfig,
     dataset: str = DEFAULT_DATASET,

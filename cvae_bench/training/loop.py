@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,12 @@ from numpy.typing import NDArray
 
 from cvae_bench.backends.base import Backend
 from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET
+from cvae_bench.core.events import Emit
 from cvae_bench.models.evaluator import Evaluator
 from cvae_bench.training.audit import Auditor
 from cvae_bench.training.checkpoint import Checkpoint, LoopState, Progress, save_checkpoint, write_progress
 from cvae_bench.training.divergence import blown_weights
 from cvae_bench.training.records import Divergence, EvalPoint, FinalEval, TrainOutcome
-
-Event = dict[str, Any]
-EventSink = Callable[[Event], None]
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ class TrainConfig:
         return asdict(self)
 
 
-def _noop(_: Event) -> None:
+def _noop(_: dict[str, Any]) -> None:
     pass
 
 
@@ -66,7 +63,7 @@ def train(
     y_train: NDArray[np.float32],
     evaluator: Evaluator,
     config: TrainConfig,
-    on_event: EventSink = _noop,
+    emit: Emit = _noop,
     checkpoint_to: Path | None = None,
     resume: Checkpoint | None = None,
 ) -> TrainOutcome:
@@ -98,7 +95,7 @@ def train(
     total_steps = epochs * steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
     rng = np.random.default_rng(config.seed)
-    on_event({"type": "stage", "what": "loading the data into the backend"})  # silent: see runtime.worker
+    emit({"type": "stage", "what": "loading the data into the backend"})  # silent: see runtime.worker
     auditor = None
     if config.audit:
         auditor = Auditor(backend, x_train, y_train, config.seed, state=resume.loop.audit if resume else None)
@@ -109,7 +106,7 @@ def train(
     backend.load_train_data(x_train, y_train)
     backend.synchronize()
     load_s = time.perf_counter() - t_load
-    on_event(
+    emit(
         {
             "type": "start",
             "steps_per_epoch": steps_per_epoch,
@@ -138,7 +135,7 @@ def train(
             backend.set_order(order)  # resumed in the middle of an epoch
             if auditor is not None:
                 auditor.start_epoch(step // steps_per_epoch, order)
-    on_event({"type": "stage", "what": "first step"})  # may compile, silently: see runtime.worker
+    emit({"type": "stage", "what": "first step"})  # may compile, silently: see runtime.worker
     chunk = _Chunk()
     while step < total_steps and reached_at is None and divergence is None:
         index = step % steps_per_epoch
@@ -167,7 +164,7 @@ def train(
                     auditor.check_first_noise()
             elif chunk.timed_steps:
                 chunk_ms.append(1e3 * chunk.timed_s / chunk.timed_steps)
-            on_event(
+            emit(
                 {
                     "type": "progress",
                     "step": step,
@@ -182,7 +179,7 @@ def train(
                 divergence = Divergence(step=step, what="training loss", value=str(loss))
                 at_eval = True  # evaluate once more, so that the history shows where it ended
             if at_eval:
-                on_event({"type": "stage", "what": "evaluation"})  # silent: see runtime.worker
+                emit({"type": "stage", "what": "evaluation"})  # silent: see runtime.worker
                 t_eval = time.perf_counter()
                 ev = evaluator(backend)
                 weights = backend.get_weights()  # held to a bound (`training.divergence`), and checkpointed
@@ -203,10 +200,10 @@ def train(
                     divergence = divergence or Divergence(step=step, what="val -ELBO", value=str(ev.val_elbo))
                 else:
                     history.append(point)
-                    on_event({"type": "eval", **point.to_json()})
+                    emit({"type": "eval", **point.to_json()})
                     divergence = divergence or blown_weights(weights, backend.spec, step)
                 if divergence is not None:
-                    on_event({"type": "diverged", **divergence.to_json()})
+                    emit({"type": "diverged", **divergence.to_json()})
                 elif target is not None and ev.val_elbo <= target:
                     reached_at = point
                 elif checkpoint_to is not None and step < total_steps:

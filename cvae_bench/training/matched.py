@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from cvae_bench.backends import registry
 from cvae_bench.backends.selection import Selection
 from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.events import Message, RunReporter
 from cvae_bench.core.records import Record
 from cvae_bench.runtime.files import claim_output_folder, file_sha256, write_json
 from cvae_bench.training.checkpoint import remove_checkpoint
@@ -26,10 +26,24 @@ from cvae_bench.training.run import (
     summary_line,
 )
 
-#: Makes the progress display of one run, given its label; it receives the run's events.
-DisplayFactory = Callable[[str], AbstractContextManager[Callable[[dict[str, Any]], None]]]
 #: Called after each run with its result folder (e.g. to export the decoder), returns lines to print.
 AfterRun = Callable[[Selection, RunResult, Path], list[str]]
+
+
+@dataclass(frozen=True)
+class MatchedRuns:
+    """What a matched comparison runs: every selection `repeats` times with `options`, the seeds counting up
+    from `options.config.seed`; `command` is recorded in plan.json and in the comparison."""
+
+    selections: tuple[Selection, ...]
+    options: RunOptions
+    repeats: int = 1
+    command: str = "cvae-bench run"
+
+    @property
+    def single(self) -> bool:
+        """Whether it is one run (into the folder itself) rather than a comparison (one sub-folder per run)."""
+        return len(self.selections) == 1 and self.repeats == 1
 
 
 @dataclass(frozen=True)
@@ -52,14 +66,15 @@ class RunPlan(Record):
     command: str
 
     @classmethod
-    def make(cls, selections: Sequence[Selection], repeats: int, options: RunOptions, command: str) -> RunPlan:
+    def make(cls, runs: MatchedRuns) -> RunPlan:
         """The plan of a command."""
-        pairs = [[s.info.name, s.mode or ""] for s in selections]
-        return cls(backends=pairs, repeats=repeats, options=options_to_json(options), command=command)
+        pairs = [[s.info.name, s.mode or ""] for s in runs.selections]
+        return cls(backends=pairs, repeats=runs.repeats, options=options_to_json(runs.options), command=runs.command)
 
-    def selections(self) -> list[Selection]:
-        """The plan's backends, looked up in this machine's registry."""
-        return [Selection(registry.get(name), mode or None) for name, mode in self.backends]
+    def runs(self) -> MatchedRuns:
+        """The runs it plans, its backends looked up in this machine's registry."""
+        selections = tuple(Selection(registry.get(name), mode or None) for name, mode in self.backends)
+        return MatchedRuns(selections, options_from_json(self.options), self.repeats, self.command)
 
 
 PLAN_FILE = "plan.json"
@@ -89,43 +104,39 @@ class MatchedOutcome:
     failures: list[str] = field(default_factory=list)
 
 
-def plan_cells(selections: Sequence[Selection], repeats: int, seed: int, folder: Path) -> list[Cell]:
+def plan_cells(runs: MatchedRuns, folder: Path) -> list[Cell]:
     """The runs to make, in order; one run goes straight into `folder`, several into sub-folders."""
-    single = len(selections) == 1 and repeats == 1
+    single, seed = runs.single, runs.options.config.seed
     cells = []
-    for sel in selections:
-        for r in range(repeats):
+    for sel in runs.selections:
+        for r in range(runs.repeats):
             sub = folder if single else folder / f"{sel.info.name}{'-' + sel.mode if sel.mode else ''}-seed{seed + r}"
             label = sel.info.name + ("" if single else f" seed {seed + r}")
             cells.append(Cell(sel, seed + r, sub, label))
     return cells
 
 
-def default_folder(selections: Sequence[Selection], repeats: int) -> Path:
+def default_folder(runs: MatchedRuns) -> Path:
     """runs/<backend>-<timestamp> for one run, runs/compare-<timestamp> for several."""
-    single = len(selections) == 1 and repeats == 1
-    return default_run_dir("runs", selections[0].info.name if single else "compare")
+    return default_run_dir("runs", runs.selections[0].info.name if runs.single else "compare")
 
 
 def run_matched(
-    selections: Sequence[Selection],
-    base: RunOptions,
-    repeats: int,
+    runs: MatchedRuns,
     folder: Path,
-    command: str,
-    display: DisplayFactory,
-    say: Callable[[str], None],
-    warn: Callable[[str], None],
+    reporter: RunReporter,
+    *,
     after_run: AfterRun | None = None,
     force: bool = False,
     resume: bool = False,
 ) -> MatchedOutcome:
     """Run every cell in turn, each in a fresh worker; write comparison files when there are several.
 
-    Each run's summary line goes to `say`. One run failing (worker died or hung, export rejected) is
-    reported through `warn` and does not stop
-    the others; with a single run it is raised. `folder` is claimed for the whole comparison: refused when
-    it holds anything (unless `force`) or another run is writing into it, and locked until the end.
+    Each run's events go to `reporter.run(label)` (its progress display), its summary line to `reporter` as
+    a `Message`. One run failing (worker died or hung, export rejected) is reported as a warning and does
+    not stop the others; with a single run it is raised. `folder` is claimed for the whole comparison:
+    refused when it holds anything (unless `force`) or another run is writing into it, and locked until the
+    end.
 
     The plan is written to plan.json first. With `resume` (see `resume_matched`), cells whose result.json
     exists are read back instead of run, and the cell that was interrupted goes on from its checkpoint.
@@ -135,42 +146,24 @@ def run_matched(
     """
     with claim_output_folder(folder, force or resume):
         if not resume:
-            write_json(folder / PLAN_FILE, RunPlan.make(selections, repeats, base, command).to_json())
-        return _run_cells(selections, base, repeats, folder, command, display, say, warn, after_run, resume)
+            write_json(folder / PLAN_FILE, RunPlan.make(runs).to_json())
+        return _run_cells(runs, folder, reporter, after_run, resume)
 
 
-def resume_matched(
-    folder: Path,
-    display: DisplayFactory,
-    say: Callable[[str], None],
-    warn: Callable[[str], None],
-    after_run: AfterRun | None = None,
-) -> MatchedOutcome:
+def resume_matched(folder: Path, reporter: RunReporter, *, after_run: AfterRun | None = None) -> MatchedOutcome:
     """Finish the `run` command that wrote `folder`: skip the runs that finished, resume the one that did not.
 
     Raises:
         CvaeBenchError: `folder` has no plan, or another run is writing into it.
     """
-    plan = load_plan(folder)
-    options = options_from_json(plan.options)
-    return run_matched(
-        plan.selections(), options, plan.repeats, folder, plan.command, display, say, warn, after_run, resume=True
-    )
+    return run_matched(load_plan(folder).runs(), folder, reporter, after_run=after_run, resume=True)
 
 
 def _run_cells(
-    selections: Sequence[Selection],
-    base: RunOptions,
-    repeats: int,
-    folder: Path,
-    command: str,
-    display: DisplayFactory,
-    say: Callable[[str], None],
-    warn: Callable[[str], None],
-    after_run: AfterRun | None,
-    resume: bool,
+    runs: MatchedRuns, folder: Path, reporter: RunReporter, after_run: AfterRun | None, resume: bool
 ) -> MatchedOutcome:
-    cells = plan_cells(selections, repeats, base.config.seed, folder)
+    base = runs.options
+    cells = plan_cells(runs, folder)
     outcome = MatchedOutcome(folder=folder, single=len(cells) == 1)
     for cell in cells:
         options = replace(base, mode=cell.selection.mode, config=replace(base.config, seed=cell.seed))
@@ -178,23 +171,23 @@ def _run_cells(
         if finished is not None:
             remove_checkpoint(cell.folder)  # a run killed between its result.json and this removal
             outcome.results.append(finished)
-            say(f"{cell.label}: finished before, kept -> {cell.folder}")
+            reporter.report(Message(f"{cell.label}: finished before, kept -> {cell.folder}"))
             continue
         try:
-            with display(cell.label) as on_event:
-                result = run_backend(cell.selection.info, options, cell.folder, on_event, resume=resume)
+            with reporter.run(cell.label) as shown:
+                result = run_backend(cell.selection.info, options, cell.folder, shown, resume=resume)
             outcome.results.append(result)
-            say(summary_line(result, cell.folder))
+            reporter.report(Message(summary_line(result, cell.folder)))
             if after_run is not None:
                 for line in after_run(cell.selection, result, cell.folder):
-                    say(line)
+                    reporter.report(Message(line))
         except CvaeBenchError as exc:
             if outcome.single:
                 raise
             outcome.failures.append(str(exc))
-            warn(f"error: {exc}")
+            reporter.report(Message(f"error: {exc}", "warning"))
     if not outcome.single and outcome.results:
-        outcome.rows = write_comparison(folder, outcome.results, command)
+        outcome.rows = write_comparison(folder, outcome.results, runs.command)
     return outcome
 
 

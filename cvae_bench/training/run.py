@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
+from cvae_bench.core.events import Reporter
 from cvae_bench.core.memory import RunMemory
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
@@ -62,7 +62,7 @@ def run_backend(
     info: BackendInfo,
     options: RunOptions,
     out_dir: str | Path,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    reporter: Reporter | None = None,
     resume: bool = False,
 ) -> RunResult:
     """Train `info` in a fresh worker; write weights.safetensors, then result.json naming it, into `out_dir`.
@@ -74,6 +74,7 @@ def run_backend(
     The run checkpoints into `out_dir/checkpoint/` at every evaluation (where the backend can); with
     `resume`, it goes on from the checkpoint there (from the start when there is none), and the result
     records the resume and the training time it cost. The checkpoint is removed once result.json is written.
+    `reporter` hears the run's events as the worker sends them (`TrainStart`, `TrainProgress`, `Evaluated`, ...).
 
     Returns:
         The result, as written to result.json.
@@ -101,7 +102,7 @@ def run_backend(
         backend = RemoteBackend(worker, options.spec, options.config.seed, options.device, options.mode)
         job = backend.run_job(
             train_job,
-            on_event,
+            reporter,
             config=options.config,
             dataset=options.dataset,
             data_path=options.data_path,

@@ -21,7 +21,7 @@ from cvae_bench.backends import registry
 from cvae_bench.bench.anatomy.categories import CATEGORIES, LABELS
 from cvae_bench.bench.anatomy.jobs import AnatomyResult, anatomy_job, ort_anatomy_job
 from cvae_bench.bench.anatomy.records import Anatomy, OpTime
-from cvae_bench.bench.groups.base import BARE_WORKER, Event, StandaloneGroup, fmt_time, ignore, start_worker
+from cvae_bench.bench.groups.base import BARE_WORKER, StandaloneGroup, fmt_time, start_worker
 from cvae_bench.bench.groups.sample_onnxruntime import export_decoder_job, exporter_for
 from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
@@ -34,6 +34,7 @@ from cvae_bench.bench.roofline import (
 )
 from cvae_bench.bench.timing import Timing
 from cvae_bench.core.errors import BackendUnavailableError, WorkerError
+from cvae_bench.core.events import SILENT, Reporter, Stage
 from cvae_bench.core.records import Record
 from cvae_bench.core.tuning import Tuning
 from cvae_bench.runtime.worker import RemoteBackend
@@ -169,19 +170,19 @@ class AnatomyGroup(StandaloneGroup[AnatomyRun]):
         return [train_step_workload(options.spec), *(decode_workload(options.spec, b) for b in ANATOMY_BATCHES)]
 
     def measure(
-        self, options: BenchOptions, backends: Sequence[BackendIdentity], on_event: Event = ignore
+        self, options: BenchOptions, backends: Sequence[BackendIdentity], reporter: Reporter = SILENT
     ) -> AnatomyRun:
         runs: list[BackendAnatomy] = []
         errors: dict[str, str] = {}
         for identity in backends:
-            on_event({"type": "stage", "what": f"anatomy {identity.label}"})
+            reporter.report(Stage(f"anatomy {identity.label}"))
             try:
                 tuning = Tuning.parse(identity.tuning)
                 with start_worker(registry.get(identity.backend), options, tuning) as w:
                     backend = RemoteBackend(w, options.spec, 0, identity.device, identity.mode)
                     result: AnatomyResult = backend.run_job(
                         anatomy_job,
-                        on_event,
+                        reporter,
                         decode_batches=ANATOMY_BATCHES,
                         dataset=options.dataset,
                         data_path=options.data_path,
@@ -196,7 +197,7 @@ class AnatomyGroup(StandaloneGroup[AnatomyRun]):
         except BackendUnavailableError as exc:
             errors["onnxruntime"] = str(exc)
         else:
-            on_event({"type": "stage", "what": "anatomy onnxruntime"})
+            reporter.report(Stage("anatomy onnxruntime"))
             with tempfile.TemporaryDirectory(prefix="cvae-bench-anatomy-onnx-") as workdir:
                 path = str(Path(workdir) / "decoder.fp32.onnx")
                 with start_worker(exporter, options) as w:
@@ -205,7 +206,7 @@ class AnatomyGroup(StandaloneGroup[AnatomyRun]):
                     )
                 with start_worker(BARE_WORKER, options) as w:
                     ort = w.run_job(
-                        ort_anatomy_job, on_event, path=path, threads=options.threads, decode_batches=ANATOMY_BATCHES
+                        ort_anatomy_job, reporter, path=path, threads=options.threads, decode_batches=ANATOMY_BATCHES
                     )
         return AnatomyRun(backends=runs, onnxruntime=ort, errors=errors)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -34,6 +34,7 @@ from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo
 from cvae_bench.bench.roofline import Roofline, Workload
 from cvae_bench.bench.rounds import Plan, measure_alone
 from cvae_bench.bench.timing import Timing
+from cvae_bench.core.events import SILENT, Reporter
 from cvae_bench.core.tuning import UNTUNED, Tuning
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime.threads import thread_env
@@ -42,8 +43,6 @@ from cvae_bench.runtime.worker import RemoteBackend, Worker
 R = TypeVar("R")
 #: What the rounds engine gives back per plan: (its timing, its setup's record, what its `finish` returned).
 Measured = tuple[Timing, Any, Any]
-#: Progress events: {"type": "stage" | "bench" | "ceiling", "what": …, …}.
-Event = Callable[[dict[str, Any]], None]
 
 #: A registry entry for workers that load no backend (matmul ceiling, onnxruntime).
 BARE_WORKER = BackendInfo(name="bench", target="", requires=())
@@ -56,10 +55,6 @@ def start_worker(info: BackendInfo, options: BenchOptions, tuning: Tuning = UNTU
     env = thread_env(threads) if threads else {}
     env.update(tuning.environment({**os.environ, **env}))
     return Worker(info, idle_timeout=options.idle_timeout, extra_env=env)
-
-
-def ignore(event: dict[str, Any]) -> None:
-    """An event sink that drops every event."""
 
 
 # -- cells shared by every table -----------------------------------------------------------------------------
@@ -160,9 +155,9 @@ class BackendGroup(BenchGroup[R]):
         """The group's result from each plan's (timing, setup record, finish value), by plan key."""
         raise NotImplementedError(f"{type(self).__name__} has plans but no assemble")
 
-    def measure(self, backend: RemoteBackend, options: BenchOptions, on_event: Event = ignore) -> R:
+    def measure(self, backend: RemoteBackend, options: BenchOptions, reporter: Reporter = SILENT) -> R:
         """Every plan's rounds in a row next to `backend` (the pytest suite's per-test layout), as a result."""
-        return self.assemble(measure_alone(backend, self.plans(options), options.rounds, on_event))
+        return self.assemble(measure_alone(backend, self.plans(options), options.rounds, reporter))
 
     @abstractmethod
     def entries(self, identity: BackendIdentity, result: R, roofline: Roofline, threads: int | None) -> list[Entry]:
@@ -193,13 +188,13 @@ class StandaloneGroup(BenchGroup[R]):
     """A group measured once, after the backends, in workers of its own."""
 
     def references(
-        self, options: BenchOptions, group_names: set[str], stack: ExitStack, on_event: Event = ignore
+        self, options: BenchOptions, group_names: set[str], stack: ExitStack, reporter: Reporter = SILENT
     ) -> list[Reference]:
         """Rows this group adds to the backend groups in `group_names`, opened on `stack` (none by default)."""
         return []
 
     @abstractmethod
-    def measure(self, options: BenchOptions, backends: Sequence[BackendIdentity], on_event: Event = ignore) -> R:
+    def measure(self, options: BenchOptions, backends: Sequence[BackendIdentity], reporter: Reporter = SILENT) -> R:
         """Measure (`backends`: the backends measured before, e.g. to pick an exporter)."""
 
     @abstractmethod

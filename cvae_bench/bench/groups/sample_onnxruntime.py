@@ -25,12 +25,10 @@ from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.bench.fairness import AuditEntry
 from cvae_bench.bench.groups.base import (
     BARE_WORKER,
-    Event,
     Reference,
     StandaloneGroup,
     decoder_inputs,
     fmt_time,
-    ignore,
     rate_cells,
     start_worker,
 )
@@ -43,6 +41,7 @@ from cvae_bench.bench.rounds import Plan, Timed
 from cvae_bench.bench.timing import time_rounds
 from cvae_bench.core.defaults import PRECISIONS
 from cvae_bench.core.errors import BackendUnavailableError
+from cvae_bench.core.events import SILENT, Reporter, Stage
 from cvae_bench.core.memory import MemoryFigures
 from cvae_bench.core.records import Record
 from cvae_bench.core.versions import dist_version
@@ -353,7 +352,7 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
         return decode_workloads(options)
 
     def references(
-        self, options: BenchOptions, group_names: set[str], stack: ExitStack, on_event: Event = ignore
+        self, options: BenchOptions, group_names: set[str], stack: ExitStack, reporter: Reporter = SILENT
     ) -> list[Reference]:
         """onnxruntime's fp32 CPU decoder as a row of sample-native, timed in the native decoders' sweeps.
 
@@ -370,7 +369,7 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
             exporter = exporter_for(())
         except BackendUnavailableError:
             return []
-        on_event({"type": "stage", "what": "onnxruntime reference for sample-native (export)"})
+        reporter.report(Stage("onnxruntime reference for sample-native (export)"))
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cvae-bench-reference-"))
         path = str(Path(workdir) / "decoder.fp32.onnx")
         t0 = time.perf_counter()
@@ -409,12 +408,12 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
         return worker.run_job(prepare_job, fp32_path=fp32_path, out_dir=out_dir, precisions=list(options.precisions))
 
     def sample(
-        self, worker: Worker, models: dict[str, str], providers: list[str], options: BenchOptions, on_event: Event
+        self, worker: Worker, models: dict[str, str], providers: list[str], options: BenchOptions, reporter: Reporter
     ) -> OrtSamples:
         """Every model on every provider at every batch size, in the bare `worker`."""
         return worker.run_job(
             sample_onnxruntime_job,
-            on_event,
+            reporter,
             models=models,
             providers=providers,
             batch_sizes=list(options.batch_sizes),
@@ -423,19 +422,21 @@ class SampleOnnxruntime(StandaloneGroup[OrtRun]):
             min_time=options.min_time,
         )
 
-    def measure(self, options: BenchOptions, backends: Sequence[BackendIdentity], on_event: Event = ignore) -> OrtRun:
+    def measure(
+        self, options: BenchOptions, backends: Sequence[BackendIdentity], reporter: Reporter = SILENT
+    ) -> OrtRun:
         exporter = exporter_for(backends)
         with tempfile.TemporaryDirectory(prefix="cvae-bench-onnx-") as workdir:
             fp32 = str(Path(workdir) / "decoder.fp32.onnx")
-            on_event({"type": "stage", "what": f"ONNX export ({exporter.name})"})
+            reporter.report(Stage(f"ONNX export ({exporter.name})"))
             with start_worker(exporter, options) as w:
                 exported = self.export(RemoteBackend(w, options.spec, 0, "cpu", None), fp32, options)
-            on_event({"type": "stage", "what": "onnxruntime"})
+            reporter.report(Stage("onnxruntime"))
             with start_worker(BARE_WORKER, options) as w:
                 prepared = self.prepare(w, fp32, workdir, options)
                 wanted = [ORT_PROVIDERS[d] for d in options.ort_devices]
                 providers = [p for p in wanted if p in prepared.providers]
-                samples = self.sample(w, prepared.models, providers, options, on_event)
+                samples = self.sample(w, prepared.models, providers, options, reporter)
                 audit = w.run_job(ort_audit_job)
         skipped = {p: "not available in this onnxruntime build" for p in wanted if p not in prepared.providers}
         return OrtRun(samples=samples, audit=audit, skipped_providers=skipped, exporter=exported)

@@ -17,10 +17,8 @@ from typing import Any
 
 from cvae_bench.bench.groups.base import (
     RATE_HEADERS,
-    Event,
     StandaloneGroup,
     fmt_time,
-    ignore,
     rate_cells,
     start_worker,
 )
@@ -30,6 +28,7 @@ from cvae_bench.bench.options import BenchOptions
 from cvae_bench.bench.records import BackendIdentity, Entry, MeasuredInfo, measured
 from cvae_bench.bench.roofline import DECODE, Roofline, Workload
 from cvae_bench.bench.timing import Timing
+from cvae_bench.core.events import SILENT, Measured, Reporter, Stage
 from cvae_bench.core.records import Record
 from cvae_bench.runtime.worker import RemoteBackend
 from cvae_bench.serving.browser import browser_missing
@@ -89,34 +88,30 @@ class SampleOnnxruntimeWeb(StandaloneGroup[WebRun]):
     def workloads(self, options: BenchOptions) -> list[Workload]:
         return decode_workloads(options)
 
-    def measure(self, options: BenchOptions, backends: Sequence[BackendIdentity], on_event: Event = ignore) -> WebRun:
+    def measure(
+        self, options: BenchOptions, backends: Sequence[BackendIdentity], reporter: Reporter = SILENT
+    ) -> WebRun:
         missing = browser_missing() or (None if find_dist() else HOW)
         if missing:  # a machine without a browser still benchmarks everything else; the report says why
-            on_event({"type": "stage", "what": f"sample-onnxruntime-web skipped: {missing}"})
+            reporter.report(Stage(f"sample-onnxruntime-web skipped: {missing}"))
             return WebRun(samples=None, skipped=missing)
         from cvae_bench.bench.groups.sample_onnxruntime import export_decoder_job
 
         exporter = exporter_for(backends)
         with tempfile.TemporaryDirectory(prefix="cvae-bench-web-") as workdir:
             path = str(Path(workdir) / "decoder.onnx")
-            on_event({"type": "stage", "what": f"ONNX export ({exporter.name})"})
+            reporter.report(Stage(f"ONNX export ({exporter.name})"))
             with start_worker(exporter, options) as w:
                 backend = RemoteBackend(w, options.spec, 0, "cpu", None)
                 meta = backend.run_job(
                     export_decoder_job, path=path, dataset=options.dataset, data_path=options.data_path
                 )
-            on_event({"type": "stage", "what": "onnxruntime-web in headless Chromium"})
+            reporter.report(Stage("onnxruntime-web in headless Chromium"))
             samples = browser_sample(
                 path, list(options.batch_sizes), rounds=options.rounds, min_time_s=options.min_time, threads=1
             )
         for b in samples.batches:
-            on_event(
-                {
-                    "type": "bench",
-                    "what": f"onnxruntime-web wasm batch {b.batch}",
-                    "median_s": min(b.round_s) / b.iterations,
-                }
-            )
+            reporter.report(Measured(f"onnxruntime-web wasm batch {b.batch}", min(b.round_s) / b.iterations))
         return WebRun(samples=samples, exporter={"backend": exporter.name, **meta})
 
     def entries(self, result: WebRun, roofline: Roofline, threads: int | None) -> list[Entry]:
