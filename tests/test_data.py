@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cvae_bench.core.errors import DataError
+from cvae_bench.core.events import Collect, Message
 from cvae_bench.data import loading as data
 from cvae_bench.data import sources, specs
 
@@ -188,8 +189,9 @@ def test_keras_download_comes_before_the_wheel_and_is_cached(
     np.savez(served, **small)
     urls: list[str] = []
     monkeypatch.setattr(sources, "_download", lambda url: urls.append(url) or served.getvalue())
-    messages: list[str] = []
-    ds = data.load_dataset("mnist", progress=messages.append)
+    heard = Collect()
+    ds = data.load_dataset("mnist", reporter=heard)
+    messages = [e.text for e in heard.events if isinstance(e, Message) and e.level == "progress"]
     assert urls == ["https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"]
     assert (ds.source, ds.path) == ("keras-download", tmp_path / "cache" / "mnist.npz")
     assert any("cached" in m for m in messages)

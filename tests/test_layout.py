@@ -25,9 +25,7 @@ FLOORS: dict[str, int] = {
     "report": 9,  # reads result files only: never the runners below it
     "sweep": 9,  # beside report: runs cells through training/bench, writes its summary
     "testing": 10,
-    "cli": 11,
-    "cli_click": 11,  # click options generated from declared options records
-    "cli_output": 11,  # tables for terminals and pipes, the JSON documents
+    "cli": 11,  # the command line: the group, options generated from the records, output, one module per family
     "__main__": 12,
     "entry": 12,  # the console script: signal handlers first, then the CLI
 }

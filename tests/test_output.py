@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cvae_bench.cli import main
-from cvae_bench.cli_output import markdown_table, schema, show_blocks, show_table
+from cvae_bench.cli.output import markdown_table, schema, show_blocks, show_table
 from tests.test_compare_gate import bench_doc, rounds, write
 
 
@@ -142,7 +142,7 @@ def test_wire_events_become_records_and_unknown_ones_are_kept() -> None:
 
 
 def test_console_reporter_sends_each_kind_where_it_belongs() -> None:
-    from cvae_bench.cli import ConsoleReporter
+    from cvae_bench.cli.console import ConsoleReporter
     from cvae_bench.core.events import Message, Stage
 
     runner = CliRunner()
@@ -161,7 +161,7 @@ def test_console_reporter_sends_each_kind_where_it_belongs() -> None:
 
 
 def test_a_runs_display_hears_records_and_shows_evaluations_and_a_divergence() -> None:
-    from cvae_bench.cli import ConsoleReporter
+    from cvae_bench.cli.console import ConsoleReporter
     from cvae_bench.core.events import Diverged, Evaluated, Event, Stage, TrainProgress, TrainStart
 
     runner = CliRunner()

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cvae_bench.core.errors import CvaeBenchError, UsageError
+from cvae_bench.core.events import Collect
 from cvae_bench.serving import stats
 from cvae_bench.serving.loadgen import LoadgenScheduler, import_loadgen, read_detail
 from cvae_bench.serving.loadtest import parse_threadings, pick_scheduler
@@ -124,8 +125,8 @@ def test_threadings_and_scheduler_choice() -> None:
 
     with pytest.raises(CvaeBenchError, match="SESSIONSxTHREADS"):
         parse_threadings("two")
-    said: list[str] = []
-    assert pick_scheduler("builtin", said.append).name == "built-in" and said == []
+    heard = Collect()
+    assert pick_scheduler("builtin", heard).name == "built-in" and heard.events == []
 
 
 # -- end to end, tiny -----------------------------------------------------------------------------------------
@@ -158,6 +159,11 @@ def test_loadtest_command_writes_records_and_table(decoder_file: Path, tmp_path:
     if scheduler == "loadgen":  # LoadGen's own logs are kept beside the results, one folder per scenario run
         assert sorted(p.name for p in (out / "loadgen").glob("*/mlperf_log_summary.txt"))
         assert (out / "loadgen" / "001-singlestream" / "mlperf_log_detail.txt").is_file()
+    # The same command again would replace these results: refused in one line, the files untouched.
+    kept = (out / "loadtest.json").read_bytes()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and again.stderr.startswith(f"error: output folder {out} is not empty")
+    assert (out / "loadtest.json").read_bytes() == kept
 
 
 def test_loadtest_refuses_a_file_that_is_not_a_decoder(tmp_path: Path) -> None:

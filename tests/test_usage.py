@@ -149,7 +149,7 @@ def test_a_missing_input_is_a_file_problem_in_every_command(
 def test_the_records_declarations_drive_the_options() -> None:
     """export's, sample's and evaluate's options are generated from their records: flags, aliases, defaults,
     bounds and choices as declared (the help shows them, the parser holds values to them)."""
-    from cvae_bench.cli_click import declared_names
+    from cvae_bench.cli.options import declared_names
     from cvae_bench.core.options import declared_options
     from cvae_bench.data.evaluate_command import EvaluateCommand
     from cvae_bench.onnx.options import MIN_OPSET, ExportCommand, SampleCommand

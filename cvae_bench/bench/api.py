@@ -23,7 +23,7 @@ from cvae_bench.bench.report import (
 )
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.runner import run_bench, with_runs
-from cvae_bench.core.events import SILENT, Reporter, Stage, lines_to
+from cvae_bench.core.events import SILENT, Reporter, Stage
 from cvae_bench.runtime.files import claim_output_folder, write_json, write_text
 
 
@@ -96,7 +96,7 @@ def _bench_into(
 
     options = cmd.options
     if any(g.needs_data for g in groups) or cmd.with_runs:
-        ds = load_dataset(options.dataset, options.data_path, progress=lines_to(reporter))
+        ds = load_dataset(options.dataset, options.data_path, reporter=reporter)
         options = replace(options, data_path=str(ds.path))
     run = run_bench(selections, options, reporter, ceiling)
     runs, source = None, None

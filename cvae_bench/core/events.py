@@ -166,15 +166,6 @@ class Collect:
         return contextlib.nullcontext(self)
 
 
-def lines_to(reporter: Reporter, level: Literal["info", "progress", "warning"] = "progress") -> Callable[[str], None]:
-    """A callback for an API that reports plain lines (the data set's download): each one a `Message` of `level`."""
-
-    def line(text: str) -> None:
-        reporter.report(Message(text, level))
-
-    return line
-
-
 def read_event(wire: Any) -> Event:
     """The record of one wire event (`{"type": ..., ...}`); an unknown or incomplete one becomes `Other`, whole."""
     if not isinstance(wire, dict):

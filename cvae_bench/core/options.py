@@ -1,6 +1,6 @@
 """Options declared once: a field of a command's options record carries its flag, help, bounds and choices.
 
-The command line (`cvae_bench.cli_click`) and the sweep file (`cvae_bench.sweep.config`) are generated from
+The command line (`cvae_bench.cli.options`) and the sweep file (`cvae_bench.sweep.config`) are generated from
 these declarations, and the record itself is what bench.json and result.json record, so that a default,
 a bound or a help text is written in one place. This module imports neither click nor a framework.
 """

@@ -12,7 +12,7 @@ from cvae_bench.backends.base import Backend
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
-from cvae_bench.core.events import Message, Reporter
+from cvae_bench.core.events import SILENT, Reporter
 from cvae_bench.data.loading import load_arrays, load_dataset
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.evaluator import Evaluation, Evaluator
@@ -48,7 +48,7 @@ def evaluate_weights(
     val_subset: int | None = None,
     spec: ModelSpec = DEFAULT_SPEC,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-    reporter: Reporter | None = None,
+    reporter: Reporter = SILENT,
 ) -> Evaluation:
     """Score a canonical weights file with `info`'s networks in a worker of its own.
 
@@ -64,8 +64,7 @@ def evaluate_weights(
     if not info.available:
         raise BackendUnavailableError(info.unavailable_reason())
     weights = load_weights(weights_path, spec)
-    say = None if reporter is None else (lambda text: reporter.report(Message(text, "progress")))
-    ds = load_dataset(dataset, data_path, progress=say)
+    ds = load_dataset(dataset, data_path, reporter=reporter)
     with Worker(info, idle_timeout=idle_timeout) as worker:
         backend = RemoteBackend(worker, spec, 0, device)
         ev: Evaluation = backend.run_job(

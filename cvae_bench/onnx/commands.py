@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cvae_bench.core.errors import CvaeBenchError, UsageError
-from cvae_bench.core.events import Reporter
+from cvae_bench.core.events import SILENT, Reporter
 from cvae_bench.models.spec import DEFAULT_SPEC
 from cvae_bench.onnx.options import ExportCommand, SampleCommand
 
@@ -95,7 +95,7 @@ def export_lines(
     return _export_lines(cmd)
 
 
-def _export_lines(cmd: ExportCommand, reporter: Reporter | None = None) -> list[str]:
+def _export_lines(cmd: ExportCommand, reporter: Reporter = SILENT) -> list[str]:
     """Export, verify and write one part (`export_part`), and describe it: `ExportResult.lines()` + `written …`."""
     from cvae_bench.onnx.export import export_part
 

@@ -21,7 +21,7 @@ from cvae_bench.backends import registry
 from cvae_bench.backends.base import F32, Backend
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core.errors import OnnxExportError
-from cvae_bench.core.events import Message, Reporter
+from cvae_bench.core.events import SILENT, Reporter
 from cvae_bench.core.records import Record
 from cvae_bench.data.evaluation import evaluate_job
 from cvae_bench.data.loading import as_float, load_dataset
@@ -92,7 +92,7 @@ class ExportResult(Record):
 
 def export_part(
     cmd: ExportCommand,
-    reporter: Reporter | None = None,
+    reporter: Reporter = SILENT,
     *,
     measure_speed: bool = True,
     spec: ModelSpec = DEFAULT_SPEC,
@@ -121,8 +121,7 @@ def export_part(
     info = registry.get(cmd.backend)
     settings = cmd.settings(measure_speed=measure_speed, spec=spec)
     weights = load_weights(cmd.weights, spec)
-    say = None if reporter is None else (lambda text: reporter.report(Message(text, "progress")))
-    ds = load_dataset(cmd.dataset, cmd.data_path, progress=say)
+    ds = load_dataset(cmd.dataset, cmd.data_path, reporter=reporter)
     ensure_dir(Path(cmd.out).parent)  # an unwritable folder fails now, not after the verification
     _, _, x_test, y_test = as_float(ds)
     with Worker(info, idle_timeout=cmd.idle_timeout) as worker:

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.events import Message, Reporter
 from cvae_bench.deploy import OnnxDecoder
 from cvae_bench.onnx.sessions import make_session
-from cvae_bench.runtime.files import ensure_dir, file_sha256, write_json, write_text
+from cvae_bench.runtime.files import claim_output_folder, file_sha256, write_json, write_text
 from cvae_bench.runtime.machine import LoadWindow, environment, machine_load
 from cvae_bench.serving.loadgen import LoadgenScheduler, import_loadgen
 from cvae_bench.serving.options import PROVIDERS, LoadtestCommand, serving_counts
@@ -41,7 +41,6 @@ from cvae_bench.serving.search import find_max_qps
 from cvae_bench.serving.stats import summarize
 
 #: A progress line's destination, inside the load test (the command reports each as a `Message`).
-Say = Callable[[str], None]
 #: Seconds of load sampling before and after each configuration.
 LOAD_INTERVAL_S = 0.2
 #: Distinct inputs the queries draw from (LoadGen's sample library).
@@ -63,7 +62,11 @@ class Scheduler(Protocol):
     def offline(self, pool: WorkerPool, samples: int, batch: int, total: int) -> ScenarioRun: ...
 
 
-def pick_scheduler(choice: str, say: Say, log_dir: Path | None = None) -> Scheduler:
+def _progress(reporter: Reporter, text: str) -> None:
+    reporter.report(Message(text, "progress"))
+
+
+def pick_scheduler(choice: str, reporter: Reporter, log_dir: Path | None = None) -> Scheduler:
     """LoadGen for 'loadgen' or 'auto' where it imports; the built-in scheduler otherwise, said in one line.
 
     Raises:
@@ -75,7 +78,9 @@ def pick_scheduler(choice: str, say: Say, log_dir: Path | None = None) -> Schedu
     if choice == "loadgen":
         raise CvaeBenchError("--scheduler loadgen: mlperf_loadgen does not import; pip install 'cvae-bench[serve]'")
     if choice == "auto":
-        say("MLPerf LoadGen is not importable (pip install mlcommons-loadgen): using the built-in scheduler")
+        reporter.report(
+            Message("MLPerf LoadGen is not importable (pip install mlcommons-loadgen): using the built-in scheduler")
+        )
     return BuiltinScheduler()
 
 
@@ -99,7 +104,7 @@ def serving_decoder(path: str, provider: str, threads: int) -> OnnxDecoder:
 
 
 def make_variants(
-    path: str, precisions: Sequence[str], folder: Path, say: Say
+    path: str, precisions: Sequence[str], folder: Path, reporter: Reporter
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The decoder at each precision (files in `folder`), and why any could not be made."""
     import onnx
@@ -116,7 +121,7 @@ def make_variants(
         elif own != "fp32":
             skipped[precision] = f"the input file is {own}; variants are made from an fp32 decoder"
         else:
-            say(f"making the {precision} variant")
+            _progress(reporter, f"making the {precision} variant")
             try:
                 target = folder / f"decoder.{precision}.onnx"
                 onnx.save(make_variant(model, precision), str(target))
@@ -146,7 +151,7 @@ def measure_config(
     threading: Threading,
     options: LoadtestOptions,
     scheduler: Scheduler,
-    say: Say,
+    reporter: Reporter,
 ) -> ConfigResult:
     """The three scenarios for one model, provider and threading choice."""
     spec = OnnxDecoder(path, [provider])
@@ -166,7 +171,7 @@ def measure_config(
     what = f"{precision} {provider.removesuffix('ExecutionProvider')} {threading.label}"
     single = None
     if threading.sessions == 1 and "single-stream" in options.scenarios:
-        say(f"{what}: single-stream")
+        _progress(reporter, f"{what}: single-stream")
         single = _result(
             "single-stream",
             scheduler.single_stream(serves[0], options.samples, options.duration_s, options.min_queries),
@@ -174,7 +179,12 @@ def measure_config(
     with WorkerPool(serves) as pool:
         server = None
         if "server" in options.scenarios:
-            say(f"{what}: server, searching the highest rate with p99 ≤ {options.latency_bound_s * 1e3:g} ms")
+            reporter.report(
+                Message(
+                    f"{what}: server, searching the highest rate with p99 ≤ {options.latency_bound_s * 1e3:g} ms",
+                    "progress",
+                )
+            )
 
             def probe(qps: float) -> ScenarioResult:
                 r = _result(
@@ -184,7 +194,12 @@ def measure_config(
                     ),
                     target_qps=qps,
                 )
-                say(f"  {qps:,.0f} QPS: p99 {r.latency.at(99.0).seconds * 1e3:.3f} ms over {r.queries} queries")
+                reporter.report(
+                    Message(
+                        f"  {qps:,.0f} QPS: p99 {r.latency.at(99.0).seconds * 1e3:.3f} ms over {r.queries} queries",
+                        "progress",
+                    )
+                )
                 return r
 
             p50 = single.latency.at(50.0).seconds if single else None
@@ -208,7 +223,7 @@ def measure_config(
             )
         offline = []
         for batch in options.offline_batches if "offline" in options.scenarios else ():
-            say(f"{what}: offline, batch {batch}")
+            _progress(reporter, f"{what}: offline, batch {batch}")
             offline.append(
                 _result(
                     "offline", scheduler.offline(pool, options.samples, batch, options.offline_queries), batch=batch
@@ -260,10 +275,10 @@ def check_decoder(model: str) -> None:
         raise CvaeBenchError(str(exc)) from None
 
 
-def run_loadtest(model: str, options: LoadtestOptions, scheduler: Scheduler, say: Say) -> LoadtestReport:
+def run_loadtest(model: str, options: LoadtestOptions, scheduler: Scheduler, reporter: Reporter) -> LoadtestReport:
     """Every configuration of `options` on the decoder `model` (checked by `check_decoder`), its queries
     issued by `scheduler`."""
-    say(f"load generator: {scheduler.label}")
+    _progress(reporter, f"load generator: {scheduler.label}")
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -272,18 +287,20 @@ def run_loadtest(model: str, options: LoadtestOptions, scheduler: Scheduler, say
     load_before = machine_load(LOAD_INTERVAL_S)
     configs = []
     with tempfile.TemporaryDirectory(prefix="cvae-bench-loadtest-") as tmp:
-        models, skipped_precisions = make_variants(model, options.precisions, Path(tmp), say)
+        models, skipped_precisions = make_variants(model, options.precisions, Path(tmp), reporter)
         skipped.update(skipped_precisions)
         for precision, path in models.items():
             for provider in providers:
                 for threading in options.threadings:
                     try:
                         with measure_memory() as memory:  # the decoder process's peak over this configuration
-                            config = measure_config(path, precision, provider, threading, options, scheduler, say)
+                            config = measure_config(path, precision, provider, threading, options, scheduler, reporter)
                         configs.append(dataclasses.replace(config, memory=memory.value))
                     except Exception as exc:  # one provider lacking a kernel must not end the others
                         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-                        say(f"{precision} {provider} {threading.label}: failed: {first}")
+                        reporter.report(
+                            Message(f"{precision} {provider} {threading.label}: failed: {first}", "progress")
+                        )
                         configs.append(ConfigResult(precision, provider, threading, error=first))
     return LoadtestReport(
         model=str(model),
@@ -324,14 +341,10 @@ def loadtest_command(cmd: LoadtestCommand, reporter: Reporter) -> list[Path]:
         UsageError: a bad option or a missing model file.
         CvaeBenchError: a file that is not a decoder, LoadGen required and missing, or an unwritable folder.
     """
-
-    def say(text: str) -> None:
-        reporter.report(Message(text, "progress"))
-
     cmd = cmd.check()
     check_decoder(cmd.model)
     out = Path(cmd.out)
-    scheduler = pick_scheduler(cmd.scheduler, say, log_dir=out / "loadgen")  # its logs' folder is made when used
+    scheduler = pick_scheduler(cmd.scheduler, reporter, log_dir=out / "loadgen")  # its logs' folder is made when used
     options = LoadtestOptions(
         precisions=list(cmd.precisions),
         providers=[PROVIDERS[d] for d in cmd.devices],
@@ -346,9 +359,9 @@ def loadtest_command(cmd: LoadtestCommand, reporter: Reporter) -> list[Path]:
         scheduler=cmd.scheduler,
         scenarios=list(cmd.scenarios),
     )
-    ensure_dir(out)
-    report = run_loadtest(cmd.model, options, scheduler, say)
-    json_path, md_path = out / "loadtest.json", out / "loadtest.md"
-    write_json(json_path, report.to_json())
-    write_text(md_path, "\n".join(render_markdown(report)) + "\n")
+    with claim_output_folder(out, cmd.force):  # never over an earlier load test's files unless --force
+        report = run_loadtest(cmd.model, options, scheduler, reporter)
+        json_path, md_path = out / "loadtest.json", out / "loadtest.md"
+        write_json(json_path, report.to_json())
+        write_text(md_path, "\n".join(render_markdown(report)) + "\n")
     return [json_path, md_path]

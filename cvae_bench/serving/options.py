@@ -37,6 +37,7 @@ class LoadtestCommand:
         scenarios: MLPerf's scenarios run.
         offline_queries: samples in the offline scenario's one query.
         scheduler: who issues the queries (`SCHEDULERS`).
+        force: write into an `out` folder that already holds files (an earlier load test's are replaced).
         The others are `cvae-bench loadtest`'s options, each declared with `option`.
     """
 
@@ -82,6 +83,7 @@ class LoadtestCommand:
         "Who issues the queries: MLPerf LoadGen, the built-in scheduler, or LoadGen where it imports.",
         choices=SCHEDULERS,
     )
+    force: bool = force_option()
 
     def check(self) -> LoadtestCommand:
         """This record with its choices spelt as declared, when everything can work; else one `UsageError`.

@@ -113,7 +113,7 @@ def _local_data(sweep: SweepFile, reporter: Reporter) -> str:
 
     datasets = {c.dataset for c in sweep.cells}
     (dataset,) = datasets
-    return str(load_dataset(dataset, progress=lambda text: reporter.report(Message(text, "progress"))).path)
+    return str(load_dataset(dataset, reporter=reporter).path)
 
 
 def _run_cells(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cvae_bench.core.defaults import DEFAULT_MAX_EPOCHS, DEFAULT_TARGET, MAX_SEED
 from cvae_bench.core.errors import UsageError
-from cvae_bench.core.events import RunReporter, lines_to
+from cvae_bench.core.events import RunReporter
 from cvae_bench.core.options import device_option, force_option, option, out_option, worker_timeout_option
 from cvae_bench.data.specs import data_option, dataset_option, val_subset_option
 
@@ -165,7 +165,7 @@ def run_command(cmd: RunCommand, reporter: RunReporter, exporter: Exporter | Non
     if exporter is not None and cmd.export_onnx:
         exporter.require_export([s.info for s in selections], device)
     # Fetch (and cache) the data here, so that the workers only ever read a verified local copy.
-    data_path = str(load_dataset(cmd.dataset, cmd.data_path, progress=lines_to(reporter)).path)
+    data_path = str(load_dataset(cmd.dataset, cmd.data_path, reporter=reporter).path)
     base = run_options(replace(cmd, device=device, data_path=data_path))
     runs = MatchedRuns(tuple(selections), base, cmd.repeats, cmd.command)
     folder = Path(cmd.out_dir) if cmd.out_dir else default_folder(runs)

@@ -8,6 +8,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from rich.console import Console
+
+# Lines are never hard-wrapped (soft_wrap): a terminal wraps them itself, and a log file keeps each figure whole.
+#: Progress, warnings and errors: stderr.
+err_console = Console(stderr=True, soft_wrap=True)
+#: Results: stdout.
+out_console = Console(soft_wrap=True)
+
 #: The `schema` field of every JSON document the command line prints: `cvae-bench/<command>/<version>`. The
 #: version grows when a field is removed or changes meaning (adding a field keeps it).
 SCHEMA_VERSION = 1

@@ -208,3 +208,12 @@ def _list_callback(o: DeclaredOption) -> Callable[[click.Context, click.Paramete
         return tuple(out)
 
     return parse
+
+
+#: `--json`: the one way a command prints for programs (run, bench, compare, backends).
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (its `schema` field names the command and version; docs/cli.md) instead.",
+)

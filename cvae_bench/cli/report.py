@@ -1,0 +1,24 @@
+"""`cvae-bench report`: one self-contained HTML page from result files and the history."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from cvae_bench.cli.group import main
+from cvae_bench.cli.options import ExistingPath, click_options
+from cvae_bench.report.options import ReportCommand
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=ExistingPath())
+@click_options(ReportCommand)
+def report(paths: tuple[str, ...], **declared: Any) -> None:
+    """One self-contained HTML page from run folders, comparison.json, bench.json, decoder.onnx and history."""
+    from cvae_bench.report.api import report_command
+
+    command = "cvae-bench " + " ".join(sys.argv[1:])
+    for line in report_command(ReportCommand(paths=paths, command=command, **declared)):
+        click.echo(line)
