@@ -172,3 +172,31 @@ def check_input_file(what: str, path: str | Path) -> str:
     if not p.is_file():
         raise CvaeBenchError(f"{what}: no such file {str(path)!r}")
     return str(path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file, through links and relative paths too."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output(out: str | Path, inputs: Iterable[str | Path] = (), *, force: bool = False) -> None:
+    """Refuse an output file that is one of the inputs, or that exists already unless `force`.
+
+    Called before any work, so that nothing is computed for a file that would not be written.
+
+    Raises:
+        CvaeBenchError: `out` is an input (always refused: the export reads it) or exists without `force`.
+    """
+    target = Path(out)
+    for source in inputs:
+        if _same_file(target, Path(source)):
+            raise CvaeBenchError(f"-o {target} is the input {source}; it is read, so write to another file")
+    if target.is_dir():
+        raise CvaeBenchError(f"-o {target} is a folder; expected a file path such as {target / 'decoder.onnx'}")
+    if target.exists() and not force:
+        raise CvaeBenchError(f"-o {target} exists; pass --force to replace it, or choose another file")

@@ -7,8 +7,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,34 +19,6 @@ from cvae_bench.onnx.options import ExportCommand, SampleCommand
 if TYPE_CHECKING:
     from cvae_bench.backends.registry import BackendInfo
     from cvae_bench.deploy import OnnxDecoder
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """The same file, through links and relative paths too."""
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
-def check_output(out: str | Path, inputs: Iterable[str | Path] = (), *, force: bool = False) -> None:
-    """Refuse an output file that is one of the inputs, or that exists already unless `force`.
-
-    Called before any work, so that nothing is computed for a file that would not be written.
-
-    Raises:
-        CvaeBenchError: `out` is an input (always refused: the export reads it) or exists without `force`.
-    """
-    target = Path(out)
-    for source in inputs:
-        if _same_file(target, Path(source)):
-            raise CvaeBenchError(f"-o {target} is the input {source}; it is read, so write to another file")
-    if target.is_dir():
-        raise CvaeBenchError(f"-o {target} is a folder; expected a file path such as {target / 'decoder.onnx'}")
-    if target.exists() and not force:
-        raise CvaeBenchError(f"-o {target} exists; pass --force to replace it, or choose another file")
 
 
 def require_export(infos: Sequence[BackendInfo], device: str) -> None:

@@ -95,8 +95,8 @@ class ExportCommand:
         """
         from cvae_bench.backends.selection import check_backend
         from cvae_bench.core import checks
+        from cvae_bench.core.checks import check_output
         from cvae_bench.data.specs import DATASETS, check_subsets
-        from cvae_bench.onnx.commands import check_output
 
         part = checks.check_choice("--part", self.part, PARTS)
         precision = checks.check_choice("--precision", self.precision, PRECISIONS)

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cvae_bench.core.checks import check_output
 from cvae_bench.core.errors import UsageError
 from cvae_bench.core.events import Message, Reporter
-from cvae_bench.onnx.commands import check_output
 from cvae_bench.report import charts
 from cvae_bench.report.bundle import plotly_bundle
 from cvae_bench.report.history import append_history, load_history
