@@ -107,55 +107,47 @@ def declared_names(record: type, *, skip: Collection[str] = ()) -> list[str]:
 
 def _click_option(o: DeclaredOption) -> Callable[[F], F]:
     spec = o.spec
-    kind: Any
-    if spec.path is not None:
-        file_okay, dir_okay = spec.path != "folder", spec.path != "file"
-        kind = (
-            ExistingPath(file_okay=file_okay, dir_okay=dir_okay)
-            if spec.exists
-            else click.Path(file_okay=file_okay, dir_okay=dir_okay)
-        )
-        return click.option(
-            *_names(o),
-            type=kind,
-            default=o.default,
-            required=spec.required,
-            show_default=o.default is not None,
-            help=spec.help,
-        )
-    if o.item_type is bool:
+    if o.item_type is bool and spec.path is None:
         if spec.negatable:
             flag = f"{spec.flag}/--no-{spec.flag.removeprefix('--')}"
             return click.option(flag, o.name, default=o.default, show_default=True, help=spec.help)
         return click.option(*_names(o), is_flag=True, default=o.default, help=spec.help)
-    names = _names(o)
     if o.is_list:
         return click.option(
-            *names,
+            *_names(o),
             default=",".join(map(str, o.default)),
             show_default=True,
             callback=_list_callback(o),
             help=spec.help + _bounds_text(o),
         )
-    if o.item_type is int:
-        low, high = spec.minimum, spec.maximum
-        kind = click.IntRange(None if low is None else int(low), None if high is None else int(high))
-    elif o.item_type is float:
-        kind = FiniteFloat(spec.minimum, spec.maximum)
-    elif spec.choices and spec.synonyms:
-        kind = SynonymChoice(spec.choices, spec.synonyms)
-    elif spec.choices:
-        kind = click.Choice(spec.choices, case_sensitive=False)
-    else:
-        kind = click.STRING
     return click.option(
-        *names,
-        type=kind,
+        *_names(o),
+        type=_param_type(o),
         default=o.default,
         required=spec.required,
         show_default=o.default is not None,
         help=spec.help,
     )
+
+
+def _param_type(o: DeclaredOption) -> Any:
+    """The click type of a single value: a path, a bounded number, one of the choices, or text."""
+    spec = o.spec
+    if spec.path is not None:
+        file_okay, dir_okay = spec.path != "folder", spec.path != "file"
+        if spec.exists:
+            return ExistingPath(file_okay=file_okay, dir_okay=dir_okay)
+        return click.Path(file_okay=file_okay, dir_okay=dir_okay)
+    if o.item_type is int:
+        low, high = spec.minimum, spec.maximum
+        return click.IntRange(None if low is None else int(low), None if high is None else int(high))
+    if o.item_type is float:
+        return FiniteFloat(spec.minimum, spec.maximum)
+    if spec.choices and spec.synonyms:
+        return SynonymChoice(spec.choices, spec.synonyms)
+    if spec.choices:
+        return click.Choice(spec.choices, case_sensitive=False)
+    return click.STRING
 
 
 def _names(o: DeclaredOption) -> tuple[str, ...]:

@@ -44,6 +44,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title:
     return lines
 
 
+def _where(stream: TextIO | None, markdown: bool | None) -> tuple[TextIO, bool]:
+    """The stream to print to (stdout by default), and whether as Markdown: as asked, else unless a terminal."""
+    out = stream or sys.stdout
+    return out, (not out.isatty()) if markdown is None else markdown
+
+
 def show_table(
     title: str | None,
     headers: Sequence[str],
@@ -60,9 +66,7 @@ def show_table(
         stream: where to print (stdout).
         markdown: force Markdown (True) or rich (False); None: Markdown unless `stream` is a terminal.
     """
-    out = stream or sys.stdout
-    if markdown is None:
-        markdown = not out.isatty()
+    out, markdown = _where(stream, markdown)
     if markdown:
         out.write("\n".join(markdown_table(headers, rows, title)) + "\n\n")
         return
@@ -88,15 +92,10 @@ def show_blocks(
     """Print named blocks of `key: value` lines (too many columns for one table: the fairness audit per process):
     indented under bold names on a terminal, a Markdown heading and bullets elsewhere (never cut or wrapped).
 
-    Args:
-        title: the heading.
-        blocks: (name, [(key, value), ...]) for each block, as text (rich markup in them is not interpreted).
-        stream: where to print (stdout).
-        markdown: force Markdown (True) or rich (False); None: Markdown unless `stream` is a terminal.
+    `title`, `stream` and `markdown` as in `show_table`; `blocks`: (name, [(key, value), ...]) for each block,
+    as text (rich markup in them is not interpreted).
     """
-    out = stream or sys.stdout
-    if markdown is None:
-        markdown = not out.isatty()
+    out, markdown = _where(stream, markdown)
     if markdown:
         lines = [f"**{_cell(title)}**", ""]
         for name, pairs in blocks:

@@ -12,7 +12,7 @@ from dataclasses import MISSING, dataclass, replace
 from typing import TYPE_CHECKING
 
 from cvae_bench.core.events import Reporter
-from cvae_bench.core.options import device_option, option
+from cvae_bench.core.options import check_declared, device_option, option
 from cvae_bench.data.specs import data_option, dataset_option, val_subset_option
 
 if TYPE_CHECKING:
@@ -44,18 +44,11 @@ class EvaluateCommand:
                 with the closest known one).
             CvaeBenchError: the backend's framework is missing, or the weights file is.
         """
-        from cvae_bench.backends.selection import check_backend
-        from cvae_bench.core import checks
-        from cvae_bench.data.specs import DATASETS, check_subsets
-
-        dataset = checks.check_choice("--dataset", self.dataset, DATASETS)
-        if self.val_subset is not None:
-            checks.check_int("--val-subset", self.val_subset, minimum=1)
-        check_subsets(dataset, None, self.val_subset)
-        device = checks.check_device("--device", self.device)
-        info = check_backend("--backend", self.backend, device)
-        checks.check_input_file("--weights", self.weights)
-        return replace(self, backend=info.name, dataset=dataset, device=device)
+        checked = check_declared(self)
+        backend, device = check_scoring(
+            checked.backend, checked.weights, checked.device, checked.dataset, checked.val_subset
+        )
+        return replace(checked, backend=backend, device=device)
 
 
 @dataclass(frozen=True)
@@ -96,3 +89,22 @@ def evaluate_command(cmd: EvaluateCommand, reporter: Reporter) -> EvaluateOutcom
         reporter=reporter,
     )
     return EvaluateOutcome(checked, evaluation)
+
+
+def check_scoring(backend: str, weights: str, device: str, dataset: str, val_subset: int | None) -> tuple[str, str]:
+    """The backend's canonical name and the device parsed (and probed), once `backend` can score `weights` on
+    `device` against `dataset`'s validation split: the checks `evaluate` and `export` share, before any work.
+
+    Raises:
+        UsageError: a subset larger than the data set, a device or backend name that cannot work.
+        CvaeBenchError: the backend's framework is missing, or the weights file is.
+    """
+    from cvae_bench.backends.selection import check_backend
+    from cvae_bench.core import checks
+    from cvae_bench.data.specs import check_subsets
+
+    check_subsets(dataset, None, val_subset)
+    device = checks.check_device("--device", device)
+    info = check_backend("--backend", backend, device)
+    checks.check_input_file("--weights", weights)
+    return info.name, device

@@ -12,7 +12,14 @@ from dataclasses import MISSING, dataclass, replace
 
 from cvae_bench.core.defaults import MAX_SEED, PRECISIONS
 from cvae_bench.core.errors import UsageError
-from cvae_bench.core.options import device_option, force_option, option, out_option, worker_timeout_option
+from cvae_bench.core.options import (
+    check_declared,
+    device_option,
+    force_option,
+    option,
+    out_option,
+    worker_timeout_option,
+)
 from cvae_bench.data.specs import DEFAULT_DATASET, data_option, dataset_option, val_subset_option
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
@@ -93,24 +100,15 @@ class ExportCommand:
                 work (a misspelt name is answered with the closest known one).
             CvaeBenchError: the backend's framework is missing, the weights file is missing, or `-o` is refused.
         """
-        from cvae_bench.backends.selection import check_backend
-        from cvae_bench.core import checks
         from cvae_bench.core.checks import check_output
-        from cvae_bench.data.specs import DATASETS, check_subsets
+        from cvae_bench.data.evaluate_command import check_scoring
 
-        part = checks.check_choice("--part", self.part, PARTS)
-        precision = checks.check_choice("--precision", self.precision, PRECISIONS)
-        checks.check_int("--opset", self.opset, minimum=MIN_OPSET)
-        checks.check_float("--worker-timeout", self.idle_timeout, minimum=1)
-        dataset = checks.check_choice("--dataset", self.dataset, DATASETS)
-        if self.val_subset is not None:
-            checks.check_int("--val-subset", self.val_subset, minimum=1)
-        check_subsets(dataset, None, self.val_subset)
-        device = checks.check_device("--device", self.device)
-        info = check_backend("--backend", self.backend, device)
-        checks.check_input_file("--weights", self.weights)
-        check_output(self.out, [self.weights], force=self.force)
-        return replace(self, backend=info.name, part=part, precision=precision, dataset=dataset, device=device)
+        checked = check_declared(self)
+        backend, device = check_scoring(
+            checked.backend, checked.weights, checked.device, checked.dataset, checked.val_subset
+        )
+        check_output(checked.out, [checked.weights], force=checked.force)
+        return replace(checked, backend=backend, device=device)
 
     def settings(self, *, measure_speed: bool = True, spec: ModelSpec = DEFAULT_SPEC) -> ExportSettings:
         """What the export itself reads of this record (with the two things no option sets)."""
