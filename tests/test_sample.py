@@ -94,6 +94,13 @@ def test_cli_sample_from_onnx(decoder_file: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(tmp_path / n.format(d=8)) for n in NAMES]
     _assert_pngs(tmp_path, 8)
+    # Again into the same folder: the pictures are not replaced unasked (one line, exit 1), only with --force.
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    again = _cli("sample", "--onnx", str(decoder_file), "--out", str(tmp_path), "--digit", "3")
+    assert again.returncode == 1 and again.stderr.startswith(f"error: output folder {tmp_path} is not empty")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == kept
+    forced = _cli("sample", "--onnx", str(decoder_file), "--out", str(tmp_path), "--digit", "3", "--force")
+    assert forced.returncode == 0, forced.stderr
 
 
 def test_cli_sample_from_a_backend(tmp_path: Path) -> None:

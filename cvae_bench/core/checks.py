@@ -200,3 +200,23 @@ def check_output(out: str | Path, inputs: Iterable[str | Path] = (), *, force: b
         raise CvaeBenchError(f"-o {target} is a folder; expected a file path such as {target / 'decoder.onnx'}")
     if target.exists() and not force:
         raise CvaeBenchError(f"-o {target} exists; pass --force to replace it, or choose another file")
+
+
+def check_output_folder(path: str | Path, force: bool = False, ignore: Iterable[str] = ()) -> None:
+    """Refuse an output folder that already holds anything (but the names in `ignore`), unless `force`: nothing
+    a command wrote before is replaced unasked. A folder that does not exist yet passes.
+
+    Raises:
+        CvaeBenchError: the folder holds files and `force` is not set (a file problem: exit 1).
+    """
+    folder = Path(path)
+    if force or not folder.is_dir():
+        return
+    skip = set(ignore)
+    held = sorted(p.name for p in folder.iterdir() if p.name not in skip)
+    if held:
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        raise CvaeBenchError(
+            f"output folder {folder} is not empty ({shown}); pass --force to write into it anyway, "
+            "or choose another --out"
+        )

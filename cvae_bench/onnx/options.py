@@ -141,6 +141,7 @@ class SampleCommand:
     out: str = out_option("Folder for the PNGs.", folder=True, default="samples")
     seed: int = option(0, "--seed", "Seed of the prior draws.", minimum=0, maximum=MAX_SEED)
     digit: int = option(0, "--digit", "Digit of the latent manifold.", minimum=0)
+    force: bool = force_option("Write into an --out folder that already holds files (the PNGs are replaced).")
 
     def check(self) -> SampleCommand:
         """This record with its backend's name made canonical and its device parsed, once every value can work.
@@ -151,7 +152,8 @@ class SampleCommand:
         Raises:
             UsageError: `onnx` and `backend` both or neither, an option that goes with the other one, a seed,
                 digit, device or backend name that cannot work.
-            CvaeBenchError: the backend's framework is missing, or the input file is missing.
+            CvaeBenchError: the backend's framework is missing, the input file is missing, or the output folder
+                holds files (without `force`).
         """
         from cvae_bench.backends.selection import check_backend
         from cvae_bench.core import checks
@@ -165,6 +167,7 @@ class SampleCommand:
             if self.weights is not None:
                 raise UsageError("--weights goes with --backend; an --onnx file carries its own weights")
             checks.check_input_file("--onnx", self.onnx)
+            checks.check_output_folder(self.out, self.force)
             return replace(self, device=device)
         assert self.backend is not None
         if self.weights is None:
@@ -178,4 +181,5 @@ class SampleCommand:
             )
         info = check_backend("--backend", self.backend, device)
         checks.check_input_file("--weights", self.weights)
+        checks.check_output_folder(self.out, self.force)
         return replace(self, backend=info.name, device=device)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cvae_bench.core.checks import check_output_folder
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
 
@@ -418,14 +419,7 @@ def claim_output_folder(path: str | Path, force: bool = False) -> FolderLock:
     lock = FolderLock(folder)
     lock.acquire()
     try:
-        if not force:
-            held = sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
-            if held:
-                shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
-                raise CvaeBenchError(
-                    f"output folder {folder} is not empty ({shown}); pass --force to write into it anyway, "
-                    "or choose another --out"
-                )
+        check_output_folder(folder, force, ignore=(LOCK_NAME,))
     except BaseException:
         lock.release()
         raise
