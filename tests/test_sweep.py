@@ -466,3 +466,31 @@ def test_a_report_that_cannot_be_written_fails_the_sweep_like_run_and_bench(
     heard = Heard()
     sweep_command(SweepCommand(str(path), out=str(tmp_path / "again")), heard)
     assert heard.warnings == ["warning: no report: no results to report"]
+
+
+class DamagedFilesExecutor(FlakyExecutor):
+    """Every cell "succeeds" with a file that is not what a cell of ours writes (as a hand edit or a bad disk)."""
+
+    def next_done(self) -> CellOutcome:
+        from cvae_bench.runtime.machine import machine_fingerprint
+
+        cell = self._queue.popleft()
+        name = "bench.json" if cell.command == "bench" else "result.json"
+        damaged = b'{"benchmarks": [{"group": "train-step"}]}' if cell.command == "bench" else b'{"final": NaN}'
+        return CellOutcome(cell=cell, status="fixed-epochs", files={name: damaged}, machine=machine_fingerprint())
+
+
+def test_a_damaged_cell_file_is_named_in_the_summary_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary reads each cell's file strictly: one it cannot read is left out of the tables by name."""
+    path = write(tmp_path, GRID.replace("repeats = 2", "repeats = 1").replace("[0, 1, 2]", "[0]"))
+    monkeypatch.setattr("cvae_bench.sweep.api.make_executor", lambda name, settings: DamagedFilesExecutor({}))
+    out = tmp_path / "out"
+    sweep_command(SweepCommand(str(path), out=str(out)), Heard())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == [] and all(not b["rows"] for b in summary["benches"])
+    unreadable = summary["unreadable"]
+    assert any("/result.json: " in u and "NaN is not strict JSON" in u for u in unreadable), unreadable
+    assert any("/bench.json: " in u for u in unreadable), unreadable
+    assert "Left out of the tables, unreadable:" in (out / "summary.md").read_text()

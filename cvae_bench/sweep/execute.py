@@ -7,7 +7,6 @@ command into a scratch folder of its own, reads back every file it wrote and ret
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.runtime.files import read_json
 from cvae_bench.runtime.machine import MachineFingerprint, machine_fingerprint
 from cvae_bench.runtime.threads import THREAD_VARS, available_cores, thread_env
 from cvae_bench.sweep.cells import Cell, ThreadSettings
@@ -190,5 +190,5 @@ def _run_bench(cell: Cell, threads: int, data_path: str, idle_timeout: float, ou
     )
     command = f"cvae-bench sweep (cell {cell.key}: {cell.label})"
     done = run_bench_command(BenchCommand(backends=cell.selection, options=options, command=command, out_dir=str(out)))
-    entries = len(json.loads(done.json_path.read_text())["benchmarks"])
+    entries = len(read_json(done.json_path)["benchmarks"])
     return "measured", f"{cell.selection}: {entries} benchmark(s) of {', '.join(p.groups)}", False

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvae_bench.core.records import Record, RecordError
-from cvae_bench.runtime.files import FolderLock, ensure_dir, fsync_dir, write_bytes, write_json, write_text
+from cvae_bench.core.errors import CvaeBenchError
+from cvae_bench.core.records import Record
+from cvae_bench.runtime.files import FolderLock, ensure_dir, fsync_dir, read_json, write_bytes, write_json, write_text
 from cvae_bench.runtime.machine import MachineFingerprint
 from cvae_bench.sweep.cells import Cell, ThreadSettings
 from cvae_bench.sweep.execute import CellOutcome
@@ -106,8 +106,8 @@ class SweepStore:
         """The record of the cell `key`, or None when it has not finished (or its record is unreadable)."""
         path = self.cells / key / CELL_FILE
         try:
-            return CellRecord.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, RecordError):
+            return CellRecord.from_json(read_json(path))
+        except CvaeBenchError:  # missing, not strict JSON, or not a cell record: the cell runs again
             return None
 
     def records(self) -> list[CellRecord]:

@@ -8,17 +8,21 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.records import Record
 from cvae_bench.core.tables import markdown_table
-from cvae_bench.runtime.files import write_json, write_text
+from cvae_bench.report.inputs import BenchFile
+from cvae_bench.runtime.files import read_json, write_json, write_text
 from cvae_bench.runtime.machine import MachineFingerprint
 from cvae_bench.sweep.cells import RunParams
 from cvae_bench.sweep.store import CellRecord
 from cvae_bench.training.compare import HEADERS as RUN_HEADERS
 from cvae_bench.training.compare import summarize, table_rows
 from cvae_bench.training.records import ComparisonRow, RunResult
+
+R = TypeVar("R", bound=Record)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class SweepSummary(Record):
     runs: list[RunComparison]
     benches: list[BenchComparison]
     pending: int = 0
+    unreadable: list[str] = field(default_factory=list)  # "cells/<key>/bench.json: why": left out of the tables
 
     def to_markdown(self) -> str:
         """The summary as Markdown: a section per machine, then every cell."""
@@ -94,6 +99,9 @@ class SweepSummary(Record):
             f"{len(self.machines)} machine(s).  ",
             "Comparisons are made within one machine only; a deviant run is shown, never ranked.",
         ]
+        if self.unreadable:
+            lines += ["", "Left out of the tables, unreadable:", ""]
+            lines += [f"- {why.replace(chr(10), ' ')}" for why in self.unreadable]
         for mid, machine in self.machines.items():
             versions = ", ".join(f"{k} {v}" for k, v in sorted(machine.versions.items()))
             about = f"{machine.system}, Python {machine.python}, {versions}"
@@ -139,10 +147,13 @@ class SweepSummary(Record):
         return "\n".join(lines) + "\n"
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, as_record: type[R], unreadable: list[str]) -> R | None:
+    """The record in `path`, read strictly (`runtime.files.read_json`, then the record's own reader); None, and a
+    line in `unreadable`, when the file is not what a cell of ours writes (damaged or hand-edited)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return as_record.from_json(read_json(path))
+    except CvaeBenchError as exc:
+        unreadable.append(f"{path.parent.name}/{path.name}: {exc}")
         return None
 
 
@@ -151,6 +162,7 @@ def summarize_sweep(name: str, folder: Path, records: Sequence[CellRecord], pend
     machines: dict[str, MachineFingerprint] = {}
     run_groups: dict[tuple[str, int, str, str], list[RunResult]] = {}
     bench_groups: dict[tuple[str, int], dict[tuple[str, str], list[tuple[float, float | None]]]] = {}
+    unreadable: list[str] = []
     for rec in records:
         if rec.machine is None:
             continue
@@ -159,17 +171,17 @@ def summarize_sweep(name: str, folder: Path, records: Sequence[CellRecord], pend
         used = rec.threads.used if rec.threads else 0
         cell_dir = folder / "cells" / rec.key
         if rec.cell.command == "run" and rec.cell.run is not None and "result.json" in rec.files:
-            doc = _read(cell_dir / "result.json")
-            if doc is not None:
+            result = _read(cell_dir / "result.json", RunResult, unreadable)
+            if result is not None:
                 key = (mid, used, rec.cell.dataset, json.dumps(rec.cell.run.to_json(), sort_keys=True))
-                run_groups.setdefault(key, []).append(RunResult.from_json(doc))
+                run_groups.setdefault(key, []).append(result)
         elif rec.cell.command == "bench" and "bench.json" in rec.files:
-            doc = _read(cell_dir / "bench.json") or {}
+            bench = _read(cell_dir / "bench.json", BenchFile, unreadable)
             table = bench_groups.setdefault((mid, used), {})
-            for entry in doc.get("benchmarks", []):
-                info = entry.get("extra_info", {})
-                table.setdefault((entry["group"], entry["name"]), []).append(
-                    (entry["stats"]["median"], info.get("images_per_s"))
+            for entry in bench.benchmarks if bench is not None else []:
+                images_per_s = entry.info("images_per_s")
+                table.setdefault((entry.group, entry.name), []).append(
+                    (entry.stats.median, float(images_per_s) if isinstance(images_per_s, (int, float)) else None)
                 )
     runs = [
         RunComparison(machine=m, threads=t, dataset=d, params=RunParams.from_json(json.loads(p)), rows=summarize(rs))
@@ -220,6 +232,7 @@ def summarize_sweep(name: str, folder: Path, records: Sequence[CellRecord], pend
         runs=runs,
         benches=benches,
         pending=pending,
+        unreadable=unreadable,
     )
 
 
