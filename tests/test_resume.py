@@ -154,3 +154,14 @@ def test_a_checkpoint_that_is_not_one_is_named(tmp_path: Path, text: str, says: 
     with pytest.raises(CvaeBenchError) as caught:
         load_checkpoint(tmp_path, DEFAULT_SPEC)
     assert str(meta) in str(caught.value) and says in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ['{"backends": "torch"}', '{"repeats": Infinity}', "not json"])
+def test_a_plan_that_is_not_one_is_one_line_naming_it(tmp_path: Path, text: str) -> None:
+    """`run --resume` of a folder whose plan.json is damaged: one line naming the file, not a traceback."""
+    from cvae_bench.training.matched import load_plan
+
+    (tmp_path / "plan.json").write_text(text)
+    with pytest.raises(CvaeBenchError) as caught:
+        load_plan(tmp_path)
+    assert str(caught.value).startswith(f"cannot resume {tmp_path}: no readable plan.json (")

@@ -13,7 +13,7 @@ from cvae_bench.backends.selection import Selection
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.events import Message, RunReporter
 from cvae_bench.core.records import Record
-from cvae_bench.runtime.files import claim_output_folder, file_sha256, write_json
+from cvae_bench.runtime.files import claim_output_folder, file_sha256, read_json, write_json
 from cvae_bench.training.checkpoint import remove_checkpoint
 from cvae_bench.training.compare import write_comparison
 from cvae_bench.training.records import ComparisonRow, RunResult
@@ -88,8 +88,8 @@ def load_plan(folder: Path) -> RunPlan:
     """
     path = folder / PLAN_FILE
     try:
-        return RunPlan.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError) as exc:
+        return RunPlan.from_json(read_json(path))
+    except CvaeBenchError as exc:  # missing, not strict JSON, or not a plan: say which file
         raise CvaeBenchError(f"cannot resume {folder}: no readable {PLAN_FILE} ({exc})") from exc
 
 
