@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from cvae_bench.bench.report import (
 from cvae_bench.bench.roofline import Roofline
 from cvae_bench.bench.runner import run_bench, with_runs
 from cvae_bench.core.events import SILENT, Reporter, Stage
-from cvae_bench.runtime.files import claim_output_folder, write_json, write_text
+from cvae_bench.runtime.files import claim_output_folder, read_json, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def run_bench_command(cmd: BenchCommand, reporter: Reporter = SILENT) -> BenchOu
             # reuse it (it is a fifth of a short bench's wall time and no interval depends on it).
             outcome, ceiling = _bench_into(rep, selections, groups, one, reporter, ceiling)
             outcomes.append(outcome)
-        docs = [BenchDocument.from_json(json.loads(o.json_path.read_text())) for o in outcomes]
+        docs = [BenchDocument.from_json(read_json(o.json_path)) for o in outcomes]
         cal = calibrate(docs)
         write_json(folder / "calibration.json", cal.to_json())
         write_text(folder / "calibration.md", markdown(cal, cmd.command))

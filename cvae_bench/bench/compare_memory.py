@@ -11,14 +11,15 @@ memory figures (older ones, pytest-benchmark's own) give no memory rows and neve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.core.memory import MIB, of_extra_info
 from cvae_bench.core.records import Record
+from cvae_bench.runtime.files import read_json
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ class MemoryChange(Record):
 
 def _read(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json(path)
+    except CvaeBenchError:
         return None  # the time side of the gate reports an unreadable file
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -195,8 +194,8 @@ def finished_result(folder: Path) -> RunResult | None:
     """The result of a run that completed in `folder` (its weights matching the hash it names), else None."""
     path = folder / "result.json"
     try:
-        result = RunResult.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, CvaeBenchError):
+        result = RunResult.from_json(read_json(path))
+    except CvaeBenchError:  # missing, damaged or not a result: the run is not finished, it runs again
         return None
     weights = result.weights
     if weights is None or not (folder / weights.file).is_file():
