@@ -303,6 +303,18 @@ def test_ray_executor_without_ray_says_how_to_install_it(monkeypatch: pytest.Mon
         CvaeBenchError, match=r"^Ray is not installed; install it with: pip install 'cvae-bench\[ray\]'$"
     ):
         make_executor("ray", ExecutorSettings()).start()
+
+
+def test_a_sweep_on_ray_without_ray_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray is looked for before the results folder is made: one line, nothing written, nothing locked."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    out = tmp_path / "out"
+    with pytest.raises(CvaeBenchError, match=r"^Ray is not installed"):
+        sweep_command(SweepCommand(str(write(tmp_path, TINY)), out=str(out), executor="ray"), Heard())
+    assert not out.exists()
     assert set(EXECUTORS) == {"local", "ray"}
     with pytest.raises(CvaeBenchError, match="unknown executor 'slurm'; known: local, ray"):
         make_executor("slurm", ExecutorSettings())

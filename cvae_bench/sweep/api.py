@@ -76,6 +76,7 @@ def sweep_command(
             reporter.report(Message(line))
         return SweepOutcome(folder=sweep.out, cells=len(sweep.cells))
     outcome = SweepOutcome(folder=sweep.out, cells=len(sweep.cells))
+    executor.check()  # before the results folder is made: a missing Ray leaves nothing behind
     with store:
         store.open(sweep.text)
         previous = {c.key: store.record(c.key) for c in sweep.cells}

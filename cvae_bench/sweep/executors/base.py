@@ -56,6 +56,15 @@ class Executor(ABC):
         """Where the cells run, in a few words."""
         return self.name
 
+    def check(self) -> None:
+        """Refuse, cheaply and before the results folder is made, an executor that cannot run here at all (a
+        library that is not installed); what needs a connection is found by `start`.
+
+        Raises:
+            CvaeBenchError: the executor cannot run (the message says how to install what it needs).
+        """
+        return None  # the local executor needs nothing beyond cvae-bench
+
     @abstractmethod
     def start(self) -> None:
         """Connect or start what the executor needs.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 from typing import Any
 
@@ -66,6 +67,15 @@ class RayExecutor(Executor):
             return f"ray ({self.settings.address or os.environ.get('RAY_ADDRESS') or 'a one-node Ray here'})"
         cpus = sorted({int(n.get("CPU", 0)) for n in self._slot_nodes})
         return f"ray ({len(self._slot_nodes)} node(s) with {self.settings.slot}; CPUs per node {cpus})"
+
+    def check(self) -> None:
+        """Refuse a machine without Ray before the results folder is made (found, not imported: Ray loads slowly).
+
+        Raises:
+            CvaeBenchError: Ray is not installed (the message says how to install it).
+        """
+        if importlib.util.find_spec("ray") is None:
+            raise CvaeBenchError(INSTALL_HINT)
 
     def start(self) -> None:
         """Connect to the cluster (or start a one-node Ray), and check that some node can hold a cell.
