@@ -62,7 +62,8 @@ def bench(
     )
     command = BenchCommand(options=options, command="cvae-bench " + " ".join(sys.argv[1:]), **declared)
 
-    outcome = run_bench_command(command, ConsoleReporter(quiet))
+    # With --json, stdout holds the one document: any result line goes to stderr.
+    outcome = run_bench_command(command, ConsoleReporter(quiet, to_stderr=as_json))
     if as_json:
         tables = [
             {"title": t.title, "headers": list(t.headers), "rows": [list(r) for r in t.rows]} for t in outcome.tables
