@@ -46,7 +46,9 @@ ALL_RECORDS = sorted({r for records in RECORDS.values() for r in records}, key=l
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], click.Command]:
     out: dict[tuple[str, ...], click.Command] = {}
-    for name, command in group.commands.items():
+    for name in group.list_commands(click.Context(group)):
+        command = group.get_command(click.Context(group), name)
+        assert command is not None
         if isinstance(command, click.Group):
             out |= _commands(command, (*path, name))
         else:

@@ -67,6 +67,7 @@ EVALUATE = ["evaluate", "--backend", "torch", "--weights", "w.safetensors"]
         (["run", "--backend", "torch", "--threads", "999"], "error: --threads: 999 threads is more than the"),
         (["run", "--backend", "pytorch"], "error: Unknown backend 'pytorch'. Did you mean 'torch'? Known: "),
         (["run", "--bogus"], "error: No such option '--bogus'"),
+        (["bnech"], "error: No such command 'bnech'. Did you mean 'bench'? Commands: backends, bench, compare,"),
         (["compare"], "error: Missing argument 'BASE'."),
         (["sample", "--seed", "-3"], "error: --seed: -3 is not in the range"),
         (["export", "--backend", "torch", "--weights", "w", "-o", "x.onnx", "--precision", "fp64"], "--precision"),
@@ -155,7 +156,7 @@ def test_the_records_declarations_drive_the_options() -> None:
     from cvae_bench.onnx.options import MIN_OPSET, ExportCommand, SampleCommand
 
     for name, record in (("export", ExportCommand), ("sample", SampleCommand), ("evaluate", EvaluateCommand)):
-        command = main.commands[name]
+        command = _command(name)
         assert [p.name for p in command.params if p.name != "help"] == declared_names(record)
         by_name = {p.name: p for p in command.params}
         for o in declared_options(record):
@@ -163,7 +164,7 @@ def test_the_records_declarations_drive_the_options() -> None:
             assert isinstance(param, click.Option)
             assert {o.spec.flag, *o.spec.aliases} <= set(param.opts) and param.help == o.spec.help
             assert param.required == o.spec.required and (o.spec.required or param.default == o.default)
-    export = main.commands["export"]
+    export = _command("export")
     text = export.get_help(click.Context(export, info_name="export"))
     assert f"[default: {ExportCommand.opset}; x>={MIN_OPSET}]" in " ".join(text.split())
     base = ["--backend", "torch", "--weights", "w", "-o", "x.onnx"]
@@ -173,7 +174,7 @@ def test_the_records_declarations_drive_the_options() -> None:
     assert ExportCommand(**parsed).opset == MIN_OPSET
     with pytest.raises(click.BadParameter, match=f"x>={MIN_OPSET}"):
         export.make_context("export", [*base, "--opset", str(MIN_OPSET - 1)])
-    sample = main.commands["sample"]
+    sample = _command("sample")
     assert sample.make_context("sample", ["--provider", "CPUExecutionProvider"]).params["providers"] == (
         "CPUExecutionProvider"
     )
@@ -333,9 +334,18 @@ def test_sweep_dry_run_refuses_a_bad_cell_in_one_line(workdir: Path, tmp_path: P
 
 
 # -- the same surface everywhere ----------------------------------------------------------------------------------
+def _command(name: str) -> click.Command:
+    """The command `name` of `cvae-bench` (its module imported, as when it runs)."""
+    command = main.get_command(click.Context(main), name)
+    assert command is not None, name
+    return command
+
+
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     out: list[tuple[tuple[str, ...], click.Command]] = []
-    for name, command in group.commands.items():
+    for name in group.list_commands(click.Context(group)):
+        command = group.get_command(click.Context(group), name)
+        assert command is not None
         if isinstance(command, click.Group):
             out += _commands(command, (*path, name))
         else:
@@ -379,7 +389,7 @@ def test_bench_options_are_declared_once() -> None:
     from cvae_bench.core.options import declared_options
     from cvae_bench.sweep.config import BENCH_DEFAULTS, SCHEMA
 
-    bench = main.commands["bench"]
+    bench = _command("bench")
     by_name = {p.name: p for p in bench.params}
     defaults = {f.name: f.default for f in fields(BenchOptions)}
     for o in declared_options(BenchOptions):
@@ -403,7 +413,7 @@ def test_loadtest_and_sweep_options_are_declared_once(command: str) -> None:
     from cvae_bench.sweep.options import SweepCommand
 
     record = {"loadtest": LoadtestCommand, "sweep": SweepCommand}[command]
-    by_name = {p.name: p for p in main.commands[command].params}
+    by_name = {p.name: p for p in _command(command).params}
     declared = list(declared_options(record))
     for o in declared:
         param = by_name[o.name]

@@ -10,7 +10,6 @@ import click
 from cvae_bench.bench.options import BenchCommand, BenchOptions, CompareCommand
 from cvae_bench.cli.after_work import after_work_options, publish
 from cvae_bench.cli.console import ConsoleReporter
-from cvae_bench.cli.group import main
 from cvae_bench.cli.options import ExistingPath, click_options, declared_names, json_option
 from cvae_bench.cli.output import json_document, show_blocks, show_table
 from cvae_bench.core.errors import UsageError
@@ -25,7 +24,7 @@ def _bench_groups(text: str | None) -> tuple[str, ...]:
     return tuple(g.strip() for g in text.split(",") if g.strip())
 
 
-@main.command()
+@click.command()
 @click.option(
     "--groups",
     default=None,
@@ -97,7 +96,7 @@ def bench(
     publish(outcome.json_path.parent, no_report, history_dir, no_history, outcome.json_path)
 
 
-@main.command("compare")
+@click.command("compare")
 @click.argument("base", type=ExistingPath())
 @click.argument("new", type=ExistingPath())
 @click_options(CompareCommand)

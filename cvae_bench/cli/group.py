@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -13,14 +14,55 @@ from cvae_bench import __version__
 from cvae_bench.core.errors import USAGE_EXIT, CvaeBenchError, UsageError
 from cvae_bench.runtime import signals
 
+#: Each command, and the module that defines it: a module is imported when its command is asked for (or the
+#: list of commands is shown), so that one command does not pay for importing every other command's records.
+COMMANDS: dict[str, str] = {
+    "backends": "cvae_bench.cli.registry:backends",
+    "data": "cvae_bench.cli.registry:data",
+    "run": "cvae_bench.cli.training:run",
+    "evaluate": "cvae_bench.cli.training:evaluate",
+    "bench": "cvae_bench.cli.bench:bench",
+    "compare": "cvae_bench.cli.bench:compare",
+    "export": "cvae_bench.cli.onnx:export",
+    "sample": "cvae_bench.cli.onnx:sample",
+    "loadtest": "cvae_bench.cli.serving:loadtest",
+    "web": "cvae_bench.cli.serving:web",
+    "sweep": "cvae_bench.cli.sweep:sweep",
+    "report": "cvae_bench.cli.report:report",
+}
+
 
 class CvaeBenchGroup(click.Group):
-    """Turns our errors into one line on stderr and a non-zero exit, never a traceback.
+    """Turns our errors into one line on stderr and a non-zero exit, never a traceback; loads each command from
+    its module (`COMMANDS`) when it is first asked for.
 
     SIGTERM behaves like SIGINT (`runtime.signals`): the command unwinds (each worker it holds is killed on
     the way, since a worker mid-job would not hear a polite exit), one `error:` line, exit 128 + the signal
     (143, 130); the first signal decides, from the first moment (parsing included) to the last.
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command, those not loaded yet included."""
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
+        """The command `name`, its module imported the first time it is asked for."""
+        if name in COMMANDS and name not in self.commands:
+            module, attribute = COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return self.commands.get(name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """The command `args` name; a misspelt one is answered with the closest (`Did you mean 'bench'?`)."""
+        name = args[0] if args else ""
+        if self.get_command(ctx, name) is None and not name.startswith("-"):
+            from cvae_bench.core.checks import did_you_mean
+
+            known = self.list_commands(ctx)
+            ctx.fail(f"No such command {name!r}.{did_you_mean(name, known)} Commands: {', '.join(known)}.")
+        return super().resolve_command(ctx, args)
 
     def main(
         self,

@@ -7,12 +7,11 @@ from typing import Any
 import click
 
 from cvae_bench.cli.console import ConsoleReporter
-from cvae_bench.cli.group import main
 from cvae_bench.cli.options import click_options
 from cvae_bench.onnx.options import ExportCommand, SampleCommand
 
 
-@main.command()
+@click.command()
 @click_options(ExportCommand)
 def export(**declared: Any) -> None:
     """Export a decoder (or encoder) to ONNX with the one interface, verified against the framework."""
@@ -23,7 +22,7 @@ def export(**declared: Any) -> None:
         click.echo(line)
 
 
-@main.command()
+@click.command()
 @click_options(SampleCommand)
 def sample(**declared: Any) -> None:
     """Draw a decoder: prior samples per digit, one z across labels 1-9, the latent manifold (PNGs)."""

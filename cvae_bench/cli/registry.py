@@ -7,13 +7,12 @@ from typing import Any
 import click
 
 from cvae_bench.cli.console import ConsoleReporter
-from cvae_bench.cli.group import main
 from cvae_bench.cli.options import click_options, json_option
 from cvae_bench.cli.output import json_document, show_table
 from cvae_bench.data.specs import DataChoice
 
 
-@main.command()
+@click.command()
 @json_option
 def backends(as_json: bool) -> None:
     """List registered backends: availability, framework versions, devices, modes, origin."""
@@ -52,7 +51,7 @@ def backends(as_json: bool) -> None:
     show_table("cvae-bench backends", headers, rows)
 
 
-@main.group()
+@click.group()
 def data() -> None:
     """Obtain and inspect the data sets (checksummed)."""
 

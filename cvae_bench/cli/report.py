@@ -7,12 +7,11 @@ from typing import Any
 
 import click
 
-from cvae_bench.cli.group import main
 from cvae_bench.cli.options import ExistingPath, click_options
 from cvae_bench.report.options import ReportCommand
 
 
-@main.command()
+@click.command()
 @click.argument("paths", nargs=-1, type=ExistingPath())
 @click_options(ReportCommand)
 def report(paths: tuple[str, ...], **declared: Any) -> None:

@@ -7,13 +7,12 @@ from typing import Any
 import click
 
 from cvae_bench.cli.console import ConsoleReporter
-from cvae_bench.cli.group import main
 from cvae_bench.cli.options import click_options
 from cvae_bench.cli.output import err_console
 from cvae_bench.serving.options import LoadtestCommand, WebCommand
 
 
-@main.command()
+@click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click_options(LoadtestCommand)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
@@ -27,7 +26,7 @@ def loadtest(model: str, quiet: bool, **declared: Any) -> None:
         click.echo(path)
 
 
-@main.command()
+@click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click_options(WebCommand)
 def web(model: str, **declared: Any) -> None:

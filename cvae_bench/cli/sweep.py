@@ -7,13 +7,12 @@ from typing import Any
 import click
 
 from cvae_bench.cli.console import ConsoleReporter
-from cvae_bench.cli.group import main
 from cvae_bench.cli.options import click_options
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.sweep.options import SweepCommand
 
 
-@main.command()
+@click.command()
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
 @click_options(SweepCommand)
 def sweep(sweep_file: str, **declared: Any) -> None:

@@ -9,7 +9,6 @@ import click
 
 from cvae_bench.cli.after_work import after_work_options, publish
 from cvae_bench.cli.console import ConsoleReporter
-from cvae_bench.cli.group import main
 from cvae_bench.cli.options import click_options, json_option
 from cvae_bench.cli.output import json_document, show_table
 from cvae_bench.core.errors import CvaeBenchError
@@ -17,7 +16,7 @@ from cvae_bench.data.evaluate_command import EvaluateCommand
 from cvae_bench.training.command import RunCommand
 
 
-@main.command()
+@click.command()
 @click_options(RunCommand)
 @click.option("--quiet", is_flag=True, help="No progress, only the summary.")
 @after_work_options
@@ -66,7 +65,7 @@ def run(
         raise CvaeBenchError(f"{len(outcome.failures)} run(s) failed; see the lines above")
 
 
-@main.command()
+@click.command()
 @click_options(EvaluateCommand)
 def evaluate(**declared: Any) -> None:
     """Score a weights file with the shared evaluator (val -ELBO, KL, NLL)."""
