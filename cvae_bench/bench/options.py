@@ -127,24 +127,17 @@ class BenchOptions:
         of `cvae-bench bench` (`prefix`: `--` names options, '' names sweep keys). The device is probed.
         """
         from cvae_bench.core import checks
+        from cvae_bench.core.options import check_declared
         from cvae_bench.data.specs import check_subsets
 
-        def name(option: str) -> str:
-            return f"--{option}" if prefix == "--" else option.replace("-", "_")
-
-        device = checks.check_device(name("device"), self.device)
-        checks.check_threads(name("threads"), self.threads)
-        checks.check_precisions(name("precisions"), self.precisions)
-        for size in self.batch_sizes:
-            checks.check_int(name("batch-sizes"), size, minimum=1, maximum=MAX_BATCH_SIZE)
-        checks.check_float(name("min-time"), self.min_time, minimum=0, maximum=MAX_MIN_TIME)
-        checks.check_float(name("max-time"), self.max_time, minimum=0)
-        checks.check_float(name("wait-quiet"), self.wait_quiet, minimum=0)
-        checks.check_float(name("worker-timeout"), self.idle_timeout, minimum=1)
-        checks.check_float(name("tie"), self.tie, minimum=0, maximum=0.5)
-        checks.check_seed(name("seed"), self.seed)
-        check_subsets(self.dataset, self.train_subset, None, prefix=prefix)
-        return replace(self, device=device)
+        # The declared bounds and choices, as the command line holds them; then what no declaration can say.
+        checked = check_declared(self, prefix)
+        name = "--" if prefix == "--" else ""
+        device = checks.check_device(f"{name}device", checked.device)
+        checks.check_threads(f"{name}threads", checked.threads)
+        checks.check_seed(f"{name}seed", checked.seed)
+        check_subsets(checked.dataset, checked.train_subset, None, prefix=prefix)
+        return replace(checked, device=device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for bench.json's `cvae_bench.options` (the spec is recorded beside it)."""

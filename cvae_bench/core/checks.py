@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 
-from cvae_bench.core.defaults import DEVICES, MAX_BATCH_SIZE, MAX_SEED, PRECISIONS
+from cvae_bench.core.defaults import DEVICES, MAX_BATCH_SIZE, MAX_SEED
 from cvae_bench.core.errors import CvaeBenchError, UsageError
 
 #: Other names of a device kind, read as the kind (`--device gpu` is what most people type for CUDA).
@@ -42,14 +42,6 @@ def check_choice(what: str, value: str, choices: Sequence[str]) -> str:
     if value.strip().casefold() in folded:
         return folded[value.strip().casefold()]
     raise UsageError(f"{what}: {value!r} is not one of {', '.join(choices)}.{did_you_mean(value, choices)}")
-
-
-def check_precisions(what: str, values: Iterable[str]) -> tuple[str, ...]:
-    """The ONNX precisions named, each one of `PRECISIONS` (fp8 or fp64 are refused here, not in a worker)."""
-    out = tuple(check_choice(what, v, PRECISIONS) for v in values if v.strip())
-    if not out:
-        raise UsageError(f"{what}: name at least one of {', '.join(PRECISIONS)}")
-    return out
 
 
 def check_int_list(what: str, text: str, *, minimum: int = 1, maximum: int = MAX_BATCH_SIZE) -> tuple[int, ...]:

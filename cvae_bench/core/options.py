@@ -139,7 +139,8 @@ def check_declared(record: R, prefix: str = "--") -> R:
         what = o.spec.flag if prefix == "--" else o.name
         items = tuple(value) if o.is_list else (value,)
         if o.is_list and not items:
-            raise UsageError(f"{what}: name at least one value")
+            among = f" (one of {', '.join(o.spec.choices)})" if o.spec.choices else ""
+            raise UsageError(f"{what}: name at least one value{among}")
         spec, out = o.spec, []
         for item in items:
             if spec.choices:
