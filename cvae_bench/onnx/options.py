@@ -160,8 +160,7 @@ class SampleCommand:
 
         if (self.onnx is None) == (self.backend is None):
             raise UsageError("give either --onnx FILE or --backend NAME --weights FILE")
-        checks.check_seed("--seed", self.seed)
-        checks.check_int("--digit", self.digit, minimum=0)
+        check_declared(self)  # the seed's and digit's bounds, as the command line holds them
         device = checks.check_device("--device", self.device)
         if self.onnx is not None:
             if self.weights is not None:
