@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,8 +11,11 @@ from cvae_bench.bench.options import BenchCommand, BenchOptions, CompareCommand
 from cvae_bench.cli.after_work import after_work_options, publish
 from cvae_bench.cli.console import ConsoleReporter
 from cvae_bench.cli.options import ExistingPath, click_options, declared_names, json_option
-from cvae_bench.cli.output import json_document, show_blocks, show_table
+from cvae_bench.cli.output import command_line, json_document, show_blocks, show_table
 from cvae_bench.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from cvae_bench.bench.api import BenchOutcome
 
 
 def _bench_groups(text: str | None) -> tuple[str, ...]:
@@ -59,7 +62,7 @@ def bench(
         groups=_bench_groups(groups) + (("anatomy",) if anatomy else ()),
         **{name: declared.pop(name) for name in declared_names(BenchOptions)},
     )
-    command = BenchCommand(options=options, command="cvae-bench " + " ".join(sys.argv[1:]), **declared)
+    command = BenchCommand(options=options, command=command_line(), **declared)
 
     # With --json, stdout holds the one document: any result line goes to stderr.
     outcome = run_bench_command(command, ConsoleReporter(quiet, to_stderr=as_json))
@@ -78,8 +81,13 @@ def bench(
             "calibration": outcome.calibration,
         }
         click.echo(json_document("bench", body))
-        publish(outcome.json_path.parent, no_report, history_dir, no_history, outcome.json_path)
-        return
+    else:
+        _show(outcome)
+    publish(outcome.json_path.parent, no_report, history_dir, no_history, outcome.json_path)
+
+
+def _show(outcome: BenchOutcome) -> None:
+    """The bench's outcome for people: its tables, the fairness audit, the load, the noise and where it went."""
     for shown in outcome.tables:
         if not shown.rows and not shown.show_empty:
             continue
@@ -93,7 +101,6 @@ def bench(
     for line in outcome.calibration or []:
         click.echo(line)
     click.echo(f"results written to {outcome.json_path} and {outcome.md_path}")
-    publish(outcome.json_path.parent, no_report, history_dir, no_history, outcome.json_path)
 
 
 @click.command("compare")

@@ -21,6 +21,11 @@ out_console = Console(soft_wrap=True)
 SCHEMA_VERSION = 1
 
 
+def command_line() -> str:
+    """The command as the user typed it (`cvae-bench bench --backend torch`), recorded in the results."""
+    return "cvae-bench " + " ".join(sys.argv[1:])
+
+
 def schema(command: str) -> str:
     """`cvae-bench/<command>/<version>`, the first field of the command's `--json` document."""
     return f"cvae-bench/{command}/{SCHEMA_VERSION}"

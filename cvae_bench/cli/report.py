@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from cvae_bench.cli.options import ExistingPath, click_options
+from cvae_bench.cli.output import command_line
 from cvae_bench.report.options import ReportCommand
 
 
@@ -18,6 +18,6 @@ def report(paths: tuple[str, ...], **declared: Any) -> None:
     """One self-contained HTML page from run folders, comparison.json, bench.json, decoder.onnx and history."""
     from cvae_bench.report.api import report_command
 
-    command = "cvae-bench " + " ".join(sys.argv[1:])
+    command = command_line()
     for line in report_command(ReportCommand(paths=paths, command=command, **declared)):
         click.echo(line)

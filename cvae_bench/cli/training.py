@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -10,7 +9,7 @@ import click
 from cvae_bench.cli.after_work import after_work_options, publish
 from cvae_bench.cli.console import ConsoleReporter
 from cvae_bench.cli.options import click_options, json_option
-from cvae_bench.cli.output import json_document, show_table
+from cvae_bench.cli.output import command_line, json_document, show_table
 from cvae_bench.core.errors import CvaeBenchError
 from cvae_bench.data.evaluate_command import EvaluateCommand
 from cvae_bench.training.command import RunCommand
@@ -35,10 +34,7 @@ def run(
     from cvae_bench.training.compare import HEADERS, table_rows
 
     # The declared options arrive under their field names: the record is built from them as they are.
-    cmd = RunCommand(
-        command="cvae-bench " + " ".join(sys.argv[1:]),
-        **declared,
-    )
+    cmd = RunCommand(command=command_line(), **declared)
     # With --json, stdout holds the one document: the result lines go to stderr.
     done = run_command(
         cmd,
