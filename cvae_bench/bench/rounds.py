@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvae_bench.bench.timing import Timing, calibrate, time_round
-from cvae_bench.core.events import Reporter
+from cvae_bench.core.events import SILENT, Reporter
 from cvae_bench.core.records import Record
 from cvae_bench.core.replication import ONE_PROCESS, VarianceComponents, replicated_paired_ratio
 from cvae_bench.core.stats import Interval, paired_ratio
@@ -193,7 +193,7 @@ class Contestant:
     pauses: int = 0
     end: Any = None
 
-    def open(self, reporter: Reporter | None = None) -> Opened:
+    def open(self, reporter: Reporter = SILENT) -> Opened:
         """Run the setup in the current host, and calibrate (first epoch) or warm up (later ones); `reporter`
         hears what the setup reports."""
         p = self.plan
@@ -213,7 +213,7 @@ class Contestant:
 
     def close(self) -> Any:
         """Finish the call in the worker; returns (and keeps) what its `finish` returned."""
-        self.end = self.host.run_job(close_job, None, key=self.plan.key)
+        self.end = self.host.run_job(close_job, SILENT, key=self.plan.key)
         return self.end
 
     def per_call(self, keep: set[int] | None = None) -> list[float]:
@@ -275,7 +275,7 @@ class Schedule:
         for c in order:
             mine = worker_of(c.host)
             mine.resume()
-            (seconds,) = c.host.run_job(rounds_job, None, key=c.plan.key, rounds=1)
+            (seconds,) = c.host.run_job(rounds_job, SILENT, key=c.plan.key, rounds=1)
             t1 = time.monotonic()
             mine.pause()
             c.round_s.append(seconds)
@@ -417,7 +417,7 @@ def remeasure_budget(rounds: int) -> int:
 
 
 def measure_alone(
-    host: Any, plans: Sequence[Plan], rounds: int, reporter: Reporter | None = None
+    host: Any, plans: Sequence[Plan], rounds: int, reporter: Reporter = SILENT
 ) -> dict[str, tuple[Timing, Any, Any]]:
     """Every plan's rounds in a row, one plan after the other, in the worker of `host` (`reporter` hears what
     the setups report).
@@ -430,8 +430,8 @@ def measure_alone(
         opened: Opened = host.run_job(
             open_job, reporter, key=plan.key, setup=plan.setup, min_time=plan.min_time, setup_kwargs=plan.setup_kwargs
         )
-        round_s = host.run_job(rounds_job, None, key=plan.key, rounds=rounds)
-        end = host.run_job(close_job, None, key=plan.key)
+        round_s = host.run_job(rounds_job, SILENT, key=plan.key, rounds=rounds)
+        end = host.run_job(close_job, SILENT, key=plan.key)
         out[plan.key] = (Timing(round_s, opened.iterations, opened.warmup, opened.warmup_s), opened.info, end)
     return out
 

@@ -56,7 +56,7 @@ from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core import errors
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import WorkerError
-from cvae_bench.core.events import Reporter, Stage, read_event
+from cvae_bench.core.events import SILENT, Reporter, Stage, read_event
 from cvae_bench.core.tuning import apply_in_process
 from cvae_bench.models.spec import ModelSpec
 from cvae_bench.runtime import signals
@@ -189,7 +189,7 @@ class Worker:
             f"worker for backend {self.info.name!r} {what} (exit code {code}){detail} [full log: {self.stderr_path}]"
         )
 
-    def request(self, req: dict[str, Any], reporter: Reporter | None = None, timeout: float | None = None) -> Any:
+    def request(self, req: dict[str, Any], reporter: Reporter = SILENT, timeout: float | None = None) -> Any:
         """Send one request and wait for its result, passing its events to `reporter`.
 
         This is the edge of the worker protocol: each event frame (a dict, the wire format) is read into its
@@ -234,8 +234,7 @@ class Worker:
                 # that compiles), which is given the start limit, as building the backend is.
                 event = read_event(payload)
                 limit = max(base, self.start_timeout) if isinstance(event, Stage) else base
-                if reporter is not None:
-                    reporter.report(event)
+                reporter.report(event)
             elif kind == "result":
                 return payload
             else:
@@ -248,13 +247,13 @@ class Worker:
                     f"{payload['message']} [traceback in {self.stderr_path}]"
                 )
 
-    def run_job(self, job: Callable[..., T], reporter: Reporter | None = None, **kwargs: Any) -> T:
+    def run_job(self, job: Callable[..., T], reporter: Reporter = SILENT, **kwargs: Any) -> T:
         """Run `job(backend, emit, **kwargs)` in the worker and return what it returns.
 
         Args:
             job: a module-level function importable in the worker; `backend` is the worker's backend, or
                 None before any `create`.
-            reporter: hears, in this process, the record of every event the job emits (None: dropped).
+            reporter: hears, in this process, the record of every event the job emits (by default none does).
             kwargs: the job's keyword arguments (pickled).
         """
         if getattr(job, "__qualname__", "").count("<") or not getattr(job, "__module__", None):
@@ -343,7 +342,7 @@ class RemoteBackend:
         self.device: str = self.info["device"]
         self.mode: str = self.info["mode"]
 
-    def run_job(self, job: Callable[..., T], reporter: Reporter | None = None, **kwargs: Any) -> T:
+    def run_job(self, job: Callable[..., T], reporter: Reporter = SILENT, **kwargs: Any) -> T:
         """Run `job(backend, emit, **kwargs)` next to the backend in the worker; see `Worker.run_job`."""
         return self.worker.run_job(job, reporter, **kwargs)
 

@@ -13,7 +13,7 @@ from cvae_bench import __version__
 from cvae_bench.backends.registry import BackendInfo
 from cvae_bench.core.defaults import DEFAULT_IDLE_TIMEOUT
 from cvae_bench.core.errors import BackendUnavailableError, CvaeBenchError
-from cvae_bench.core.events import Reporter
+from cvae_bench.core.events import SILENT, Reporter
 from cvae_bench.core.memory import RunMemory
 from cvae_bench.data.specs import DEFAULT_DATASET
 from cvae_bench.models.spec import DEFAULT_SPEC, ModelSpec
@@ -62,7 +62,7 @@ def run_backend(
     info: BackendInfo,
     options: RunOptions,
     out_dir: str | Path,
-    reporter: Reporter | None = None,
+    reporter: Reporter = SILENT,
     resume: bool = False,
 ) -> RunResult:
     """Train `info` in a fresh worker; write weights.safetensors, then result.json naming it, into `out_dir`.
