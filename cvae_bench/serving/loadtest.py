@@ -40,7 +40,6 @@ from cvae_bench.serving.scheduler import BuiltinScheduler, ScenarioRun, Serve, W
 from cvae_bench.serving.search import find_max_qps
 from cvae_bench.serving.stats import summarize
 
-#: A progress line's destination, inside the load test (the command reports each as a `Message`).
 #: Seconds of load sampling before and after each configuration.
 LOAD_INTERVAL_S = 0.2
 #: Distinct inputs the queries draw from (LoadGen's sample library).
@@ -78,8 +77,8 @@ def pick_scheduler(choice: str, reporter: Reporter, log_dir: Path | None = None)
     if choice == "loadgen":
         raise CvaeBenchError("--scheduler loadgen: mlperf_loadgen does not import; pip install 'cvae-bench[serve]'")
     if choice == "auto":
-        reporter.report(
-            Message("MLPerf LoadGen is not importable (pip install mlcommons-loadgen): using the built-in scheduler")
+        _progress(
+            reporter, "MLPerf LoadGen is not importable (pip install mlcommons-loadgen): using the built-in scheduler"
         )
     return BuiltinScheduler()
 
