@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from cvae_bench.core.options import DeclaredOption, declared_options
+from cvae_bench.core.errors import UsageError
+from cvae_bench.core.options import DeclaredOption, check_value, declared_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -168,7 +169,6 @@ def _bounds_text(o: DeclaredOption) -> str:
 
 def _list_callback(o: DeclaredOption) -> Callable[[click.Context, click.Parameter, str], tuple[Any, ...]]:
     """Comma-separated items, each of the field's item type and within its bounds or choices."""
-    spec = o.spec
 
     def parse(ctx: click.Context, param: click.Parameter, text: str) -> tuple[Any, ...]:
         items = [v.strip() for v in text.split(",") if v.strip()]
@@ -176,25 +176,16 @@ def _list_callback(o: DeclaredOption) -> Callable[[click.Context, click.Paramete
             raise click.BadParameter(f"expected a comma-separated list; received {text!r}")
         out: list[Any] = []
         for item in items:
-            if spec.choices:
-                value: Any = spec.choice(item)
-                if value is None:
-                    from cvae_bench.core.checks import did_you_mean
-
-                    raise click.BadParameter(
-                        f"{item!r} is not one of {', '.join(spec.choices)}.{did_you_mean(item, spec.choices)}"
-                    )
-            elif o.item_type is int:
+            value: Any = item
+            if o.item_type is int and not o.spec.choices:
                 try:
                     value = int(item)
                 except ValueError:
                     raise click.BadParameter(f"expected comma-separated whole numbers; received {text!r}") from None
-                if spec.minimum is not None and value < spec.minimum:
-                    raise click.BadParameter(f"{value} is below the minimum {spec.minimum:g}")
-                if spec.maximum is not None and value > spec.maximum:
-                    raise click.BadParameter(f"{value} is above the maximum {spec.maximum:g}")
-            else:
-                value = item
+            try:
+                value = check_value(o, o.spec.flag, value)
+            except UsageError as exc:  # the option is named once, by the group's error line
+                raise click.BadParameter(str(exc).removeprefix(f"{o.spec.flag}: ")) from None
             if value not in out:
                 out.append(value)
         return tuple(out)

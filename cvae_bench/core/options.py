@@ -128,7 +128,6 @@ def check_declared(record: R, prefix: str = "--") -> R:
     Raises:
         UsageError: one line naming the option, what it takes and what it was given.
     """
-    from cvae_bench.core import checks
     from cvae_bench.core.errors import UsageError
 
     changed: dict[str, Any] = {}
@@ -141,19 +140,31 @@ def check_declared(record: R, prefix: str = "--") -> R:
         if o.is_list and not items:
             among = f" (one of {', '.join(o.spec.choices)})" if o.spec.choices else ""
             raise UsageError(f"{what}: name at least one value{among}")
-        spec, out = o.spec, []
-        for item in items:
-            if spec.choices:
-                item = spec.choice(str(item)) or checks.check_choice(what, str(item), spec.choices)
-            elif o.item_type is int:
-                checks.check_int(what, item, minimum=_bound(spec.minimum), maximum=_bound(spec.maximum))
-            elif o.item_type is float:
-                checks.check_float(what, item, minimum=spec.minimum, maximum=spec.maximum)
-            out.append(item)
+        out = [check_value(o, what, item) for item in items]
         checked = tuple(dict.fromkeys(out)) if o.is_list else out[0]
         if checked != value:
             changed[o.name] = checked
     return replace(record, **changed) if changed else record  # type: ignore[type-var]
+
+
+def check_value(o: DeclaredOption, what: str, value: Any) -> Any:
+    """One value of `o` (or one item of a list) as its declaration allows it: a choice spelt as declared (a synonym
+    read as its choice), a number within its bounds. The command line's list options and `check_declared` both
+    come through here.
+
+    Raises:
+        UsageError: `what: ...`, naming what the option takes (and the closest choice).
+    """
+    from cvae_bench.core import checks
+
+    spec = o.spec
+    if spec.choices:
+        return spec.choice(str(value)) or checks.check_choice(what, str(value), spec.choices)
+    if o.item_type is int:
+        checks.check_int(what, value, minimum=_bound(spec.minimum), maximum=_bound(spec.maximum))
+    elif o.item_type is float:
+        checks.check_float(what, value, minimum=spec.minimum, maximum=spec.maximum)
+    return value
 
 
 def _bound(value: float | None) -> int | None:
